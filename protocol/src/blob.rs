@@ -1,0 +1,339 @@
+//! Encrypted blobs: the format of file chunks and manifest nodes on the wire and at rest.
+//!
+//! ```text
+//! offset  size  field
+//! 0       1     version = 0x01
+//! 1       1     kind: 0x01 data chunk, 0x02 manifest node, 0x03 manifest record
+//! 2       24    nonce = first 24 bytes of keyed BLAKE3(nonce key of the kind, plaintext)
+//! 26      n     XChaCha20-Poly1305(key of the kind, nonce, aad = bytes 0..2, plaintext)
+//! 26+n    16    Poly1305 tag
+//! ```
+//!
+//! The nonce is *synthetic* (derived from the plaintext under a folder secret), so equal
+//! plaintexts inside a folder give byte-equal blobs: devices dedup chunks without sharing
+//! plaintext hashes, and a chunk can be re-encrypted from the file on demand instead of being
+//! stored twice. The blob's id ([`ChunkId`]) is the plain BLAKE3 hash of all its bytes, so a
+//! relay or any peer can check a blob against the id it asked for without a key; a key holder
+//! then authenticates it with the AEAD and re-derives the nonce from the plaintext (the SIV
+//! check), so a blob that decrypts is also the canonical one.
+//!
+//! What an outsider learns: blob sizes (plaintext + 42 bytes) and which blobs are equal inside
+//! one folder. Keyed chunk boundaries (see [`crate::keys::FolderKeys::gear_table`]) keep sizes
+//! from fingerprinting known files.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use thiserror::Error;
+
+use crate::codec::DecodeError;
+use crate::ids::ChunkId;
+use crate::keys::{FolderKeys, SecretKey};
+
+/// Version byte of the blob format.
+pub const BLOB_VERSION: u8 = 1;
+/// Bytes a blob adds to its plaintext: version, kind, nonce, tag.
+pub const BLOB_OVERHEAD: usize = 2 + 24 + 16;
+/// The largest plaintext a blob may carry (the chunker's maximum chunk size is below it).
+pub const MAX_BLOB_PLAINTEXT: usize = 1 << 20;
+/// The largest blob on the wire.
+pub const MAX_BLOB_LEN: usize = MAX_BLOB_PLAINTEXT + BLOB_OVERHEAD;
+
+/// What a blob holds; each kind has its own keys, so one can never be opened as another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum BlobKind {
+    /// A content-defined chunk of a file.
+    Chunk = 1,
+    /// A node of a file version's manifest tree.
+    ManifestNode = 2,
+    /// A manifest record (size, mode, mtime, content root) of a file version.
+    ManifestRecord = 3,
+}
+
+impl BlobKind {
+    fn from_u8(tag: u8) -> Result<Self, DecodeError> {
+        match tag {
+            1 => Ok(Self::Chunk),
+            2 => Ok(Self::ManifestNode),
+            3 => Ok(Self::ManifestRecord),
+            tag => Err(DecodeError::UnknownTag {
+                what: "blob kind",
+                tag,
+            }),
+        }
+    }
+
+    fn keys<'k>(self, keys: &'k FolderKeys) -> (&'k SecretKey, &'k SecretKey) {
+        match self {
+            BlobKind::Chunk => (&keys.chunk_nonce, &keys.chunk_encryption),
+            BlobKind::ManifestNode | BlobKind::ManifestRecord => {
+                (&keys.manifest_nonce, &keys.manifest_encryption)
+            }
+        }
+    }
+}
+
+/// Why a blob was refused. Every variant but [`BlobError::TooLarge`] on sealing means the
+/// blob came from a faulty or hostile party.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum BlobError {
+    /// The blob's bytes do not hash to the id it was asked for.
+    #[error("blob does not match its id: expected {expected}, got {actual}")]
+    IdMismatch {
+        /// The id that was asked for.
+        expected: ChunkId,
+        /// The hash of the bytes that arrived.
+        actual: ChunkId,
+    },
+    /// The header is malformed or too short.
+    #[error("malformed blob: {0}")]
+    Malformed(#[from] DecodeError),
+    /// The blob is of another kind than expected.
+    #[error("blob is a {actual:?}, expected a {expected:?}")]
+    WrongKind {
+        /// The kind asked for.
+        expected: BlobKind,
+        /// The kind in the header.
+        actual: BlobKind,
+    },
+    /// The AEAD tag does not verify: wrong folder key, or tampered bytes.
+    #[error("blob failed authentication (wrong folder or tampered)")]
+    Authentication,
+    /// The blob decrypts but its nonce is not the one its plaintext gives: a key holder made
+    /// a non-canonical blob.
+    #[error("blob nonce is not derived from its plaintext")]
+    NonceMismatch,
+    /// The plaintext is larger than [`MAX_BLOB_PLAINTEXT`].
+    #[error("blob plaintext of {0} bytes exceeds the maximum")]
+    TooLarge(usize),
+}
+
+impl BlobError {
+    /// A stable, machine-readable name for the error (used by the golden vectors).
+    pub fn code(&self) -> &'static str {
+        match self {
+            BlobError::IdMismatch { .. } => "id_mismatch",
+            BlobError::Malformed(e) => e.code(),
+            BlobError::WrongKind { .. } => "wrong_kind",
+            BlobError::Authentication => "authentication",
+            BlobError::NonceMismatch => "nonce_mismatch",
+            BlobError::TooLarge(_) => "too_large",
+        }
+    }
+}
+
+fn synthetic_nonce(nonce_key: &SecretKey, plaintext: &[u8]) -> [u8; 24] {
+    let full = blake3::keyed_hash(nonce_key.as_bytes(), plaintext);
+    let mut nonce = [0u8; 24];
+    nonce.copy_from_slice(&full.as_bytes()[..24]);
+    nonce
+}
+
+/// Encrypts `plaintext` into a blob of `kind` and returns it with its id.
+pub fn seal(
+    keys: &FolderKeys,
+    kind: BlobKind,
+    plaintext: &[u8],
+) -> Result<(ChunkId, Vec<u8>), BlobError> {
+    if plaintext.len() > MAX_BLOB_PLAINTEXT {
+        return Err(BlobError::TooLarge(plaintext.len()));
+    }
+    let (nonce_key, enc_key) = kind.keys(keys);
+    let nonce = synthetic_nonce(nonce_key, plaintext);
+    let header = [BLOB_VERSION, kind as u8];
+    let cipher = XChaCha20Poly1305::new(enc_key.as_bytes().into());
+    let sealed = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: &header,
+            },
+        )
+        // Encryption fails only for plaintexts beyond XChaCha's 256 GiB limit, excluded above.
+        .map_err(|_| BlobError::TooLarge(plaintext.len()))?;
+    let mut blob = Vec::with_capacity(BLOB_OVERHEAD + plaintext.len());
+    blob.extend_from_slice(&header);
+    blob.extend_from_slice(&nonce);
+    blob.extend_from_slice(&sealed);
+    Ok((ChunkId::of_ciphertext(&blob), blob))
+}
+
+/// Checks that `blob` is the one named `id`, without any key: what a relay or a receiver does
+/// before spending time on decryption.
+pub fn check_id(id: &ChunkId, blob: &[u8]) -> Result<(), BlobError> {
+    let actual = ChunkId::of_ciphertext(blob);
+    if &actual == id {
+        Ok(())
+    } else {
+        Err(BlobError::IdMismatch {
+            expected: *id,
+            actual,
+        })
+    }
+}
+
+/// Checks `blob` against `id`, authenticates and decrypts it, and checks that it is canonical.
+pub fn open(
+    keys: &FolderKeys,
+    kind: BlobKind,
+    id: &ChunkId,
+    blob: &[u8],
+) -> Result<Vec<u8>, BlobError> {
+    check_id(id, blob)?;
+    open_unchecked_id(keys, kind, blob)
+}
+
+/// Authenticates and decrypts a blob whose id is not known (or was checked already).
+pub fn open_unchecked_id(
+    keys: &FolderKeys,
+    kind: BlobKind,
+    blob: &[u8],
+) -> Result<Vec<u8>, BlobError> {
+    if blob.len() < BLOB_OVERHEAD {
+        return Err(DecodeError::Truncated {
+            what: "blob",
+            needed: BLOB_OVERHEAD - blob.len(),
+        }
+        .into());
+    }
+    if blob.len() > MAX_BLOB_LEN {
+        return Err(DecodeError::TooLarge {
+            what: "blob",
+            len: blob.len() as u64,
+            max: MAX_BLOB_LEN as u64,
+        }
+        .into());
+    }
+    if blob[0] != BLOB_VERSION {
+        return Err(DecodeError::UnknownVersion {
+            what: "blob",
+            version: blob[0],
+        }
+        .into());
+    }
+    let actual = BlobKind::from_u8(blob[1])?;
+    if actual != kind {
+        return Err(BlobError::WrongKind {
+            expected: kind,
+            actual,
+        });
+    }
+    let (nonce_key, enc_key) = kind.keys(keys);
+    let nonce = &blob[2..26];
+    let cipher = XChaCha20Poly1305::new(enc_key.as_bytes().into());
+    let plaintext = cipher
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: &blob[26..],
+                aad: &blob[..2],
+            },
+        )
+        .map_err(|_| BlobError::Authentication)?;
+    if synthetic_nonce(nonce_key, &plaintext) != nonce {
+        return Err(BlobError::NonceMismatch);
+    }
+    Ok(plaintext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::FolderKey;
+    use proptest::prelude::*;
+
+    fn keys() -> FolderKeys {
+        FolderKey::from_bytes([42; 32]).schedule()
+    }
+
+    #[test]
+    fn equal_plaintexts_give_equal_blobs_and_other_folders_differ() {
+        let k = keys();
+        let (id1, b1) = seal(&k, BlobKind::Chunk, b"hello").unwrap();
+        let (id2, b2) = seal(&k, BlobKind::Chunk, b"hello").unwrap();
+        assert_eq!((id1, &b1), (id2, &b2));
+        let other = FolderKey::from_bytes([43; 32]).schedule();
+        let (id3, _) = seal(&other, BlobKind::Chunk, b"hello").unwrap();
+        assert_ne!(id1, id3);
+        assert_eq!(b1.len(), 5 + BLOB_OVERHEAD);
+    }
+
+    #[test]
+    fn tampering_is_caught_at_each_layer() {
+        let k = keys();
+        let (id, blob) = seal(&k, BlobKind::Chunk, &[7u8; 1000]).unwrap();
+        assert_eq!(
+            open(&k, BlobKind::Chunk, &id, &blob).unwrap(),
+            vec![7u8; 1000]
+        );
+
+        let mut flipped = blob.clone();
+        flipped[500] ^= 1;
+        assert!(matches!(
+            open(&k, BlobKind::Chunk, &id, &flipped),
+            Err(BlobError::IdMismatch { .. })
+        ));
+        assert_eq!(
+            open_unchecked_id(&k, BlobKind::Chunk, &flipped),
+            Err(BlobError::Authentication)
+        );
+        let other = FolderKey::from_bytes([1; 32]).schedule();
+        assert_eq!(
+            open(&other, BlobKind::Chunk, &id, &blob),
+            Err(BlobError::Authentication)
+        );
+        assert!(matches!(
+            open(&k, BlobKind::ManifestNode, &id, &blob),
+            Err(BlobError::WrongKind { .. })
+        ));
+    }
+
+    #[test]
+    fn a_non_canonical_nonce_is_refused_even_with_the_key() {
+        let k = keys();
+        let plaintext = b"same bytes, other nonce";
+        let nonce = [9u8; 24];
+        let header = [BLOB_VERSION, BlobKind::Chunk as u8];
+        let cipher = XChaCha20Poly1305::new(k.chunk_encryption.as_bytes().into());
+        let sealed = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &header,
+                },
+            )
+            .unwrap();
+        let blob = [&header[..], &nonce, &sealed].concat();
+        assert_eq!(
+            open_unchecked_id(&k, BlobKind::Chunk, &blob),
+            Err(BlobError::NonceMismatch)
+        );
+    }
+
+    #[test]
+    fn oversized_plaintext_is_refused() {
+        let big = vec![0u8; MAX_BLOB_PLAINTEXT + 1];
+        assert_eq!(
+            seal(&keys(), BlobKind::Chunk, &big),
+            Err(BlobError::TooLarge(MAX_BLOB_PLAINTEXT + 1))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn seal_open_round_trips(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let k = keys();
+            let (id, blob) = seal(&k, BlobKind::Chunk, &data).unwrap();
+            prop_assert_eq!(open(&k, BlobKind::Chunk, &id, &blob).unwrap(), data);
+        }
+
+        #[test]
+        fn opening_random_bytes_fails_cleanly(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let k = keys();
+            prop_assert!(open_unchecked_id(&k, BlobKind::Chunk, &data).is_err());
+        }
+    }
+}
