@@ -1,1 +1,7 @@
-fn main() {}
+//! The `harp` command.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    harp::cli::main()
+}

@@ -63,7 +63,7 @@ impl BlobKind {
         }
     }
 
-    fn keys<'k>(self, keys: &'k FolderKeys) -> (&'k SecretKey, &'k SecretKey) {
+    fn keys(self, keys: &FolderKeys) -> (&SecretKey, &SecretKey) {
         match self {
             BlobKind::Chunk => (&keys.chunk_nonce, &keys.chunk_encryption),
             BlobKind::ManifestNode | BlobKind::ManifestRecord => {
