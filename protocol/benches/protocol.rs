@@ -1,7 +1,7 @@
 //! Criterion benches of the protocol's hot paths, each next to its reference in the same run:
 //! - proofs: make and verify a proof of a 10-version file (the source documents quote 24 ms
 //!   to make and 31 ms to verify; the aim is ≤ 0.1 ms and ≤ 1 ms);
-//! - blobs: seal and open 1 MiB chunks, next to raw BLAKE3 of 1 MiB.
+//! - blobs: seal and open 1 MiB chunks and cut 1 MiB into chunks, next to raw BLAKE3 of 1 MiB.
 //!
 //! Run: `cargo bench -p harp-protocol --bench protocol`. Figures go to `docs/benchmarks.md`.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -71,6 +71,8 @@ fn blobs(c: &mut Criterion) {
     g.bench_function("seal", |b| {
         b.iter(|| black_box(blob::seal(&keys, BlobKind::Chunk, black_box(&data)).unwrap()))
     });
+    let chunker = harp_protocol::chunker::Chunker::for_folder(&keys);
+    g.bench_function("chunk_keyed_fastcdc", |b| b.iter(|| black_box(chunker.chunks(black_box(&data)).count())));
     g.bench_function("open", |b| {
         b.iter(|| black_box(blob::open(&keys, BlobKind::Chunk, &id, black_box(&sealed)).unwrap()))
     });

@@ -53,6 +53,7 @@
 
 pub mod blob;
 pub mod chain;
+pub mod chunker;
 pub mod codec;
 pub mod ids;
 pub mod keys;
