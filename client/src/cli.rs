@@ -7,7 +7,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::Dirs;
+use crate::node::Node;
+
+pub mod bench;
+pub mod folder;
+pub mod init;
+pub mod proof;
+pub mod scan;
 pub mod verify;
+pub mod versions;
 
 /// Harp: peer-to-peer folder sync with verifiable version history.
 #[derive(Debug, Parser)]
@@ -21,14 +30,55 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Set this device up: a device key and a config file (never replaces existing ones).
+    Init(init::Args),
+    /// Add, list and inspect synced folders.
+    #[command(subcommand)]
+    Folder(folder::Command),
+    /// Scan a folder for changes and record them.
+    Scan(scan::Args),
+    /// List the kept old versions of a file.
+    Versions(versions::ListArgs),
+    /// Put an old version of a file back (the current one is kept as a version).
+    Restore(versions::RestoreArgs),
+    /// Write a proof of a file's version history, for `harp verify`.
+    Proof(proof::Args),
     /// Check a version proof offline: exits 0 if it holds, 1 if not, with one line saying why.
     Verify(verify::Args),
+    /// Measure Harp on this machine.
+    #[command(subcommand)]
+    Bench(bench::Command),
+}
+
+/// Opens this device from the environment's directories.
+pub(crate) fn open_node() -> anyhow::Result<Node> {
+    Ok(Node::open(Dirs::from_env()?)?)
+}
+
+/// Prints `value` as one line of JSON.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
 }
 
 /// Parses the command line, runs the command and turns its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Verify(args) => verify::run(&args),
+    let result = match cli.command {
+        Command::Verify(args) => return verify::run(&args),
+        Command::Init(args) => init::run(&args),
+        Command::Folder(cmd) => folder::run(&cmd),
+        Command::Scan(args) => scan::run(&args),
+        Command::Versions(args) => versions::list(&args),
+        Command::Restore(args) => versions::restore(&args),
+        Command::Proof(args) => proof::run(&args),
+        Command::Bench(cmd) => bench::run(&cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("harp: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

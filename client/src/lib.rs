@@ -5,12 +5,23 @@
 //! `harp-bridge`) keeps only metadata. The formats all live in [`harp_protocol`]; this crate
 //! holds everything that does I/O.
 //!
-//! Modules follow the data's path. Today:
+//! Modules follow the data's path (each depends only on those after it):
 //!
 //! - [`cli`]: the command line, one file per subcommand.
+//! - [`node`]: this device's identity and folders, as the commands open them.
+//! - [`scan`]: walk a folder, find what changed, record it with signed chain entries.
+//! - [`chunk`]: read files into keyed FastCDC chunks and seal them, on `hashing_threads`.
+//! - [`store`]: the versions store: old versions kept in each folder's `.harp/versions`.
+//! - [`index`]: the SQLite index (files, chunk locations, manifest nodes, chains, versions).
+//! - [`config`]: directories, `config.toml`, key files.
 //!
-//! The local engine (config, keys, scanner, chunker, index, versions store), the network node,
-//! the sync engine and the bridge client arrive with their issues; `docs/architecture.md`
-//! shows where each one sits.
+//! The network node, the sync engine and the bridge client arrive with their issues;
+//! `docs/architecture.md` shows where each one sits.
 
+pub mod chunk;
 pub mod cli;
+pub mod config;
+pub mod index;
+pub mod node;
+pub mod scan;
+pub mod store;

@@ -72,7 +72,9 @@ fn blobs(c: &mut Criterion) {
         b.iter(|| black_box(blob::seal(&keys, BlobKind::Chunk, black_box(&data)).unwrap()))
     });
     let chunker = harp_protocol::chunker::Chunker::for_folder(&keys);
-    g.bench_function("chunk_keyed_fastcdc", |b| b.iter(|| black_box(chunker.chunks(black_box(&data)).count())));
+    g.bench_function("chunk_keyed_fastcdc", |b| {
+        b.iter(|| black_box(chunker.chunks(black_box(&data)).count()))
+    });
     g.bench_function("open", |b| {
         b.iter(|| black_box(blob::open(&keys, BlobKind::Chunk, &id, black_box(&sealed)).unwrap()))
     });

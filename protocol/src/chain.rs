@@ -387,8 +387,57 @@ impl Chain {
     /// Signs `change` as the next entry and appends it. Refuses an operation the file's state
     /// does not allow, so a writer cannot produce a chain that verifiers would reject.
     pub fn append(&mut self, author: &SigningKey, change: Change) -> Result<&Entry, ChainError> {
-        let seq = self.entries.len() as u64 + 1;
-        check_op(seq, change.op, self.is_present())?;
+        let next = ChainTip {
+            folder: self.folder,
+            file: self.file,
+            seq: self.entries.len() as u64,
+            head: self.head,
+            present: self.is_present(),
+        };
+        let (entry, head) = next.sign(author, change)?;
+        self.head = head;
+        self.entries.push(entry);
+        // The vector is non-empty: an entry was pushed on the line above.
+        Ok(&self.entries[self.entries.len() - 1])
+    }
+}
+
+/// The end of a file's chain: all a writer needs to sign the next entry, without the
+/// entries themselves (the index stores this per file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainTip {
+    /// The folder.
+    pub folder: FolderId,
+    /// The file.
+    pub file: FileId,
+    /// Entries so far (0 for a new file).
+    pub seq: u64,
+    /// The last link (`h0` for a new file).
+    pub head: ChainHash,
+    /// Whether the file exists after the last entry.
+    pub present: bool,
+}
+
+impl ChainTip {
+    /// The tip of a file with no entries yet.
+    pub fn genesis(folder: FolderId, file: FileId, chain_seed: &SecretKey) -> Self {
+        Self {
+            folder,
+            file,
+            seq: 0,
+            head: genesis(&folder, &file, chain_seed),
+            present: false,
+        }
+    }
+
+    /// Signs `change` as the next entry; returns it and the new head.
+    pub fn sign(
+        &self,
+        author: &SigningKey,
+        change: Change,
+    ) -> Result<(Entry, ChainHash), ChainError> {
+        let seq = self.seq + 1;
+        check_op(seq, change.op, self.present)?;
         let (content_root, size) = if change.op == Op::Delete {
             (ContentRoot::from_bytes([0; 32]), 0)
         } else {
@@ -411,10 +460,18 @@ impl Chain {
         entry.signature = author
             .sign(&signed_message(&self.head, w.as_slice()))
             .to_bytes();
-        self.head = link(&self.head, &entry.encode());
-        self.entries.push(entry);
-        // The vector is non-empty: an entry was pushed on the line above.
-        Ok(&self.entries[self.entries.len() - 1])
+        let head = link(&self.head, &entry.encode());
+        Ok((entry, head))
+    }
+
+    /// The tip after `entry` (which must have been made by [`ChainTip::sign`] on this tip).
+    pub fn after(&self, entry: &Entry, head: ChainHash) -> Self {
+        Self {
+            seq: entry.seq,
+            head,
+            present: entry.op != Op::Delete,
+            ..*self
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub struct Args {
     /// The proof file (as written by `harp proof`).
     pub proof: PathBuf,
     /// The folder key (64 hex digits), to check the chain's genesis against the folder's seed.
+    /// Not needed when this device syncs the folder: its key is then used.
     #[arg(long, value_name = "HEX")]
     pub folder_key: Option<String>,
     /// A device allowed to author versions (repeat for each); when given, every author must be
@@ -78,15 +79,22 @@ fn json_line(s: &Summary) -> String {
     .to_string()
 }
 
+/// The keys of the proof's folder, if this device syncs it: then the genesis is checked
+/// without the user passing the key.
+fn local_folder_keys(proof_bytes: &[u8]) -> Option<harp_protocol::keys::FolderKeys> {
+    let folder = proof::Proof::decode(proof_bytes).ok()?.folder;
+    let node = crate::node::Node::open(crate::config::Dirs::from_env().ok()?).ok()?;
+    let cfg = node.config.folders.iter().find(|f| f.id == folder)?;
+    Some(node.open_folder(cfg).ok()?.keys)
+}
+
 fn check(args: &Args) -> Result<Summary, String> {
     let bytes = std::fs::read(&args.proof)
         .map_err(|e| format!("cannot read {}: {e}", args.proof.display()))?;
-    let keys = args
-        .folder_key
-        .as_deref()
-        .map(parse_folder_key)
-        .transpose()?
-        .map(|k| k.schedule());
+    let keys = match args.folder_key.as_deref() {
+        Some(hex) => Some(parse_folder_key(hex)?.schedule()),
+        None => local_folder_keys(&bytes),
+    };
     let policy = Policy {
         chain_seed: keys.as_ref().map(|k| &k.chain_seed),
         trusted_devices: (!args.trusted.is_empty()).then_some(args.trusted.as_slice()),

@@ -1,0 +1,378 @@
+//! Where Harp keeps its state, and the configuration file.
+//!
+//! - **Config dir** (`$XDG_CONFIG_HOME/harp`, else `~/.config/harp`): `config.toml`, the device
+//!   key `device.key` and one `folders/<id>.key` per folder, all written atomically and 0600.
+//! - **Data dir** (`$XDG_DATA_HOME/harp`, else `~/.local/share/harp`): the SQLite index. Never
+//!   inside a synced folder.
+//! - **Inside each synced folder**, `.harp/` holds the versions store and temp files; the scanner
+//!   never syncs it.
+//!
+//! Every config key is documented on its field; unknown keys are an error (a typo must not be
+//! silently ignored).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use harp_protocol::ids::FolderId;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Errors reading or writing Harp's configuration and keys.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The config file is not valid.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, from the TOML parser.
+        message: String,
+    },
+    /// `harp init` has not been run.
+    #[error("Harp is not set up here: run `harp init` first ({0} is missing)")]
+    NotInitialised(PathBuf),
+    /// No folder matches.
+    #[error("no folder {0:?}: `harp folder list` shows the folders")]
+    NoSuchFolder(String),
+    /// A folder is configured twice.
+    #[error("{0} is already a Harp folder")]
+    FolderExists(PathBuf),
+    /// No home directory to put state in.
+    #[error("cannot find a home directory: set HOME or XDG_CONFIG_HOME and XDG_DATA_HOME")]
+    NoHome,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The directories Harp keeps its state in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dirs {
+    /// Config, device key, folder keys.
+    pub config: PathBuf,
+    /// The index.
+    pub data: PathBuf,
+}
+
+impl Dirs {
+    /// The XDG directories of the current user.
+    pub fn from_env() -> Result<Self, Error> {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let xdg = |var: &str, fallback: &str| -> Result<PathBuf, Error> {
+            match std::env::var_os(var) {
+                Some(v) if !v.is_empty() => Ok(PathBuf::from(v).join("harp")),
+                _ => home
+                    .as_ref()
+                    .map(|h| h.join(fallback).join("harp"))
+                    .ok_or(Error::NoHome),
+            }
+        };
+        Ok(Self {
+            config: xdg("XDG_CONFIG_HOME", ".config")?,
+            data: xdg("XDG_DATA_HOME", ".local/share")?,
+        })
+    }
+
+    /// `config.toml`.
+    pub fn config_file(&self) -> PathBuf {
+        self.config.join("config.toml")
+    }
+
+    /// The device's Ed25519 key.
+    pub fn device_key(&self) -> PathBuf {
+        self.config.join("device.key")
+    }
+
+    /// A folder's key.
+    pub fn folder_key(&self, id: &FolderId) -> PathBuf {
+        self.config.join("folders").join(format!("{id}.key"))
+    }
+
+    /// The SQLite index.
+    pub fn index(&self) -> PathBuf {
+        self.data.join("index.sqlite3")
+    }
+}
+
+/// How old versions of files are kept (see [`crate::store`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Versioning {
+    /// Keep the newest `keep` versions of each file.
+    Simple {
+        /// How many versions to keep per file.
+        keep: u32,
+    },
+    /// Keep one version per hour for a day, per day for a month, per week after that, and
+    /// none older than `max_age_days` (0: keep forever).
+    Staggered {
+        /// The oldest version kept, in days.
+        max_age_days: u32,
+    },
+}
+
+impl Default for Versioning {
+    fn default() -> Self {
+        Versioning::Staggered { max_age_days: 365 }
+    }
+}
+
+/// One synced folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FolderConfig {
+    /// The folder's id (its key is in `folders/<id>.key`).
+    #[serde(with = "display_fromstr")]
+    pub id: FolderId,
+    /// Absolute path of the folder on this device.
+    pub path: PathBuf,
+    /// A name for people.
+    pub label: String,
+    /// How old versions are kept.
+    #[serde(default)]
+    pub versioning: Versioning,
+}
+
+/// `config.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// A name for this device, shown to other devices.
+    pub device_name: String,
+    /// How many threads hash and encrypt file contents at once. Users of weak machines set 2
+    /// (or 1); the default is the number of cores, at most 4.
+    #[serde(default = "default_hashing_threads")]
+    pub hashing_threads: usize,
+    /// Seconds between full rescans of every folder, a safety net behind the file watcher.
+    #[serde(default = "default_rescan_interval")]
+    pub rescan_interval_secs: u64,
+    /// Milliseconds the watcher waits for a burst of changes to settle before scanning.
+    #[serde(default = "default_watch_delay")]
+    pub watch_delay_ms: u64,
+    /// The synced folders.
+    #[serde(default, rename = "folder")]
+    pub folders: Vec<FolderConfig>,
+}
+
+fn default_hashing_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(4)
+}
+
+fn default_rescan_interval() -> u64 {
+    3600
+}
+
+fn default_watch_delay() -> u64 {
+    1000
+}
+
+impl Config {
+    /// A fresh config for a device called `device_name`.
+    pub fn new(device_name: String) -> Self {
+        Self {
+            device_name,
+            hashing_threads: default_hashing_threads(),
+            rescan_interval_secs: default_rescan_interval(),
+            watch_delay_ms: default_watch_delay(),
+            folders: Vec::new(),
+        }
+    }
+
+    /// Reads `config.toml`.
+    pub fn load(dirs: &Dirs) -> Result<Self, Error> {
+        let path = dirs.config_file();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotInitialised(path));
+            }
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let mut config: Config = toml::from_str(&text).map_err(|e| Error::Invalid {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        config.hashing_threads = config.hashing_threads.clamp(1, 256);
+        Ok(config)
+    }
+
+    /// Writes `config.toml` atomically.
+    pub fn save(&self, dirs: &Dirs) -> Result<(), Error> {
+        let path = dirs.config_file();
+        let text = toml::to_string_pretty(self).map_err(|e| Error::Invalid {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        write_private(&path, text.as_bytes())
+    }
+
+    /// The folder named by `name`: its id (or a unique prefix of it), its label, or its path.
+    pub fn folder(&self, name: &str) -> Result<&FolderConfig, Error> {
+        let as_path = fs::canonicalize(name).ok();
+        let matches: Vec<&FolderConfig> = self
+            .folders
+            .iter()
+            .filter(|f| {
+                f.label == name
+                    || (name.len() >= 4 && f.id.to_string().starts_with(name))
+                    || as_path.as_deref() == Some(f.path.as_path())
+            })
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one),
+            _ => Err(Error::NoSuchFolder(name.to_owned())),
+        }
+    }
+
+    /// The folder that contains `path` (an absolute, canonical path), and `path` relative to it.
+    pub fn folder_of(&self, path: &Path) -> Option<(&FolderConfig, PathBuf)> {
+        self.folders.iter().find_map(|f| {
+            path.strip_prefix(&f.path)
+                .ok()
+                .map(|rel| (f, rel.to_path_buf()))
+        })
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename) with mode 0600, creating the
+/// parent directory (0700) if needed.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io(path))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads a 32-byte secret stored as hex by [`write_secret`], checking it is not readable by
+/// others.
+pub fn read_secret(path: &Path) -> Result<[u8; 32], Error> {
+    let meta = fs::metadata(path).map_err(io(path))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(Error::Invalid {
+            path: path.to_owned(),
+            message: "a key file must not be readable by others: chmod 600 it".to_owned(),
+        });
+    }
+    let text = fs::read_to_string(path).map_err(io(path))?;
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode(text.trim().as_bytes())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| Error::Invalid {
+            path: path.to_owned(),
+            message: "expected 64 hex digits".to_owned(),
+        })
+}
+
+/// Stores a 32-byte secret as hex, 0600.
+pub fn write_secret(path: &Path, secret: &[u8; 32]) -> Result<(), Error> {
+    let text = data_encoding::HEXLOWER.encode(secret) + "\n";
+    write_private(path, text.as_bytes())
+}
+
+/// Serde through `Display` and `FromStr`, for ids in TOML and JSON.
+pub(crate) mod display_fromstr {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub(crate) fn serialize<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub(crate) fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = Dirs {
+            config: dir.path().join("c"),
+            data: dir.path().join("d"),
+        };
+        assert!(matches!(Config::load(&dirs), Err(Error::NotInitialised(_))));
+        let mut c = Config::new("laptop".into());
+        c.folders.push(FolderConfig {
+            id: FolderId::from_bytes([1; 16]),
+            path: "/tmp/x".into(),
+            label: "x".into(),
+            versioning: Versioning::Simple { keep: 5 },
+        });
+        c.save(&dirs).unwrap();
+        let mode = fs::metadata(dirs.config_file())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(Config::load(&dirs).unwrap(), c);
+        let text = fs::read_to_string(dirs.config_file()).unwrap();
+        fs::write(dirs.config_file(), text + "hashing_thread = 2\n").unwrap();
+        let err = Config::load(&dirs).unwrap_err().to_string();
+        assert!(err.contains("hashing_thread"), "{err}");
+    }
+
+    #[test]
+    fn secrets_refuse_loose_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        write_secret(&path, &[7; 32]).unwrap();
+        assert_eq!(read_secret(&path).unwrap(), [7; 32]);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(
+            read_secret(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("chmod 600")
+        );
+    }
+}
