@@ -100,9 +100,10 @@ impl Node {
             path: path.to_owned(),
             reason: reason.to_owned(),
         };
-        fs::create_dir_all(path).map_err(|e| bad(&format!("cannot create it: {e}")))?;
-        let root = fs::canonicalize(path).map_err(|e| bad(&format!("cannot resolve it: {e}")))?;
-        if !root.is_dir() {
+        // Check everything before creating anything: a refused folder leaves no trace.
+        let root =
+            resolve_future_path(path).map_err(|e| bad(&format!("cannot resolve it: {e}")))?;
+        if root.exists() && !root.is_dir() {
             return Err(bad("not a directory"));
         }
         for f in &self.config.folders {
@@ -120,6 +121,7 @@ impl Node {
         if root.starts_with(&self.dirs.config) || root.starts_with(&self.dirs.data) {
             return Err(bad("is inside Harp's own state directories"));
         }
+        fs::create_dir_all(&root).map_err(|e| bad(&format!("cannot create it: {e}")))?;
         let mut id = [0u8; 16];
         id.copy_from_slice(&random32()?[..16]);
         let id = FolderId::from_bytes(id);
@@ -183,5 +185,41 @@ impl Node {
             .to_owned();
         use unicode_normalization::UnicodeNormalization;
         Ok((folder, rel.nfc().collect()))
+    }
+}
+
+/// The absolute, symlink-free form of `path`, which may not exist yet: its longest existing
+/// ancestor canonicalised, with the rest appended.
+fn resolve_future_path(path: &Path) -> std::io::Result<PathBuf> {
+    let abs = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    loop {
+        match fs::canonicalize(existing) {
+            Ok(base) => {
+                return Ok(rest
+                    .iter()
+                    .rev()
+                    .fold(base, |acc: PathBuf, part| acc.join(part)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+                    return Err(e);
+                };
+                if name == ".." || name == "." {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "use a path without . or ..",
+                    ));
+                }
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }

@@ -41,6 +41,8 @@ use thiserror::Error;
 use unicode_normalization::{UnicodeNormalization, is_nfc};
 
 use crate::chunk::{self, Hashed};
+
+pub mod watch;
 use crate::index::{self, ChunkLoc, FileRow, Index};
 
 /// The folder-local directory Harp owns: versions, temp files. Never synced.

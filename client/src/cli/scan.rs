@@ -15,6 +15,10 @@ pub struct Args {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Keep watching the folder and scan whenever it changes (and every
+    /// `rescan_interval_secs`), until interrupted.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -41,8 +45,56 @@ fn print_summary(label: &str, s: &Summary) {
     }
 }
 
+fn watch(args: &Args) -> anyhow::Result<ExitCode> {
+    let node = super::open_node()?;
+    let cfg = node.config.folder(&args.folder)?.clone();
+    let folder = node.open_folder(&cfg)?;
+    let mut index = node.index()?;
+    let timing = scan::watch::Timing {
+        settle: Duration::from_millis(node.config.watch_delay_ms),
+        rescan_every: Duration::from_secs(node.config.rescan_interval_secs.max(1)),
+    };
+    if !args.json {
+        eprintln!(
+            "Watching {} ({}); Ctrl-C stops",
+            cfg.label,
+            cfg.path.display()
+        );
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let opts = Options {
+        threads: node.config.hashing_threads,
+        progress: None,
+    };
+    scan::watch::watch(
+        &mut index,
+        &folder,
+        &node.device,
+        &opts,
+        timing,
+        &stop,
+        |result| match result {
+            Ok(s) if args.json => {
+                let _ = super::print_json(s);
+            }
+            Ok(s) => {
+                if s.created + s.modified + s.renamed + s.deleted + s.metadata_only > 0
+                    || !s.skipped.is_empty()
+                {
+                    print_summary(&cfg.label, s);
+                }
+            }
+            Err(e) => eprintln!("harp: {e}"),
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs `harp scan`.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if args.watch {
+        return watch(args);
+    }
     let node = super::open_node()?;
     let cfg = node.config.folder(&args.folder)?.clone();
     let folder = node.open_folder(&cfg)?;

@@ -1,0 +1,174 @@
+//! Watching a folder: scan when something changes, and now and then anyway.
+//!
+//! File-system events (inotify on Linux, through `notify`) only say *that* something changed
+//! somewhere: after a burst of events settles for the configured delay, a scan runs, and since
+//! the scanner skips unchanged files cheaply, a full scan is simple and correct. Events can be
+//! lost (queue overflow, network file systems), so a periodic full rescan runs regardless as
+//! a safety net. Events inside `.harp/` (Harp's own versions and temp files) are ignored.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use notify::{EventKind, RecursiveMode, Watcher};
+
+use super::{Error, Folder, MARKER_DIR, Options, Summary, scan};
+use crate::index::Index;
+
+/// When to scan.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Quiet time after the last event before a scan.
+    pub settle: Duration,
+    /// Time between full rescans when no event comes.
+    pub rescan_every: Duration,
+}
+
+/// How often the loop looks at its stop flag while idle.
+const POLL: Duration = Duration::from_millis(100);
+
+fn relevant(event: &notify::Event, marker: &Path) -> bool {
+    let kind_matters = matches!(
+        event.kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
+    );
+    kind_matters && (event.paths.is_empty() || event.paths.iter().any(|p| !p.starts_with(marker)))
+}
+
+/// Scans `folder` once, then again after every settled burst of changes and every
+/// `rescan_every`, until `stop` is set. Each scan's outcome goes to `report`; a failed scan
+/// (a vanished root, say) is reported and retried at the next trigger, never fatal.
+pub fn watch(
+    index: &mut Index,
+    folder: &Folder,
+    device: &SigningKey,
+    opts: &Options<'_>,
+    timing: Timing,
+    stop: &AtomicBool,
+    mut report: impl FnMut(&Result<Summary, Error>),
+) -> Result<(), Error> {
+    // Capacity 1: one pending "something changed" is all the loop needs to know.
+    let (tx, rx) = mpsc::sync_channel::<()>(1);
+    let marker = folder.root.join(MARKER_DIR);
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let wake = match res {
+            Ok(event) => relevant(&event, &marker),
+            // An error (such as an overflowed queue) may hide changes: scan.
+            Err(_) => true,
+        };
+        if wake {
+            let _ = tx.try_send(());
+        }
+    })
+    .map_err(|e| Error::Setup(format!("cannot watch {}: {e}", folder.root.display())))?;
+    watcher
+        .watch(&folder.root, RecursiveMode::Recursive)
+        .map_err(|e| Error::Setup(format!("cannot watch {}: {e}", folder.root.display())))?;
+
+    report(&scan(index, folder, device, opts));
+    let mut next_rescan = Instant::now() + timing.rescan_every;
+    while !stop.load(Ordering::Relaxed) {
+        match rx.recv_timeout(POLL) {
+            Ok(()) => {
+                // Let the burst settle: wait until no event came for `settle`.
+                loop {
+                    match rx.recv_timeout(timing.settle) {
+                        Ok(()) if !stop.load(Ordering::Relaxed) => continue,
+                        _ => break,
+                    }
+                }
+                report(&scan(index, folder, device, opts));
+                next_rescan = Instant::now() + timing.rescan_every;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if Instant::now() >= next_rescan {
+                    report(&scan(index, folder, device, opts));
+                    next_rescan = Instant::now() + timing.rescan_every;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Error::Setup("the file watcher stopped".to_owned()));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use harp_protocol::ids::FolderId;
+    use harp_protocol::keys::FolderKey;
+    use std::sync::Mutex;
+
+    #[test]
+    fn changes_are_scanned_after_they_settle_and_harp_s_own_files_are_not_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("f");
+        std::fs::create_dir_all(&root).unwrap();
+        let folder = Folder::new(
+            FolderId::from_bytes([1; 16]),
+            root.clone(),
+            FolderKey::from_bytes([2; 32]).schedule(),
+        );
+        let db = dir.path().join("index.sqlite3");
+        let mut index = Index::open(&db).unwrap();
+        let device = SigningKey::from_bytes(&[3; 32]);
+        let stop = AtomicBool::new(false);
+        let scans = Mutex::new(Vec::new());
+        let timing = Timing {
+            settle: Duration::from_millis(500),
+            rescan_every: Duration::from_secs(3600),
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                watch(
+                    &mut index,
+                    &folder,
+                    &device,
+                    &Options {
+                        threads: 1,
+                        progress: None,
+                    },
+                    timing,
+                    &stop,
+                    |r| {
+                        scans
+                            .lock()
+                            .unwrap()
+                            .push(r.as_ref().map(|s| s.created).map_err(|e| e.to_string()));
+                    },
+                )
+                .unwrap();
+            });
+            let wait_for = |n: usize| {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while scans.lock().unwrap().len() < n {
+                    assert!(
+                        Instant::now() < deadline,
+                        "no scan after {n}: {:?}",
+                        scans.lock().unwrap()
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            };
+            wait_for(1);
+            // A burst of writes gives one scan once it settles.
+            for i in 0..5 {
+                std::fs::write(root.join(format!("n{i}.txt")), b"new").unwrap();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            wait_for(2);
+            // Writes inside .harp wake nothing.
+            std::fs::write(root.join(".harp/scratch"), b"x").unwrap();
+            std::thread::sleep(Duration::from_millis(1200));
+            stop.store(true, Ordering::Relaxed);
+        });
+        let scans = scans.into_inner().unwrap();
+        assert_eq!(scans, vec![Ok(0), Ok(5)]);
+        let index = Index::open(&db).unwrap();
+        assert_eq!(index.files(&folder.id).unwrap().len(), 5);
+    }
+}
