@@ -79,20 +79,27 @@ fn cut_and_seal(
     at
 }
 
-/// Chunks and seals everything `reader` yields. Run it inside the rayon pool that should do
-/// the sealing (`pool.install`).
+/// Chunks and seals everything `reader` yields. `size_hint` (the file's size, if known) keeps
+/// the buffer small for small files. Run it inside the rayon pool that should do the sealing
+/// (`pool.install`).
 pub fn hash_reader(
     mut reader: impl Read,
+    size_hint: u64,
     chunker: &Chunker,
     keys: &FolderKeys,
 ) -> io::Result<Hashed> {
-    let mut buf = vec![0u8; WINDOW];
+    // One byte more than the hint, to see the end of the file without a second read.
+    let mut buf = vec![0u8; size_hint.saturating_add(1).min(WINDOW as u64) as usize];
     let mut filled = 0;
     let mut base = 0u64;
     let mut chunks = Vec::new();
     loop {
         // Fill the window, or reach the end of the file.
         let mut eof = false;
+        if filled == buf.len() && buf.len() < WINDOW {
+            // The file is larger than its hint said (it grew): go on with a full window.
+            buf.resize(WINDOW, 0);
+        }
         while filled < buf.len() {
             match reader.read(&mut buf[filled..]) {
                 Ok(0) => {
@@ -154,8 +161,13 @@ mod tests {
                 Ok(n)
             }
         }
-        let streamed = hash_reader(Dribble(&data), &chunker, &keys).unwrap();
+        let streamed = hash_reader(Dribble(&data), data.len() as u64, &chunker, &keys).unwrap();
         assert_eq!(streamed, whole);
+        // A wrong size hint (a file that grew) changes nothing.
+        assert_eq!(
+            hash_reader(Dribble(&data), 10, &chunker, &keys).unwrap(),
+            whole
+        );
         assert_eq!(whole.size, data.len() as u64);
         let mut offset = 0;
         for (i, c) in whole.chunks.iter().enumerate() {
@@ -175,7 +187,7 @@ mod tests {
     #[test]
     fn empty_input_has_no_chunks() {
         let keys = FolderKey::from_bytes([1; 32]).schedule();
-        let h = hash_reader(&[][..], &Chunker::for_folder(&keys), &keys).unwrap();
+        let h = hash_reader(&[][..], 0, &Chunker::for_folder(&keys), &keys).unwrap();
         assert_eq!(
             h,
             Hashed {

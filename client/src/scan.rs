@@ -87,6 +87,9 @@ pub enum Error {
     /// Creating the marker or the hashing pool failed.
     #[error("{0}")]
     Setup(String),
+    /// One entry could not be taken (internal: it becomes a [`Summary::skipped`] report).
+    #[error("{}: {}", .0.path, .0.reason)]
+    Skip(Skipped),
 }
 
 /// A folder as the scanner needs it.
@@ -468,7 +471,7 @@ fn hash_entry(
                         "replaced by something that is not a file during the scan".to_owned()
                     );
                 }
-                let hashed = chunk::hash_reader(&file, &folder.chunker, &folder.keys)
+                let hashed = chunk::hash_reader(&file, before.len(), &folder.chunker, &folder.keys)
                     .map_err(|e| format!("cannot read: {e}"))?;
                 let after = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
                 let at_path = fs::symlink_metadata(&seen.disk).ok();
@@ -668,8 +671,19 @@ fn is_nfc_name(p: &Path) -> bool {
     p.file_name().and_then(|n| n.to_str()).is_some_and(is_nfc)
 }
 
+/// Which counter of the summary a record adds to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    Created,
+    Modified,
+    Renamed,
+    Deleted,
+    MetadataOnly,
+}
+
 /// What recording one entry writes.
 struct Record {
+    counted: Counted,
     row: FileRow,
     /// A rename's old path, removed if it still holds this file.
     moved_from: Option<String>,
@@ -742,7 +756,6 @@ fn plan(
     device: &SigningKey,
     work: Work,
     content: Option<Content>,
-    summary: &mut Summary,
 ) -> Result<Option<Record>, Error> {
     Ok(Some(match (work, content) {
         (Work::Create { seen, tombstone }, Some(mut c)) => {
@@ -758,8 +771,8 @@ fn plan(
             };
             let mut row = row_from(&seen.rel, file_id, seen.kind, &c);
             let entry = sign(folder, device, tip, Op::Create, &mut row, &seen.rel)?;
-            summary.created += 1;
             Record {
+                counted: Counted::Created,
                 row,
                 moved_from: None,
                 entry: Some(entry),
@@ -773,21 +786,23 @@ fn plan(
                 chain_head: old.chain_head,
                 ..row_from(&seen.rel, old.file_id, seen.kind, &c)
             };
-            let entry = if row.content_root == old.content_root {
-                summary.metadata_only += 1;
-                None
+            let (counted, entry) = if row.content_root == old.content_root {
+                (Counted::MetadataOnly, None)
             } else {
-                summary.modified += 1;
-                Some(sign(
-                    folder,
-                    device,
-                    live_tip(&folder.id, &old),
-                    Op::Modify,
-                    &mut row,
-                    &seen.rel,
-                )?)
+                (
+                    Counted::Modified,
+                    Some(sign(
+                        folder,
+                        device,
+                        live_tip(&folder.id, &old),
+                        Op::Modify,
+                        &mut row,
+                        &seen.rel,
+                    )?),
+                )
             };
             Record {
+                counted,
                 row,
                 moved_from: None,
                 entry,
@@ -828,8 +843,8 @@ fn plan(
                 &mut row,
                 &seen.rel,
             )?;
-            summary.renamed += 1;
             Record {
+                counted: Counted::Renamed,
                 row,
                 moved_from: Some(from.path),
                 entry: Some(entry),
@@ -850,8 +865,8 @@ fn plan(
                 &mut row,
                 &old.path,
             )?;
-            summary.deleted += 1;
             Record {
+                counted: Counted::Deleted,
                 row,
                 moved_from: None,
                 entry: Some(entry),
@@ -893,6 +908,36 @@ fn write_records(
         Ok(())
     })?;
     Ok(())
+}
+
+/// Adds planned records to the summary; skipped entries become reports, other errors stop.
+fn collect_records(
+    planned: Vec<Result<Option<Record>, Error>>,
+    summary: &mut Summary,
+) -> Result<Vec<Record>, Error> {
+    let mut records = Vec::with_capacity(planned.len());
+    for p in planned {
+        match p {
+            Ok(Some(r)) => {
+                match r.counted {
+                    Counted::Created => summary.created += 1,
+                    Counted::Modified => summary.modified += 1,
+                    Counted::Renamed => summary.renamed += 1,
+                    Counted::Deleted => summary.deleted += 1,
+                    Counted::MetadataOnly => summary.metadata_only += 1,
+                }
+                if r.chunks.is_some() && r.counted != Counted::Deleted {
+                    summary.hashed_files += 1;
+                    summary.hashed_bytes += r.row.size;
+                }
+                records.push(r);
+            }
+            Ok(None) => {}
+            Err(Error::Skip(skipped)) => summary.skipped.push(skipped),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(records)
 }
 
 fn needs_content(w: &Work) -> bool {
@@ -943,66 +988,78 @@ fn record(
         p.bytes_total
             .store(heavy.iter().map(content_size).sum(), Ordering::Relaxed);
     }
-    // Deletes and pure renames need no reading: one transaction, with the metadata updates.
-    let mut records = Vec::new();
-    for w in quick {
-        if let Some(r) = plan(folder, device, w, None, summary)? {
-            records.push(r);
-        }
-    }
-    write_records(index, &folder.id, &records, &metadata_rows)?;
-
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.max(1))
         .thread_name(|i| format!("harp-hash-{i}"))
         .build()
         .map_err(|e| Error::Setup(format!("cannot start hashing threads: {e}")))?;
-    let mut heavy = heavy.into_iter().peekable();
-    while heavy.peek().is_some() {
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        while let Some(w) = heavy.next_if(|_| batch.len() < BATCH_FILES && bytes < BATCH_BYTES) {
-            bytes += content_size(&w);
-            batch.push(w);
-        }
-        let hashed: Vec<(Work, Result<Content, String>)> = pool.install(|| {
-            use rayon::prelude::*;
-            batch
-                .into_par_iter()
-                .map(|w| {
-                    let seen = match &w {
-                        Work::Create { seen, .. }
-                        | Work::Update { seen, .. }
-                        | Work::Rename { seen, .. } => seen,
-                        Work::Delete { .. } => unreachable!("deletes need no content"),
-                    };
-                    let c = hash_entry(folder, seen, opts.progress);
-                    if let Some(p) = opts.progress {
-                        p.files_done.fetch_add(1, Ordering::Relaxed);
-                    }
-                    (w, c)
-                })
-                .collect()
+
+    // Deletes and pure renames need no reading: one transaction, with the metadata updates.
+    let planned: Vec<Result<Option<Record>, Error>> = pool.install(|| {
+        use rayon::prelude::*;
+        quick
+            .into_par_iter()
+            .map(|w| plan(folder, device, w, None))
+            .collect()
+    });
+    let records = collect_records(planned, summary)?;
+    write_records(index, &folder.id, &records, &metadata_rows)?;
+
+    // The rest is read, hashed, planned and signed on the pool, batch by batch, while a
+    // writer thread records the previous batch (one transaction each).
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(1);
+        let writer = s.spawn(move || -> Result<(), Error> {
+            for records in rx {
+                write_records(index, &folder.id, &records, &[])?;
+            }
+            Ok(())
         });
-        let mut records = Vec::with_capacity(hashed.len());
-        for (w, c) in hashed {
-            match c {
-                Ok(c) => {
-                    summary.hashed_files += 1;
-                    summary.hashed_bytes += c.size;
-                    if let Some(r) = plan(folder, device, w, Some(c), summary)? {
-                        records.push(r);
-                    }
-                }
-                Err(reason) => summary.skipped.push(Skipped {
-                    path: shown(&w),
-                    reason,
-                }),
+        let mut heavy = heavy.into_iter().peekable();
+        while heavy.peek().is_some() {
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while let Some(w) = heavy.next_if(|_| batch.len() < BATCH_FILES && bytes < BATCH_BYTES)
+            {
+                bytes += content_size(&w);
+                batch.push(w);
+            }
+            let planned: Vec<Result<Option<Record>, Error>> = pool.install(|| {
+                use rayon::prelude::*;
+                batch
+                    .into_par_iter()
+                    .map(|w| {
+                        let seen = match &w {
+                            Work::Create { seen, .. }
+                            | Work::Update { seen, .. }
+                            | Work::Rename { seen, .. } => seen,
+                            Work::Delete { .. } => unreachable!("deletes need no content"),
+                        };
+                        let hashed = hash_entry(folder, seen, opts.progress);
+                        if let Some(p) = opts.progress {
+                            p.files_done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        match hashed {
+                            Ok(c) => plan(folder, device, w, Some(c)),
+                            Err(reason) => Err(Error::Skip(Skipped {
+                                path: shown(&w),
+                                reason,
+                            })),
+                        }
+                    })
+                    .collect()
+            });
+            let records = collect_records(planned, summary)?;
+            if tx.send(records).is_err() {
+                // The writer stopped on an error: it is returned below.
+                break;
             }
         }
-        write_records(index, &folder.id, &records, &[])?;
-    }
-    Ok(())
+        drop(tx);
+        writer
+            .join()
+            .unwrap_or_else(|_| Err(Error::Setup("the index writer panicked".to_owned())))
+    })
 }
 
 #[cfg(test)]
