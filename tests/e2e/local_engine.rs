@@ -305,3 +305,58 @@ fn kill_9_during_scans_leaves_a_sound_index_and_a_correct_rescan() {
         (Some(0), Some(0), Some(0))
     );
 }
+
+/// Runs `harp` as the unprivileged user `nobody` (root reads everything, so unreadable files
+/// can only be tested without root).
+fn harp_as_nobody(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(binary("harp").unwrap())
+        .args(args)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .output()
+        .unwrap()
+}
+
+fn chown_nobody(path: &Path) {
+    let status = Command::new("chown").args(["-R", "65534:65534"]).arg(path).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn unreadable_entries_are_reported_skipped_and_never_taken_for_deleted() {
+    let am_root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    if !am_root || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and setpriv to run harp as another user");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let root = h.join("docs");
+    std::fs::create_dir_all(root.join("private")).unwrap();
+    std::fs::write(root.join("open.txt"), b"open").unwrap();
+    std::fs::write(root.join("private/inner.txt"), b"inner").unwrap();
+    chown_nobody(h);
+    assert!(harp_as_nobody(h, &["init"]).status.success());
+    assert!(harp_as_nobody(h, &["folder", "add", root.to_str().unwrap()]).status.success());
+    let s = json(&harp_as_nobody(h, &["scan", "docs", "--json"]));
+    assert_eq!(s["created"].as_u64(), Some(3));
+
+    // Now a file and a directory only root can read.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(root.join("secret.txt"), b"root only").unwrap();
+    std::fs::set_permissions(root.join("secret.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let status = Command::new("chown").args(["-R", "0:0"]).arg(root.join("private")).status().unwrap();
+    assert!(status.success());
+    std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = harp_as_nobody(h, &["scan", "docs", "--json"]);
+    let s = json(&out);
+    let skipped: Vec<String> = s["skipped"].as_array().unwrap().iter().map(|k| format!("{}: {}", k["path"], k["reason"])).collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(skipped.iter().any(|k| k.contains("secret.txt") && k.contains("ermission denied")), "{skipped:?}");
+    assert!(skipped.iter().any(|k| k.contains("private") && k.contains("ermission denied")), "{skipped:?}");
+    // The unreadable directory's contents were not recorded as deleted.
+    assert_eq!((s["deleted"].as_u64(), s["created"].as_u64()), (Some(0), Some(0)), "{s}");
+}
