@@ -6,7 +6,8 @@
 //! on all of them, even for one huge file. Only the ids are kept: a blob is made again from the
 //! file whenever a peer asks for it.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Mutex;
 
 use harp_protocol::blob::{self, BlobKind};
@@ -14,7 +15,9 @@ use harp_protocol::chunker::Chunker;
 use harp_protocol::ids::ChunkId;
 use harp_protocol::keys::FolderKeys;
 
-use crate::index::ChunkLoc;
+use crate::index::{self, ChunkLoc, Index};
+use crate::scan::Folder;
+use harp_protocol::manifest::EntryKind;
 
 /// How much of a file is read and cut at a time.
 const WINDOW: usize = 8 << 20;
@@ -136,6 +139,64 @@ pub fn hash_bytes(data: &[u8], chunker: &Chunker, keys: &FolderKeys) -> Hashed {
     Hashed { chunks, size }
 }
 
+/// Reads one stored range of a file, if the file still has that many bytes there.
+fn read_range(
+    folder: &Folder,
+    path: &str,
+    kind: EntryKind,
+    offset: u64,
+    len: u32,
+) -> Option<Vec<u8>> {
+    // Index paths are relative and clean; refuse anything else rather than leave the folder.
+    if path
+        .split('/')
+        .any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        return None;
+    }
+    let full = folder.root.join(path);
+    let mut buf = vec![0u8; len as usize];
+    match kind {
+        EntryKind::Symlink => {
+            let target = std::fs::read_link(&full).ok()?;
+            let bytes = target.as_os_str().as_bytes();
+            buf.copy_from_slice(bytes.get(offset as usize..offset as usize + len as usize)?);
+        }
+        EntryKind::File => {
+            let mut f = std::fs::File::open(&full).ok()?;
+            f.seek(SeekFrom::Start(offset)).ok()?;
+            f.read_exact(&mut buf).ok()?;
+        }
+        EntryKind::Directory => return None,
+    }
+    Some(buf)
+}
+
+/// The blob `id` of `folder`, ready to send to a peer: a manifest node from the index, or a
+/// chunk re-made from the file range that held it at the last scan (read, sealed, and checked
+/// against its id, so a file changed since then is never served as the old chunk). `None`
+/// when no current file holds it any more.
+pub fn read_blob(
+    index: &Index,
+    folder: &Folder,
+    id: &ChunkId,
+) -> Result<Option<Vec<u8>>, index::Error> {
+    if let Some(node) = index.manifest_node(id)? {
+        return Ok(Some(node));
+    }
+    for (path, kind, offset, len) in index.locate_chunk(&folder.id, id)? {
+        let Some(plain) = read_range(folder, &path, kind, offset, len) else {
+            continue;
+        };
+        if let Ok((sealed_id, blob)) = blob::seal(&folder.keys, BlobKind::Chunk, &plain)
+            && &sealed_id == id
+        {
+            return Ok(Some(blob));
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +256,71 @@ mod tests {
                 size: 0
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod serve_tests {
+    use super::*;
+    use crate::scan::{Options, scan};
+    use ed25519_dalek::SigningKey;
+    use harp_protocol::ids::FolderId;
+    use harp_protocol::keys::FolderKey;
+
+    #[test]
+    fn blobs_are_remade_from_files_and_never_served_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("f");
+        std::fs::create_dir_all(&root).unwrap();
+        let folder = Folder::new(
+            FolderId::from_bytes([1; 16]),
+            root.clone(),
+            FolderKey::from_bytes([2; 32]).schedule(),
+        );
+        let mut index = Index::in_memory().unwrap();
+        let mut data = vec![0u8; 600_000];
+        blake3::Hasher::new()
+            .update(b"serve")
+            .finalize_xof()
+            .fill(&mut data);
+        std::fs::write(root.join("a.bin"), &data).unwrap();
+        std::os::unix::fs::symlink("a.bin", root.join("link")).unwrap();
+        let device = SigningKey::from_bytes(&[3; 32]);
+        scan(
+            &mut index,
+            &folder,
+            &device,
+            &Options {
+                threads: 2,
+                progress: None,
+            },
+        )
+        .unwrap();
+        let row = index.file(&folder.id, "a.bin").unwrap().unwrap();
+        let chunks = index.chunks(&folder.id, &row.file_id).unwrap();
+        assert!(chunks.len() > 2);
+        for c in &chunks {
+            let b = read_blob(&index, &folder, &c.id).unwrap().unwrap();
+            let plain = blob::open(&folder.keys, BlobKind::Chunk, &c.id, &b).unwrap();
+            assert_eq!(plain, &data[c.offset as usize..][..c.len as usize]);
+        }
+        // The manifest root is served from the index; the symlink's chunk from the link.
+        assert!(
+            read_blob(&index, &folder, &row.content_root.into())
+                .unwrap()
+                .is_some()
+        );
+        let link = index.file(&folder.id, "link").unwrap().unwrap();
+        let link_chunk = index.chunks(&folder.id, &link.file_id).unwrap()[0];
+        let b = read_blob(&index, &folder, &link_chunk.id).unwrap().unwrap();
+        assert_eq!(
+            blob::open(&folder.keys, BlobKind::Chunk, &link_chunk.id, &b).unwrap(),
+            b"a.bin"
+        );
+        // Change the file behind the index's back: its old chunk 1 is not served any more.
+        data[chunks[1].offset as usize] ^= 1;
+        std::fs::write(root.join("a.bin"), &data).unwrap();
+        assert_eq!(read_blob(&index, &folder, &chunks[1].id).unwrap(), None);
+        assert!(read_blob(&index, &folder, &chunks[0].id).unwrap().is_some());
     }
 }

@@ -318,26 +318,31 @@ impl Index {
         .collect()
     }
 
-    /// Where a chunk can be read from: a file path and its range (any current file holding it).
+    /// Where a chunk can be read from: every current file range that held it at its last
+    /// scan, as (path, kind, offset, length).
     pub fn locate_chunk(
         &self,
         folder: &FolderId,
         id: &ChunkId,
-    ) -> Result<Option<(String, u64, u32)>> {
+    ) -> Result<Vec<(String, EntryKind, u64, u32)>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT f.path, c.offset, c.len FROM chunk c
+            "SELECT f.path, f.kind, c.offset, c.len FROM chunk c
              JOIN file f ON f.folder = c.folder AND f.file_id = c.file_id
-             WHERE c.id = ?1 AND c.folder = ?2 AND f.deleted = 0 LIMIT 1",
+             WHERE c.id = ?1 AND c.folder = ?2 AND f.deleted = 0 LIMIT 16",
         )?;
-        Ok(stmt
-            .query_row(params![id.as_bytes(), folder.as_bytes()], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get::<_, i64>(1)? as u64,
-                    r.get::<_, i64>(2)? as u32,
-                ))
-            })
-            .optional()?)
+        let rows = stmt.query_map(params![id.as_bytes(), folder.as_bytes()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (path, kind, offset, len) = r?;
+            Ok((path, kind_of(kind)?, offset as u64, len as u32))
+        })
+        .collect()
     }
 
     /// A manifest node blob.
@@ -585,7 +590,7 @@ mod tests {
         assert_eq!(
             idx.locate_chunk(&folder, &ChunkId::from_bytes([9; 32]))
                 .unwrap(),
-            Some(("a".to_owned(), 0, 10))
+            vec![("a".to_owned(), EntryKind::File, 0, 10)]
         );
         assert_eq!(idx.integrity_check().unwrap(), "ok");
     }

@@ -321,13 +321,21 @@ fn harp_as_nobody(home: &Path, args: &[&str]) -> std::process::Output {
 }
 
 fn chown_nobody(path: &Path) {
-    let status = Command::new("chown").args(["-R", "65534:65534"]).arg(path).status().unwrap();
+    let status = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(path)
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
 #[test]
 fn unreadable_entries_are_reported_skipped_and_never_taken_for_deleted() {
-    let am_root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    let am_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
     if !am_root || Command::new("setpriv").arg("--version").output().is_err() {
         eprintln!("skipped: needs root and setpriv to run harp as another user");
         return;
@@ -340,23 +348,54 @@ fn unreadable_entries_are_reported_skipped_and_never_taken_for_deleted() {
     std::fs::write(root.join("private/inner.txt"), b"inner").unwrap();
     chown_nobody(h);
     assert!(harp_as_nobody(h, &["init"]).status.success());
-    assert!(harp_as_nobody(h, &["folder", "add", root.to_str().unwrap()]).status.success());
+    assert!(
+        harp_as_nobody(h, &["folder", "add", root.to_str().unwrap()])
+            .status
+            .success()
+    );
     let s = json(&harp_as_nobody(h, &["scan", "docs", "--json"]));
     assert_eq!(s["created"].as_u64(), Some(3));
 
     // Now a file and a directory only root can read.
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(root.join("secret.txt"), b"root only").unwrap();
-    std::fs::set_permissions(root.join("secret.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let status = Command::new("chown").args(["-R", "0:0"]).arg(root.join("private")).status().unwrap();
+    std::fs::set_permissions(
+        root.join("secret.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let status = Command::new("chown")
+        .args(["-R", "0:0"])
+        .arg(root.join("private"))
+        .status()
+        .unwrap();
     assert!(status.success());
     std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o700)).unwrap();
     let out = harp_as_nobody(h, &["scan", "docs", "--json"]);
     let s = json(&out);
-    let skipped: Vec<String> = s["skipped"].as_array().unwrap().iter().map(|k| format!("{}: {}", k["path"], k["reason"])).collect();
+    let skipped: Vec<String> = s["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| format!("{}: {}", k["path"], k["reason"]))
+        .collect();
     assert_eq!(skipped.len(), 2, "{skipped:?}");
-    assert!(skipped.iter().any(|k| k.contains("secret.txt") && k.contains("ermission denied")), "{skipped:?}");
-    assert!(skipped.iter().any(|k| k.contains("private") && k.contains("ermission denied")), "{skipped:?}");
+    assert!(
+        skipped
+            .iter()
+            .any(|k| k.contains("secret.txt") && k.contains("ermission denied")),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped
+            .iter()
+            .any(|k| k.contains("private") && k.contains("ermission denied")),
+        "{skipped:?}"
+    );
     // The unreadable directory's contents were not recorded as deleted.
-    assert_eq!((s["deleted"].as_u64(), s["created"].as_u64()), (Some(0), Some(0)), "{s}");
+    assert_eq!(
+        (s["deleted"].as_u64(), s["created"].as_u64()),
+        (Some(0), Some(0)),
+        "{s}"
+    );
 }

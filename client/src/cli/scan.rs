@@ -153,10 +153,23 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         result
     })?;
+    // Apply the folder's versions retention while we are here.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let pruned = crate::store::prune(&index, &folder, cfg.versioning, now_ms)?;
     if args.json {
         super::print_json(&summary)?;
     } else {
         print_summary(&cfg.label, &summary);
+        if pruned.versions > 0 {
+            println!(
+                "  pruned {} old versions ({:.1} MiB) as the folder's versioning policy says",
+                pruned.versions,
+                mib(pruned.bytes)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
