@@ -172,29 +172,52 @@ fn read_range(
     Some(buf)
 }
 
-/// The blob `id` of `folder`, ready to send to a peer: a manifest node from the index, or a
-/// chunk re-made from the file range that held it at the last scan (read, sealed, and checked
-/// against its id, so a file changed since then is never served as the old chunk). `None`
-/// when no current file holds it any more.
+/// Where the blob `id` of a folder can be had, as the index knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobLocation {
+    /// A manifest node, stored in the index.
+    Stored(Vec<u8>),
+    /// A chunk, to re-make from one of these file ranges: (path, kind, offset, length).
+    Ranges(Vec<(String, EntryKind, u64, u32)>),
+}
+
+/// Looks up where blob `id` is (quick: index only; [`make_blob`] does the reading).
+pub fn locate_blob(
+    index: &Index,
+    folder: &Folder,
+    id: &ChunkId,
+) -> Result<BlobLocation, index::Error> {
+    if let Some(node) = index.manifest_node(id)? {
+        return Ok(BlobLocation::Stored(node));
+    }
+    Ok(BlobLocation::Ranges(index.locate_chunk(&folder.id, id)?))
+}
+
+/// Makes blob `id` from its location: a stored node as it is, or a chunk re-made from the
+/// first file range that still holds it (read, sealed, and checked against its id, so a
+/// file changed since the last scan is never served as the old chunk).
+pub fn make_blob(folder: &Folder, id: &ChunkId, location: BlobLocation) -> Option<Vec<u8>> {
+    match location {
+        BlobLocation::Stored(blob) => Some(blob),
+        BlobLocation::Ranges(ranges) => ranges.into_iter().find_map(|(path, kind, offset, len)| {
+            let plain = read_range(folder, &path, kind, offset, len)?;
+            match blob::seal(&folder.keys, BlobKind::Chunk, &plain) {
+                Ok((sealed_id, blob)) if &sealed_id == id => Some(blob),
+                _ => None,
+            }
+        }),
+    }
+}
+
+/// The blob `id` of `folder`, ready to send to a peer ([`locate_blob`] then [`make_blob`]).
+/// `None` when no current file holds it any more.
 pub fn read_blob(
     index: &Index,
     folder: &Folder,
     id: &ChunkId,
 ) -> Result<Option<Vec<u8>>, index::Error> {
-    if let Some(node) = index.manifest_node(id)? {
-        return Ok(Some(node));
-    }
-    for (path, kind, offset, len) in index.locate_chunk(&folder.id, id)? {
-        let Some(plain) = read_range(folder, &path, kind, offset, len) else {
-            continue;
-        };
-        if let Ok((sealed_id, blob)) = blob::seal(&folder.keys, BlobKind::Chunk, &plain)
-            && &sealed_id == id
-        {
-            return Ok(Some(blob));
-        }
-    }
-    Ok(None)
+    let location = locate_blob(index, folder, id)?;
+    Ok(make_blob(folder, id, location))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! - [`scan`]: walk a folder, find what changed, record it with signed chain entries.
 //! - [`chunk`]: read files into keyed FastCDC chunks and seal them, on `hashing_threads`.
 //! - [`store`]: the versions store: old versions kept in each folder's `.harp/versions`.
+//! - [`net`]: the libp2p node (QUIC, TCP, relay, hole punching, mDNS) and the chunk protocol.
 //! - [`index`]: the SQLite index (files, chunk locations, manifest nodes, chains, versions).
 //! - [`config`]: directories, `config.toml`, key files.
 //!
@@ -22,6 +23,7 @@ pub mod chunk;
 pub mod cli;
 pub mod config;
 pub mod index;
+pub mod net;
 pub mod node;
 pub mod scan;
 pub mod store;

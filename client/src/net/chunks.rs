@@ -1,0 +1,430 @@
+//! `/harp/chunks/1`: moving blobs (chunks and manifest nodes) between devices.
+//!
+//! The messages and framing are [`harp_protocol::wire`]'s. This module runs them over
+//! libp2p streams:
+//!
+//! - **Serving** ([`serve`]): every inbound stream gets its own task (at most
+//!   [`MAX_INBOUND_STREAMS`] at once). A `Want` from a device that is not a member of the
+//!   folder gets `Refused(NotMember)` and a log line; otherwise each wanted blob is made by the
+//!   [`BlobSource`] (on the blocking pool, two at a time, so reading and sealing the next blob
+//!   overlaps sending this one) and sent as `Blob`, or `Missing`. Garbage or oversized frames
+//!   end the stream.
+//! - **Fetching** ([`fetch`]): one worker per source peer, each with [`PIPELINE_DEPTH`]
+//!   `Want`s of up to [`WANT_BATCH`] ids in flight, all pulling from one shared queue, so a
+//!   faster peer takes more of the work. Every blob is checked against its id (its BLAKE3
+//!   hash) before it is handed on; a peer that sends a wrong blob or breaks the protocol is
+//!   disconnected and its outstanding ids go back to the queue for the others. A cut stream
+//!   puts its outstanding ids back too; what already arrived is never asked for again. Ids
+//!   that every remaining peer reports missing are returned as missing.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use harp_protocol::blob;
+use harp_protocol::codec::DecodeError;
+use harp_protocol::ids::{ChunkId, DeviceId, FolderId};
+use harp_protocol::wire::{self, Message, RefuseReason};
+use libp2p::{PeerId, StreamProtocol};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::{Handle, Stats, device_of};
+
+/// The protocol name.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/harp/chunks/1");
+/// Inbound chunk streams served at once; more wait.
+pub const MAX_INBOUND_STREAMS: usize = 64;
+/// Ids per `Want`: with 64 KiB chunks, about 2 MiB per request.
+pub const WANT_BATCH: usize = 32;
+/// `Want`s in flight per peer.
+pub const PIPELINE_DEPTH: usize = 2;
+
+/// What a serving device offers: membership and blobs.
+pub trait BlobSource: Send + Sync + 'static {
+    /// Whether `device` may read `folder` (an unknown folder answers false, like a foreign one).
+    fn is_member(&self, folder: &FolderId, device: &DeviceId) -> bool;
+    /// The blob `id` of `folder`, if this device has it. Blocking (reads files).
+    fn read(&self, folder: &FolderId, id: &ChunkId) -> Option<Vec<u8>>;
+}
+
+/// Why a stream ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The stream failed.
+    #[error("stream: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer sent bytes that do not decode.
+    #[error("peer sent a malformed frame: {0}")]
+    Malformed(#[from] DecodeError),
+    /// The peer sent a well-formed message that breaks the protocol.
+    #[error("protocol violation: {0}")]
+    Violation(String),
+    /// The peer sent a blob that is not the one asked for.
+    #[error("peer sent a corrupt blob for {0}")]
+    BadBlob(ChunkId),
+    /// The peer refused the request.
+    #[error("peer refused: {0:?}")]
+    Refused(RefuseReason),
+}
+
+impl StreamError {
+    /// Whether the peer misbehaved (and should be disconnected), as opposed to a cut or a refusal.
+    pub fn is_peer_fault(&self) -> bool {
+        matches!(
+            self,
+            StreamError::Malformed(_) | StreamError::Violation(_) | StreamError::BadBlob(_)
+        )
+    }
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> Result<Option<Message>, StreamError> {
+    let mut header = [0u8; 4];
+    match r.read_exact(&mut header).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = wire::frame_len(header)?;
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    Ok(Some(Message::decode(&body)?))
+}
+
+/// Writes one frame.
+pub async fn write_frame(
+    w: &mut (impl AsyncWrite + Unpin),
+    msg: &Message,
+) -> Result<(), StreamError> {
+    w.write_all(&msg.encode_frame()).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Accepts chunk streams and serves them from `source` until the node stops.
+pub async fn serve(handle: Handle, source: Arc<dyn BlobSource>) -> Result<(), super::Error> {
+    let mut incoming = handle
+        .control()
+        .accept(PROTOCOL)
+        .map_err(|e| super::Error::Setup(e.to_string()))?;
+    let slots = Arc::new(Semaphore::new(MAX_INBOUND_STREAMS));
+    while let Some((peer, stream)) = incoming.next().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let (source, stats) = (source.clone(), handle.stats.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve_stream(peer, stream, source, stats).await {
+                tracing::warn!(%peer, "chunk stream ended: {e}");
+            }
+            drop(permit);
+        });
+    }
+    Ok(())
+}
+
+async fn serve_stream(
+    peer: PeerId,
+    stream: libp2p::Stream,
+    source: Arc<dyn BlobSource>,
+    stats: Arc<Stats>,
+) -> Result<(), StreamError> {
+    let device = device_of(&peer);
+    let (mut r, mut w) = stream.split();
+    while let Some(msg) = read_frame(&mut r).await? {
+        match msg {
+            Message::Want { req, folder, ids } => {
+                let allowed = device
+                    .as_ref()
+                    .is_some_and(|d| source.is_member(&folder, d));
+                if !allowed {
+                    tracing::warn!(%peer, %folder, "refused: not a member of the folder (or no such folder)");
+                    write_frame(
+                        &mut w,
+                        &Message::Refused {
+                            req,
+                            reason: RefuseReason::NotMember,
+                        },
+                    )
+                    .await?;
+                    continue;
+                }
+                let mut blobs = futures::stream::iter(ids)
+                    .map(|id| {
+                        let source = source.clone();
+                        async move {
+                            let data =
+                                tokio::task::spawn_blocking(move || source.read(&folder, &id))
+                                    .await
+                                    .ok()
+                                    .flatten();
+                            (id, data)
+                        }
+                    })
+                    .buffered(2);
+                while let Some((id, data)) = blobs.next().await {
+                    let msg = match data {
+                        Some(data) => {
+                            stats.count(&peer, data.len() as u64, false);
+                            Message::Blob { req, id, data }
+                        }
+                        None => Message::Missing { req, id },
+                    };
+                    write_frame(&mut w, &msg).await?;
+                }
+            }
+            // Requests are answered in order and quickly; a cancel needs no action.
+            Message::Cancel { .. } | Message::Have { .. } => {}
+            other => {
+                return Err(StreamError::Violation(format!(
+                    "a requester sent {other:?}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The work shared by the fetch workers.
+#[derive(Debug, Default)]
+struct Queue {
+    pending: VecDeque<ChunkId>,
+    /// Peers that said they do not have an id.
+    lacking: HashMap<ChunkId, HashSet<PeerId>>,
+}
+
+impl Queue {
+    /// Up to `n` ids this peer has not said it lacks.
+    fn take(&mut self, peer: &PeerId, n: usize) -> Vec<ChunkId> {
+        let mut out = Vec::with_capacity(n);
+        let mut skipped = Vec::new();
+        while out.len() < n {
+            let Some(id) = self.pending.pop_front() else {
+                break;
+            };
+            if self.lacking.get(&id).is_some_and(|s| s.contains(peer)) {
+                skipped.push(id);
+            } else {
+                out.push(id);
+            }
+        }
+        for id in skipped.into_iter().rev() {
+            self.pending.push_front(id);
+        }
+        out
+    }
+
+    fn give_back(&mut self, ids: impl IntoIterator<Item = ChunkId>) {
+        self.pending.extend(ids);
+    }
+}
+
+/// What a fetch achieved.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Blobs received and checked.
+    pub fetched: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Ids no remaining peer had.
+    pub missing: Vec<ChunkId>,
+    /// Ids not fetched because no peer was left to ask (all cut off or faulty).
+    pub unfetched: Vec<ChunkId>,
+    /// Peers that failed, and why.
+    pub failed_peers: Vec<(PeerId, String)>,
+}
+
+struct Shared<'a> {
+    queue: Mutex<Queue>,
+    /// Workers in the current round: no worker takes more than its share of what is left.
+    workers: std::sync::atomic::AtomicUsize,
+    folder: FolderId,
+    out: &'a mpsc::Sender<(ChunkId, Vec<u8>)>,
+    stats: &'a Stats,
+    fetched: Mutex<(u64, u64)>,
+}
+
+impl Shared<'_> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Fetches blobs `ids` of `folder` from `peers`, sending each checked blob to `out` (whose
+/// capacity bounds the memory used). Returns when every id was received, reported missing
+/// by every peer, or no peer is left. Peers that misbehave are disconnected.
+pub async fn fetch(
+    handle: &Handle,
+    peers: &[PeerId],
+    folder: FolderId,
+    ids: Vec<ChunkId>,
+    out: &mpsc::Sender<(ChunkId, Vec<u8>)>,
+) -> Outcome {
+    let mut unique = HashSet::new();
+    let pending: VecDeque<ChunkId> = ids.into_iter().filter(|id| unique.insert(*id)).collect();
+    let shared = Shared {
+        queue: Mutex::new(Queue {
+            pending,
+            ..Queue::default()
+        }),
+        workers: std::sync::atomic::AtomicUsize::new(1),
+        folder,
+        out,
+        stats: &handle.stats,
+        fetched: Mutex::new((0, 0)),
+    };
+    let mut alive: Vec<PeerId> = peers.to_vec();
+    let mut outcome = Outcome::default();
+    loop {
+        let before = shared.queue().pending.len();
+        if before == 0 || alive.is_empty() {
+            break;
+        }
+        shared
+            .workers
+            .store(alive.len(), std::sync::atomic::Ordering::Relaxed);
+        let results =
+            futures::future::join_all(alive.iter().map(|peer| worker(handle, *peer, &shared)))
+                .await;
+        let mut still = Vec::new();
+        for (peer, result) in alive.iter().zip(results) {
+            match result {
+                Ok(()) => still.push(*peer),
+                Err(e) => {
+                    if e.is_peer_fault() {
+                        tracing::warn!(%peer, "disconnecting: {e}");
+                        let _ = handle.disconnect(*peer).await;
+                    }
+                    outcome.failed_peers.push((*peer, e.to_string()));
+                }
+            }
+        }
+        alive = still;
+        let q = shared.queue();
+        let every_alive_lacks = |id: &ChunkId| {
+            q.lacking
+                .get(id)
+                .is_some_and(|s| alive.iter().all(|p| s.contains(p)))
+        };
+        if q.pending.iter().all(every_alive_lacks) && !alive.is_empty() {
+            break;
+        }
+        if q.pending.len() == before && alive.is_empty() {
+            break;
+        }
+    }
+    let q = shared.queue.into_inner().unwrap_or_else(|e| e.into_inner());
+    for id in q.pending {
+        if !alive.is_empty()
+            && q.lacking
+                .get(&id)
+                .is_some_and(|s| alive.iter().all(|p| s.contains(p)))
+        {
+            outcome.missing.push(id);
+        } else {
+            outcome.unfetched.push(id);
+        }
+    }
+    let (fetched, bytes) = *shared.fetched.lock().unwrap_or_else(|e| e.into_inner());
+    outcome.fetched = fetched;
+    outcome.bytes = bytes;
+    outcome
+}
+
+/// One peer's share of a fetch. Outstanding ids go back to the queue however it ends.
+async fn worker(handle: &Handle, peer: PeerId, shared: &Shared<'_>) -> Result<(), StreamError> {
+    let mut inflight: VecDeque<(u64, HashSet<ChunkId>)> = VecDeque::new();
+    let result = run_worker(handle, peer, shared, &mut inflight).await;
+    let leftover: Vec<ChunkId> = inflight.into_iter().flat_map(|(_, ids)| ids).collect();
+    shared.queue().give_back(leftover);
+    result
+}
+
+async fn run_worker(
+    handle: &Handle,
+    peer: PeerId,
+    shared: &Shared<'_>,
+    inflight: &mut VecDeque<(u64, HashSet<ChunkId>)>,
+) -> Result<(), StreamError> {
+    let stream = handle
+        .control()
+        .open_stream(peer, PROTOCOL)
+        .await
+        .map_err(|e| StreamError::Io(std::io::Error::other(e.to_string())))?;
+    let (mut r, mut w) = stream.split();
+    let mut next_req = 1u64;
+    loop {
+        while inflight.len() < PIPELINE_DEPTH {
+            let ids = {
+                let mut q = shared.queue();
+                let workers = shared
+                    .workers
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .max(1);
+                let share = q.pending.len().div_ceil(workers).clamp(1, WANT_BATCH);
+                q.take(&peer, share)
+            };
+            if ids.is_empty() {
+                break;
+            }
+            let req = next_req;
+            next_req += 1;
+            write_frame(
+                &mut w,
+                &Message::Want {
+                    req,
+                    folder: shared.folder,
+                    ids: ids.clone(),
+                },
+            )
+            .await?;
+            inflight.push_back((req, ids.into_iter().collect()));
+        }
+        if inflight.is_empty() {
+            return Ok(());
+        }
+        let msg = read_frame(&mut r)
+            .await?
+            .ok_or_else(|| StreamError::Io(std::io::ErrorKind::UnexpectedEof.into()))?;
+        let (req, id) = match &msg {
+            Message::Blob { req, id, .. } | Message::Missing { req, id } => (*req, *id),
+            Message::Refused { reason, .. } => return Err(StreamError::Refused(*reason)),
+            other => return Err(StreamError::Violation(format!("a provider sent {other:?}"))),
+        };
+        let Some(pos) = inflight
+            .iter()
+            .position(|(r, ids)| *r == req && ids.contains(&id))
+        else {
+            return Err(StreamError::Violation(format!(
+                "an answer for {id} that was not asked for"
+            )));
+        };
+        match msg {
+            Message::Blob { data, .. } => {
+                if blob::check_id(&id, &data).is_err() {
+                    return Err(StreamError::BadBlob(id));
+                }
+                shared.stats.count(&peer, data.len() as u64, true);
+                {
+                    let mut f = shared.fetched.lock().unwrap_or_else(|e| e.into_inner());
+                    f.0 += 1;
+                    f.1 += data.len() as u64;
+                }
+                inflight[pos].1.remove(&id);
+                if shared.out.send((id, data)).await.is_err() {
+                    // The consumer is gone: stop, and give the rest back.
+                    return Ok(());
+                }
+            }
+            _ => {
+                inflight[pos].1.remove(&id);
+                let mut q = shared.queue();
+                q.lacking.entry(id).or_default().insert(peer);
+                q.give_back([id]);
+            }
+        }
+        if inflight[pos].1.is_empty() {
+            inflight.remove(pos);
+        }
+    }
+}

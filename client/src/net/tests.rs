@@ -1,0 +1,281 @@
+//! Real libp2p nodes on loopback, in one process: chunk transfer, membership, hostile peers.
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use futures::AsyncWriteExt;
+use harp_protocol::blob::{self, BlobKind};
+use harp_protocol::ids::{ChunkId, DeviceId, FolderId};
+use harp_protocol::keys::FolderKey;
+use harp_protocol::wire::Message;
+use libp2p::Multiaddr;
+use tokio::sync::mpsc;
+
+use super::chunks::{self, BlobSource, PROTOCOL};
+use super::source::LocalSource;
+use super::{Config, Handle, keypair, start};
+use crate::index::Index;
+use crate::scan::{self, Folder};
+
+fn config() -> Config {
+    Config {
+        listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()],
+        mdns: false,
+        ..Config::default()
+    }
+}
+
+async fn node(seed: u8) -> (Handle, Multiaddr) {
+    let (handle, event_loop) = start(keypair([seed; 32]).unwrap(), &config()).unwrap();
+    tokio::spawn(event_loop.run());
+    let addr = loop {
+        if let Some(a) = handle.listen_addrs().await.unwrap().into_iter().next() {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let addr = addr.with(libp2p::core::multiaddr::Protocol::P2p(handle.peer_id));
+    (handle, addr)
+}
+
+fn device(seed: u8) -> DeviceId {
+    DeviceId::of_signing_key(&SigningKey::from_bytes(&[seed; 32]))
+}
+
+struct Shared {
+    _dir: tempfile::TempDir,
+    folder: Folder,
+    ids: Vec<ChunkId>,
+    data: Vec<u8>,
+}
+
+/// A scanned folder with one 3 MiB file; the source serves it to `members`.
+fn folder_source(members: &[DeviceId]) -> (Shared, Arc<LocalSource>) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("f");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut data = vec![0u8; 3 << 20];
+    blake3::Hasher::new()
+        .update(b"net")
+        .finalize_xof()
+        .fill(&mut data);
+    std::fs::write(root.join("a.bin"), &data).unwrap();
+    let folder = Folder::new(
+        FolderId::from_bytes([5; 16]),
+        root,
+        FolderKey::from_bytes([6; 32]).schedule(),
+    );
+    let mut index = Index::in_memory().unwrap();
+    scan::scan(
+        &mut index,
+        &folder,
+        &SigningKey::from_bytes(&[1; 32]),
+        &scan::Options {
+            threads: 2,
+            progress: None,
+        },
+    )
+    .unwrap();
+    let row = index.file(&folder.id, "a.bin").unwrap().unwrap();
+    let mut ids: Vec<ChunkId> = index
+        .chunks(&folder.id, &row.file_id)
+        .unwrap()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    ids.push(row.content_root.into());
+    let source_folder = Folder::new(
+        folder.id,
+        folder.root.clone(),
+        FolderKey::from_bytes([6; 32]).schedule(),
+    );
+    let source = LocalSource::new(
+        index,
+        vec![(source_folder, members.iter().copied().collect())],
+    );
+    (
+        Shared {
+            _dir: dir,
+            folder,
+            ids,
+            data,
+        },
+        Arc::new(source),
+    )
+}
+
+async fn collect(
+    handle: &Handle,
+    peers: &[libp2p::PeerId],
+    folder: FolderId,
+    ids: Vec<ChunkId>,
+) -> (chunks::Outcome, Vec<(ChunkId, Vec<u8>)>) {
+    let (tx, mut rx) = mpsc::channel(16);
+    let gather = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some(b) = rx.recv().await {
+            got.push(b);
+        }
+        got
+    });
+    let outcome = chunks::fetch(handle, peers, folder, ids, &tx).await;
+    drop(tx);
+    (outcome, gather.await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_fetches_every_blob_and_a_stranger_is_refused() {
+    let (a, _) = node(1).await;
+    let (b, b_addr) = node(2).await;
+    let (c, _) = node(3).await;
+    let (shared, source) = folder_source(&[device(1)]);
+    tokio::spawn(chunks::serve(b.clone(), source));
+    a.dial(b_addr.clone()).await.unwrap();
+    c.dial(b_addr).await.unwrap();
+
+    let (outcome, got) = collect(&a, &[b.peer_id], shared.folder.id, shared.ids.clone()).await;
+    assert_eq!(outcome.fetched as usize, shared.ids.len(), "{outcome:?}");
+    assert!(outcome.missing.is_empty() && outcome.failed_peers.is_empty());
+    let mut chunks = Vec::new();
+    for (id, bytes) in &got {
+        match blob::open(&shared.folder.keys, BlobKind::Chunk, id, bytes) {
+            Ok(plain) => chunks.push((*id, plain)),
+            Err(_) => {
+                assert!(blob::open(&shared.folder.keys, BlobKind::ManifestNode, id, bytes).is_ok())
+            }
+        }
+    }
+    // Reassemble in the order of the ids: the file comes back byte for byte.
+    let order: std::collections::HashMap<ChunkId, Vec<u8>> = chunks.into_iter().collect();
+    let file: Vec<u8> = shared
+        .ids
+        .iter()
+        .filter_map(|id| order.get(id))
+        .flatten()
+        .copied()
+        .collect();
+    assert_eq!(file, shared.data);
+    let peers = a.peers().await.unwrap();
+    let pb = peers.iter().find(|p| p.peer == b.peer_id).unwrap();
+    assert!(pb.is_direct());
+    assert_eq!(pb.bytes_in, outcome.bytes);
+    assert_eq!(a.stats.direct_and_relayed(), (outcome.bytes, 0));
+
+    // Device 3 is not a member: refused, nothing received.
+    let (outcome, got) = collect(&c, &[b.peer_id], shared.folder.id, shared.ids.clone()).await;
+    assert!(got.is_empty());
+    assert_eq!(outcome.unfetched.len(), shared.ids.len());
+    assert!(
+        outcome.failed_peers[0].1.contains("NotMember"),
+        "{outcome:?}"
+    );
+    // Unknown ids are reported missing, not hung on.
+    let (outcome, _) = collect(
+        &a,
+        &[b.peer_id],
+        shared.folder.id,
+        vec![ChunkId::from_bytes([9; 32])],
+    )
+    .await;
+    assert_eq!(outcome.missing, vec![ChunkId::from_bytes([9; 32])]);
+}
+
+/// A peer that answers every `Want` with corrupted blobs.
+struct Liar(Arc<LocalSource>);
+
+impl BlobSource for Liar {
+    fn is_member(&self, f: &FolderId, d: &DeviceId) -> bool {
+        self.0.is_member(f, d)
+    }
+    fn read(&self, f: &FolderId, id: &ChunkId) -> Option<Vec<u8>> {
+        let mut b = self.0.read(f, id)?;
+        let last = b.len() - 1;
+        b[last] ^= 0xff;
+        Some(b)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_peer_is_dropped_and_its_chunks_come_from_another() {
+    let (a, _) = node(11).await;
+    let (honest, honest_addr) = node(12).await;
+    let (liar, liar_addr) = node(13).await;
+    let (shared, source) = folder_source(&[device(11)]);
+    tokio::spawn(chunks::serve(honest.clone(), source.clone()));
+    tokio::spawn(chunks::serve(liar.clone(), Arc::new(Liar(source))));
+    a.dial(honest_addr).await.unwrap();
+    a.dial(liar_addr).await.unwrap();
+
+    // Alone, the liar is caught at its first blob, disconnected, and nothing it sent is kept.
+    let (outcome, got) = collect(&a, &[liar.peer_id], shared.folder.id, shared.ids.clone()).await;
+    assert!(got.is_empty());
+    assert_eq!(outcome.unfetched.len(), shared.ids.len());
+    assert_eq!(outcome.failed_peers.len(), 1);
+    assert_eq!(outcome.failed_peers[0].0, liar.peer_id);
+    assert!(
+        outcome.failed_peers[0].1.contains("corrupt blob"),
+        "{outcome:?}"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while a
+        .peers()
+        .await
+        .unwrap()
+        .iter()
+        .any(|p| p.peer == liar.peer_id)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "liar still connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // With an honest peer beside it, everything arrives, all of it checked.
+    let (outcome, got) = collect(
+        &a,
+        &[liar.peer_id, honest.peer_id],
+        shared.folder.id,
+        shared.ids.clone(),
+    )
+    .await;
+    assert_eq!(outcome.fetched as usize, shared.ids.len(), "{outcome:?}");
+    assert_eq!(got.len(), shared.ids.len());
+    for (id, bytes) in &got {
+        blob::check_id(id, bytes).unwrap();
+    }
+    assert!(
+        outcome.failed_peers.iter().all(|(p, _)| *p == liar.peer_id),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_frames_end_the_stream_and_the_server_keeps_serving() {
+    let (a, _) = node(21).await;
+    let (b, b_addr) = node(22).await;
+    let (shared, source) = folder_source(&[device(21)]);
+    tokio::spawn(chunks::serve(b.clone(), source));
+    a.dial(b_addr).await.unwrap();
+    for garbage in [
+        vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3],
+        vec![0, 0, 0, 1, 0x7f],
+        Message::Cancel { req: 1 }.encode_frame()[..6].to_vec(),
+    ] {
+        let mut s = a.control().open_stream(b.peer_id, PROTOCOL).await.unwrap();
+        s.write_all(&garbage).await.unwrap();
+        s.close().await.unwrap();
+        let mut r = s;
+        let mut buf = Vec::new();
+        // The server closes its side: reading ends without any answer.
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            futures::AsyncReadExt::read_to_end(&mut r, &mut buf),
+        )
+        .await;
+        assert!(read.is_ok(), "the server kept a garbage stream open");
+        assert!(buf.is_empty(), "the server answered garbage with {buf:?}");
+    }
+    let (outcome, _) = collect(&a, &[b.peer_id], shared.folder.id, shared.ids.clone()).await;
+    assert_eq!(outcome.fetched as usize, shared.ids.len());
+}
