@@ -11,9 +11,11 @@ use crate::config::Dirs;
 use crate::node::Node;
 
 pub mod bench;
+mod bench_transfer;
 pub mod folder;
 pub mod init;
 pub mod proof;
+pub mod relay;
 pub mod scan;
 pub mod verify;
 pub mod versions;
@@ -45,6 +47,8 @@ pub enum Command {
     Proof(proof::Args),
     /// Check a version proof offline: exits 0 if it holds, 1 if not, with one line saying why.
     Verify(verify::Args),
+    /// Run a public relay node (on a VPS): relay, DHT and reachability server for peers.
+    Relay(relay::Args),
     /// Measure Harp on this machine.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -72,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Versions(args) => versions::list(&args),
         Command::Restore(args) => versions::restore(&args),
         Command::Proof(args) => proof::run(&args),
+        Command::Relay(args) => relay::run(&args),
         Command::Bench(cmd) => bench::run(&cmd),
     };
     match result {

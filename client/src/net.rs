@@ -82,6 +82,9 @@ pub struct Config {
     pub mdns: bool,
     /// Serve as a relay for others (`harp relay`).
     pub relay_server: bool,
+    /// Upgrade relayed connections to direct ones by hole punching (DCUtR). Off only to
+    /// force traffic through a relay (tests, or networks that punish the attempt).
+    pub hole_punching: bool,
     /// How long an idle connection is kept.
     pub idle_timeout: Duration,
 }
@@ -100,6 +103,7 @@ impl Default for Config {
             relays: Vec::new(),
             mdns: true,
             relay_server: false,
+            hole_punching: true,
             idle_timeout: Duration::from_secs(60),
         }
     }
@@ -122,11 +126,24 @@ mod behaviour {
         pub(super) autonat: autonat::Behaviour,
         pub(super) relay_client: relay::client::Behaviour,
         pub(super) relay_server: Toggle<relay::Behaviour>,
-        pub(super) dcutr: dcutr::Behaviour,
+        pub(super) dcutr: Toggle<dcutr::Behaviour>,
         pub(super) stream: libp2p_stream::Behaviour,
     }
 }
 pub use behaviour::{Behaviour, BehaviourEvent};
+
+/// The relay server's limits. libp2p's defaults (128 KiB and 2 minutes per circuit) suit a
+/// relay that only helps peers meet for hole punching; Harp's relay is also the fallback data
+/// path when no direct connection is possible (symmetric NATs, UDP blocked), so circuits carry
+/// any number of bytes (they are end-to-end encrypted: Noise between the peers, and the blobs
+/// themselves) and last an hour before the peers re-establish them.
+fn relay_config() -> relay::Config {
+    relay::Config {
+        max_circuit_bytes: 0,
+        max_circuit_duration: Duration::from_secs(3600),
+        ..relay::Config::default()
+    }
+}
 
 /// The libp2p key of a device key seed.
 pub fn keypair(device_seed: [u8; 32]) -> Result<identity::Keypair, Error> {
@@ -328,6 +345,7 @@ pub struct EventLoop {
     pending_dials:
         HashMap<libp2p::swarm::ConnectionId, (Multiaddr, oneshot::Sender<Result<(), Error>>)>,
     stats: Arc<Stats>,
+    relay_server: bool,
 }
 
 /// Builds the node: the swarm, its listeners, relay reservations, and the handle.
@@ -335,6 +353,7 @@ pub fn start(key: identity::Keypair, config: &Config) -> Result<(Handle, EventLo
     let setup = |e: &dyn std::fmt::Display| Error::Setup(e.to_string());
     let mdns_on = config.mdns;
     let relay_server = config.relay_server;
+    let hole_punching = config.hole_punching;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -376,9 +395,9 @@ pub fn start(key: identity::Keypair, config: &Config) -> Result<(Handle, EventLo
                 autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
                 relay_client,
                 relay_server: relay_server
-                    .then(|| relay::Behaviour::new(peer, relay::Config::default()))
+                    .then(|| relay::Behaviour::new(peer, relay_config()))
                     .into(),
-                dcutr: dcutr::Behaviour::new(peer),
+                dcutr: hole_punching.then(|| dcutr::Behaviour::new(peer)).into(),
                 stream: libp2p_stream::Behaviour::new(),
             })
         })
@@ -418,6 +437,7 @@ pub fn start(key: identity::Keypair, config: &Config) -> Result<(Handle, EventLo
             connections: HashMap::new(),
             pending_dials: HashMap::new(),
             stats,
+            relay_server,
         },
     ))
 }
@@ -506,6 +526,11 @@ impl EventLoop {
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } if !self.listen_addrs.contains(&address) => {
+                // A relay is a public node: its listen addresses are its external addresses
+                // (the relay server only accepts reservations once it has one).
+                if self.relay_server && !is_relayed(&address) {
+                    self.swarm.add_external_address(address.clone());
+                }
                 self.listen_addrs.push(address);
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {

@@ -25,6 +25,23 @@ use crate::scan::{self, Options};
 pub enum Command {
     /// The local engine: ingest speed next to the raw pipeline, peak RSS, rescan time.
     Ingest(IngestArgs),
+    /// The chunk exchange: a file's blobs between nodes on loopback, next to a raw libp2p
+    /// stream moving the same bytes, from one and from two source peers.
+    Transfer(TransferArgs),
+}
+
+/// Arguments of `harp bench transfer`.
+#[derive(Debug, clap::Args)]
+pub struct TransferArgs {
+    /// Size of the file to move, MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub size_mib: u64,
+    /// Scratch directory (default: the system temp dir); removed afterwards.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `harp bench ingest`.
@@ -50,14 +67,29 @@ pub struct IngestArgs {
     pub json: bool,
 }
 
+/// CPU seconds (user + system) this process has used so far.
+pub(crate) fn cpu_seconds() -> f64 {
+    // Fields 14 and 15 of /proc/self/stat are utime and stime in clock ticks (100 per second
+    // on Linux); the command name (field 2) may hold spaces, so count from its closing ')'.
+    fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
 /// Resets the kernel's peak-RSS counter of this process (Linux ≥ 4.0), so that each phase's
 /// peak can be read on its own.
-fn reset_peak_rss() {
+pub(crate) fn reset_peak_rss() {
     let _ = fs::write("/proc/self/clear_refs", "5");
 }
 
 /// Peak RSS of this process since the last reset, in MiB.
-fn peak_rss_mib() -> f64 {
+pub(crate) fn peak_rss_mib() -> f64 {
     fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -78,7 +110,7 @@ fn fill(seed: &str, out: &mut [u8]) {
         .fill(out);
 }
 
-fn write_big_file(path: &Path, mib: u64) -> anyhow::Result<()> {
+pub(crate) fn write_big_file(path: &Path, mib: u64) -> anyhow::Result<()> {
     let mut f = fs::File::create(path)?;
     let mut xof = blake3::Hasher::new()
         .update(b"harp bench big file")
@@ -149,11 +181,11 @@ impl Env {
     }
 }
 
-fn mb_s(bytes: u64, secs: f64) -> f64 {
+pub(crate) fn mb_s(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / 1e6 / secs.max(1e-9)
 }
 
-fn say(json: bool, line: impl AsRef<str>) {
+pub(crate) fn say(json: bool, line: impl AsRef<str>) {
     if !json {
         eprintln!("{}", line.as_ref());
     }
@@ -294,6 +326,18 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Ingest(args) => {
             let result = ingest(args)?;
+            if args.json {
+                super::print_json(&result)?;
+            } else {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            }
+        }
+        Command::Transfer(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let result = runtime.block_on(super::bench_transfer::transfer(args))?;
             if args.json {
                 super::print_json(&result)?;
             } else {

@@ -38,6 +38,10 @@ pub const MAX_INBOUND_STREAMS: usize = 64;
 pub const WANT_BATCH: usize = 32;
 /// `Want`s in flight per peer.
 pub const PIPELINE_DEPTH: usize = 2;
+/// How often a peer's stream may be cut in a row before the fetch gives up on that peer.
+pub const MAX_CUTS: u32 = 5;
+/// The pause before asking a peer again after a cut.
+const RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What a serving device offers: membership and blobs.
 pub trait BlobSource: Send + Sync + 'static {
@@ -274,6 +278,7 @@ pub async fn fetch(
         fetched: Mutex::new((0, 0)),
     };
     let mut alive: Vec<PeerId> = peers.to_vec();
+    let mut cuts: HashMap<PeerId, u32> = HashMap::new();
     let mut outcome = Outcome::default();
     loop {
         let before = shared.queue().pending.len();
@@ -287,9 +292,21 @@ pub async fn fetch(
             futures::future::join_all(alive.iter().map(|peer| worker(handle, *peer, &shared)))
                 .await;
         let mut still = Vec::new();
+        let mut retry_later = false;
         for (peer, result) in alive.iter().zip(results) {
             match result {
-                Ok(()) => still.push(*peer),
+                Ok(()) => {
+                    cuts.remove(peer);
+                    still.push(*peer);
+                }
+                // A cut stream (a connection that dropped, or moved from relayed to direct):
+                // ask again, a few times, for what has not arrived.
+                Err(StreamError::Io(e)) if *cuts.entry(*peer).or_default() < MAX_CUTS => {
+                    tracing::debug!(%peer, "chunk stream cut, retrying: {e}");
+                    *cuts.entry(*peer).or_default() += 1;
+                    retry_later = true;
+                    still.push(*peer);
+                }
                 Err(e) => {
                     if e.is_peer_fault() {
                         tracing::warn!(%peer, "disconnecting: {e}");
@@ -300,6 +317,9 @@ pub async fn fetch(
             }
         }
         alive = still;
+        if retry_later {
+            tokio::time::sleep(RETRY_DELAY).await;
+        }
         let q = shared.queue();
         let every_alive_lacks = |id: &ChunkId| {
             q.lacking

@@ -26,7 +26,11 @@ fn config() -> Config {
 }
 
 async fn node(seed: u8) -> (Handle, Multiaddr) {
-    let (handle, event_loop) = start(keypair([seed; 32]).unwrap(), &config()).unwrap();
+    node_with(seed, config()).await
+}
+
+async fn node_with(seed: u8, config: Config) -> (Handle, Multiaddr) {
+    let (handle, event_loop) = start(keypair([seed; 32]).unwrap(), &config).unwrap();
     tokio::spawn(event_loop.run());
     let addr = loop {
         if let Some(a) = handle.listen_addrs().await.unwrap().into_iter().next() {
@@ -278,4 +282,121 @@ async fn garbage_frames_end_the_stream_and_the_server_keeps_serving() {
     }
     let (outcome, _) = collect(&a, &[b.peer_id], shared.folder.id, shared.ids.clone()).await;
     assert_eq!(outcome.fetched as usize, shared.ids.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_relay_then_direct_by_hole_punching() {
+    let (relay, relay_addr) = node_with(
+        31,
+        Config {
+            relay_server: true,
+            ..config()
+        },
+    )
+    .await;
+    let (b, _) = node_with(
+        32,
+        Config {
+            relays: vec![relay_addr.clone()],
+            ..config()
+        },
+    )
+    .await;
+    // B's reservation on the relay shows up as a /p2p-circuit listen address.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let circuit = loop {
+        if let Some(a) = b
+            .listen_addrs()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(super::is_relayed)
+        {
+            break a;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no relay reservation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (shared, source) = folder_source(&[device(33)]);
+    tokio::spawn(chunks::serve(b.clone(), source));
+    let (a, _) = node(33).await;
+    // The reserved address already ends in /p2p-circuit/p2p/<B>.
+    a.dial(circuit).await.unwrap();
+    let info = a.peers().await.unwrap();
+    let to_b = info.iter().find(|p| p.peer == b.peer_id).unwrap();
+    assert!(to_b.connections.iter().any(|c| c.relayed), "{to_b:?}");
+    let _ = relay;
+
+    let (outcome, got) = collect(&a, &[b.peer_id], shared.folder.id, shared.ids.clone()).await;
+    assert_eq!(outcome.fetched as usize, shared.ids.len(), "{outcome:?}");
+    assert_eq!(got.len(), shared.ids.len());
+    // DCUtR: the relayed connection is upgraded to a direct one.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let info = a.peers().await.unwrap();
+        if info.iter().any(|p| p.peer == b.peer_id && p.is_direct()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never went direct: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_direct_path_chunks_flow_through_the_relay() {
+    let (_relay, relay_addr) = node_with(
+        41,
+        Config {
+            relay_server: true,
+            ..config()
+        },
+    )
+    .await;
+    let no_punch = Config {
+        hole_punching: false,
+        ..config()
+    };
+    let (b, _) = node_with(
+        42,
+        Config {
+            relays: vec![relay_addr],
+            ..no_punch.clone()
+        },
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let circuit = loop {
+        if let Some(a) = b
+            .listen_addrs()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(super::is_relayed)
+        {
+            break a;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no relay reservation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (shared, source) = folder_source(&[device(43)]);
+    tokio::spawn(chunks::serve(b.clone(), source));
+    let (a, _) = node_with(43, no_punch).await;
+    a.dial(circuit).await.unwrap();
+    let (outcome, got) = collect(&a, &[b.peer_id], shared.folder.id, shared.ids.clone()).await;
+    assert_eq!(outcome.fetched as usize, shared.ids.len(), "{outcome:?}");
+    assert_eq!(got.len(), shared.ids.len());
+    // Every byte went through the relay, and status says so.
+    assert_eq!(a.stats.direct_and_relayed(), (0, outcome.bytes));
+    let info = a.peers().await.unwrap();
+    let to_b = info.iter().find(|p| p.peer == b.peer_id).unwrap();
+    assert!(!to_b.is_direct(), "{to_b:?}");
 }
