@@ -12,6 +12,7 @@ use crate::node::Node;
 
 pub mod bench;
 mod bench_transfer;
+pub mod daemon;
 pub mod folder;
 pub mod init;
 pub mod proof;
@@ -47,6 +48,10 @@ pub enum Command {
     Proof(proof::Args),
     /// Check a version proof offline: exits 0 if it holds, 1 if not, with one line saying why.
     Verify(verify::Args),
+    /// Run this device: network node, chunk server, folder watchers, control API.
+    Daemon(daemon::Args),
+    /// List the peers the running daemon is connected to: direct or relayed, RTT, traffic.
+    Peers(daemon::PeersArgs),
     /// Run a public relay node (on a VPS): relay, DHT and reachability server for peers.
     Relay(relay::Args),
     /// Measure Harp on this machine.
@@ -77,6 +82,8 @@ pub fn main() -> ExitCode {
         Command::Restore(args) => versions::restore(&args),
         Command::Proof(args) => proof::run(&args),
         Command::Relay(args) => relay::run(&args),
+        Command::Daemon(args) => daemon::run(&args),
+        Command::Peers(args) => daemon::peers(&args),
         Command::Bench(cmd) => bench::run(&cmd),
     };
     match result {

@@ -107,6 +107,11 @@ impl Dirs {
     pub fn index(&self) -> PathBuf {
         self.data.join("index.sqlite3")
     }
+
+    /// The socket of the running daemon's control API (0600, in the data dir).
+    pub fn control_socket(&self) -> PathBuf {
+        self.data.join("control.sock")
+    }
 }
 
 /// How old versions of files are kept (see [`crate::store`]).
@@ -146,6 +151,20 @@ pub struct FolderConfig {
     /// How old versions are kept.
     #[serde(default)]
     pub versioning: Versioning,
+    /// Other devices allowed to fetch this folder's chunks (this device always may).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+}
+
+/// A peer device and where to reach it (until the bridge publishes addresses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The device id.
+    pub device: String,
+    /// Its addresses (multiaddrs; a relayed one ends in `/p2p-circuit/p2p/<peer id>`).
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 /// `config.toml`.
@@ -164,9 +183,36 @@ pub struct Config {
     /// Milliseconds the watcher waits for a burst of changes to settle before scanning.
     #[serde(default = "default_watch_delay")]
     pub watch_delay_ms: u64,
+    /// Addresses the daemon listens on (multiaddrs).
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    /// Public relays to reserve a slot on (multiaddrs ending in `/p2p/<relay id>`), so that
+    /// peers behind other NATs can reach this device.
+    #[serde(default)]
+    pub relays: Vec<String>,
+    /// Find peers on the local network with mDNS.
+    #[serde(default = "default_true")]
+    pub mdns: bool,
+    /// Try to turn relayed connections into direct ones (hole punching).
+    #[serde(default = "default_true")]
+    pub hole_punching: bool,
+    /// Known peers and their addresses.
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<PeerConfig>,
     /// The synced folders.
     #[serde(default, rename = "folder")]
     pub folders: Vec<FolderConfig>,
+}
+
+fn default_listen() -> Vec<String> {
+    vec![
+        "/ip4/0.0.0.0/udp/0/quic-v1".to_owned(),
+        "/ip4/0.0.0.0/tcp/0".to_owned(),
+    ]
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_hashing_threads() -> usize {
@@ -192,6 +238,11 @@ impl Config {
             hashing_threads: default_hashing_threads(),
             rescan_interval_secs: default_rescan_interval(),
             watch_delay_ms: default_watch_delay(),
+            listen: default_listen(),
+            relays: Vec::new(),
+            mdns: true,
+            hole_punching: true,
+            peers: Vec::new(),
             folders: Vec::new(),
         }
     }
@@ -347,6 +398,7 @@ mod tests {
             path: "/tmp/x".into(),
             label: "x".into(),
             versioning: Versioning::Simple { keep: 5 },
+            members: vec![],
         });
         c.save(&dirs).unwrap();
         let mode = fs::metadata(dirs.config_file())

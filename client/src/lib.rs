@@ -8,6 +8,7 @@
 //! Modules follow the data's path (each depends only on those after it):
 //!
 //! - [`cli`]: the command line, one file per subcommand.
+//! - [`daemon`]: `harp daemon`: the node, chunk server, watchers and the control API.
 //! - [`node`]: this device's identity and folders, as the commands open them.
 //! - [`scan`]: walk a folder, find what changed, record it with signed chain entries.
 //! - [`chunk`]: read files into keyed FastCDC chunks and seal them, on `hashing_threads`.
@@ -22,6 +23,7 @@
 pub mod chunk;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod index;
 pub mod net;
 pub mod node;

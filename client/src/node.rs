@@ -137,6 +137,7 @@ impl Node {
             path: root,
             label,
             versioning: Versioning::default(),
+            members: Vec::new(),
         };
         self.config.folders.push(folder.clone());
         self.config.save(&self.dirs)?;

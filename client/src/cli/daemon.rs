@@ -1,0 +1,75 @@
+//! `harp daemon` and `harp peers`.
+
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+/// Arguments of `harp daemon`.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Arguments of `harp peers`.
+#[derive(Debug, clap::Args)]
+pub struct PeersArgs {
+    /// Print the list as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `harp daemon` until SIGINT or SIGTERM. Logs go to stderr (`RUST_LOG` filters them).
+pub fn run(_args: &Args) -> anyhow::Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let node = super::open_node()?;
+    crate::daemon::run(node)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `harp peers`: asks the running daemon.
+pub fn peers(args: &PeersArgs) -> anyhow::Result<ExitCode> {
+    let dirs = crate::config::Dirs::from_env()?;
+    let v = crate::daemon::request(&dirs.control_socket(), &json!({"cmd": "peers"}))?;
+    if args.json {
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let peers = v["peers"].as_array().cloned().unwrap_or_default();
+    if peers.is_empty() {
+        println!("No peers connected");
+    }
+    for p in &peers {
+        let conns: Vec<String> = p["connections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c["addr"].as_str().unwrap_or("?").to_owned())
+            .collect();
+        println!(
+            "{}  {}  rtt {}  in {} B  out {} B  {}",
+            p["device"].as_str().unwrap_or("?"),
+            if p["direct"] == Value::Bool(true) {
+                "direct "
+            } else {
+                "RELAYED"
+            },
+            p["rtt_ms"]
+                .as_f64()
+                .map(|r| format!("{r:.1} ms"))
+                .unwrap_or_else(|| "-".into()),
+            p["bytes_in"],
+            p["bytes_out"],
+            conns.join(", ")
+        );
+    }
+    if let Some(r) = v["direct_ratio"].as_f64() {
+        println!(
+            "{:.1}% of chunk bytes went over direct connections",
+            r * 100.0
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,330 @@
+//! `harp daemon`: this device, running.
+//!
+//! Today it runs the network node (listening, relay reservations, known peers, mDNS), serves
+//! every folder's chunks to the folder's member devices, keeps every folder scanned (watcher
+//! plus periodic rescan, each on its own thread with its own index connection), and answers a
+//! local control API. The sync engine (planning and applying remote changes) plugs in here.
+//!
+//! # Control API
+//! A Unix socket in the data dir (`control.sock`, mode 0600: only this user). One request per
+//! connection: a line of JSON with a `cmd`, answered by a line of JSON.
+//!
+//! | `cmd` | request fields | answer |
+//! |---|---|---|
+//! | `status` | | `device_id`, `peer_id`, `listen` addresses, `folders` |
+//! | `peers` | | `peers`: device, direct, connections, rtt_ms, bytes_in, bytes_out; `direct_ratio` |
+//! | `fetch` | `folder`, `ids` (hex), `peers` (device ids) | fetched, bytes, missing, unfetched, failed_peers |
+//!
+//! `fetch` moves blobs into memory and checks them, nothing more: it is how tests and
+//! `harp bench` drive the chunk exchange between real processes.
+
+use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use harp_protocol::ids::{ChunkId, DeviceId, FolderId};
+use libp2p::{Multiaddr, PeerId};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::sync::mpsc;
+
+use crate::index::Index;
+use crate::net::{self, Handle, chunks, source::LocalSource};
+use crate::node::Node;
+use crate::scan::{self, watch::Timing};
+
+/// The largest control request accepted.
+const MAX_REQUEST: usize = 4 << 20;
+
+fn parse_addrs(list: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
+    list.iter()
+        .map(|a| {
+            a.parse()
+                .with_context(|| format!("{what}: {a:?} is not a multiaddr"))
+        })
+        .collect()
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub fn run(node: Node) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let scanners = start_scanners(&node, &stop)?;
+    let result = runtime.block_on(serve(&node));
+    stop.store(true, Ordering::Relaxed);
+    for s in scanners {
+        let _ = s.join();
+    }
+    result
+}
+
+fn start_scanners(
+    node: &Node,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    for cfg in &node.config.folders {
+        let folder = node.open_folder(cfg)?;
+        let mut index = Index::open(&node.dirs.index())?;
+        let device = node.device.clone();
+        let stop = stop.clone();
+        let timing = Timing {
+            settle: Duration::from_millis(node.config.watch_delay_ms),
+            rescan_every: Duration::from_secs(node.config.rescan_interval_secs.max(1)),
+        };
+        let threads_n = node.config.hashing_threads;
+        let label = cfg.label.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("harp-scan-{label}"))
+                .spawn(move || {
+                    let opts = scan::Options {
+                        threads: threads_n,
+                        progress: None,
+                    };
+                    let result = scan::watch::watch(
+                        &mut index,
+                        &folder,
+                        &device,
+                        &opts,
+                        timing,
+                        &stop,
+                        |r| match r {
+                            Ok(s) if s.created + s.modified + s.renamed + s.deleted > 0 => {
+                                tracing::info!(
+                                    folder = %label,
+                                    "scanned: {} new, {} modified, {} renamed, {} deleted",
+                                    s.created,
+                                    s.modified,
+                                    s.renamed,
+                                    s.deleted
+                                )
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::error!(folder = %label, "scan failed: {e}"),
+                        },
+                    );
+                    if let Err(e) = result {
+                        tracing::error!(folder = %label, "watcher stopped: {e}");
+                    }
+                })?,
+        );
+    }
+    Ok(threads)
+}
+
+async fn serve(node: &Node) -> anyhow::Result<()> {
+    let c = &node.config;
+    let net_config = net::Config {
+        listen: parse_addrs(&c.listen, "listen")?,
+        relays: parse_addrs(&c.relays, "relays")?,
+        mdns: c.mdns,
+        relay_server: false,
+        hole_punching: c.hole_punching,
+        idle_timeout: Duration::from_secs(120),
+    };
+    let (handle, event_loop) = net::start(net::keypair(node.device.to_bytes())?, &net_config)?;
+    tokio::spawn(event_loop.run());
+
+    let me = node.device_id();
+    let mut folders = Vec::new();
+    for f in &c.folders {
+        let mut members: HashSet<DeviceId> = [me].into();
+        for m in &f.members {
+            members.insert(
+                m.parse()
+                    .with_context(|| format!("folder {}: member {m:?}", f.label))?,
+            );
+        }
+        folders.push((node.open_folder(f)?, members));
+    }
+    let source = LocalSource::new(Index::open(&node.dirs.index())?, folders);
+    tokio::spawn(chunks::serve(handle.clone(), Arc::new(source)));
+
+    for p in &c.peers {
+        let device: DeviceId = p
+            .device
+            .parse()
+            .with_context(|| format!("peer {:?}", p.device))?;
+        let peer = net::peer_of(&device).context("peer id")?;
+        for a in parse_addrs(&p.addresses, "peer addresses")? {
+            handle.add_address(peer, a.clone()).await?;
+            let h = handle.clone();
+            tokio::spawn(async move {
+                if let Err(e) = h.dial(a).await {
+                    tracing::warn!(%peer, "cannot reach peer: {e}");
+                }
+            });
+        }
+    }
+
+    let socket = node.dirs.control_socket();
+    let _ = std::fs::remove_file(&socket);
+    let listener =
+        UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    // Tell whoever started us that we are up, and where we listen.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for a in handle.listen_addrs().await? {
+        println!(
+            "listening on {}",
+            a.with(libp2p::core::multiaddr::Protocol::P2p(handle.peer_id))
+        );
+    }
+    println!("daemon ready: device {me}, control {}", socket.display());
+
+    let state = Arc::new(State {
+        handle,
+        device: me,
+        folders: c
+            .folders
+            .iter()
+            .map(|f| json!({"id": f.id.to_string(), "label": f.label, "path": f.path}))
+            .collect(),
+    });
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            r = &mut shutdown => { r?; break; }
+            conn = listener.accept() => {
+                let (stream, _) = conn?;
+                let state = state.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = control(stream, &state).await {
+                        tracing::warn!("control request failed: {e}");
+                    }
+                });
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+struct State {
+    handle: Handle,
+    device: DeviceId,
+    folders: Vec<Value>,
+}
+
+async fn control(stream: tokio::net::UnixStream, state: &State) -> anyhow::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut line = String::new();
+    let mut r = BufReader::new(r).take(MAX_REQUEST as u64);
+    r.read_line(&mut line).await?;
+    let answer = match serde_json::from_str::<Value>(&line) {
+        Ok(req) => answer(&req, state)
+            .await
+            .unwrap_or_else(|e| json!({"error": format!("{e:#}")})),
+        Err(e) => json!({"error": format!("bad request: {e}")}),
+    };
+    w.write_all(format!("{answer}\n").as_bytes()).await?;
+    Ok(())
+}
+
+async fn answer(req: &Value, state: &State) -> anyhow::Result<Value> {
+    let h = &state.handle;
+    match req["cmd"].as_str() {
+        Some("status") => Ok(json!({
+            "device_id": state.device.to_string(),
+            "peer_id": h.peer_id.to_string(),
+            "listen": h.listen_addrs().await?.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "folders": state.folders,
+        })),
+        Some("peers") => {
+            let peers = h.peers().await?;
+            let (direct, relayed) = h.stats.direct_and_relayed();
+            let total = direct + relayed;
+            Ok(json!({
+                "peers": peers.iter().map(|p| json!({
+                    "device": p.device.map(|d| d.to_string()),
+                    "peer_id": p.peer.to_string(),
+                    "direct": p.is_direct(),
+                    "connections": p.connections.iter().map(|c| json!({"addr": c.addr.to_string(), "relayed": c.relayed})).collect::<Vec<_>>(),
+                    "rtt_ms": p.rtt.map(|r| r.as_secs_f64() * 1000.0),
+                    "agent": p.agent,
+                    "bytes_in": p.bytes_in,
+                    "bytes_out": p.bytes_out,
+                })).collect::<Vec<_>>(),
+                "bytes_direct": direct,
+                "bytes_relayed": relayed,
+                "direct_ratio": if total == 0 { Value::Null } else { json!(direct as f64 / total as f64) },
+            }))
+        }
+        Some("fetch") => {
+            let folder: FolderId = req["folder"]
+                .as_str()
+                .context("fetch needs folder")?
+                .parse()?;
+            let ids: Vec<ChunkId> = req["ids"]
+                .as_array()
+                .context("fetch needs ids")?
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .context("ids are hex strings")?
+                        .parse()
+                        .map_err(anyhow::Error::from)
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let peers: Vec<PeerId> = req["peers"]
+                .as_array()
+                .context("fetch needs peers")?
+                .iter()
+                .map(|v| {
+                    let d: DeviceId = v.as_str().context("peers are device ids")?.parse()?;
+                    net::peer_of(&d).context("peer id")
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let (tx, mut rx) = mpsc::channel(64);
+            let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+            let started = std::time::Instant::now();
+            let outcome = chunks::fetch(h, &peers, folder, ids, &tx).await;
+            drop(tx);
+            let _ = drain.await;
+            Ok(json!({
+                "fetched": outcome.fetched,
+                "bytes": outcome.bytes,
+                "seconds": started.elapsed().as_secs_f64(),
+                "missing": outcome.missing.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+                "unfetched": outcome.unfetched.len(),
+                "failed_peers": outcome.failed_peers.iter().map(|(p, e)| json!([p.to_string(), e])).collect::<Vec<_>>(),
+            }))
+        }
+        other => anyhow::bail!("unknown command {other:?}"),
+    }
+}
+
+/// Sends one control request to the running daemon and returns its answer.
+pub fn request(socket: &Path, req: &Value) -> anyhow::Result<Value> {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
+        format!(
+            "no daemon is running (cannot connect to {}): start it with `harp daemon`",
+            socket.display()
+        )
+    })?;
+    s.write_all(format!("{req}\n").as_bytes())?;
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line)?;
+    let v: Value = serde_json::from_str(&line).context("the daemon's answer is not JSON")?;
+    if let Some(e) = v.get("error").and_then(Value::as_str) {
+        anyhow::bail!("daemon: {e}");
+    }
+    Ok(v)
+}
