@@ -155,15 +155,11 @@ async fn serve(node: &Node) -> anyhow::Result<()> {
             .parse()
             .with_context(|| format!("peer {:?}", p.device))?;
         let peer = net::peer_of(&device).context("peer id")?;
-        for a in parse_addrs(&p.addresses, "peer addresses")? {
+        let addrs = parse_addrs(&p.addresses, "peer addresses")?;
+        for a in &addrs {
             handle.add_address(peer, a.clone()).await?;
-            let h = handle.clone();
-            tokio::spawn(async move {
-                if let Err(e) = h.dial(a).await {
-                    tracing::warn!(%peer, "cannot reach peer: {e}");
-                }
-            });
         }
+        tokio::spawn(keep_connected(handle.clone(), peer, addrs));
     }
 
     let socket = node.dirs.control_socket();
@@ -214,6 +210,33 @@ async fn serve(node: &Node) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_file(&socket);
     Ok(())
+}
+
+/// How long one dial attempt may take before the next address is tried.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(8);
+/// Pause between rounds of dials to a peer that is not connected.
+const REDIAL_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps a connection to a known peer: when none is open, tries its addresses one after the
+/// other (concurrent dials through one relay would share, and wait on, one relay connection;
+/// so a QUIC path blocked by a firewall would hold back the TCP one), then waits and retries.
+async fn keep_connected(handle: Handle, peer: PeerId, addrs: Vec<Multiaddr>) {
+    loop {
+        let connected = match handle.peers().await {
+            Ok(peers) => peers.iter().any(|p| p.peer == peer),
+            Err(_) => return,
+        };
+        if !connected {
+            for addr in &addrs {
+                match tokio::time::timeout(DIAL_TIMEOUT, handle.dial(addr.clone())).await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) => tracing::warn!(%peer, "cannot reach peer: {e}"),
+                    Err(_) => tracing::warn!(%peer, %addr, "dial timed out"),
+                }
+            }
+        }
+        tokio::time::sleep(REDIAL_EVERY).await;
+    }
 }
 
 struct State {

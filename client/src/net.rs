@@ -346,7 +346,12 @@ pub struct EventLoop {
         HashMap<libp2p::swarm::ConnectionId, (Multiaddr, oneshot::Sender<Result<(), Error>>)>,
     stats: Arc<Stats>,
     relay_server: bool,
+    /// Relay circuit listeners (reservations) and their listener while one is open.
+    reservations: HashMap<Multiaddr, Option<libp2p::core::transport::ListenerId>>,
 }
+
+/// How often lost relay reservations are asked for again.
+const RESERVE_EVERY: Duration = Duration::from_secs(5);
 
 /// Builds the node: the swarm, its listeners, relay reservations, and the handle.
 pub fn start(key: identity::Keypair, config: &Config) -> Result<(Handle, EventLoop), Error> {
@@ -410,14 +415,16 @@ pub fn start(key: identity::Keypair, config: &Config) -> Result<(Handle, EventLo
             reason: e.to_string(),
         })?;
     }
+    let mut reservations = HashMap::new();
     for relay in &config.relays {
         let circuit = relay.clone().with(Protocol::P2pCircuit);
-        swarm
+        let id = swarm
             .listen_on(circuit.clone())
             .map_err(|e| Error::Listen {
-                addr: circuit,
+                addr: circuit.clone(),
                 reason: e.to_string(),
             })?;
+        reservations.insert(circuit, Some(id));
     }
     let (tx, rx) = mpsc::channel(64);
     let stats = Arc::new(Stats::default());
@@ -438,6 +445,7 @@ pub fn start(key: identity::Keypair, config: &Config) -> Result<(Handle, EventLo
             pending_dials: HashMap::new(),
             stats,
             relay_server,
+            reservations,
         },
     ))
 }
@@ -445,6 +453,8 @@ pub fn start(key: identity::Keypair, config: &Config) -> Result<(Handle, EventLo
 impl EventLoop {
     /// Runs until every [`Handle`] is dropped.
     pub async fn run(mut self) {
+        let mut reserve = tokio::time::interval(RESERVE_EVERY);
+        reserve.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -452,6 +462,7 @@ impl EventLoop {
                     Some(c) => self.on_command(c),
                     None => return,
                 },
+                _ = reserve.tick() => self.renew_reservations(),
             }
         }
     }
@@ -499,6 +510,25 @@ impl EventLoop {
             }
             Command::ListenAddrs(reply) => {
                 let _ = reply.send(self.listen_addrs.clone());
+            }
+        }
+    }
+
+    /// Asks again for every relay reservation whose listener closed (the relay was down, or
+    /// its first path timed out while another would have worked).
+    fn renew_reservations(&mut self) {
+        let lost: Vec<Multiaddr> = self
+            .reservations
+            .iter()
+            .filter(|(_, l)| l.is_none())
+            .map(|(a, _)| a.clone())
+            .collect();
+        for circuit in lost {
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(id) => {
+                    self.reservations.insert(circuit, Some(id));
+                }
+                Err(e) => tracing::warn!(%circuit, "cannot reserve on relay: {e}"),
             }
         }
     }

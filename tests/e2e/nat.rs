@@ -1,0 +1,455 @@
+//! NAT traversal between real `harp` processes in a lab of Linux network namespaces
+//! (`tests/netlab/lab.sh`): two home routers with NAT and a stateful firewall, a public
+//! relay, peers behind each router. Needs root, iproute2 and nftables (the README's test
+//! command installs them). Each case prints one line: connected or not, direct or relayed,
+//! time to direct.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use harp::config::{Config, Dirs, PeerConfig};
+use harp::index::Index;
+use harp_e2e::{binary, harp, workspace_root};
+use serde_json::{Value, json};
+
+struct Lab {
+    prefix: String,
+}
+
+fn lab_script() -> PathBuf {
+    workspace_root().join("tests/netlab/lab.sh")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false)
+}
+
+impl Lab {
+    fn up(name: &str, nat_a: &str, nat_b: &str) -> Option<Self> {
+        if !is_root() {
+            eprintln!("skipped: the NAT lab needs root");
+            return None;
+        }
+        let prefix = format!("h{}{}", name, std::process::id() % 10_000);
+        let out = Command::new(lab_script())
+            .args(["up", &prefix, nat_a, nat_b])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "lab up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(Self { prefix })
+    }
+
+    fn ctl(&self, args: &[&str]) {
+        let out = Command::new(lab_script())
+            .arg(args[0])
+            .arg(&self.prefix)
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "lab {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts `harp ARGS` inside NODE's namespace with its own home.
+    fn start(&self, node: &str, home: &Path, args: &[&str]) -> Proc {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-{node}", self.prefix)])
+            .arg(binary("harp").unwrap())
+            .args(args)
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_DATA_HOME", home.join("data"))
+            .env(
+                "RUST_LOG",
+                std::env::var("HARP_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(lab_script())
+            .args(["down", &self.prefix])
+            .output();
+    }
+}
+
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn until(&self, marker: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {marker:?} in {seen:?}"));
+            let done = line.contains(marker);
+            seen.push(line);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+fn dirs(home: &Path) -> Dirs {
+    Dirs {
+        config: home.join("config/harp"),
+        data: home.join("data/harp"),
+    }
+}
+
+fn setup(home: &Path) -> String {
+    std::fs::create_dir_all(home).unwrap();
+    let out = harp(home, &["init", "--json"]).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["device_id"].as_str().unwrap().to_owned()
+}
+
+fn edit_config(home: &Path, f: impl FnOnce(&mut Config)) {
+    let d = dirs(home);
+    let mut c = Config::load(&d).unwrap();
+    f(&mut c);
+    c.save(&d).unwrap();
+}
+
+fn control(home: &Path, req: Value) -> Value {
+    harp::daemon::request(&dirs(home).control_socket(), &req).unwrap()
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("gave up waiting for {what}");
+    None
+}
+
+fn peer_entry(home: &Path, device: &str) -> Option<Value> {
+    control(home, json!({"cmd": "peers"}))["peers"]
+        .as_array()?
+        .iter()
+        .find(|p| p["device"] == json!(device))
+        .cloned()
+}
+
+/// A relay at 192.0.2.10, B (behind router B) sharing a 4 MiB file with A (behind router A),
+/// both reserving a slot on the relay; A knows B only by its relayed address.
+struct Scene {
+    lab: Lab,
+    _tmp: tempfile::TempDir,
+    a_home: PathBuf,
+    b_id: String,
+    folder: String,
+    ids: Vec<String>,
+    _procs: Vec<Proc>,
+}
+
+fn scene(name: &str, nat_a: &str, nat_b: &str, tweak_lab: impl FnOnce(&Lab)) -> Option<Scene> {
+    scene_with(name, nat_a, nat_b, tweak_lab, true)
+}
+
+fn scene_with(
+    name: &str,
+    nat_a: &str,
+    nat_b: &str,
+    tweak_lab: impl FnOnce(&Lab),
+    a_uses_quic: bool,
+) -> Option<Scene> {
+    let lab = Lab::up(name, nat_a, nat_b)?;
+    tweak_lab(&lab);
+    let tmp = tempfile::tempdir().unwrap();
+    let (r_home, a_home, b_home) = (
+        tmp.path().join("r"),
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+    );
+    setup(&r_home);
+    let a_id = setup(&a_home);
+    let b_id = setup(&b_home);
+    let relay = lab.start(
+        "relay",
+        &r_home,
+        &[
+            "relay",
+            "--listen",
+            "/ip4/192.0.2.10/udp/4001/quic-v1",
+            "--listen",
+            "/ip4/192.0.2.10/tcp/4001",
+        ],
+    );
+    let mut printed = relay.until("relay listening on");
+    printed.extend(relay.until("relay listening on"));
+    let relay_quic = printed
+        .iter()
+        .find(|l| l.contains("quic"))
+        .unwrap()
+        .replace("relay listening on ", "");
+    let relay_tcp = printed
+        .iter()
+        .find(|l| l.contains("tcp/4001"))
+        .unwrap()
+        .replace("relay listening on ", "");
+    let relay_peer = relay_quic.rsplit('/').next().unwrap().to_owned();
+
+    let docs = b_home.join("docs");
+    assert!(
+        harp(&b_home, &["folder", "add", docs.to_str().unwrap()])
+            .unwrap()
+            .status
+            .success()
+    );
+    let mut data = vec![0u8; 4 << 20];
+    blake3::Hasher::new()
+        .update(name.as_bytes())
+        .finalize_xof()
+        .fill(&mut data);
+    std::fs::write(docs.join("big.bin"), &data).unwrap();
+    assert!(harp(&b_home, &["scan", "docs"]).unwrap().status.success());
+    let listen = vec![
+        "/ip4/0.0.0.0/udp/0/quic-v1".to_owned(),
+        "/ip4/0.0.0.0/tcp/0".to_owned(),
+    ];
+    let relays = vec![relay_quic.clone(), relay_tcp.clone()];
+    edit_config(&b_home, |c| {
+        c.listen = listen.clone();
+        c.mdns = false;
+        c.relays = relays.clone();
+        c.folders[0].members = vec![a_id.clone()];
+    });
+    let b = lab.start("b1", &b_home, &["daemon"]);
+    b.until("daemon ready");
+    wait_for("B's relay reservation", 20, || {
+        control(&b_home, json!({"cmd": "status"}))["listen"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().contains("p2p-circuit"))
+    })
+    .expect("B never got a relay reservation");
+    let b_peer = control(&b_home, json!({"cmd": "status"}))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let circuits = vec![
+        format!("{relay_quic}/p2p-circuit/p2p/{b_peer}"),
+        format!("{relay_tcp}/p2p-circuit/p2p/{b_peer}"),
+    ];
+    let keep = |list: &[String]| -> Vec<String> {
+        list.iter()
+            .filter(|a| a_uses_quic || !a.contains("quic"))
+            .cloned()
+            .collect()
+    };
+    edit_config(&a_home, |c| {
+        c.listen = keep(&listen);
+        c.mdns = false;
+        c.relays = keep(&relays);
+        c.peers = vec![PeerConfig {
+            device: b_id.clone(),
+            addresses: keep(&circuits),
+        }];
+    });
+    let a = lab.start("a1", &a_home, &["daemon"]);
+    a.until("daemon ready");
+    let d = dirs(&b_home);
+    let c = Config::load(&d).unwrap();
+    let index = Index::open(&d.index()).unwrap();
+    let row = index.file(&c.folders[0].id, "big.bin").unwrap().unwrap();
+    let mut ids: Vec<String> = index
+        .chunks(&c.folders[0].id, &row.file_id)
+        .unwrap()
+        .iter()
+        .map(|c| c.id.to_string())
+        .collect();
+    ids.push(row.content_root.to_string());
+    let _ = relay_peer;
+    Some(Scene {
+        lab,
+        a_home,
+        b_id,
+        folder: c.folders[0].id.to_string(),
+        ids,
+        _tmp: tmp,
+        _procs: vec![relay, b, a],
+    })
+}
+
+impl Scene {
+    fn fetch(&self) -> Value {
+        control(
+            &self.a_home,
+            json!({"cmd": "fetch", "folder": self.folder, "ids": self.ids, "peers": [self.b_id]}),
+        )
+    }
+
+    fn connected(&self) -> Option<Duration> {
+        let r = wait_for("A connected to B", 30, || {
+            peer_entry(&self.a_home, &self.b_id).is_some()
+        });
+        if r.is_none() {
+            eprintln!(
+                "A's peers: {}",
+                control(&self.a_home, json!({"cmd": "peers"}))
+            );
+            eprintln!(
+                "A's status: {}",
+                control(&self.a_home, json!({"cmd": "status"}))
+            );
+        }
+        r
+    }
+}
+
+#[test]
+fn cone_to_cone_goes_direct_by_hole_punching() {
+    let Some(s) = scene("cc", "cone", "cone", |_| {}) else {
+        return;
+    };
+    s.connected().expect("A never connected to B");
+    let to_direct = wait_for("a direct connection", 30, || {
+        peer_entry(&s.a_home, &s.b_id).is_some_and(|p| p["direct"] == json!(true))
+    });
+    let got = s.fetch();
+    eprintln!(
+        "NAT cell cone<->cone: connected, {}, time to direct {:?}, fetched {} blobs",
+        if to_direct.is_some() {
+            "direct"
+        } else {
+            "relayed"
+        },
+        to_direct,
+        got["fetched"]
+    );
+    let to_direct = to_direct.expect("cone<->cone must go direct");
+    assert!(to_direct < Duration::from_secs(30));
+    assert_eq!(got["fetched"].as_u64(), Some(s.ids.len() as u64), "{got}");
+    let p = peer_entry(&s.a_home, &s.b_id).unwrap();
+    let direct_addr = p["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["relayed"] == json!(false))
+        .unwrap()["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        direct_addr.contains("192.0.2.12"),
+        "the direct path goes to B's router: {direct_addr}"
+    );
+    let totals = control(&s.a_home, json!({"cmd": "peers"}));
+    assert_eq!(totals["bytes_relayed"], json!(0), "{totals}");
+}
+
+#[test]
+fn symmetric_nat_falls_back_to_the_relay() {
+    let Some(s) = scene("sy", "cone", "symmetric", |_| {}) else {
+        return;
+    };
+    s.connected().expect("A never connected to B");
+    let got = s.fetch();
+    assert_eq!(got["fetched"].as_u64(), Some(s.ids.len() as u64), "{got}");
+    // Hole punching had its chance; the connection must still be relayed, and say so.
+    std::thread::sleep(Duration::from_secs(3));
+    let p = peer_entry(&s.a_home, &s.b_id).unwrap();
+    eprintln!(
+        "NAT cell cone<->symmetric: connected, {}, fetched {} blobs",
+        if p["direct"] == json!(true) {
+            "direct"
+        } else {
+            "relayed"
+        },
+        got["fetched"]
+    );
+    assert_eq!(p["direct"], json!(false), "{p}");
+    let totals = control(&s.a_home, json!({"cmd": "peers"}));
+    assert!(
+        totals["bytes_relayed"].as_u64().unwrap() >= 4 << 20,
+        "{totals}"
+    );
+    assert_eq!(totals["direct_ratio"], json!(0.0));
+}
+
+#[test]
+fn udp_blocked_still_connects_over_tcp() {
+    let Some(s) = scene_with(
+        "ub",
+        "cone",
+        "cone",
+        |lab| lab.ctl(&["block-udp", "A"]),
+        true,
+    ) else {
+        return;
+    };
+    s.connected()
+        .expect("A never connected to B with UDP blocked");
+    let got = s.fetch();
+    let p = peer_entry(&s.a_home, &s.b_id).unwrap();
+    eprintln!(
+        "NAT cell UDP blocked at A: connected, {}, fetched {} blobs",
+        if p["direct"] == json!(true) {
+            "direct"
+        } else {
+            "relayed"
+        },
+        got["fetched"]
+    );
+    assert_eq!(got["fetched"].as_u64(), Some(s.ids.len() as u64), "{got}");
+    assert!(
+        p["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["addr"].as_str().unwrap().contains("/tcp/")),
+        "{p}"
+    );
+    let _ = &s.lab;
+}
