@@ -32,6 +32,9 @@ new_ns() {
   inns "$1" ip link set lo up
   inns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
   inns "$1" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+  # Frames switched by a bridge must not go through the routers' IP firewall (that happens
+  # when the br_netfilter module is loaded, as Docker does): it would drop LAN multicast.
+  inns "$1" sysctl -qw net.bridge.bridge-nf-call-iptables=0 2>/dev/null || true
 }
 
 # link NODE1 IF1 NODE2 IF2: a veth pair created directly inside the two namespaces
@@ -79,7 +82,8 @@ router() { # NAME WAN_IP LAN_NET PEER...
   link "$r" wan net "p$r"
   inns net ip link set "p$r" master inet
   inns "$r" ip addr add "$wan/24" dev wan
-  inns "$r" ip link add lan type bridge
+  # No IGMP querier runs here: without snooping, the bridge floods multicast (mDNS) to the LAN.
+  inns "$r" ip link add lan type bridge mcast_snooping 0
   inns "$r" ip addr add "$net.1/24" dev lan
   inns "$r" ip link set lan up
   local host=2 peer
