@@ -52,6 +52,8 @@ pub enum Command {
     Daemon(daemon::Args),
     /// List the peers the running daemon is connected to: direct or relayed, RTT, traffic.
     Peers(daemon::PeersArgs),
+    /// Show the running daemon's device, addresses (direct and relayed) and folders.
+    Status(daemon::StatusArgs),
     /// Run a public relay node (on a VPS): relay, DHT and reachability server for peers.
     Relay(relay::Args),
     /// Measure Harp on this machine.
@@ -84,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::Relay(args) => relay::run(&args),
         Command::Daemon(args) => daemon::run(&args),
         Command::Peers(args) => daemon::peers(&args),
+        Command::Status(args) => daemon::status(&args),
         Command::Bench(cmd) => bench::run(&cmd),
     };
     match result {

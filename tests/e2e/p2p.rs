@@ -177,6 +177,12 @@ fn daemons_meet_through_a_relay_exchange_verified_chunks_and_go_direct() {
             .iter()
             .any(|a| a.as_str().unwrap().contains("p2p-circuit"))
     });
+    let status = harp(&b_home, &["status"]).unwrap();
+    let text = String::from_utf8(status.stdout).unwrap();
+    assert!(
+        text.contains("listening (relayed)") && text.contains(&b_id),
+        "{text}"
+    );
     let b_peer = control(&b_home, json!({"cmd": "status"}))["peer_id"]
         .as_str()
         .unwrap()

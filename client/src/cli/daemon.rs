@@ -74,3 +74,40 @@ pub fn peers(args: &PeersArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Arguments of `harp status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `harp status`: asks the running daemon.
+pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let dirs = crate::config::Dirs::from_env()?;
+    let v = crate::daemon::request(&dirs.control_socket(), &json!({"cmd": "status"}))?;
+    if args.json {
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("device {}", v["device_id"].as_str().unwrap_or("?"));
+    for a in v["listen"].as_array().into_iter().flatten() {
+        let a = a.as_str().unwrap_or("?");
+        let kind = if a.contains("p2p-circuit") {
+            "relayed"
+        } else {
+            "direct"
+        };
+        println!("  listening ({kind}) on {a}");
+    }
+    for f in v["folders"].as_array().into_iter().flatten() {
+        println!(
+            "  folder {} ({}) at {}",
+            f["label"].as_str().unwrap_or("?"),
+            f["id"].as_str().unwrap_or("?"),
+            f["path"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
