@@ -21,7 +21,7 @@
 //! one folder. Keyed chunk boundaries (see [`crate::keys::FolderKeys::gear_table`]) keep sizes
 //! from fingerprinting known files.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use thiserror::Error;
 
@@ -143,20 +143,17 @@ pub fn seal(
     let nonce = synthetic_nonce(nonce_key, plaintext);
     let header = [BLOB_VERSION, kind as u8];
     let cipher = XChaCha20Poly1305::new(enc_key.as_bytes().into());
-    let sealed = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad: &header,
-            },
-        )
-        // Encryption fails only for plaintexts beyond XChaCha's 256 GiB limit, excluded above.
-        .map_err(|_| BlobError::TooLarge(plaintext.len()))?;
+    // One buffer, encrypted in place: header, nonce, then the plaintext turned ciphertext,
+    // then the tag (no second copy of a chunk on the hot path).
     let mut blob = Vec::with_capacity(BLOB_OVERHEAD + plaintext.len());
     blob.extend_from_slice(&header);
     blob.extend_from_slice(&nonce);
-    blob.extend_from_slice(&sealed);
+    blob.extend_from_slice(plaintext);
+    let tag = cipher
+        .encrypt_in_place_detached(XNonce::from_slice(&nonce), &header, &mut blob[26..])
+        // Encryption fails only for plaintexts beyond XChaCha's 256 GiB limit, excluded above.
+        .map_err(|_| BlobError::TooLarge(plaintext.len()))?;
+    blob.extend_from_slice(&tag);
     Ok((ChunkId::of_ciphertext(&blob), blob))
 }
 

@@ -448,3 +448,60 @@ async fn run_worker(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Message> {
+        let id = ChunkId::from_bytes([7; 32]);
+        vec![
+            Message::Blob {
+                req: 3,
+                id,
+                data: vec![1; 70_000],
+            },
+            Message::Blob {
+                req: 4,
+                id,
+                data: vec![],
+            },
+            Message::Want {
+                req: 5,
+                folder: FolderId::from_bytes([1; 16]),
+                ids: vec![id; 3],
+            },
+            Message::Missing { req: 6, id },
+            Message::Cancel { req: 7 },
+        ]
+    }
+
+    #[test]
+    fn the_fast_paths_write_and_read_exactly_the_wire_format() {
+        futures::executor::block_on(async {
+            for msg in samples() {
+                let mut out = futures::io::Cursor::new(Vec::new());
+                write_frame(&mut out, &msg).await.unwrap();
+                assert_eq!(out.get_ref(), &msg.encode_frame(), "{msg:?}");
+                let mut input = futures::io::Cursor::new(msg.encode_frame());
+                assert_eq!(read_frame(&mut input).await.unwrap(), Some(msg));
+                assert_eq!(read_frame(&mut input).await.unwrap(), None);
+            }
+        });
+    }
+
+    #[test]
+    fn a_blob_whose_length_disagrees_with_its_frame_is_refused() {
+        futures::executor::block_on(async {
+            let mut frame = samples()[0].encode_frame();
+            // Inner length one byte short of what the frame holds.
+            let inner = u32::from_be_bytes([frame[45], frame[46], frame[47], frame[48]]) - 1;
+            frame[45..49].copy_from_slice(&inner.to_be_bytes());
+            let mut input = futures::io::Cursor::new(frame);
+            assert!(matches!(
+                read_frame(&mut input).await,
+                Err(StreamError::Malformed(_))
+            ));
+        });
+    }
+}
