@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use harp::config::{Config, Dirs};
+use harp::config::Config;
 use harp::index::Index;
-use harp_e2e::{binary, harp};
+use harp_e2e::{binary, dirs, harp};
 use harp_protocol::blob::{self, BlobKind};
 use harp_protocol::chain::Chain;
 use serde_json::Value;
@@ -19,13 +19,6 @@ fn json(out: &std::process::Output) -> Value {
     assert!(out.status.success(), "{out:?}");
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn dirs(home: &Path) -> Dirs {
-    Dirs {
-        config: home.join("config/harp"),
-        data: home.join("data/harp"),
-    }
 }
 
 fn fill(seed: u64, len: usize) -> Vec<u8> {

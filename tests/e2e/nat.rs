@@ -5,15 +5,16 @@
 //! time to direct.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use harp::config::{Config, Dirs, PeerConfig};
+use harp::config::{Config, PeerConfig};
 use harp::index::Index;
-use harp_e2e::{binary, harp, workspace_root};
+use harp_e2e::harp;
+use harp_e2e::{
+    Proc, control, dirs, edit_config, fill, init_device, peer_entry, wait_for, workspace_root,
+};
 use serde_json::{Value, json};
 
 struct Lab {
@@ -67,31 +68,8 @@ impl Lab {
 
     /// Starts `harp ARGS` inside NODE's namespace with its own home.
     fn start(&self, node: &str, home: &Path, args: &[&str]) -> Proc {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &format!("{}-{node}", self.prefix)])
-            .arg(binary("harp").unwrap())
-            .args(args)
-            .env("HOME", home)
-            .env("XDG_CONFIG_HOME", home.join("config"))
-            .env("XDG_DATA_HOME", home.join("data"))
-            .env(
-                "RUST_LOG",
-                std::env::var("HARP_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc { child, lines }
+        let ns = format!("{}-{node}", self.prefix);
+        Proc::start(&["ip", "netns", "exec", &ns], home, args).unwrap()
     }
 }
 
@@ -103,81 +81,28 @@ impl Drop for Lab {
     }
 }
 
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn until(&self, marker: &str) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {marker:?} in {seen:?}"));
-            let done = line.contains(marker);
-            seen.push(line);
-            if done {
-                return seen;
-            }
-        }
-    }
-}
-
-fn dirs(home: &Path) -> Dirs {
-    Dirs {
-        config: home.join("config/harp"),
-        data: home.join("data/harp"),
-    }
-}
-
 fn setup(home: &Path) -> String {
-    std::fs::create_dir_all(home).unwrap();
-    let out = harp(home, &["init", "--json"]).unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["device_id"].as_str().unwrap().to_owned()
+    init_device(home).unwrap()
 }
 
-fn edit_config(home: &Path, f: impl FnOnce(&mut Config)) {
-    let d = dirs(home);
-    let mut c = Config::load(&d).unwrap();
-    f(&mut c);
-    c.save(&d).unwrap();
+fn edit(home: &Path, f: impl FnOnce(&mut Config)) {
+    edit_config(home, f).unwrap();
 }
 
-fn control(home: &Path, req: Value) -> Value {
-    harp::daemon::request(&dirs(home).control_socket(), &req).unwrap()
+fn ask(home: &Path, req: Value) -> Value {
+    control(home, &req).unwrap()
 }
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(secs) {
-        if f() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(100));
+fn wait(what: &str, secs: u64, f: impl FnMut() -> bool) -> Option<Duration> {
+    let r = wait_for(secs, f);
+    if r.is_none() {
+        eprintln!("gave up waiting for {what}");
     }
-    eprintln!("gave up waiting for {what}");
-    None
+    r
 }
 
-fn peer_entry(home: &Path, device: &str) -> Option<Value> {
-    control(home, json!({"cmd": "peers"}))["peers"]
-        .as_array()?
-        .iter()
-        .find(|p| p["device"] == json!(device))
-        .cloned()
+fn peer(home: &Path, device: &str) -> Option<Value> {
+    peer_entry(home, device).unwrap()
 }
 
 /// A relay at 192.0.2.10, B (behind router B) sharing a 4 MiB file with A (behind router A),
@@ -226,8 +151,8 @@ fn scene_with(
             "/ip4/192.0.2.10/tcp/4001",
         ],
     );
-    let mut printed = relay.until("relay listening on");
-    printed.extend(relay.until("relay listening on"));
+    let mut printed = relay.until("relay listening on").unwrap();
+    printed.extend(relay.until("relay listening on").unwrap());
     let relay_quic = printed
         .iter()
         .find(|l| l.contains("quic"))
@@ -247,11 +172,7 @@ fn scene_with(
             .status
             .success()
     );
-    let mut data = vec![0u8; mib << 20];
-    blake3::Hasher::new()
-        .update(name.as_bytes())
-        .finalize_xof()
-        .fill(&mut data);
+    let data = fill(name.as_bytes(), mib << 20);
     std::fs::write(docs.join("big.bin"), &data).unwrap();
     assert!(harp(&b_home, &["scan", "docs"]).unwrap().status.success());
     let listen = vec![
@@ -259,23 +180,23 @@ fn scene_with(
         "/ip4/0.0.0.0/tcp/0".to_owned(),
     ];
     let relays = vec![relay_quic.clone(), relay_tcp.clone()];
-    edit_config(&b_home, |c| {
+    edit(&b_home, |c| {
         c.listen = listen.clone();
         c.mdns = false;
         c.relays = relays.clone();
         c.folders[0].members = vec![a_id.clone()];
     });
     let b = lab.start("b1", &b_home, &["daemon"]);
-    b.until("daemon ready");
-    wait_for("B's relay reservation", 20, || {
-        control(&b_home, json!({"cmd": "status"}))["listen"]
+    b.until("daemon ready").unwrap();
+    wait("B's relay reservation", 20, || {
+        ask(&b_home, json!({"cmd": "status"}))["listen"]
             .as_array()
             .unwrap()
             .iter()
             .any(|a| a.as_str().unwrap().contains("p2p-circuit"))
     })
     .expect("B never got a relay reservation");
-    let b_peer = control(&b_home, json!({"cmd": "status"}))["peer_id"]
+    let b_peer = ask(&b_home, json!({"cmd": "status"}))["peer_id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -289,7 +210,7 @@ fn scene_with(
             .cloned()
             .collect()
     };
-    edit_config(&a_home, |c| {
+    edit(&a_home, |c| {
         c.listen = keep(&listen);
         c.mdns = false;
         c.relays = keep(&relays);
@@ -299,7 +220,7 @@ fn scene_with(
         }];
     });
     let a = lab.start("a1", &a_home, &["daemon"]);
-    a.until("daemon ready");
+    a.until("daemon ready").unwrap();
     let d = dirs(&b_home);
     let c = Config::load(&d).unwrap();
     let index = Index::open(&d.index()).unwrap();
@@ -325,24 +246,21 @@ fn scene_with(
 
 impl Scene {
     fn fetch(&self) -> Value {
-        control(
+        ask(
             &self.a_home,
             json!({"cmd": "fetch", "folder": self.folder, "ids": self.ids, "peers": [self.b_id]}),
         )
     }
 
     fn connected(&self) -> Option<Duration> {
-        let r = wait_for("A connected to B", 30, || {
-            peer_entry(&self.a_home, &self.b_id).is_some()
+        let r = wait("A connected to B", 30, || {
+            peer(&self.a_home, &self.b_id).is_some()
         });
         if r.is_none() {
-            eprintln!(
-                "A's peers: {}",
-                control(&self.a_home, json!({"cmd": "peers"}))
-            );
+            eprintln!("A's peers: {}", ask(&self.a_home, json!({"cmd": "peers"})));
             eprintln!(
                 "A's status: {}",
-                control(&self.a_home, json!({"cmd": "status"}))
+                ask(&self.a_home, json!({"cmd": "status"}))
             );
         }
         r
@@ -355,8 +273,8 @@ fn cone_to_cone_goes_direct_by_hole_punching() {
         return;
     };
     s.connected().expect("A never connected to B");
-    let to_direct = wait_for("a direct connection", 30, || {
-        peer_entry(&s.a_home, &s.b_id).is_some_and(|p| p["direct"] == json!(true))
+    let to_direct = wait("a direct connection", 30, || {
+        peer(&s.a_home, &s.b_id).is_some_and(|p| p["direct"] == json!(true))
     });
     let got = s.fetch();
     eprintln!(
@@ -372,7 +290,7 @@ fn cone_to_cone_goes_direct_by_hole_punching() {
     let to_direct = to_direct.expect("cone<->cone must go direct");
     assert!(to_direct < Duration::from_secs(30));
     assert_eq!(got["fetched"].as_u64(), Some(s.ids.len() as u64), "{got}");
-    let p = peer_entry(&s.a_home, &s.b_id).unwrap();
+    let p = peer(&s.a_home, &s.b_id).unwrap();
     let direct_addr = p["connections"]
         .as_array()
         .unwrap()
@@ -386,7 +304,7 @@ fn cone_to_cone_goes_direct_by_hole_punching() {
         direct_addr.contains("192.0.2.12"),
         "the direct path goes to B's router: {direct_addr}"
     );
-    let totals = control(&s.a_home, json!({"cmd": "peers"}));
+    let totals = ask(&s.a_home, json!({"cmd": "peers"}));
     assert_eq!(totals["bytes_relayed"], json!(0), "{totals}");
 }
 
@@ -400,7 +318,7 @@ fn symmetric_nat_falls_back_to_the_relay() {
     assert_eq!(got["fetched"].as_u64(), Some(s.ids.len() as u64), "{got}");
     // Hole punching had its chance; the connection must still be relayed, and say so.
     std::thread::sleep(Duration::from_secs(3));
-    let p = peer_entry(&s.a_home, &s.b_id).unwrap();
+    let p = peer(&s.a_home, &s.b_id).unwrap();
     eprintln!(
         "NAT cell cone<->symmetric: connected, {}, fetched {} blobs",
         if p["direct"] == json!(true) {
@@ -411,7 +329,7 @@ fn symmetric_nat_falls_back_to_the_relay() {
         got["fetched"]
     );
     assert_eq!(p["direct"], json!(false), "{p}");
-    let totals = control(&s.a_home, json!({"cmd": "peers"}));
+    let totals = ask(&s.a_home, json!({"cmd": "peers"}));
     assert!(
         totals["bytes_relayed"].as_u64().unwrap() >= 4 << 20,
         "{totals}"
@@ -434,7 +352,7 @@ fn udp_blocked_still_connects_over_tcp() {
     s.connected()
         .expect("A never connected to B with UDP blocked");
     let got = s.fetch();
-    let p = peer_entry(&s.a_home, &s.b_id).unwrap();
+    let p = peer(&s.a_home, &s.b_id).unwrap();
     eprintln!(
         "NAT cell UDP blocked at A: connected, {}, fetched {} blobs",
         if p["direct"] == json!(true) {
@@ -480,13 +398,13 @@ fn a_five_second_uplink_cut_mid_transfer_resumes_and_completes() {
         return;
     };
     s.connected().expect("A never connected to B");
-    wait_for("a direct connection", 30, || {
-        peer_entry(&s.a_home, &s.b_id).is_some_and(|p| p["direct"] == json!(true))
+    wait("a direct connection", 30, || {
+        peer(&s.a_home, &s.b_id).is_some_and(|p| p["direct"] == json!(true))
     });
     let request = json!({"cmd": "fetch", "folder": s.folder, "ids": s.ids, "peers": [s.b_id]});
     let a_home = s.a_home.clone();
     let got = std::thread::scope(|scope| {
-        let fetch = scope.spawn(move || control(&a_home, request));
+        let fetch = scope.spawn(move || ask(&a_home, request));
         std::thread::sleep(Duration::from_millis(300));
         s.lab.ctl(&["cut", "A"]);
         std::thread::sleep(Duration::from_secs(5));
@@ -517,31 +435,29 @@ fn mdns_finds_the_peer_on_the_same_lan_and_nothing_across_the_nat() {
     let ids: Vec<String> = homes.iter().map(|h| setup(h)).collect();
     let mut procs = Vec::new();
     for (home, node) in homes.iter().zip(["a1", "a2", "b1"]) {
-        edit_config(home, |c| {
+        edit(home, |c| {
             c.listen = vec!["/ip4/0.0.0.0/udp/0/quic-v1".to_owned()];
             c.mdns = true;
         });
         let p = lab.start(node, home, &["daemon"]);
-        p.until("daemon ready");
+        p.until("daemon ready").unwrap();
         procs.push(p);
     }
-    let found = wait_for("a1 to find a2 by mDNS", 30, || {
-        peer_entry(&homes[0], &ids[1]).is_some()
+    let found = wait("a1 to find a2 by mDNS", 30, || {
+        peer(&homes[0], &ids[1]).is_some()
     });
     eprintln!("mDNS: a1 found a2 after {found:?}");
     found.expect("a1 never found a2 on their LAN");
     assert!(
-        peer_entry(&homes[1], &ids[0]).is_some()
-            || wait_for("a2 to see a1", 10, || peer_entry(&homes[1], &ids[0])
-                .is_some())
-            .is_some()
+        peer(&homes[1], &ids[0]).is_some()
+            || wait("a2 to see a1", 10, || peer(&homes[1], &ids[0]).is_some()).is_some()
     );
     std::thread::sleep(Duration::from_secs(3));
     for h in &homes[..2] {
         assert!(
-            peer_entry(h, &ids[2]).is_none(),
+            peer(h, &ids[2]).is_none(),
             "b1 was discovered across the NAT"
         );
     }
-    assert!(peer_entry(&homes[2], &ids[0]).is_none() && peer_entry(&homes[2], &ids[1]).is_none());
+    assert!(peer(&homes[2], &ids[0]).is_none() && peer(&homes[2], &ids[1]).is_none());
 }

@@ -3,104 +3,27 @@
 //! strangers, and report all of it through `harp peers`.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
-use harp::config::{Config, Dirs, PeerConfig};
+use harp::config::{Config, PeerConfig};
 use harp::index::Index;
-use harp_e2e::{binary, harp};
+use harp_e2e::{Proc, control, dirs, edit_config, fill, harp, init_device, wait_for};
 use serde_json::{Value, json};
 
-/// A child process killed when the test ends, whatever happens.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn start(home: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(binary("harp").unwrap())
-            .args(args)
-            .env("HOME", home)
-            .env("XDG_CONFIG_HOME", home.join("config"))
-            .env("XDG_DATA_HOME", home.join("data"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// Lines printed until one contains `marker`.
-    fn until(&self, marker: &str) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {marker:?} in {seen:?}"));
-            let done = line.contains(marker);
-            seen.push(line);
-            if done {
-                return seen;
-            }
-        }
-    }
-}
-
-fn dirs(home: &Path) -> Dirs {
-    Dirs {
-        config: home.join("config/harp"),
-        data: home.join("data/harp"),
-    }
-}
-
 fn setup(home: &Path) -> String {
-    let out = harp(home, &["init", "--json"]).unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["device_id"].as_str().unwrap().to_owned()
+    init_device(home).unwrap()
 }
 
-fn edit_config(home: &Path, f: impl FnOnce(&mut Config)) {
-    let d = dirs(home);
-    let mut c = Config::load(&d).unwrap();
-    f(&mut c);
-    c.save(&d).unwrap();
+fn edit(home: &Path, f: impl FnOnce(&mut Config)) {
+    edit_config(home, f).unwrap();
 }
 
-fn control(home: &Path, req: Value) -> Value {
-    harp::daemon::request(&dirs(home).control_socket(), &req).unwrap()
+fn ask(home: &Path, req: Value) -> Value {
+    control(home, &req).unwrap()
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait(what: &str, f: impl FnMut() -> bool) {
+    assert!(wait_for(30, f).is_some(), "timed out waiting for {what}");
 }
 
 /// Blob ids of a scanned file: its chunks, then its manifest root.
@@ -134,11 +57,14 @@ fn daemons_meet_through_a_relay_exchange_verified_chunks_and_go_direct() {
     }
     setup(&r_home);
     let relay = Proc::start(
+        &[],
         &r_home,
         &["relay", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1"],
-    );
+    )
+    .unwrap();
     let relay_addr = relay
         .until("relay listening on")
+        .unwrap()
         .pop()
         .unwrap()
         .replace("relay listening on ", "");
@@ -154,24 +80,20 @@ fn daemons_meet_through_a_relay_exchange_verified_chunks_and_go_direct() {
             .status
             .success()
     );
-    let mut data = vec![0u8; 2 << 20];
-    blake3::Hasher::new()
-        .update(b"p2p")
-        .finalize_xof()
-        .fill(&mut data);
+    let data = fill(b"p2p", 2 << 20);
     std::fs::write(docs.join("big.bin"), &data).unwrap();
     assert!(harp(&b_home, &["scan", "docs"]).unwrap().status.success());
     let loopback = vec!["/ip4/127.0.0.1/udp/0/quic-v1".to_owned()];
-    edit_config(&b_home, |c| {
+    edit(&b_home, |c| {
         c.listen = loopback.clone();
         c.mdns = false;
         c.relays = vec![relay_addr.clone()];
         c.folders[0].members = vec![a_id.clone()];
     });
-    let _b = Proc::start(&b_home, &["daemon"]);
-    _b.until("daemon ready");
-    wait_for("B's relay reservation", || {
-        control(&b_home, json!({"cmd": "status"}))["listen"]
+    let _b = Proc::start(&[], &b_home, &["daemon"]).unwrap();
+    _b.until("daemon ready").unwrap();
+    wait("B's relay reservation", || {
+        ask(&b_home, json!({"cmd": "status"}))["listen"]
             .as_array()
             .unwrap()
             .iter()
@@ -183,7 +105,7 @@ fn daemons_meet_through_a_relay_exchange_verified_chunks_and_go_direct() {
         text.contains("listening (relayed)") && text.contains(&b_id),
         "{text}"
     );
-    let b_peer = control(&b_home, json!({"cmd": "status"}))["peer_id"]
+    let b_peer = ask(&b_home, json!({"cmd": "status"}))["peer_id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -191,7 +113,7 @@ fn daemons_meet_through_a_relay_exchange_verified_chunks_and_go_direct() {
 
     // A and C know B only by its relayed address.
     for (home, _) in [(&a_home, &a_id), (&c_home, &c_id)] {
-        edit_config(home, |c| {
+        edit(home, |c| {
             c.listen = loopback.clone();
             c.mdns = false;
             c.peers = vec![PeerConfig {
@@ -200,10 +122,10 @@ fn daemons_meet_through_a_relay_exchange_verified_chunks_and_go_direct() {
             }];
         });
     }
-    let _a = Proc::start(&a_home, &["daemon"]);
-    _a.until("daemon ready");
-    wait_for("A connected to B", || {
-        control(&a_home, json!({"cmd": "peers"}))["peers"]
+    let _a = Proc::start(&[], &a_home, &["daemon"]).unwrap();
+    _a.until("daemon ready").unwrap();
+    wait("A connected to B", || {
+        ask(&a_home, json!({"cmd": "peers"}))["peers"]
             .as_array()
             .unwrap()
             .iter()
@@ -211,7 +133,7 @@ fn daemons_meet_through_a_relay_exchange_verified_chunks_and_go_direct() {
     });
 
     let (folder, ids) = blob_ids(&b_home, "big.bin");
-    let got = control(
+    let got = ask(
         &a_home,
         json!({"cmd": "fetch", "folder": folder, "ids": ids, "peers": [b_id]}),
     );
@@ -219,8 +141,8 @@ fn daemons_meet_through_a_relay_exchange_verified_chunks_and_go_direct() {
     assert!(got["bytes"].as_u64().unwrap() > 2 << 20);
 
     // Hole punching turns the relayed connection into a direct one; `harp peers` says so.
-    wait_for("a direct connection to B", || {
-        let v = control(&a_home, json!({"cmd": "peers"}));
+    wait("a direct connection to B", || {
+        let v = ask(&a_home, json!({"cmd": "peers"}));
         v["peers"]
             .as_array()
             .unwrap()
@@ -230,7 +152,7 @@ fn daemons_meet_through_a_relay_exchange_verified_chunks_and_go_direct() {
     let out = harp(&a_home, &["peers"]).unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains(&b_id) && text.contains("direct"), "{text}");
-    let v = control(&a_home, json!({"cmd": "peers"}));
+    let v = ask(&a_home, json!({"cmd": "peers"}));
     let b = v["peers"]
         .as_array()
         .unwrap()
@@ -241,16 +163,16 @@ fn daemons_meet_through_a_relay_exchange_verified_chunks_and_go_direct() {
     assert_eq!(b["bytes_in"], got["bytes"]);
 
     // C is not a member of B's folder: refused, nothing moves.
-    let _c = Proc::start(&c_home, &["daemon"]);
-    _c.until("daemon ready");
-    wait_for("C connected to B", || {
-        control(&c_home, json!({"cmd": "peers"}))["peers"]
+    let _c = Proc::start(&[], &c_home, &["daemon"]).unwrap();
+    _c.until("daemon ready").unwrap();
+    wait("C connected to B", || {
+        ask(&c_home, json!({"cmd": "peers"}))["peers"]
             .as_array()
             .unwrap()
             .iter()
             .any(|p| p["device"] == json!(b_id))
     });
-    let refused = control(
+    let refused = ask(
         &c_home,
         json!({"cmd": "fetch", "folder": folder, "ids": ids, "peers": [b_id]}),
     );

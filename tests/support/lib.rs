@@ -56,3 +56,152 @@ pub fn harp(home: &Path, args: &[&str]) -> Result<Output> {
         .output()
         .with_context(|| format!("running {}", bin.display()))
 }
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use harp::config::{Config, Dirs};
+use serde_json::{Value, json};
+
+/// The state directories of a test home (as `harp` derives them from the XDG variables
+/// [`harp`] sets).
+pub fn dirs(home: &Path) -> Dirs {
+    Dirs {
+        config: home.join("config/harp"),
+        data: home.join("data/harp"),
+    }
+}
+
+/// Runs `harp init` in `home` and returns the new device id.
+pub fn init_device(home: &Path) -> Result<String> {
+    std::fs::create_dir_all(home)?;
+    let out = harp(home, &["init", "--json"])?;
+    if !out.status.success() {
+        bail!("harp init failed: {out:?}");
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    v["device_id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("harp init --json printed no device_id")
+}
+
+/// Changes a test home's `config.toml`.
+pub fn edit_config(home: &Path, f: impl FnOnce(&mut Config)) -> Result<()> {
+    let d = dirs(home);
+    let mut c = Config::load(&d)?;
+    f(&mut c);
+    c.save(&d)?;
+    Ok(())
+}
+
+/// One request to the daemon running for `home`.
+pub fn control(home: &Path, req: &Value) -> Result<Value> {
+    harp::daemon::request(&dirs(home).control_socket(), req)
+}
+
+/// The daemon's entry for a peer device, if connected.
+pub fn peer_entry(home: &Path, device: &str) -> Result<Option<Value>> {
+    let v = control(home, &json!({"cmd": "peers"}))?;
+    Ok(v["peers"]
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["device"] == json!(device)).cloned()))
+}
+
+/// Polls `f` every 100 ms for up to `secs`; how long it took, or `None`.
+pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn fill(seed: &[u8], len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    blake3::Hasher::new()
+        .update(seed)
+        .finalize_xof()
+        .fill(&mut v);
+    v
+}
+
+/// A long-running `harp` process (daemon, relay), killed when dropped, whatever happens;
+/// its stdout lines can be waited for.
+#[derive(Debug)]
+pub struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Starts `harp ARGS` for `home`, inside `wrapper` (e.g. `ip netns exec NS`) if not empty.
+    /// Daemon logs go to the test's stderr, filtered by `HARP_TEST_LOG` (default: warnings).
+    pub fn start(wrapper: &[&str], home: &Path, args: &[&str]) -> Result<Self> {
+        let bin = binary("harp")?;
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let mut child = cmd
+            .args(args)
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_DATA_HOME", home.join("data"))
+            .env(
+                "RUST_LOG",
+                std::env::var("HARP_TEST_LOG").unwrap_or_else(|_| "warn,libp2p_kad=error".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let out = child.stdout.take().context("no stdout")?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out)
+                .lines()
+                .map_while(std::result::Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Self { child, lines })
+    }
+
+    /// The lines printed until one contains `marker` (within 30 s).
+    pub fn until(&self, marker: &str) -> Result<Vec<String>> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                bail!("no {marker:?} in {seen:?}");
+            };
+            let done = line.contains(marker);
+            seen.push(line);
+            if done {
+                return Ok(seen);
+            }
+        }
+    }
+}

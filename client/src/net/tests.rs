@@ -284,6 +284,27 @@ async fn garbage_frames_end_the_stream_and_the_server_keeps_serving() {
     assert_eq!(outcome.fetched as usize, shared.ids.len());
 }
 
+/// Waits for `node`'s relay reservation and returns its `/p2p-circuit/p2p/<node>` address.
+async fn reserved_circuit(node: &Handle) -> Multiaddr {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(a) = node
+            .listen_addrs()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(super::is_relayed)
+        {
+            return a;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no relay reservation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_a_relay_then_direct_by_hole_punching() {
     let (relay, relay_addr) = node_with(
@@ -303,23 +324,7 @@ async fn through_a_relay_then_direct_by_hole_punching() {
     )
     .await;
     // B's reservation on the relay shows up as a /p2p-circuit listen address.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let circuit = loop {
-        if let Some(a) = b
-            .listen_addrs()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(super::is_relayed)
-        {
-            break a;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no relay reservation"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let circuit = reserved_circuit(&b).await;
     let (shared, source) = folder_source(&[device(33)]);
     tokio::spawn(chunks::serve(b.clone(), source));
     let (a, _) = node(33).await;
@@ -370,23 +375,7 @@ async fn without_a_direct_path_chunks_flow_through_the_relay() {
         },
     )
     .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let circuit = loop {
-        if let Some(a) = b
-            .listen_addrs()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(super::is_relayed)
-        {
-            break a;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no relay reservation"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let circuit = reserved_circuit(&b).await;
     let (shared, source) = folder_source(&[device(43)]);
     tokio::spawn(chunks::serve(b.clone(), source));
     let (a, _) = node_with(43, no_punch).await;
