@@ -66,7 +66,7 @@ use harp::config::{Config, Dirs};
 use serde_json::{Value, json};
 
 /// The state directories of a test home (as `harp` derives them from the XDG variables
-/// [`harp`] sets).
+/// [`harp()`] sets).
 pub fn dirs(home: &Path) -> Dirs {
     Dirs {
         config: home.join("config/harp"),
