@@ -287,25 +287,13 @@ mod serve_tests {
     use super::*;
     use crate::scan::{Options, scan};
     use ed25519_dalek::SigningKey;
-    use harp_protocol::ids::FolderId;
-    use harp_protocol::keys::FolderKey;
 
     #[test]
     fn blobs_are_remade_from_files_and_never_served_stale() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("f");
-        std::fs::create_dir_all(&root).unwrap();
-        let folder = Folder::new(
-            FolderId::from_bytes([1; 16]),
-            root.clone(),
-            FolderKey::from_bytes([2; 32]).schedule(),
-        );
+        let (_dir, folder) = crate::testutil::temp_folder();
+        let root = folder.root.clone();
         let mut index = Index::in_memory().unwrap();
-        let mut data = vec![0u8; 600_000];
-        blake3::Hasher::new()
-            .update(b"serve")
-            .finalize_xof()
-            .fill(&mut data);
+        let mut data = crate::testutil::random(b"serve", 600_000);
         std::fs::write(root.join("a.bin"), &data).unwrap();
         std::os::unix::fs::symlink("a.bin", root.join("link")).unwrap();
         let device = SigningKey::from_bytes(&[3; 32]);

@@ -29,3 +29,6 @@ pub mod net;
 pub mod node;
 pub mod scan;
 pub mod store;
+
+#[cfg(test)]
+mod testutil;

@@ -1174,12 +1174,7 @@ mod tests {
     }
 
     fn random(seed: u64, len: usize) -> Vec<u8> {
-        let mut v = vec![0u8; len];
-        blake3::Hasher::new()
-            .update(&seed.to_le_bytes())
-            .finalize_xof()
-            .fill(&mut v);
-        v
+        crate::testutil::random(&seed.to_le_bytes(), len)
     }
 
     #[test]

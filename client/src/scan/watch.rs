@@ -99,20 +99,12 @@ pub fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use harp_protocol::ids::FolderId;
-    use harp_protocol::keys::FolderKey;
     use std::sync::Mutex;
 
     #[test]
     fn changes_are_scanned_after_they_settle_and_harp_s_own_files_are_not_events() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("f");
-        std::fs::create_dir_all(&root).unwrap();
-        let folder = Folder::new(
-            FolderId::from_bytes([1; 16]),
-            root.clone(),
-            FolderKey::from_bytes([2; 32]).schedule(),
-        );
+        let (dir, folder) = crate::testutil::temp_folder();
+        let root = folder.root.clone();
         let db = dir.path().join("index.sqlite3");
         let mut index = Index::open(&db).unwrap();
         let device = SigningKey::from_bytes(&[3; 32]);
