@@ -11,11 +11,15 @@ use std::path::Path;
 use harp_protocol::chain::Entry;
 use harp_protocol::ids::{ChainHash, ChunkId, ContentRoot, FileId, FolderId};
 use harp_protocol::manifest::EntryKind;
+use harp_protocol::record::Digest;
 use rusqlite::{Connection, OptionalExtension, params};
 use thiserror::Error;
 
 /// The migrations, in order. Entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("index/schema/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("index/schema/0001_initial.sql"),
+    include_str!("index/schema/0002_sync.sql"),
+];
 
 /// Errors of the index.
 #[derive(Debug, Error)]
@@ -412,6 +416,42 @@ impl Index {
         Ok(())
     }
 
+    /// The sync bases of a folder: per file id, the digest of the last agreed record.
+    pub fn sync_bases(&self, folder: &FolderId) -> Result<HashMap<FileId, Digest>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT file_id, digest FROM sync_base WHERE folder = ?1")?;
+        let rows = stmt.query_map([folder.as_bytes()], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        rows.map(|r| {
+            let (id, digest) = r?;
+            Ok((
+                FileId::from_bytes(blob(id, "file id")?),
+                Digest(blob(digest, "sync digest")?),
+            ))
+        })
+        .collect()
+    }
+
+    /// The chain of a file with the hash after each entry, oldest first.
+    pub fn chain_links(&self, folder: &FolderId, file: &FileId) -> Result<Vec<(Entry, ChainHash)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT entry, hash FROM chain_entry WHERE folder = ?1 AND file_id = ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![folder.as_bytes(), file.as_bytes()], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        rows.map(|r| {
+            let (e, h) = r?;
+            Ok((
+                Entry::decode(&e).map_err(|_| Error::Corrupt("chain entry"))?,
+                ChainHash::from_bytes(blob(h, "chain hash")?),
+            ))
+        })
+        .collect()
+    }
+
     /// Runs `f` in one write transaction: all of its writes land, or none.
     pub fn write<T>(&mut self, f: impl FnOnce(&Writer<'_>) -> Result<T>) -> Result<T> {
         let tx = self
@@ -521,6 +561,52 @@ impl Writer<'_> {
         for (id, b) in nodes {
             stmt.execute(params![id.as_bytes(), folder.as_bytes(), b])?;
         }
+        Ok(())
+    }
+
+    /// Records the digest of the record this device and the folder document agree on.
+    pub fn set_base(&self, folder: &FolderId, file: &FileId, digest: &Digest) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO sync_base (folder, file_id, digest) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (folder, file_id) DO UPDATE SET digest = excluded.digest",
+            )?
+            .execute(params![folder.as_bytes(), file.as_bytes(), &digest.0[..]])?;
+        Ok(())
+    }
+
+    /// Removes the row at `path`, whatever file it holds (with its chunk locations).
+    pub fn remove_path(&self, folder: &FolderId, path: &str) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "DELETE FROM chunk WHERE folder = ?1 AND file_id IN
+                   (SELECT file_id FROM file WHERE folder = ?1 AND path = ?2)",
+            )?
+            .execute(params![folder.as_bytes(), path])?;
+        self.tx
+            .prepare_cached("DELETE FROM file WHERE folder = ?1 AND path = ?2")?
+            .execute(params![folder.as_bytes(), path])?;
+        Ok(())
+    }
+
+    /// Removes the row of `file`, wherever it is (with its chunk locations).
+    pub fn remove_file(&self, folder: &FolderId, file: &FileId) -> Result<()> {
+        self.tx
+            .prepare_cached("DELETE FROM chunk WHERE folder = ?1 AND file_id = ?2")?
+            .execute(params![folder.as_bytes(), file.as_bytes()])?;
+        self.tx
+            .prepare_cached("DELETE FROM file WHERE folder = ?1 AND file_id = ?2")?
+            .execute(params![folder.as_bytes(), file.as_bytes()])?;
+        Ok(())
+    }
+
+    /// Drops a file's chain entries from `seq` on (a fork that lost to a remote chain).
+    pub fn truncate_chain(&self, folder: &FolderId, file: &FileId, seq: u64) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "DELETE FROM chain_entry WHERE folder = ?1 AND file_id = ?2 AND seq >= ?3",
+            )?
+            .execute(params![folder.as_bytes(), file.as_bytes(), seq as i64])?;
         Ok(())
     }
 

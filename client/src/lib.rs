@@ -29,6 +29,7 @@ pub mod net;
 pub mod node;
 pub mod scan;
 pub mod store;
+pub mod sync;
 
 #[cfg(test)]
 mod testutil;

@@ -80,7 +80,7 @@ fn now_ms() -> i64 {
 }
 
 /// `YYYYMMDD-HHMMSS` (UTC) of a Unix time in ms.
-fn stamp(ms: i64) -> String {
+pub(crate) fn stamp(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

@@ -59,6 +59,7 @@ pub mod ids;
 pub mod keys;
 pub mod manifest;
 pub mod proof;
+pub mod record;
 pub mod wire;
 
 pub use ed25519_dalek;

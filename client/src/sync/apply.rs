@@ -1,0 +1,952 @@
+//! The applier: carries out the planner's actions on the disk, the index and the document.
+//!
+//! Installing a remote version, step by step:
+//!
+//! 1. **Check its chain**: walk the document's links back from the record's head to a link the
+//!    local chain has (or the genesis); every entry must be signed by a member device over the
+//!    link before it, and the last one must say what the record says. A record whose chain
+//!    does not check is not installed (and is logged).
+//! 2. **Fetch**: the manifest tree level by level, then the chunks: from local files first
+//!    (any current file holding the same chunk, re-read and checked), the rest from peers.
+//!    Each chunk is decrypted and written at its offsets into a temp file in `.harp/tmp`,
+//!    which is then fsynced.
+//! 3. **Check the target right before the rename**: the path must hold what the index says
+//!    (a file changed since the last scan is never replaced: the next scan records the change
+//!    and the planner turns it into a conflict), and every parent must be a real directory
+//!    inside the folder (a symlinked parent could lead outside it).
+//! 4. **Keep the old version** (overwrite or delete) in the versions store, rename the temp
+//!    file into place, set mode and mtime, and record it all in one index transaction.
+//!
+//! A kill -9 at any step leaves either the old file or the new one under the final name,
+//! never a partial one; the next round sees what is on disk and goes on.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use ed25519_dalek::SigningKey;
+use harp_protocol::blob::{self, BlobKind};
+use harp_protocol::chain::{self, ChainTip, Change, Entry, Op};
+use harp_protocol::ids::{ChainHash, ChunkId, DeviceId, FileId};
+use harp_protocol::manifest::{ChunkRef, EntryKind, Node};
+use harp_protocol::record::Record;
+use unicode_normalization::is_nfc;
+
+use super::doc::FolderDoc;
+use super::plan::{self, Action, Candidate, FileState};
+use crate::chunk;
+use crate::index::{ChunkLoc, FileRow, Index};
+use crate::scan::Folder;
+use crate::store;
+
+/// Gets blobs from peers.
+pub trait Fetcher {
+    /// Fetches `ids` of the folder, handing each checked blob to `sink`; returns the ids it
+    /// could not get. `sink` returning an error stops the fetch.
+    fn fetch(
+        &self,
+        ids: Vec<ChunkId>,
+        sink: &mut dyn FnMut(ChunkId, Vec<u8>) -> std::io::Result<()>,
+    ) -> std::io::Result<Vec<ChunkId>>;
+}
+
+/// A fetcher with no peers (tests, and folders with no one online).
+#[derive(Debug)]
+pub struct NoPeers;
+
+impl Fetcher for NoPeers {
+    fn fetch(
+        &self,
+        ids: Vec<ChunkId>,
+        _sink: &mut dyn FnMut(ChunkId, Vec<u8>) -> std::io::Result<()>,
+    ) -> std::io::Result<Vec<ChunkId>> {
+        Ok(ids)
+    }
+}
+
+/// What one sync round did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Report {
+    /// Local changes put into the document.
+    pub published: u64,
+    /// Remote versions installed (content, renames, deletes, metadata).
+    pub installed: u64,
+    /// Conflict copies made.
+    pub conflicts: u64,
+    /// Bytes written from chunks fetched from peers.
+    pub fetched_bytes: u64,
+    /// Bytes written from chunks found locally.
+    pub reused_bytes: u64,
+    /// Actions put off to a later round, with why.
+    pub deferred: Vec<(String, String)>,
+}
+
+impl Report {
+    /// Whether the round changed anything.
+    pub fn changed(&self) -> bool {
+        self.published + self.installed + self.conflicts > 0
+    }
+}
+
+/// Everything a round needs besides the index and the document.
+pub struct Context<'a> {
+    /// The folder.
+    pub folder: &'a Folder,
+    /// This device's key (signs conflict renames and yields).
+    pub device: &'a SigningKey,
+    /// The devices whose chain entries are accepted.
+    pub members: &'a HashSet<DeviceId>,
+    /// Where missing blobs come from.
+    pub fetcher: &'a dyn Fetcher,
+}
+
+/// Why an action could not run now.
+#[derive(Debug, thiserror::Error)]
+enum Defer {
+    #[error("{0}")]
+    Later(String),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Index(#[from] crate::index::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Doc(#[from] super::doc::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn later(s: impl Into<String>) -> Defer {
+    Defer::Later(s.into())
+}
+
+/// The local row as a record (what this device would publish).
+pub fn local_record(row: &FileRow) -> Record {
+    Record {
+        path: row.path.clone(),
+        kind: row.kind,
+        mode: row.mode,
+        mtime_ns: if row.kind == EntryKind::File {
+            row.mtime_ns
+        } else {
+            0
+        },
+        size: row.size,
+        content_root: row.content_root,
+        deleted: row.deleted,
+        seq: row.seq,
+        chain_head: row.chain_head,
+    }
+}
+
+/// Runs one round: plan, then act. Errors of single files are deferred, not fatal.
+pub fn sync_once(
+    index: &mut Index,
+    doc: &mut FolderDoc,
+    ctx: &Context<'_>,
+) -> Result<Report, crate::index::Error> {
+    let me = DeviceId::of_signing_key(ctx.device);
+    let rows = index.files(&ctx.folder.id)?;
+    let bases = index.sync_bases(&ctx.folder.id)?;
+    let mut files: BTreeMap<FileId, FileState> = BTreeMap::new();
+    for row in rows.values() {
+        files.entry(row.file_id).or_default().local = Some(local_record(row));
+    }
+    for (id, values) in doc.files() {
+        let remote = values
+            .into_iter()
+            .filter(|r| is_nfc(&r.path))
+            .map(|record| {
+                let link = doc.entry(&record.chain_head);
+                Candidate {
+                    author: link.as_ref().map(|(_, e)| e.author),
+                    timestamp_ms: link.map(|(_, e)| e.timestamp_ms).unwrap_or(0),
+                    record,
+                }
+            })
+            .collect();
+        files.entry(id).or_default().remote = remote;
+    }
+    for (id, digest) in bases {
+        if let Some(f) = files.get_mut(&id) {
+            f.base = Some(digest);
+        }
+    }
+    let mut actions = plan::plan(&me, &files);
+    // Order: settle path collisions and conflicts first, then publish, then install deletes
+    // and renames before new content, parents before children.
+    actions.sort_by_key(|a| match a {
+        Action::Yield { .. } => (0, 0, 0),
+        Action::KeepConflict { .. } => (1, 0, 0),
+        Action::Publish { .. } | Action::Adopt { .. } => (2, 0, 0),
+        Action::Install { record, .. } => (
+            3,
+            u8::from(!record.deleted),
+            if record.deleted {
+                usize::MAX - depth(&record.path)
+            } else {
+                depth(&record.path)
+            },
+        ),
+    });
+    let mut report = Report::default();
+    for action in actions {
+        let what = describe(&action);
+        let result = match action {
+            Action::Publish { id, record } => publish(index, doc, ctx, &id, &record),
+            Action::Adopt { id, digest } => index
+                .write(|w| w.set_base(&ctx.folder.id, &id, &digest))
+                .map_err(Defer::from),
+            Action::Install {
+                id,
+                record,
+                resolve,
+            } => install(index, doc, ctx, &id, &record, &mut report).and_then(|()| {
+                if resolve {
+                    doc.put_record(&id, &record)?;
+                }
+                Ok(())
+            }),
+            Action::KeepConflict {
+                id,
+                local,
+                winner,
+                resolve,
+            } => keep_conflict(index, doc, ctx, &id, &local, &winner, resolve, &mut report),
+            Action::Yield {
+                id,
+                local,
+                same_content,
+            } => yield_path(index, doc, ctx, &id, &local, same_content),
+        };
+        match result {
+            Ok(()) => match what.0 {
+                "publish" => report.published += 1,
+                "install" => report.installed += 1,
+                _ => {}
+            },
+            Err(Defer::Index(e)) => return Err(e),
+            Err(e) => {
+                if matches!(e, Defer::Refused(_)) {
+                    tracing::warn!(folder = %ctx.folder.id, "{}: {e}", what.1);
+                } else {
+                    tracing::debug!(folder = %ctx.folder.id, "{} put off: {e}", what.1);
+                }
+                report.deferred.push((what.1, e.to_string()));
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn depth(path: &str) -> usize {
+    path.matches('/').count()
+}
+
+fn describe(a: &Action) -> (&'static str, String) {
+    match a {
+        Action::Publish { record, .. } => ("publish", record.path.clone()),
+        Action::Adopt { id, .. } => ("adopt", id.to_string()),
+        Action::Install { record, .. } => ("install", record.path.clone()),
+        Action::KeepConflict { local, .. } => ("conflict", local.path.clone()),
+        Action::Yield { local, .. } => ("yield", local.path.clone()),
+    }
+}
+
+/// Puts the local chain's links and the record into the document.
+fn publish(
+    index: &mut Index,
+    doc: &mut FolderDoc,
+    ctx: &Context<'_>,
+    id: &FileId,
+    record: &Record,
+) -> Result<(), Defer> {
+    let links = index.chain_links(&ctx.folder.id, id)?;
+    let mut prev = chain::genesis(&ctx.folder.id, id, &ctx.folder.keys.chain_seed);
+    for (entry, head) in &links {
+        doc.put_entry(&prev, entry, head)?;
+        prev = *head;
+    }
+    doc.put_record(id, record)?;
+    index.write(|w| w.set_base(&ctx.folder.id, id, &record.digest()))?;
+    Ok(())
+}
+
+/// The verified links from the local chain (or genesis) to `record`'s head, oldest first,
+/// and the seq they start after.
+fn remote_links(
+    index: &Index,
+    doc: &FolderDoc,
+    ctx: &Context<'_>,
+    id: &FileId,
+    record: &Record,
+) -> Result<(u64, Vec<(Entry, ChainHash)>), Defer> {
+    let local: HashMap<ChainHash, u64> = index
+        .chain_links(&ctx.folder.id, id)?
+        .into_iter()
+        .map(|(e, h)| (h, e.seq))
+        .collect();
+    let genesis = chain::genesis(&ctx.folder.id, id, &ctx.folder.keys.chain_seed);
+    let mut links = Vec::new();
+    let mut head = record.chain_head;
+    let joined_at = loop {
+        if let Some(seq) = local.get(&head) {
+            break *seq;
+        }
+        if head == genesis {
+            break 0;
+        }
+        if links.len() as u64 >= record.seq {
+            return Err(Defer::Refused(format!(
+                "the chain of {} is longer than its record says",
+                record.path
+            )));
+        }
+        let Some((prev, entry)) = doc.entry(&head) else {
+            return Err(later(format!(
+                "chain entries of {} have not arrived",
+                record.path
+            )));
+        };
+        if entry.folder != ctx.folder.id || entry.file != *id {
+            return Err(Defer::Refused(format!(
+                "a chain entry of {} belongs to another file",
+                record.path
+            )));
+        }
+        if chain::link(&prev, &entry.encode()) != head {
+            return Err(Defer::Refused(format!(
+                "a chain link of {} does not hash to its key",
+                record.path
+            )));
+        }
+        if !ctx.members.contains(&entry.author) {
+            return Err(Defer::Refused(format!(
+                "{} was changed by {}, which is not a member of the folder",
+                record.path, entry.author
+            )));
+        }
+        entry
+            .verify_signature(&prev)
+            .map_err(|e| Defer::Refused(format!("{}: {e}", record.path)))?;
+        links.push((entry, head));
+        head = prev;
+    };
+    links.reverse();
+    // Contiguous seqs from the join point, and the last entry says what the record says.
+    for (i, (e, _)) in links.iter().enumerate() {
+        if e.seq != joined_at + 1 + i as u64 {
+            return Err(Defer::Refused(format!(
+                "the chain of {} skips from {} to {}",
+                record.path,
+                joined_at + i as u64,
+                e.seq
+            )));
+        }
+    }
+    let last_seq = links.last().map(|(e, _)| e.seq).unwrap_or(joined_at);
+    if last_seq != record.seq {
+        return Err(Defer::Refused(format!(
+            "the record of {} says seq {} but its chain ends at {last_seq}",
+            record.path, record.seq
+        )));
+    }
+    if let Some((e, _)) = links.last() {
+        let path_ok = e.path == ctx.folder.keys.commit_path(&record.path);
+        let content_ok = if record.deleted {
+            e.op == Op::Delete
+        } else {
+            e.op != Op::Delete && e.content_root == record.content_root && e.size == record.size
+        };
+        if !path_ok || !content_ok {
+            return Err(Defer::Refused(format!(
+                "the record of {} does not match its last chain entry",
+                record.path
+            )));
+        }
+    }
+    Ok((joined_at, links))
+}
+
+/// Whether the disk still holds what the index row says (nothing changed since the scan).
+fn disk_matches(folder: &Folder, row: &FileRow) -> bool {
+    let Ok(m) = fs::symlink_metadata(folder.root.join(&row.path)) else {
+        return false;
+    };
+    match row.kind {
+        EntryKind::Directory => m.is_dir(),
+        EntryKind::Symlink => m.file_type().is_symlink() && m.ino() == row.inode,
+        EntryKind::File => {
+            m.is_file()
+                && m.len() == row.size
+                && m.ino() == row.inode
+                && m.dev() == row.dev
+                && m.mtime() * 1_000_000_000 + m.mtime_nsec() == row.mtime_ns
+        }
+    }
+}
+
+/// Makes sure every parent of `rel` is a real directory inside the folder (creating missing
+/// ones): a symlink or a file where a directory should be stops the install.
+fn prepare_parents(folder: &Folder, rel: &str) -> Result<(), Defer> {
+    let mut dir = folder.root.clone();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        dir.push(part);
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(later(format!(
+                    "{} is not a directory here",
+                    dir.strip_prefix(&folder.root).unwrap_or(&dir).display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir(&dir)?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The manifest nodes and chunk list of a version, fetching missing nodes level by level.
+fn chunk_list(
+    index: &Index,
+    ctx: &Context<'_>,
+    record: &Record,
+) -> Result<(Vec<ChunkRef>, Vec<(ChunkId, Vec<u8>)>), Defer> {
+    let keys = &ctx.folder.keys;
+    let mut fetched_nodes = Vec::new();
+    let mut level: Vec<(ChunkId, Option<(u8, u64)>)> = vec![(record.content_root.into(), None)];
+    let mut out = Vec::new();
+    while !level.is_empty() {
+        let mut blobs: HashMap<ChunkId, Vec<u8>> = HashMap::new();
+        let mut missing = Vec::new();
+        for (id, _) in &level {
+            match index.manifest_node(id)? {
+                Some(b) => {
+                    blobs.insert(*id, b);
+                }
+                None => missing.push(*id),
+            }
+        }
+        if !missing.is_empty() {
+            let mut got = Vec::new();
+            let left = ctx.fetcher.fetch(missing, &mut |id, b| {
+                got.push((id, b));
+                Ok(())
+            })?;
+            if !left.is_empty() {
+                return Err(later(format!(
+                    "{} manifest nodes of {} are on no connected peer",
+                    left.len(),
+                    record.path
+                )));
+            }
+            for (id, b) in got {
+                fetched_nodes.push((id, b.clone()));
+                blobs.insert(id, b);
+            }
+        }
+        let mut next = Vec::new();
+        for (id, expect) in &level {
+            let blob = blobs
+                .get(id)
+                .ok_or_else(|| later("a manifest node went missing"))?;
+            let node = Node::open(keys, id, blob)
+                .map_err(|e| Defer::Refused(format!("manifest of {}: {e}", record.path)))?;
+            if let Some((lvl, bytes)) = expect
+                && (node.level() != *lvl || node.bytes() != *bytes)
+            {
+                return Err(Defer::Refused(format!(
+                    "manifest of {}: a node disagrees with its parent",
+                    record.path
+                )));
+            }
+            match node {
+                Node::Leaf(chunks) => out.extend(chunks),
+                Node::Inner { level, children } => {
+                    next.extend(children.iter().map(|c| (c.id, Some((level - 1, c.bytes)))));
+                }
+            }
+        }
+        level = next;
+    }
+    let total: u64 = out.iter().map(|c| u64::from(c.len)).sum();
+    if total != record.size {
+        return Err(Defer::Refused(format!(
+            "manifest of {} covers {total} bytes, its record says {}",
+            record.path, record.size
+        )));
+    }
+    Ok((out, fetched_nodes))
+}
+
+/// Writes the content of `record` into a new temp file; returns it and the chunk locations.
+fn build_content(
+    index: &Index,
+    ctx: &Context<'_>,
+    record: &Record,
+    report: &mut Report,
+) -> Result<
+    (
+        tempfile::NamedTempFile,
+        Vec<ChunkLoc>,
+        Vec<(ChunkId, Vec<u8>)>,
+    ),
+    Defer,
+> {
+    let (chunks, nodes) = chunk_list(index, ctx, record)?;
+    let tmp_dir = store::temp_dir(ctx.folder);
+    fs::create_dir_all(&tmp_dir)?;
+    let tmp = tempfile::NamedTempFile::new_in(&tmp_dir)?;
+    tmp.as_file().set_len(record.size)?;
+    let mut offsets: HashMap<ChunkId, Vec<(u64, u32)>> = HashMap::new();
+    let mut locs = Vec::with_capacity(chunks.len());
+    let mut offset = 0u64;
+    for (i, c) in chunks.iter().enumerate() {
+        offsets.entry(c.id).or_default().push((offset, c.len));
+        locs.push(ChunkLoc {
+            idx: i as u32,
+            offset,
+            len: c.len,
+            id: c.id,
+        });
+        offset += u64::from(c.len);
+    }
+    let keys = &ctx.folder.keys;
+    let file = tmp.as_file();
+    let write = |id: ChunkId, sealed: &[u8], counter: &mut u64| -> std::io::Result<()> {
+        let plain = blob::open(keys, BlobKind::Chunk, &id, sealed)
+            .map_err(|e| std::io::Error::other(format!("chunk {id}: {e}")))?;
+        for (off, len) in offsets.get(&id).map(Vec::as_slice).unwrap_or(&[]) {
+            if plain.len() != *len as usize {
+                return Err(std::io::Error::other(format!(
+                    "chunk {id} has {} bytes, the manifest says {len}",
+                    plain.len()
+                )));
+            }
+            file.write_all_at(&plain, *off)?;
+            *counter += u64::from(*len);
+        }
+        Ok(())
+    };
+    let mut remote = Vec::new();
+    for id in offsets.keys() {
+        let local = chunk::read_blob(index, ctx.folder, id)?;
+        match local {
+            Some(sealed) => write(*id, &sealed, &mut report.reused_bytes)?,
+            None => remote.push(*id),
+        }
+    }
+    if !remote.is_empty() {
+        let mut fetched = 0u64;
+        let left = ctx
+            .fetcher
+            .fetch(remote, &mut |id, b| write(id, &b, &mut fetched))?;
+        report.fetched_bytes += fetched;
+        if !left.is_empty() {
+            return Err(later(format!(
+                "{} chunks of {} are on no connected peer",
+                left.len(),
+                record.path
+            )));
+        }
+    }
+    file.sync_all()?;
+    Ok((tmp, locs, nodes))
+}
+
+/// Makes the disk and the index match `record`.
+fn install(
+    index: &mut Index,
+    doc: &mut FolderDoc,
+    ctx: &Context<'_>,
+    id: &FileId,
+    record: &Record,
+    report: &mut Report,
+) -> Result<(), Defer> {
+    let folder = ctx.folder;
+    let (joined_at, links) = remote_links(index, doc, ctx, id, record)?;
+    let rows = index.files(&folder.id)?;
+    let mine = rows.values().find(|r| r.file_id == *id).cloned();
+    let at_target = rows.get(&record.path).cloned();
+    if let Some(m) = &mine
+        && !m.deleted
+        && !disk_matches(folder, m)
+    {
+        return Err(later(format!(
+            "{} changed on disk since the last scan",
+            m.path
+        )));
+    }
+    let target = folder.root.join(&record.path);
+
+    if record.deleted {
+        if let Some(m) = mine.as_ref().filter(|m| !m.deleted) {
+            let path = folder.root.join(&m.path);
+            if m.kind == EntryKind::Directory {
+                if let Err(e) = fs::remove_dir(&path)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(later(format!("directory {} is not empty yet", m.path)));
+                }
+            } else {
+                store::keep(index, folder, &m.path, "delete")?;
+            }
+        }
+        index.write(|w| {
+            write_chain(w, ctx, id, joined_at, &links)?;
+            match &mine {
+                Some(m) => {
+                    let mut row = m.clone();
+                    row.deleted = true;
+                    row.seq = record.seq;
+                    row.chain_head = record.chain_head;
+                    w.put_file(&folder.id, &row)?;
+                    w.replace_chunks(&folder.id, id, &[])?;
+                }
+                None => {}
+            }
+            w.set_base(&folder.id, id, &record.digest())
+        })?;
+        return Ok(());
+    }
+
+    // The target path must be free, or hold this file, or a tombstone.
+    let target_meta = fs::symlink_metadata(&target).ok();
+    let replacing = match (&at_target, &target_meta) {
+        (_, None) => None,
+        (Some(row), Some(_)) if row.file_id == *id => Some(row.clone()),
+        (Some(row), Some(_)) if !row.deleted && disk_matches(folder, row) => {
+            return Err(later(format!(
+                "{} is held by another file that has not moved yet",
+                record.path
+            )));
+        }
+        (_, Some(m)) if m.is_dir() && record.kind == EntryKind::Directory => None,
+        (_, Some(_)) => {
+            return Err(later(format!(
+                "{} exists on disk but is not scanned yet",
+                record.path
+            )));
+        }
+    };
+    prepare_parents(folder, &record.path)?;
+
+    let same_content = mine.as_ref().is_some_and(|m| {
+        !m.deleted && m.kind == record.kind && m.content_root == record.content_root
+    });
+    let mut nodes = Vec::new();
+    let mut locs = None;
+    match record.kind {
+        EntryKind::Directory => match &target_meta {
+            Some(m) if m.is_dir() => {}
+            _ => fs::create_dir(&target)?,
+        },
+        _ if same_content => {
+            let m = mine
+                .as_ref()
+                .ok_or_else(|| later("the local file vanished"))?;
+            if m.path != record.path {
+                if replacing.is_some() {
+                    store::keep(index, folder, &record.path, "overwrite")?;
+                }
+                fs::rename(folder.root.join(&m.path), &target)?;
+            }
+        }
+        EntryKind::Symlink => {
+            let (tmp, l, n) = build_content(index, ctx, record, report)?;
+            let target_bytes = fs::read(tmp.path())?;
+            let link_tmp = tmp.path().with_extension("link");
+            let _ = fs::remove_file(&link_tmp);
+            std::os::unix::fs::symlink(
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&target_bytes),
+                &link_tmp,
+            )?;
+            recheck(folder, &replacing, &target)?;
+            if replacing.is_some() {
+                store::keep(index, folder, &record.path, "overwrite")?;
+            }
+            fs::rename(&link_tmp, &target)?;
+            locs = Some(l);
+            nodes = n;
+        }
+        EntryKind::File => {
+            let (tmp, l, n) = build_content(index, ctx, record, report)?;
+            recheck(folder, &replacing, &target)?;
+            if replacing.is_some() {
+                store::keep(index, folder, &record.path, "overwrite")?;
+            }
+            tmp.persist(&target).map_err(|e| e.error)?;
+            locs = Some(l);
+            nodes = n;
+        }
+    }
+    // A moved file whose content also changed: its old path still holds the old version.
+    if let Some(m) = mine
+        .as_ref()
+        .filter(|m| !m.deleted && m.path != record.path)
+        && !same_content
+        && m.kind != EntryKind::Directory
+    {
+        store::keep(index, folder, &m.path, "overwrite")?;
+    }
+    if record.kind != EntryKind::Symlink {
+        fs::set_permissions(&target, fs::Permissions::from_mode(record.mode))?;
+    }
+    if record.kind == EntryKind::File {
+        let f = fs::OpenOptions::new().write(true).open(&target)?;
+        let t =
+            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(record.mtime_ns.max(0) as u64);
+        f.set_modified(t)?;
+    }
+    let meta = fs::symlink_metadata(&target)?;
+    let row = FileRow {
+        path: record.path.clone(),
+        file_id: *id,
+        kind: record.kind,
+        size: record.size,
+        mode: record.mode,
+        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        inode: meta.ino(),
+        dev: meta.dev(),
+        content_root: record.content_root,
+        deleted: false,
+        seq: record.seq,
+        chain_head: record.chain_head,
+    };
+    index.write(|w| {
+        write_chain(w, ctx, id, joined_at, &links)?;
+        if let Some(m) = &mine
+            && m.path != record.path
+        {
+            w.remove_path_of(&folder.id, &m.path, id)?;
+        }
+        if at_target.as_ref().is_some_and(|r| r.file_id != *id) {
+            w.remove_path(&folder.id, &record.path)?;
+        }
+        w.put_nodes(&folder.id, &nodes)?;
+        w.put_file(&folder.id, &row)?;
+        if let Some(l) = &locs {
+            w.replace_chunks(&folder.id, id, l)?;
+        }
+        w.set_base(&folder.id, id, &record.digest())
+    })?;
+    Ok(())
+}
+
+/// Checks, right before the rename, that the target still holds what it held when planned.
+fn recheck(folder: &Folder, replacing: &Option<FileRow>, target: &Path) -> Result<(), Defer> {
+    match replacing {
+        Some(row) if !disk_matches(folder, row) => Err(later(format!(
+            "{} changed on disk while its new version was fetched",
+            row.path
+        ))),
+        None if fs::symlink_metadata(target).is_ok_and(|m| !m.is_dir()) => Err(later(format!(
+            "{} appeared on disk while its new version was fetched",
+            target.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn write_chain(
+    w: &crate::index::Writer<'_>,
+    ctx: &Context<'_>,
+    id: &FileId,
+    joined_at: u64,
+    links: &[(Entry, ChainHash)],
+) -> Result<(), crate::index::Error> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    w.truncate_chain(&ctx.folder.id, id, joined_at + 1)?;
+    for (e, h) in links {
+        w.put_entry(&ctx.folder.id, e, h)?;
+    }
+    Ok(())
+}
+
+/// `name.ext` → `name.conflict-YYYYMMDD-HHMMSS-DEVICE.ext`, beside it.
+pub fn conflict_name(rel: &str, device: &DeviceId, ms: i64) -> String {
+    let (dir, name) = match rel.rfind('/') {
+        Some(i) => (&rel[..=i], &rel[i + 1..]),
+        None => ("", rel),
+    };
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    let dev = device.to_string();
+    format!(
+        "{dir}{stem}.conflict-{}-{}{ext}",
+        store::stamp(ms),
+        &dev[..dev.len().min(7)]
+    )
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Copies the losing local content aside under a conflict name (the scanner records the copy
+/// as a new file), settles the document if asked, then installs the winner.
+#[allow(clippy::too_many_arguments)]
+fn keep_conflict(
+    index: &mut Index,
+    doc: &mut FolderDoc,
+    ctx: &Context<'_>,
+    id: &FileId,
+    local: &Record,
+    winner: &Record,
+    resolve: bool,
+    report: &mut Report,
+) -> Result<(), Defer> {
+    let folder = ctx.folder;
+    let me = DeviceId::of_signing_key(ctx.device);
+    if local.kind != EntryKind::Directory {
+        let row = index
+            .file(&folder.id, &local.path)?
+            .filter(|r| r.file_id == *id)
+            .ok_or_else(|| later("the conflicting file moved"))?;
+        if !disk_matches(folder, &row) {
+            return Err(later(format!(
+                "{} changed on disk since the last scan",
+                local.path
+            )));
+        }
+        let src = folder.root.join(&local.path);
+        let name = conflict_name(&local.path, &me, now_ms());
+        let dst = folder.root.join(&name);
+        let tmp_dir = store::temp_dir(folder);
+        fs::create_dir_all(&tmp_dir)?;
+        if local.kind == EntryKind::Symlink {
+            let target = fs::read_link(&src)?;
+            let tmp = tmp_dir.join(format!("conflict-{}", id.to_hex()));
+            let _ = fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(target, &tmp)?;
+            fs::rename(&tmp, &dst)?;
+        } else {
+            let tmp = tempfile::NamedTempFile::new_in(&tmp_dir)?;
+            fs::copy(&src, tmp.path())?;
+            tmp.as_file().sync_all()?;
+            tmp.persist_noclobber(&dst).map_err(|e| e.error)?;
+        }
+        tracing::info!(folder = %folder.id, "conflict: {} kept as {name}", local.path);
+        report.conflicts += 1;
+    }
+    if resolve {
+        doc.put_record(id, winner)?;
+    }
+    // The local file is now "unchanged since the base": take the winner's base position so the
+    // next steps treat it as a plain remote update.
+    install(index, doc, ctx, id, winner, report)?;
+    report.installed += 1;
+    Ok(())
+}
+
+/// This device's file lost its path to another file: give it up (same content) or move it
+/// aside under a conflict name, sign the change and publish it.
+fn yield_path(
+    index: &mut Index,
+    doc: &mut FolderDoc,
+    ctx: &Context<'_>,
+    id: &FileId,
+    local: &Record,
+    same_content: bool,
+) -> Result<(), Defer> {
+    let folder = ctx.folder;
+    let row = index
+        .file(&folder.id, &local.path)?
+        .filter(|r| r.file_id == *id && !r.deleted)
+        .ok_or_else(|| later("the file moved"))?;
+    if !disk_matches(folder, &row) {
+        return Err(later(format!(
+            "{} changed on disk since the last scan",
+            local.path
+        )));
+    }
+    let tip = ChainTip {
+        folder: folder.id,
+        file: *id,
+        seq: row.seq,
+        head: row.chain_head,
+        present: true,
+    };
+    let me = DeviceId::of_signing_key(ctx.device);
+    if same_content {
+        let (entry, head) = tip
+            .sign(
+                ctx.device,
+                Change {
+                    op: Op::Delete,
+                    content_root: row.content_root,
+                    size: 0,
+                    path: folder.keys.commit_path(&row.path),
+                    timestamp_ms: now_ms() as u64,
+                },
+            )
+            .map_err(|e| Defer::Refused(e.to_string()))?;
+        let record = Record {
+            deleted: true,
+            seq: entry.seq,
+            chain_head: head,
+            size: 0,
+            content_root: entry.content_root,
+            ..local.clone()
+        };
+        // The row goes: the path now belongs to the other file, which is installed next
+        // (same content: nothing to fetch).
+        index.write(|w| {
+            w.put_entry(&folder.id, &entry, &head)?;
+            w.remove_file(&folder.id, id)
+        })?;
+        doc.put_entry(&row.chain_head, &entry, &head)?;
+        doc.put_record(id, &record)?;
+        index.write(|w| w.set_base(&folder.id, id, &record.digest()))?;
+        return Ok(());
+    }
+    let new_path = conflict_name(&local.path, &me, now_ms());
+    let (entry, head) = tip
+        .sign(
+            ctx.device,
+            Change {
+                op: Op::Rename,
+                content_root: row.content_root,
+                size: row.size,
+                path: folder.keys.commit_path(&new_path),
+                timestamp_ms: now_ms() as u64,
+            },
+        )
+        .map_err(|e| Defer::Refused(e.to_string()))?;
+    let dst = folder.root.join(&new_path);
+    if fs::symlink_metadata(&dst).is_ok() {
+        return Err(later(format!("{new_path} exists")));
+    }
+    fs::rename(folder.root.join(&row.path), &dst)?;
+    let meta = fs::symlink_metadata(&dst)?;
+    let new_row = FileRow {
+        path: new_path.clone(),
+        seq: entry.seq,
+        chain_head: head,
+        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        inode: meta.ino(),
+        ..row.clone()
+    };
+    index.write(|w| {
+        w.remove_path_of(&folder.id, &row.path, id)?;
+        w.put_entry(&folder.id, &entry, &head)?;
+        w.put_file(&folder.id, &new_row)
+    })?;
+    let record = local_record(&new_row);
+    doc.put_entry(&row.chain_head, &entry, &head)?;
+    doc.put_record(id, &record)?;
+    index.write(|w| w.set_base(&folder.id, id, &record.digest()))?;
+    tracing::info!(folder = %folder.id, "path conflict: {} moved to {new_path}", local.path);
+    Ok(())
+}

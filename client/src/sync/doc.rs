@@ -1,0 +1,266 @@
+//! The folder document: an Automerge map that every member device of a folder holds a copy of.
+//!
+//! Keys and values (all values are bytes, so the document stays compact: one small value per
+//! file, no nested maps):
+//!
+//! - `f/<file id hex>`: the file's [`Record`]. Two devices that change one file concurrently
+//!   leave two values under its key (an Automerge conflict); [`FolderDoc::files`] returns all
+//!   of them and the planner picks the winner by a rule every device computes alike.
+//! - `e/<chain head hex>`: a chain link, `prev head [32] | entry [218]`, content-addressed by
+//!   the head it leads to, so concurrent entries never collide and a device that missed some
+//!   versions can walk back from any record to the entries it lacks.
+//!
+//! Chunk lists are not in the document: they are in manifest trees, fetched as blobs.
+//!
+//! The document is saved atomically (temp file, fsync, rename) in the data dir. Every process
+//! start takes a new random actor id, so a document lost in a crash can never make this device
+//! reuse a sequence number its peers have already seen.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use automerge::{ActorId, AutoCommit, ReadDoc, ScalarValue, Value, transaction::Transactable};
+use harp_protocol::chain::{ENTRY_LEN, Entry};
+use harp_protocol::ids::{ChainHash, FileId};
+use harp_protocol::record::Record;
+
+/// Errors of the folder document.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The saved document is not a valid Automerge document.
+    #[error("the folder document {path} is damaged: {reason}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// Automerge's complaint.
+        reason: String,
+    },
+    /// Reading or writing the document file failed.
+    #[error("folder document {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// An Automerge operation failed.
+    #[error("folder document: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+}
+
+/// One folder's metadata document.
+pub struct FolderDoc {
+    doc: AutoCommit,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for FolderDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FolderDoc")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn file_key(id: &FileId) -> String {
+    format!("f/{}", id.to_hex())
+}
+
+fn entry_key(head: &ChainHash) -> String {
+    format!("e/{}", head.to_hex())
+}
+
+fn random_actor() -> ActorId {
+    let mut bytes = [0u8; 16];
+    // A failing OS random source leaves zeros plus the time: still unique per start.
+    if getrandom::getrandom(&mut bytes).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes = t.to_be_bytes();
+    }
+    ActorId::from(bytes.as_slice())
+}
+
+impl FolderDoc {
+    /// Opens the document saved at `path`, or starts an empty one.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let doc = match std::fs::read(path) {
+            Ok(bytes) => AutoCommit::load(&bytes).map_err(|e| Error::Damaged {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => AutoCommit::new(),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        Ok(Self {
+            doc: doc.with_actor(random_actor()),
+            path: path.to_owned(),
+        })
+    }
+
+    /// An empty document that is never saved, for tests.
+    pub fn in_memory() -> Self {
+        Self {
+            doc: AutoCommit::new().with_actor(random_actor()),
+            path: PathBuf::new(),
+        }
+    }
+
+    /// Saves the document atomically.
+    pub fn save(&mut self) -> Result<(), Error> {
+        if self.path.as_os_str().is_empty() {
+            return Ok(());
+        }
+        let io = |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let bytes = self.doc.save();
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        tmp.write_all(&bytes).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(&self.path).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+
+    /// The heads of the document: they change whenever anything was added.
+    pub fn heads(&mut self) -> Vec<automerge::ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    /// Every file's records: one, or several while devices disagree. Values that do not
+    /// decode (a buggy or hostile peer) are left out and logged.
+    pub fn files(&self) -> BTreeMap<FileId, Vec<Record>> {
+        let mut out = BTreeMap::new();
+        for item in self
+            .doc
+            .map_range(automerge::ROOT, "f/".to_owned().."f0".to_owned())
+        {
+            let Ok(id) = item.key[2..].parse::<FileId>() else {
+                tracing::warn!("folder document: bad file key {:?}", item.key);
+                continue;
+            };
+            let values: Vec<Record> = if item.conflict {
+                match self.doc.get_all(automerge::ROOT, item.key.as_ref()) {
+                    Ok(all) => all.iter().filter_map(|(v, _)| decode_record(v)).collect(),
+                    Err(_) => Vec::new(),
+                }
+            } else {
+                decode_record(&item.value.into_value())
+                    .into_iter()
+                    .collect()
+            };
+            if !values.is_empty() {
+                out.insert(id, values);
+            }
+        }
+        out
+    }
+
+    /// Sets a file's record (superseding every value this device has seen).
+    pub fn put_record(&mut self, id: &FileId, record: &Record) -> Result<(), Error> {
+        self.doc.put(
+            automerge::ROOT,
+            file_key(id),
+            ScalarValue::Bytes(record.encode()),
+        )?;
+        Ok(())
+    }
+
+    /// Adds a chain link (idempotent: content-addressed by `head`).
+    pub fn put_entry(
+        &mut self,
+        prev: &ChainHash,
+        entry: &Entry,
+        head: &ChainHash,
+    ) -> Result<(), Error> {
+        let key = entry_key(head);
+        if self.doc.get(automerge::ROOT, key.as_str())?.is_some() {
+            return Ok(());
+        }
+        let mut value = Vec::with_capacity(32 + ENTRY_LEN);
+        value.extend_from_slice(prev.as_bytes());
+        value.extend_from_slice(&entry.encode());
+        self.doc
+            .put(automerge::ROOT, key, ScalarValue::Bytes(value))?;
+        Ok(())
+    }
+
+    /// The link leading to `head`: the previous head and the entry.
+    pub fn entry(&self, head: &ChainHash) -> Option<(ChainHash, Entry)> {
+        let (value, _) = self
+            .doc
+            .get(automerge::ROOT, entry_key(head).as_str())
+            .ok()??;
+        let Value::Scalar(s) = value else { return None };
+        let ScalarValue::Bytes(b) = s.as_ref() else {
+            return None;
+        };
+        if b.len() != 32 + ENTRY_LEN {
+            return None;
+        }
+        let prev = ChainHash::from_bytes(b[..32].try_into().ok()?);
+        let entry = Entry::decode(&b[32..]).ok()?;
+        Some((prev, entry))
+    }
+
+    /// Generates the next sync message for a peer (None: nothing to say now).
+    pub fn sync_message(&mut self, state: &mut automerge::sync::State) -> Option<Vec<u8>> {
+        use automerge::sync::SyncDoc;
+        self.doc
+            .sync()
+            .generate_sync_message(state)
+            .map(|m| m.encode())
+    }
+
+    /// Applies a peer's sync message. Returns whether the document changed.
+    pub fn receive_sync_message(
+        &mut self,
+        state: &mut automerge::sync::State,
+        message: &[u8],
+    ) -> Result<bool, String> {
+        use automerge::sync::SyncDoc;
+        let message = automerge::sync::Message::decode(message).map_err(|e| e.to_string())?;
+        let before = self.doc.get_heads();
+        self.doc
+            .sync()
+            .receive_sync_message(state, message)
+            .map_err(|e| e.to_string())?;
+        Ok(self.doc.get_heads() != before)
+    }
+
+    /// Merges another copy in (tests; devices use the sync protocol).
+    pub fn merge(&mut self, other: &mut FolderDoc) -> Result<(), Error> {
+        self.doc.merge(&mut other.doc)?;
+        Ok(())
+    }
+
+    /// The document's saved size in bytes (for status and benchmarks).
+    pub fn saved_len(&mut self) -> usize {
+        self.doc.save().len()
+    }
+}
+
+fn decode_record(v: &Value<'_>) -> Option<Record> {
+    let Value::Scalar(s) = v else { return None };
+    let ScalarValue::Bytes(b) = s.as_ref() else {
+        return None;
+    };
+    match Record::decode(b) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!("folder document: a record does not decode: {e}");
+            None
+        }
+    }
+}

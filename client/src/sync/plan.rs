@@ -1,0 +1,525 @@
+//! The planner: a pure function from (this device's files, the folder document) to actions.
+//!
+//! For every file id it compares three states, like a three-way merge:
+//!
+//! - **local**: what the index says is on this device's disk (as a [`Record`]);
+//! - **base**: the digest of the record this device and the document last agreed on;
+//! - **remote**: the document's values for the file. Several values mean devices changed the
+//!   file concurrently; the **winner** is the same on every device: a live value beats a
+//!   delete (an edit survives a concurrent delete), then the later timestamp, then the larger
+//!   author id, then the larger digest.
+//!
+//! | local vs base | remote vs base | action |
+//! |---|---|---|
+//! | same | same | nothing |
+//! | same | moved | install the winner (if one of this device's own values lost, keep the local content as a conflict copy first) |
+//! | moved | same (or no record yet) | publish local |
+//! | moved | moved | a local delete yields to a remote edit, a local edit beats a remote delete; two edits: the published one wins and the local one becomes a conflict copy |
+//!
+//! Then paths: two live files (different ids) that want one path are a collision. The smaller
+//! file id keeps the path; the device that authored the other one moves its file aside under a
+//! conflict name (or, when both have the same content, simply lets it go), and nobody installs
+//! the loser at the contested path meanwhile.
+
+use std::collections::{BTreeMap, HashMap};
+
+use harp_protocol::ids::{DeviceId, FileId};
+use harp_protocol::record::{Digest, Record};
+
+/// One value of a file in the document, with who wrote it (from its chain entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The record.
+    pub record: Record,
+    /// The author of its last chain entry (None when the entry is not in the document yet).
+    pub author: Option<DeviceId>,
+    /// The entry's timestamp (0 when unknown).
+    pub timestamp_ms: u64,
+}
+
+/// What the planner knows of one file id.
+#[derive(Debug, Clone, Default)]
+pub struct FileState {
+    /// The file as the index has it on this device.
+    pub local: Option<Record>,
+    /// The record this device and the document last agreed on.
+    pub base: Option<Digest>,
+    /// The document's values (empty: the document does not know the file).
+    pub remote: Vec<Candidate>,
+}
+
+/// What to do about one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Put the local record into the document; it becomes the base.
+    Publish {
+        /// The file.
+        id: FileId,
+        /// Its local record.
+        record: Record,
+    },
+    /// The document already says what is on disk: just record the base.
+    Adopt {
+        /// The file.
+        id: FileId,
+        /// The agreed record's digest.
+        digest: Digest,
+    },
+    /// Make the disk match `record` (fetch, write, rename, delete), then record the base.
+    Install {
+        /// The file.
+        id: FileId,
+        /// The record to install.
+        record: Record,
+        /// Re-put the record into the document afterwards: this device wrote a value that
+        /// lost, and settles the conflict for everyone.
+        resolve: bool,
+    },
+    /// Copy the local content aside under a conflict name (it lost to `winner`); the winner is
+    /// installed afterwards.
+    KeepConflict {
+        /// The file.
+        id: FileId,
+        /// The losing local record (its content is on disk at its path).
+        local: Record,
+        /// The winning record.
+        winner: Record,
+        /// Re-put the winner afterwards (this device's value lost in the document).
+        resolve: bool,
+    },
+    /// This device's file takes a path another file won: move it aside (different content)
+    /// or give it up (same content: the other file is the same thing).
+    Yield {
+        /// The losing file (local, authored by this device).
+        id: FileId,
+        /// Its local record.
+        local: Record,
+        /// Whether the winner has the same kind and content.
+        same_content: bool,
+    },
+}
+
+fn winner(values: &[Candidate]) -> Option<&Candidate> {
+    values.iter().max_by(|a, b| {
+        (
+            !a.record.deleted,
+            a.timestamp_ms,
+            a.author.map(|d| *d.as_bytes()),
+            a.record.digest(),
+        )
+            .cmp(&(
+                !b.record.deleted,
+                b.timestamp_ms,
+                b.author.map(|d| *d.as_bytes()),
+                b.record.digest(),
+            ))
+    })
+}
+
+/// Plans the actions for a folder. `me` is this device.
+pub fn plan(me: &DeviceId, files: &BTreeMap<FileId, FileState>) -> Vec<Action> {
+    let mut actions = Vec::new();
+    // The record each file will have once the actions ran: for the path check below.
+    let mut outcome: BTreeMap<FileId, (Record, bool)> = BTreeMap::new();
+    for (id, f) in files {
+        let local_digest = f.local.as_ref().map(Record::digest);
+        let w = winner(&f.remote);
+        let w_digest = w.map(|c| c.record.digest());
+        let local_changed = local_digest.is_some() && local_digest != f.base;
+        let remote_changed = w_digest.is_some() && w_digest != f.base;
+        let mine_lost = |local: &Record| {
+            f.remote.len() > 1
+                && f.remote.iter().any(|c| {
+                    c.author.as_ref() == Some(me)
+                        && c.record.digest() == local.digest()
+                        && Some(&c.record) != w.map(|w| &w.record)
+                })
+        };
+        match (&f.local, w) {
+            (None, None) => {}
+            (Some(local), None) => {
+                if !local.deleted {
+                    actions.push(Action::Publish {
+                        id: *id,
+                        record: local.clone(),
+                    });
+                    outcome.insert(*id, (local.clone(), true));
+                }
+            }
+            (None, Some(_)) if f.base == w_digest => {}
+            (None, Some(w)) => {
+                actions.push(Action::Install {
+                    id: *id,
+                    record: w.record.clone(),
+                    resolve: false,
+                });
+                outcome.insert(*id, (w.record.clone(), false));
+            }
+            (Some(local), Some(w)) => {
+                if local_digest == w_digest {
+                    if f.base != w_digest {
+                        actions.push(Action::Adopt {
+                            id: *id,
+                            digest: w.record.digest(),
+                        });
+                    }
+                    outcome.insert(*id, (local.clone(), true));
+                } else if !local_changed && remote_changed {
+                    if mine_lost(local) && !local.deleted {
+                        actions.push(Action::KeepConflict {
+                            id: *id,
+                            local: local.clone(),
+                            winner: w.record.clone(),
+                            resolve: true,
+                        });
+                    } else {
+                        actions.push(Action::Install {
+                            id: *id,
+                            record: w.record.clone(),
+                            resolve: mine_lost(local),
+                        });
+                    }
+                    outcome.insert(*id, (w.record.clone(), false));
+                } else if local_changed && !remote_changed {
+                    actions.push(Action::Publish {
+                        id: *id,
+                        record: local.clone(),
+                    });
+                    outcome.insert(*id, (local.clone(), true));
+                } else {
+                    // Both moved since they last agreed.
+                    let same_content = local.kind == w.record.kind
+                        && local.content_root == w.record.content_root
+                        && local.deleted == w.record.deleted;
+                    if same_content || (local.deleted && !w.record.deleted) {
+                        // Nothing is lost by taking the document's version.
+                        actions.push(Action::Install {
+                            id: *id,
+                            record: w.record.clone(),
+                            resolve: false,
+                        });
+                        outcome.insert(*id, (w.record.clone(), false));
+                    } else if w.record.deleted {
+                        // An edit beats a delete.
+                        actions.push(Action::Publish {
+                            id: *id,
+                            record: local.clone(),
+                        });
+                        outcome.insert(*id, (local.clone(), true));
+                    } else {
+                        actions.push(Action::KeepConflict {
+                            id: *id,
+                            local: local.clone(),
+                            winner: w.record.clone(),
+                            resolve: false,
+                        });
+                        outcome.insert(*id, (w.record.clone(), false));
+                    }
+                }
+            }
+        }
+    }
+    resolve_paths(me, files, &mut actions, &outcome);
+    actions
+}
+
+/// Finds live files that would share a path, and settles who keeps it.
+fn resolve_paths(
+    me: &DeviceId,
+    files: &BTreeMap<FileId, FileState>,
+    actions: &mut Vec<Action>,
+    outcome: &BTreeMap<FileId, (Record, bool)>,
+) {
+    let mut by_path: HashMap<&str, Vec<FileId>> = HashMap::new();
+    for (id, (rec, _)) in outcome {
+        if !rec.deleted {
+            by_path.entry(rec.path.as_str()).or_default().push(*id);
+        }
+    }
+    for ids in by_path.values() {
+        if ids.len() < 2 {
+            continue;
+        }
+        // BTreeMap order: ids are sorted, the first keeps the path.
+        let keeper = ids[0];
+        let (keeper_rec, _) = &outcome[&keeper];
+        for loser in &ids[1..] {
+            let (rec, is_local) = &outcome[loser];
+            // Nobody installs a loser at the contested path.
+            actions.retain(|a| !matches!(a, Action::Install { id, .. } if id == loser));
+            let f = &files[loser];
+            let authored_here = f.local.is_some()
+                && (f.remote.is_empty()
+                    || f.remote
+                        .iter()
+                        .any(|c| c.author.as_ref() == Some(me) && &c.record == rec));
+            if *is_local && authored_here {
+                actions.retain(|a| !matches!(a, Action::Publish { id, .. } if id == loser));
+                actions.push(Action::Yield {
+                    id: *loser,
+                    local: rec.clone(),
+                    same_content: rec.kind == keeper_rec.kind
+                        && rec.content_root == keeper_rec.content_root,
+                });
+            }
+        }
+        // The keeper is installed only once the path is free: the applier checks the disk.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use harp_protocol::ids::{ChainHash, ContentRoot};
+    use harp_protocol::manifest::EntryKind;
+
+    fn rec(path: &str, content: u8, seq: u64) -> Record {
+        Record {
+            path: path.into(),
+            kind: EntryKind::File,
+            mode: 0o644,
+            mtime_ns: 1,
+            size: 1,
+            content_root: ContentRoot::from_bytes([content; 32]),
+            deleted: false,
+            seq,
+            chain_head: ChainHash::from_bytes([content ^ seq as u8; 32]),
+        }
+    }
+
+    fn dev(n: u8) -> DeviceId {
+        DeviceId::of_signing_key(&ed25519_dalek::SigningKey::from_bytes(&[n; 32]))
+    }
+
+    fn cand(r: &Record, author: u8, ts: u64) -> Candidate {
+        Candidate {
+            record: r.clone(),
+            author: Some(dev(author)),
+            timestamp_ms: ts,
+        }
+    }
+
+    fn one(id: u8, f: FileState) -> BTreeMap<FileId, FileState> {
+        [(FileId::from_bytes([id; 16]), f)].into()
+    }
+
+    #[test]
+    fn the_three_way_table() {
+        let me = dev(1);
+        let id = FileId::from_bytes([5; 16]);
+        let v1 = rec("a", 1, 1);
+        let v2 = rec("a", 2, 2);
+        // In sync: nothing.
+        let f = FileState {
+            local: Some(v1.clone()),
+            base: Some(v1.digest()),
+            remote: vec![cand(&v1, 1, 1)],
+        };
+        assert!(plan(&me, &one(5, f)).is_empty());
+        // Remote moved: install.
+        let f = FileState {
+            local: Some(v1.clone()),
+            base: Some(v1.digest()),
+            remote: vec![cand(&v2, 2, 2)],
+        };
+        assert_eq!(
+            plan(&me, &one(5, f)),
+            vec![Action::Install {
+                id,
+                record: v2.clone(),
+                resolve: false
+            }]
+        );
+        // Local moved: publish.
+        let f = FileState {
+            local: Some(v2.clone()),
+            base: Some(v1.digest()),
+            remote: vec![cand(&v1, 1, 1)],
+        };
+        assert_eq!(
+            plan(&me, &one(5, f)),
+            vec![Action::Publish {
+                id,
+                record: v2.clone()
+            }]
+        );
+        // Never synced, unknown to the document: publish.
+        let f = FileState {
+            local: Some(v1.clone()),
+            base: None,
+            remote: vec![],
+        };
+        assert!(matches!(
+            &plan(&me, &one(5, f))[..],
+            [Action::Publish { .. }]
+        ));
+        // Known only to the document: install.
+        let f = FileState {
+            local: None,
+            base: None,
+            remote: vec![cand(&v1, 2, 1)],
+        };
+        assert!(matches!(
+            &plan(&me, &one(5, f))[..],
+            [Action::Install { .. }]
+        ));
+        // Same on both sides after a crash between writing and recording: adopt.
+        let f = FileState {
+            local: Some(v2.clone()),
+            base: Some(v1.digest()),
+            remote: vec![cand(&v2, 2, 2)],
+        };
+        assert_eq!(
+            plan(&me, &one(5, f)),
+            vec![Action::Adopt {
+                id,
+                digest: v2.digest()
+            }]
+        );
+    }
+
+    #[test]
+    fn concurrent_edits_keep_both_and_every_device_picks_the_same_winner() {
+        let (a, b) = (dev(1), dev(2));
+        let base = rec("a", 1, 1);
+        let va = rec("a", 2, 2);
+        let vb = rec("a", 3, 2);
+        let remote = vec![cand(&va, 1, 100), cand(&vb, 2, 200)];
+        // A published va, B published vb; both see the conflict; vb is later and wins.
+        let at_a = FileState {
+            local: Some(va.clone()),
+            base: Some(va.digest()),
+            remote: remote.clone(),
+        };
+        let at_b = FileState {
+            local: Some(vb.clone()),
+            base: Some(vb.digest()),
+            remote: remote.iter().rev().cloned().collect(),
+        };
+        assert!(matches!(
+            &plan(&a, &one(5, at_a))[..],
+            [Action::KeepConflict { winner, resolve: true, .. }] if *winner == vb
+        ));
+        assert!(plan(&b, &one(5, at_b)).is_empty());
+        // A third device with the old base just installs the winner.
+        let at_c = FileState {
+            local: Some(base.clone()),
+            base: Some(base.digest()),
+            remote,
+        };
+        assert!(matches!(
+            &plan(&dev(3), &one(5, at_c))[..],
+            [Action::Install { record, resolve: false, .. }] if *record == vb
+        ));
+    }
+
+    #[test]
+    fn an_edit_survives_a_delete_either_way() {
+        let me = dev(1);
+        let base = rec("a", 1, 1);
+        let edited = rec("a", 2, 2);
+        let deleted = Record {
+            deleted: true,
+            ..rec("a", 0, 2)
+        };
+        // Local edit, remote delete: publish the edit.
+        let f = FileState {
+            local: Some(edited.clone()),
+            base: Some(base.digest()),
+            remote: vec![cand(&deleted, 2, 500)],
+        };
+        assert!(
+            matches!(&plan(&me, &one(5, f))[..], [Action::Publish { record, .. }] if *record == edited)
+        );
+        // Local delete, remote edit: install the edit.
+        let f = FileState {
+            local: Some(deleted.clone()),
+            base: Some(base.digest()),
+            remote: vec![cand(&edited, 2, 1)],
+        };
+        assert!(
+            matches!(&plan(&me, &one(5, f))[..], [Action::Install { record, .. }] if *record == edited)
+        );
+        // Both published concurrently: the live value wins even though the delete is later.
+        let f = FileState {
+            local: Some(deleted.clone()),
+            base: Some(deleted.digest()),
+            remote: vec![cand(&deleted, 1, 900), cand(&edited, 2, 1)],
+        };
+        assert!(matches!(
+            &plan(&me, &one(5, f))[..],
+            [Action::Install { record, resolve: true, .. }] if *record == edited
+        ));
+    }
+
+    #[test]
+    fn unpublished_local_edit_against_a_remote_edit_is_kept_as_a_conflict() {
+        let me = dev(1);
+        let base = rec("a", 1, 1);
+        let f = FileState {
+            local: Some(rec("a", 2, 2)),
+            base: Some(base.digest()),
+            remote: vec![cand(&rec("a", 3, 2), 2, 1)],
+        };
+        assert!(matches!(
+            &plan(&me, &one(5, f))[..],
+            [Action::KeepConflict { resolve: false, .. }]
+        ));
+    }
+
+    #[test]
+    fn two_new_files_on_one_path_the_smaller_id_keeps_it() {
+        let (a, b) = (dev(1), dev(2));
+        let mine = rec("same.txt", 1, 1);
+        let theirs = rec("same.txt", 2, 1);
+        let files_at_a: BTreeMap<FileId, FileState> = [
+            (
+                FileId::from_bytes([1; 16]),
+                FileState {
+                    local: None,
+                    base: None,
+                    remote: vec![cand(&theirs, 2, 1)],
+                },
+            ),
+            (
+                FileId::from_bytes([9; 16]),
+                FileState {
+                    local: Some(mine.clone()),
+                    base: Some(mine.digest()),
+                    remote: vec![cand(&mine, 1, 1)],
+                },
+            ),
+        ]
+        .into();
+        let actions = plan(&a, &files_at_a);
+        assert!(
+            actions
+                .iter()
+                .any(|x| matches!(x, Action::Yield { id, same_content: false, .. } if *id == FileId::from_bytes([9; 16])))
+        );
+        assert!(actions.iter().any(
+            |x| matches!(x, Action::Install { id, .. } if *id == FileId::from_bytes([1; 16]))
+        ));
+        // B, which keeps the path, does nothing and never installs A's file over its own.
+        let files_at_b: BTreeMap<FileId, FileState> = [
+            (
+                FileId::from_bytes([1; 16]),
+                FileState {
+                    local: Some(theirs.clone()),
+                    base: Some(theirs.digest()),
+                    remote: vec![cand(&theirs, 2, 1)],
+                },
+            ),
+            (
+                FileId::from_bytes([9; 16]),
+                FileState {
+                    local: None,
+                    base: None,
+                    remote: vec![cand(&mine, 1, 1)],
+                },
+            ),
+        ]
+        .into();
+        assert!(plan(&b, &files_at_b).is_empty());
+    }
+}

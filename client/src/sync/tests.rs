@@ -1,0 +1,325 @@
+//! Sync rounds between devices in one process: real folders, indexes and documents; the
+//! documents are merged directly and chunks are read from the other device's files.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ed25519_dalek::SigningKey;
+use harp_protocol::ids::{ChunkId, DeviceId, FolderId};
+use harp_protocol::keys::FolderKey;
+
+use super::apply::{Context, Fetcher, Report, sync_once};
+use super::doc::FolderDoc;
+use crate::index::Index;
+use crate::scan::{Folder, Options, scan};
+
+struct Device {
+    _dir: tempfile::TempDir,
+    folder: Folder,
+    index: Index,
+    doc: FolderDoc,
+    key: SigningKey,
+}
+
+impl Device {
+    fn new(n: u8) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root: PathBuf = dir.path().join("f");
+        std::fs::create_dir_all(root.join(".harp")).unwrap();
+        let folder = Folder::new(
+            FolderId::from_bytes([1; 16]),
+            root,
+            FolderKey::from_bytes([2; 32]).schedule(),
+        );
+        let index = Index::open(&dir.path().join("index.sqlite3")).unwrap();
+        Self {
+            _dir: dir,
+            folder,
+            index,
+            doc: FolderDoc::in_memory(),
+            key: SigningKey::from_bytes(&[n; 32]),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.folder.root.join(rel)
+    }
+
+    fn write(&self, rel: &str, data: &[u8]) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+
+    fn scan(&mut self) {
+        scan(
+            &mut self.index,
+            &self.folder,
+            &self.key,
+            &Options {
+                threads: 2,
+                progress: None,
+            },
+        )
+        .unwrap();
+    }
+
+    /// Scan, then one sync round fetching from `peers`.
+    fn round(&mut self, members: &HashSet<DeviceId>, peers: &[&Device]) -> Report {
+        self.scan();
+        let fetcher = Peers(
+            peers
+                .iter()
+                .map(|d| {
+                    (
+                        Mutex::new(Index::open(&d._dir.path().join("index.sqlite3")).unwrap()),
+                        Folder::new(d.folder.id, d.folder.root.clone(), d.folder.keys.clone()),
+                    )
+                })
+                .collect(),
+        );
+        let ctx = Context {
+            folder: &self.folder,
+            device: &self.key,
+            members,
+            fetcher: &fetcher,
+        };
+        let r = sync_once(&mut self.index, &mut self.doc, &ctx).unwrap();
+        assert!(
+            r.deferred.is_empty()
+                || r.deferred
+                    .iter()
+                    .all(|(_, why)| !why.starts_with("refused")),
+            "{r:?}"
+        );
+        r
+    }
+
+    /// Every regular file and link under the root except `.harp`, with content.
+    fn tree(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        walk(&self.folder.root, &self.folder.root, &mut out);
+        out
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if rel == ".harp" {
+            continue;
+        }
+        let ft = e.file_type().unwrap();
+        if ft.is_symlink() {
+            let t = std::fs::read_link(e.path()).unwrap();
+            out.insert(rel, format!("-> {}", t.display()).into_bytes());
+        } else if ft.is_dir() {
+            out.insert(format!("{rel}/"), Vec::new());
+            walk(root, &e.path(), out);
+        } else {
+            out.insert(rel, std::fs::read(e.path()).unwrap());
+        }
+    }
+}
+
+struct Peers(Vec<(Mutex<Index>, Folder)>);
+
+impl Fetcher for Peers {
+    fn fetch(
+        &self,
+        ids: Vec<ChunkId>,
+        sink: &mut dyn FnMut(ChunkId, Vec<u8>) -> std::io::Result<()>,
+    ) -> std::io::Result<Vec<ChunkId>> {
+        let mut left = Vec::new();
+        'ids: for id in ids {
+            for (index, folder) in &self.0 {
+                let index = index.lock().unwrap();
+                if let Some(b) = crate::chunk::read_blob(&index, folder, &id).unwrap() {
+                    sink(id, b)?;
+                    continue 'ids;
+                }
+            }
+            left.push(id);
+        }
+        Ok(left)
+    }
+}
+
+fn exchange(a: &mut Device, b: &mut Device) {
+    a.doc.merge(&mut b.doc).unwrap();
+    b.doc.merge(&mut a.doc).unwrap();
+}
+
+fn members(ds: &[&Device]) -> HashSet<DeviceId> {
+    ds.iter()
+        .map(|d| DeviceId::of_signing_key(&d.key))
+        .collect()
+}
+
+/// Rounds until both are quiet; then the trees must match.
+fn converge(a: &mut Device, b: &mut Device) {
+    let m = members(&[a, b]);
+    for _ in 0..8 {
+        let ra = a.round(&m, &[b]);
+        exchange(a, b);
+        let rb = b.round(&m, &[a]);
+        exchange(a, b);
+        if !ra.changed() && !rb.changed() && ra.deferred.is_empty() && rb.deferred.is_empty() {
+            return;
+        }
+    }
+    panic!("no convergence");
+}
+
+#[test]
+fn files_links_dirs_renames_modes_and_deletes_reach_the_other_device() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    let big = crate::testutil::random(b"big", 700_000);
+    a.write("big.bin", &big);
+    a.write("docs/notes.txt", b"hello");
+    a.write("docs/deep/er/x.txt", b"x");
+    std::fs::create_dir_all(a.path("empty")).unwrap();
+    std::os::unix::fs::symlink("docs/notes.txt", a.path("link")).unwrap();
+    std::fs::set_permissions(
+        a.path("docs/notes.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    converge(&mut a, &mut b);
+    assert_eq!(a.tree(), b.tree());
+    let mode = std::fs::metadata(b.path("docs/notes.txt")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(a.path("big.bin"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        std::fs::metadata(b.path("big.bin"))
+            .unwrap()
+            .modified()
+            .unwrap()
+    );
+
+    // B edits in the middle, renames, moves a directory and deletes; A follows.
+    let mut edited = big.clone();
+    edited.splice(350_000..350_000, *b"inserted");
+    b.write("big.bin", &edited);
+    std::fs::rename(b.path("docs/notes.txt"), b.path("notes-renamed.txt")).unwrap();
+    std::fs::rename(b.path("docs/deep"), b.path("moved")).unwrap();
+    std::fs::remove_file(b.path("link")).unwrap();
+    converge(&mut a, &mut b);
+    assert_eq!(a.tree(), b.tree());
+    assert_eq!(std::fs::read(a.path("big.bin")).unwrap(), edited);
+    assert!(a.path("moved/er/x.txt").exists());
+    // Overwritten and deleted versions on A went to its versions store.
+    let kept = a.index.all_versions(&a.folder.id).unwrap();
+    assert!(
+        kept.iter()
+            .any(|v| v.path == "big.bin" && v.reason == "overwrite")
+    );
+    assert!(
+        kept.iter()
+            .any(|v| v.path == "link" && v.reason == "delete")
+    );
+    assert_eq!(a.index.integrity_check().unwrap(), "ok");
+}
+
+#[test]
+fn concurrent_edits_keep_both_versions_and_both_devices_agree() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("f.txt", b"base");
+    converge(&mut a, &mut b);
+    // Both edit before they hear of each other, and both publish.
+    a.write("f.txt", b"from a");
+    b.write("f.txt", b"from b, longer");
+    let m = members(&[&a, &b]);
+    a.round(&m, &[]);
+    b.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    let conflicts: Vec<_> = tree.keys().filter(|k| k.contains(".conflict-")).collect();
+    assert_eq!(conflicts.len(), 1, "{tree:?}");
+    let mut contents: Vec<&[u8]> = vec![&tree["f.txt"], &tree[conflicts[0]]];
+    contents.sort();
+    assert_eq!(contents, vec![&b"from a"[..], &b"from b, longer"[..]]);
+}
+
+#[test]
+fn an_edit_beats_a_concurrent_delete() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("keep.txt", b"v1");
+    // (A folder emptied completely reads as an unmounted disk: keep something else in it.)
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    std::fs::remove_file(a.path("keep.txt")).unwrap();
+    b.write("keep.txt", b"v2 edited");
+    let m = members(&[&a, &b]);
+    a.round(&m, &[]);
+    b.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    converge(&mut a, &mut b);
+    assert_eq!(std::fs::read(a.path("keep.txt")).unwrap(), b"v2 edited");
+    assert_eq!(a.tree(), b.tree());
+}
+
+#[test]
+fn two_new_files_on_one_path_both_survive() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("same.txt", b"made on a");
+    b.write("same.txt", b"made on b");
+    let m = members(&[&a, &b]);
+    a.round(&m, &[]);
+    b.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    let mut contents: Vec<&Vec<u8>> = tree.values().filter(|v| !v.is_empty()).collect();
+    contents.sort();
+    assert_eq!(
+        contents,
+        vec![&b"made on a".to_vec(), &b"made on b".to_vec()]
+    );
+}
+
+#[test]
+fn a_stranger_s_changes_are_refused() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("x.txt", b"from a stranger");
+    let only_b: HashSet<DeviceId> = members(&[&b]);
+    a.round(&members(&[&a]), &[]);
+    exchange(&mut a, &mut b);
+    b.scan();
+    let ctx = Context {
+        folder: &b.folder,
+        device: &b.key,
+        members: &only_b,
+        fetcher: &super::apply::NoPeers,
+    };
+    let r = sync_once(&mut b.index, &mut b.doc, &ctx).unwrap();
+    assert_eq!(r.installed, 0);
+    assert!(
+        r.deferred
+            .iter()
+            .any(|(_, why)| why.contains("not a member")),
+        "{r:?}"
+    );
+    assert!(!b.path("x.txt").exists());
+}
