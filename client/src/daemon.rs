@@ -18,11 +18,11 @@
 //! `fetch` moves blobs into memory and checks them, nothing more: it is how tests and
 //! `harp bench` drive the chunk exchange between real processes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -31,12 +31,17 @@ use libp2p::{Multiaddr, PeerId};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::index::Index;
-use crate::net::{self, Handle, chunks, source::LocalSource};
+use crate::net::{self, Handle, chunks, meta, source::LocalSource};
 use crate::node::Node;
-use crate::scan::{self, watch::Timing};
+use crate::scan::{
+    self,
+    watch::{Timing, Wake},
+};
+use crate::sync::apply::{self, Fetcher, sync_once};
+use crate::sync::doc::FolderDoc;
 
 /// The largest control request accepted.
 const MAX_REQUEST: usize = 4 << 20;
@@ -56,72 +61,6 @@ pub fn run(node: Node) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let scanners = start_scanners(&node, &stop)?;
-    let result = runtime.block_on(serve(&node));
-    stop.store(true, Ordering::Relaxed);
-    for s in scanners {
-        let _ = s.join();
-    }
-    result
-}
-
-fn start_scanners(
-    node: &Node,
-    stop: &Arc<AtomicBool>,
-) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
-    let mut threads = Vec::new();
-    for cfg in &node.config.folders {
-        let folder = node.open_folder(cfg)?;
-        let mut index = Index::open(&node.dirs.index())?;
-        let device = node.device.clone();
-        let stop = stop.clone();
-        let timing = Timing {
-            settle: Duration::from_millis(node.config.watch_delay_ms),
-            rescan_every: Duration::from_secs(node.config.rescan_interval_secs.max(1)),
-        };
-        let threads_n = node.config.hashing_threads;
-        let label = cfg.label.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("harp-scan-{label}"))
-                .spawn(move || {
-                    let opts = scan::Options {
-                        threads: threads_n,
-                        progress: None,
-                    };
-                    let result = scan::watch::watch(
-                        &mut index,
-                        &folder,
-                        &device,
-                        &opts,
-                        timing,
-                        &stop,
-                        |r| match r {
-                            Ok(s) if s.created + s.modified + s.renamed + s.deleted > 0 => {
-                                tracing::info!(
-                                    folder = %label,
-                                    "scanned: {} new, {} modified, {} renamed, {} deleted",
-                                    s.created,
-                                    s.modified,
-                                    s.renamed,
-                                    s.deleted
-                                )
-                            }
-                            Ok(_) => {}
-                            Err(e) => tracing::error!(folder = %label, "scan failed: {e}"),
-                        },
-                    );
-                    if let Err(e) = result {
-                        tracing::error!(folder = %label, "watcher stopped: {e}");
-                    }
-                })?,
-        );
-    }
-    Ok(threads)
-}
-
-async fn serve(node: &Node) -> anyhow::Result<()> {
     let c = &node.config;
     let net_config = net::Config {
         listen: parse_addrs(&c.listen, "listen")?,
@@ -131,11 +70,17 @@ async fn serve(node: &Node) -> anyhow::Result<()> {
         hole_punching: c.hole_punching,
         idle_timeout: Duration::from_secs(120),
     };
-    let (handle, event_loop) = net::start(net::keypair(node.device.to_bytes())?, &net_config)?;
-    tokio::spawn(event_loop.run());
+    let (handle, event_loop) = {
+        let _in_runtime = runtime.enter();
+        net::start(net::keypair(node.device.to_bytes())?, &net_config)?
+    };
+    runtime.spawn(event_loop.run());
 
+    let stop = Arc::new(AtomicBool::new(false));
+    let pushed = Arc::new(Notify::new());
+    let mut shared = HashMap::new();
+    let mut workers = Vec::new();
     let me = node.device_id();
-    let mut folders = Vec::new();
     for f in &c.folders {
         let mut members: HashSet<DeviceId> = [me].into();
         for m in &f.members {
@@ -144,10 +89,261 @@ async fn serve(node: &Node) -> anyhow::Result<()> {
                     .with_context(|| format!("folder {}: member {m:?}", f.label))?,
             );
         }
+        let doc_path = node
+            .dirs
+            .data
+            .join("docs")
+            .join(format!("{}.automerge", f.id));
+        let doc = Arc::new(Mutex::new(FolderDoc::open(&doc_path)?));
+        let wakes = scan::watch::channel();
+        let wake_tx = wakes.0.clone();
+        shared.insert(
+            f.id,
+            meta::SharedFolder {
+                doc: doc.clone(),
+                members: members.clone(),
+                on_change: Box::new(move || {
+                    let _ = wake_tx.try_send(Wake::Other);
+                }),
+            },
+        );
+        workers.push(start_worker(
+            &node,
+            f,
+            Worker {
+                doc,
+                members,
+                handle: handle.clone(),
+                runtime: runtime.handle().clone(),
+                pushed: pushed.clone(),
+                stop: stop.clone(),
+            },
+            wakes,
+        )?);
+    }
+    let shared: meta::Folders = Arc::new(shared);
+    let result = runtime.block_on(serve(&node, handle, shared, pushed));
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+    result
+}
+
+/// What a folder's worker thread needs besides the folder.
+struct Worker {
+    doc: Arc<Mutex<FolderDoc>>,
+    members: HashSet<DeviceId>,
+    handle: Handle,
+    runtime: tokio::runtime::Handle,
+    /// Notified when this device published changes (peers are due a session).
+    pushed: Arc<Notify>,
+    stop: Arc<AtomicBool>,
+}
+
+/// How soon a round that had to put work off runs again.
+const RETRY_DEFERRED: Duration = Duration::from_secs(2);
+/// Rounds in a row while each one changes something (a conflict copy, then its install...).
+const MAX_ROUNDS: usize = 4;
+
+/// Starts the thread that scans and syncs one folder (scans and sync rounds never overlap).
+fn start_worker(
+    node: &Node,
+    cfg: &crate::config::FolderConfig,
+    w: Worker,
+    wakes: (
+        std::sync::mpsc::SyncSender<Wake>,
+        std::sync::mpsc::Receiver<Wake>,
+    ),
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let folder = node.open_folder(cfg)?;
+    let mut index = Index::open(&node.dirs.index())?;
+    let device = node.device.clone();
+    let timing = Timing {
+        settle: Duration::from_millis(node.config.watch_delay_ms),
+        rescan_every: Duration::from_secs(node.config.rescan_interval_secs.max(1)),
+    };
+    let threads_n = node.config.hashing_threads;
+    let label = cfg.label.clone();
+    Ok(std::thread::Builder::new()
+        .name(format!("harp-folder-{label}"))
+        .spawn(move || {
+            let opts = scan::Options {
+                threads: threads_n,
+                progress: None,
+            };
+            let fetcher = NetFetcher {
+                handle: w.handle.clone(),
+                runtime: w.runtime.clone(),
+                folder: folder.id,
+                members: w.members.clone(),
+            };
+            let result = scan::watch::run(
+                &mut index,
+                &folder,
+                &device,
+                &opts,
+                timing,
+                &w.stop,
+                wakes,
+                |index, scanned| {
+                    match scanned {
+                        Some(Ok(s)) if s.created + s.modified + s.renamed + s.deleted > 0 => {
+                            tracing::info!(
+                                folder = %label,
+                                "scanned: {} new, {} modified, {} renamed, {} deleted",
+                                s.created,
+                                s.modified,
+                                s.renamed,
+                                s.deleted
+                            )
+                        }
+                        Some(Ok(_)) | None => {}
+                        Some(Err(e)) => {
+                            tracing::error!(folder = %label, "scan failed: {e}");
+                            // Never sync on top of a folder that could not be read.
+                            return Some(RETRY_DEFERRED);
+                        }
+                    }
+                    sync_rounds(index, &folder, &device, &w, &fetcher, &label)
+                },
+            );
+            if let Err(e) = result {
+                tracing::error!(folder = %label, "folder worker stopped: {e}");
+            }
+        })?)
+}
+
+/// Sync rounds until nothing changes; saves the document and tells peers.
+fn sync_rounds(
+    index: &mut Index,
+    folder: &scan::Folder,
+    device: &ed25519_dalek::SigningKey,
+    w: &Worker,
+    fetcher: &NetFetcher,
+    label: &str,
+) -> Option<Duration> {
+    let ctx = apply::Context {
+        folder,
+        device,
+        members: &w.members,
+        fetcher,
+    };
+    let mut retry = None;
+    for _ in 0..MAX_ROUNDS {
+        // The document is locked only while planning and between actions would be finer; a
+        // round is short unless it fetches, and sessions wait for it.
+        let mut doc = w.doc.lock().unwrap_or_else(|e| e.into_inner());
+        let heads = doc.heads();
+        let report = match sync_once(index, &mut doc, &ctx) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(folder = %label, "sync round failed: {e}");
+                return Some(RETRY_DEFERRED);
+            }
+        };
+        let doc_changed = doc.heads() != heads;
+        if doc_changed && let Err(e) = doc.save() {
+            tracing::error!(folder = %label, "saving the folder document: {e}");
+        }
+        drop(doc);
+        if doc_changed {
+            w.pushed.notify_one();
+        }
+        if report.changed() {
+            tracing::info!(
+                folder = %label,
+                "synced: {} published, {} installed, {} conflicts, {} bytes fetched, {} reused",
+                report.published,
+                report.installed,
+                report.conflicts,
+                report.fetched_bytes,
+                report.reused_bytes
+            );
+        }
+        retry = (!report.deferred.is_empty()).then_some(RETRY_DEFERRED);
+        if !report.changed() {
+            break;
+        }
+    }
+    retry
+}
+
+/// Fetches blobs of one folder from its connected member peers.
+struct NetFetcher {
+    handle: Handle,
+    runtime: tokio::runtime::Handle,
+    folder: FolderId,
+    members: HashSet<DeviceId>,
+}
+
+impl Fetcher for NetFetcher {
+    fn fetch(
+        &self,
+        ids: Vec<ChunkId>,
+        sink: &mut dyn FnMut(ChunkId, Vec<u8>) -> std::io::Result<()>,
+    ) -> std::io::Result<Vec<ChunkId>> {
+        let peers: Vec<PeerId> = match self.runtime.block_on(self.handle.peers()) {
+            Ok(p) => p
+                .into_iter()
+                .filter(|p| p.device.is_some_and(|d| self.members.contains(&d)))
+                .map(|p| p.peer)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if peers.is_empty() {
+            return Ok(ids);
+        }
+        let (tx, mut rx) = mpsc::channel(16);
+        let (handle, folder) = (self.handle.clone(), self.folder);
+        let task = self.runtime.spawn(async move {
+            let outcome = chunks::fetch(&handle, &peers, folder, ids, &tx).await;
+            drop(tx);
+            outcome
+        });
+        let mut failed = None;
+        while let Some((id, blob)) = rx.blocking_recv() {
+            if let Err(e) = sink(id, blob) {
+                failed = Some(e);
+                break;
+            }
+        }
+        drop(rx);
+        let outcome = self
+            .runtime
+            .block_on(task)
+            .map_err(|e| std::io::Error::other(format!("fetch task: {e}")))?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(outcome
+            .missing
+            .into_iter()
+            .chain(outcome.unfetched)
+            .collect())
+    }
+}
+
+async fn serve(
+    node: &Node,
+    handle: Handle,
+    shared: meta::Folders,
+    pushed: Arc<Notify>,
+) -> anyhow::Result<()> {
+    let c = &node.config;
+    let me = node.device_id();
+    let mut folders = Vec::new();
+    for f in &c.folders {
+        let members = shared
+            .get(&f.id)
+            .map(|s| s.members.clone())
+            .unwrap_or_default();
         folders.push((node.open_folder(f)?, members));
     }
     let source = LocalSource::new(Index::open(&node.dirs.index())?, folders);
     tokio::spawn(chunks::serve(handle.clone(), Arc::new(source)));
+    tokio::spawn(meta::serve(handle.clone(), shared.clone()));
+    tokio::spawn(meta::keep_in_sync(handle.clone(), shared, pushed));
 
     for p in &c.peers {
         let device: DeviceId = p

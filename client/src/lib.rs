@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod index;
+pub mod invite;
 pub mod net;
 pub mod node;
 pub mod scan;

@@ -33,6 +33,7 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot};
 
 pub mod chunks;
+pub mod meta;
 pub mod source;
 #[cfg(test)]
 mod tests;

@@ -96,6 +96,21 @@ impl Node {
 
     /// Adds a folder at `path` (created if missing) with a new random id and key.
     pub fn add_folder(&mut self, path: &Path, label: Option<&str>) -> Result<FolderConfig> {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&random32()?[..16]);
+        let key = random32()?;
+        self.add_folder_with(path, label, FolderId::from_bytes(id), key, Vec::new())
+    }
+
+    /// Adds a folder another device shared: its id and key are given.
+    pub fn add_folder_with(
+        &mut self,
+        path: &Path,
+        label: Option<&str>,
+        id: FolderId,
+        key: [u8; 32],
+        members: Vec<String>,
+    ) -> Result<FolderConfig> {
         let bad = |reason: &str| Error::BadFolder {
             path: path.to_owned(),
             reason: reason.to_owned(),
@@ -107,6 +122,12 @@ impl Node {
             return Err(bad("not a directory"));
         }
         for f in &self.config.folders {
+            if f.id == id {
+                return Err(bad(&format!(
+                    "this device already syncs that folder, at {}",
+                    f.path.display()
+                )));
+            }
             if f.path == root {
                 return Err(config::Error::FolderExists(root).into());
             }
@@ -122,10 +143,7 @@ impl Node {
             return Err(bad("is inside Harp's own state directories"));
         }
         fs::create_dir_all(&root).map_err(|e| bad(&format!("cannot create it: {e}")))?;
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&random32()?[..16]);
-        let id = FolderId::from_bytes(id);
-        config::write_secret(&self.dirs.folder_key(&id), &random32()?)?;
+        config::write_secret(&self.dirs.folder_key(&id), &key)?;
         fs::create_dir_all(root.join(scan::MARKER_DIR))
             .map_err(|e| bad(&format!("cannot create .harp: {e}")))?;
         let label = label
@@ -137,7 +155,7 @@ impl Node {
             path: root,
             label,
             versioning: Versioning::default(),
-            members: Vec::new(),
+            members,
         };
         self.config.folders.push(folder.clone());
         self.config.save(&self.dirs)?;

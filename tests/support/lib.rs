@@ -188,6 +188,17 @@ impl Proc {
         Ok(Self { child, lines })
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process at once (SIGKILL: no clean-up runs) and reaps it.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The lines printed until one contains `marker` (within 30 s).
     pub fn until(&self, marker: &str) -> Result<Vec<String>> {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -204,4 +215,37 @@ impl Proc {
             }
         }
     }
+}
+
+/// Every file, link and directory under `root` except `.harp`, with contents (a link as
+/// `-> target`, a directory as an empty value under `name/`).
+pub fn tree(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.map_while(std::result::Result::ok) {
+            let path = e.path();
+            let rel = path
+                .strip_prefix(root)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if rel == ".harp" {
+                continue;
+            }
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_symlink() {
+                let t = std::fs::read_link(&path).unwrap_or_default();
+                out.insert(rel, format!("-> {}", t.display()).into_bytes());
+            } else if ft.is_dir() {
+                out.insert(format!("{rel}/"), Vec::new());
+                walk(root, &path, out);
+            } else {
+                out.insert(rel, std::fs::read(&path).unwrap_or_default());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, root, &mut out);
+    out
 }

@@ -37,6 +37,24 @@ fn relevant(event: &notify::Event, marker: &Path) -> bool {
     kind_matters && (event.paths.is_empty() || event.paths.iter().any(|p| !p.starts_with(marker)))
 }
 
+/// The step a worker runs after each scan: see [`run`].
+type Step<'a> = dyn FnMut(&mut Index, Option<&Result<Summary, Error>>) -> Option<Duration> + 'a;
+
+/// Why a folder's worker woke up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Something changed on disk: scan (after the burst settles), then step.
+    Disk,
+    /// Something else needs a step (a peer's changes arrived): step without scanning.
+    Other,
+}
+
+/// A wake-up channel for [`run`]: give the sender to whoever may need the worker.
+pub fn channel() -> (mpsc::SyncSender<Wake>, mpsc::Receiver<Wake>) {
+    // A few pending wakes are all the loop needs to know.
+    mpsc::sync_channel(4)
+}
+
 /// Scans `folder` once, then again after every settled burst of changes and every
 /// `rescan_every`, until `stop` is set. Each scan's outcome goes to `report`; a failed scan
 /// (a vanished root, say) is reported and retried at the next trigger, never fatal.
@@ -49,8 +67,37 @@ pub fn watch(
     stop: &AtomicBool,
     mut report: impl FnMut(&Result<Summary, Error>),
 ) -> Result<(), Error> {
-    // Capacity 1: one pending "something changed" is all the loop needs to know.
-    let (tx, rx) = mpsc::sync_channel::<()>(1);
+    run(
+        index,
+        folder,
+        device,
+        opts,
+        timing,
+        stop,
+        channel(),
+        |_, scanned| {
+            if let Some(r) = scanned {
+                report(r);
+            }
+            None
+        },
+    )
+}
+
+/// A folder's worker loop: like [`watch`], and after every scan (and every [`Wake::Other`])
+/// it calls `step` with the index and the scan's outcome (`None`: no scan ran). `step` may ask
+/// to be called again after a while (work it had to put off). Scans and steps never overlap.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    index: &mut Index,
+    folder: &Folder,
+    device: &SigningKey,
+    opts: &Options<'_>,
+    timing: Timing,
+    stop: &AtomicBool,
+    (tx, rx): (mpsc::SyncSender<Wake>, mpsc::Receiver<Wake>),
+    mut step: impl FnMut(&mut Index, Option<&Result<Summary, Error>>) -> Option<Duration>,
+) -> Result<(), Error> {
     let marker = folder.root.join(MARKER_DIR);
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let wake = match res {
@@ -59,7 +106,7 @@ pub fn watch(
             Err(_) => true,
         };
         if wake {
-            let _ = tx.try_send(());
+            let _ = tx.try_send(Wake::Disk);
         }
     })
     .map_err(|e| Error::Setup(format!("cannot watch {}: {e}", folder.root.display())))?;
@@ -67,25 +114,36 @@ pub fn watch(
         .watch(&folder.root, RecursiveMode::Recursive)
         .map_err(|e| Error::Setup(format!("cannot watch {}: {e}", folder.root.display())))?;
 
-    report(&scan(index, folder, device, opts));
+    let scan_and_step = |index: &mut Index, step: &mut Step<'_>| {
+        let r = scan(index, folder, device, opts);
+        step(index, Some(&r))
+    };
+    let mut retry_at = scan_and_step(index, &mut step).map(|d| Instant::now() + d);
     let mut next_rescan = Instant::now() + timing.rescan_every;
     while !stop.load(Ordering::Relaxed) {
         match rx.recv_timeout(POLL) {
-            Ok(()) => {
-                // Let the burst settle: wait until no event came for `settle`.
+            Ok(Wake::Disk) => {
+                // Let the burst settle: wait until no disk event came for `settle`.
+                // (An `Other` wake in the burst is served by the step after the scan.)
                 loop {
                     match rx.recv_timeout(timing.settle) {
-                        Ok(()) if !stop.load(Ordering::Relaxed) => continue,
+                        Ok(_) if !stop.load(Ordering::Relaxed) => continue,
                         _ => break,
                     }
                 }
-                report(&scan(index, folder, device, opts));
+                retry_at = scan_and_step(index, &mut step).map(|d| Instant::now() + d);
                 next_rescan = Instant::now() + timing.rescan_every;
             }
+            Ok(Wake::Other) => {
+                retry_at = step(index, None).map(|d| Instant::now() + d);
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if Instant::now() >= next_rescan {
-                    report(&scan(index, folder, device, opts));
+                let now = Instant::now();
+                if now >= next_rescan {
+                    retry_at = scan_and_step(index, &mut step).map(|d| Instant::now() + d);
                     next_rescan = Instant::now() + timing.rescan_every;
+                } else if retry_at.is_some_and(|t| now >= t) {
+                    retry_at = step(index, None).map(|d| Instant::now() + d);
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {

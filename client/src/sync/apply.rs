@@ -410,12 +410,15 @@ fn prepare_parents(folder: &Folder, rel: &str) -> Result<(), Defer> {
     Ok(())
 }
 
+/// Manifest node blobs fetched from peers, to store in the index.
+type Nodes = Vec<(ChunkId, Vec<u8>)>;
+
 /// The manifest nodes and chunk list of a version, fetching missing nodes level by level.
 fn chunk_list(
     index: &Index,
     ctx: &Context<'_>,
     record: &Record,
-) -> Result<(Vec<ChunkRef>, Vec<(ChunkId, Vec<u8>)>), Defer> {
+) -> Result<(Vec<ChunkRef>, Nodes), Defer> {
     let keys = &ctx.folder.keys;
     let mut fetched_nodes = Vec::new();
     let mut level: Vec<(ChunkId, Option<(u8, u64)>)> = vec![(record.content_root.into(), None)];
@@ -489,14 +492,7 @@ fn build_content(
     ctx: &Context<'_>,
     record: &Record,
     report: &mut Report,
-) -> Result<
-    (
-        tempfile::NamedTempFile,
-        Vec<ChunkLoc>,
-        Vec<(ChunkId, Vec<u8>)>,
-    ),
-    Defer,
-> {
+) -> Result<(tempfile::NamedTempFile, Vec<ChunkLoc>, Nodes), Defer> {
     let (chunks, nodes) = chunk_list(index, ctx, record)?;
     let tmp_dir = store::temp_dir(ctx.folder);
     fs::create_dir_all(&tmp_dir)?;
@@ -598,16 +594,13 @@ fn install(
         }
         index.write(|w| {
             write_chain(w, ctx, id, joined_at, &links)?;
-            match &mine {
-                Some(m) => {
-                    let mut row = m.clone();
-                    row.deleted = true;
-                    row.seq = record.seq;
-                    row.chain_head = record.chain_head;
-                    w.put_file(&folder.id, &row)?;
-                    w.replace_chunks(&folder.id, id, &[])?;
-                }
-                None => {}
+            if let Some(m) = &mine {
+                let mut row = m.clone();
+                row.deleted = true;
+                row.seq = record.seq;
+                row.chain_head = record.chain_head;
+                w.put_file(&folder.id, &row)?;
+                w.replace_chunks(&folder.id, id, &[])?;
             }
             w.set_base(&folder.id, id, &record.digest())
         })?;

@@ -1,0 +1,293 @@
+//! `/harp/meta/1`: exchanging folder documents with Automerge's sync protocol.
+//!
+//! One stream is one session for one folder, half-duplex so that two large messages can never
+//! wait on each other's flow-control window:
+//!
+//! ```text
+//! initiator → hello:   0x01 | folder id [16]
+//! responder → answer:  0x02 (go on) | 0x03 (refused: not a member, or no such folder)
+//! then turns, initiator first:  0x04 | Automerge sync message (empty: nothing to say)
+//! ```
+//!
+//! The session ends after a turn in which both sides said nothing, or after [`MAX_TURNS`].
+//! Every frame is `u32 length | payload`, at most [`MAX_FRAME`] bytes; a longer one, an unknown
+//! tag or a message Automerge cannot decode ends the stream. Each session starts from a fresh
+//! sync state, so a session cut halfway leaves nothing to undo: the next one starts over and
+//! sends only what the other side still lacks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use harp_protocol::ids::{DeviceId, FolderId};
+use libp2p::{PeerId, StreamProtocol};
+use tokio::sync::{Notify, Semaphore};
+
+use super::{Handle, device_of};
+use crate::sync::doc::FolderDoc;
+
+/// The protocol name.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/harp/meta/1");
+/// The largest frame accepted.
+pub const MAX_FRAME: usize = 64 << 20;
+/// The most turns one session may take.
+pub const MAX_TURNS: usize = 200;
+/// Inbound sessions served at once.
+const MAX_INBOUND: usize = 16;
+/// A session with a peer that heard nothing new from this side is still run this often.
+const REFRESH: Duration = Duration::from_secs(30);
+/// How long one session may take.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(120);
+
+const HELLO: u8 = 1;
+const GO_ON: u8 = 2;
+const REFUSED: u8 = 3;
+const SYNC: u8 = 4;
+
+/// A folder whose document this device shares.
+pub struct SharedFolder {
+    /// The document.
+    pub doc: Arc<Mutex<FolderDoc>>,
+    /// The devices allowed to read and write it (this device included).
+    pub members: std::collections::HashSet<DeviceId>,
+    /// Called when a peer's changes arrived (wakes the folder's worker).
+    pub on_change: Box<dyn Fn() + Send + Sync>,
+}
+
+/// The folders of this device, by id.
+pub type Folders = Arc<HashMap<FolderId, SharedFolder>>;
+
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The stream broke.
+    #[error("stream: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer is not a member of the folder (or it does not have it).
+    #[error("refused: not a member of the folder")]
+    Refused,
+    /// The peer broke the protocol.
+    #[error("protocol violation: {0}")]
+    Violation(String),
+    /// Too slow.
+    #[error("the session timed out")]
+    Timeout,
+}
+
+async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> Result<Vec<u8>, SessionError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 || len > MAX_FRAME {
+        return Err(SessionError::Violation(format!(
+            "frame of {len} bytes (1..={MAX_FRAME})"
+        )));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame(w: &mut (impl AsyncWrite + Unpin), payload: &[u8]) -> std::io::Result<()> {
+    w.write_all(&(payload.len() as u32).to_be_bytes()).await?;
+    w.write_all(payload).await?;
+    w.flush().await
+}
+
+fn lock(doc: &Mutex<FolderDoc>) -> std::sync::MutexGuard<'_, FolderDoc> {
+    doc.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes turns until both sides are quiet. `first` says whether this side speaks first.
+async fn turns(
+    r: &mut (impl AsyncRead + Unpin),
+    w: &mut (impl AsyncWrite + Unpin),
+    folder: &SharedFolder,
+    first: bool,
+    handle: &Handle,
+    peer: &PeerId,
+) -> Result<(), SessionError> {
+    let mut state = automerge::sync::State::new();
+    let mut changed = false;
+    // Quiet twice in a row ends the session: a side with nothing to say right after the other
+    // said nothing closes the stream instead of speaking, and the other side reads the end.
+    let mut their_last_empty = false;
+    let mut speak = first;
+    for _ in 0..MAX_TURNS * 2 {
+        if speak {
+            let msg = lock(&folder.doc).sync_message(&mut state);
+            if msg.is_none() && their_last_empty {
+                break;
+            }
+            let mut payload = vec![SYNC];
+            if let Some(m) = &msg {
+                payload.extend_from_slice(m);
+            }
+            write_frame(w, &payload).await?;
+            handle.stats.count(peer, payload.len() as u64 + 4, false);
+        } else {
+            let frame = match read_frame(r).await {
+                Ok(f) => f,
+                // The other side ended the session after a quiet turn.
+                Err(SessionError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            handle.stats.count(peer, frame.len() as u64 + 4, true);
+            if frame[0] != SYNC {
+                return Err(SessionError::Violation(format!(
+                    "unexpected tag {:#04x}",
+                    frame[0]
+                )));
+            }
+            their_last_empty = frame.len() == 1;
+            if !their_last_empty {
+                let did = lock(&folder.doc)
+                    .receive_sync_message(&mut state, &frame[1..])
+                    .map_err(SessionError::Violation)?;
+                changed |= did;
+            }
+        }
+        speak = !speak;
+    }
+    let _ = w.close().await;
+    if changed {
+        (folder.on_change)();
+    }
+    Ok(())
+}
+
+/// Runs one session for `folder` with `peer`, as the initiator.
+pub async fn sync_with(
+    handle: &Handle,
+    peer: PeerId,
+    id: FolderId,
+    folder: &SharedFolder,
+) -> Result<(), SessionError> {
+    let run = async {
+        let stream = handle
+            .control()
+            .open_stream(peer, PROTOCOL)
+            .await
+            .map_err(|e| SessionError::Io(std::io::Error::other(e.to_string())))?;
+        let (mut r, mut w) = stream.split();
+        let mut hello = vec![HELLO];
+        hello.extend_from_slice(id.as_bytes());
+        write_frame(&mut w, &hello).await?;
+        match read_frame(&mut r).await?.as_slice() {
+            [GO_ON] => {}
+            [REFUSED] => return Err(SessionError::Refused),
+            other => {
+                return Err(SessionError::Violation(format!(
+                    "bad answer to hello ({} bytes)",
+                    other.len()
+                )));
+            }
+        }
+        turns(&mut r, &mut w, folder, true, handle, &peer).await
+    };
+    tokio::time::timeout(SESSION_TIMEOUT, run)
+        .await
+        .map_err(|_| SessionError::Timeout)?
+}
+
+/// Answers sessions from peers until the node stops.
+pub async fn serve(handle: Handle, folders: Folders) -> Result<(), super::Error> {
+    let mut incoming = handle
+        .control()
+        .accept(PROTOCOL)
+        .map_err(|e| super::Error::Setup(e.to_string()))?;
+    let slots = Arc::new(Semaphore::new(MAX_INBOUND));
+    while let Some((peer, stream)) = incoming.next().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let (handle, folders) = (handle.clone(), folders.clone());
+        tokio::spawn(async move {
+            let run = answer(&handle, peer, stream, &folders);
+            match tokio::time::timeout(SESSION_TIMEOUT, run).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(%peer, "metadata session ended: {e}"),
+                Err(_) => tracing::warn!(%peer, "metadata session timed out"),
+            }
+            drop(permit);
+        });
+    }
+    Ok(())
+}
+
+async fn answer(
+    handle: &Handle,
+    peer: PeerId,
+    stream: libp2p::Stream,
+    folders: &Folders,
+) -> Result<(), SessionError> {
+    let (mut r, mut w) = stream.split();
+    let hello = read_frame(&mut r).await?;
+    if hello.len() != 17 || hello[0] != HELLO {
+        return Err(SessionError::Violation("bad hello".to_owned()));
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&hello[1..]);
+    let id = FolderId::from_bytes(id);
+    let device = device_of(&peer);
+    let Some(folder) = folders
+        .get(&id)
+        .filter(|f| device.is_some_and(|d| f.members.contains(&d)))
+    else {
+        tracing::warn!(%peer, folder = %id, "metadata refused: not a member of the folder (or no such folder)");
+        write_frame(&mut w, &[REFUSED]).await?;
+        let _ = w.close().await;
+        return Ok(());
+    };
+    write_frame(&mut w, &[GO_ON]).await?;
+    turns(&mut r, &mut w, folder, false, handle, &peer).await
+}
+
+/// Keeps every connected member peer's copy of every folder document current: a session
+/// whenever this side's document has heads the peer has not been sent, and every
+/// [`REFRESH`] regardless. `wake` is notified when a local change was made.
+pub async fn keep_in_sync(handle: Handle, folders: Folders, wake: Arc<Notify>) {
+    let mut sent: HashMap<(PeerId, FolderId), (Vec<automerge::ChangeHash>, Instant)> =
+        HashMap::new();
+    loop {
+        let peers = match handle.peers().await {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        for p in &peers {
+            let Some(device) = p.device else { continue };
+            for (id, folder) in folders.iter() {
+                if !folder.members.contains(&device) {
+                    continue;
+                }
+                let heads = lock(&folder.doc).heads();
+                let due = match sent.get(&(p.peer, *id)) {
+                    Some((h, at)) => *h != heads || at.elapsed() > REFRESH,
+                    None => true,
+                };
+                if !due {
+                    continue;
+                }
+                match sync_with(&handle, p.peer, *id, folder).await {
+                    Ok(()) => {
+                        let heads = lock(&folder.doc).heads();
+                        sent.insert((p.peer, *id), (heads, Instant::now()));
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %p.peer, folder = %id, "metadata session: {e}");
+                        // Try again at the next refresh, not in a tight loop.
+                        sent.insert((p.peer, *id), (heads, Instant::now()));
+                    }
+                }
+            }
+        }
+        sent.retain(|(peer, _), _| peers.iter().any(|p| p.peer == *peer));
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
