@@ -57,6 +57,7 @@ fn parse_addrs(list: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(node: Node) -> anyhow::Result<()> {
+    let _lock = lock_data_dir(&node)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -130,6 +131,47 @@ pub fn run(node: Node) -> anyhow::Result<()> {
     result
 }
 
+/// Removes what a killed daemon left in the folder's temp area: only one daemon runs per data
+/// dir (see [`lock_data_dir`]), so nothing in it is in use.
+fn clear_temp_area(folder: &scan::Folder) {
+    let dir = crate::store::temp_dir(folder);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.map_while(Result::ok) {
+        let path = e.path();
+        let removed = if e.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if let Err(err) = removed {
+            tracing::warn!("cannot remove the leftover {}: {err}", path.display());
+        }
+    }
+}
+
+/// Takes the data dir's daemon lock (held until the process ends): a second daemon on the
+/// same data would race the first one's index, documents and temp files.
+fn lock_data_dir(node: &Node) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(&node.dirs.data)?;
+    let path = node.dirs.data.join("daemon.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another harp daemon is running on {} (stop it first)",
+            node.dirs.data.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
 /// What a folder's worker thread needs besides the folder.
 struct Worker {
     doc: Arc<Mutex<FolderDoc>>,
@@ -157,6 +199,7 @@ fn start_worker(
     ),
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let folder = node.open_folder(cfg)?;
+    clear_temp_area(&folder);
     let mut index = Index::open(&node.dirs.index())?;
     let device = node.device.clone();
     let timing = Timing {
@@ -231,22 +274,22 @@ fn sync_rounds(
     };
     let mut retry = None;
     for _ in 0..MAX_ROUNDS {
-        // The document is locked only while planning and between actions would be finer; a
-        // round is short unless it fetches, and sessions wait for it.
-        let mut doc = w.doc.lock().unwrap_or_else(|e| e.into_inner());
-        let heads = doc.heads();
-        let report = match sync_once(index, &mut doc, &ctx) {
+        let heads = w.doc.lock().unwrap_or_else(|e| e.into_inner()).heads();
+        let report = match sync_once(index, &w.doc, &ctx) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(folder = %label, "sync round failed: {e}");
                 return Some(RETRY_DEFERRED);
             }
         };
-        let doc_changed = doc.heads() != heads;
-        if doc_changed && let Err(e) = doc.save() {
-            tracing::error!(folder = %label, "saving the folder document: {e}");
-        }
-        drop(doc);
+        let doc_changed = {
+            let mut doc = w.doc.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = doc.heads() != heads;
+            if changed && let Err(e) = doc.save() {
+                tracing::error!(folder = %label, "saving the folder document: {e}");
+            }
+            changed
+        };
         if doc_changed {
             w.pushed.notify_one();
         }

@@ -40,6 +40,8 @@ pub const WANT_BATCH: usize = 32;
 pub const PIPELINE_DEPTH: usize = 2;
 /// How often a peer's stream may be cut in a row before the fetch gives up on that peer.
 pub const MAX_CUTS: u32 = 5;
+/// How long an inbound stream may wait for a serving slot.
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The pause before asking a peer again after a cut.
 const RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -113,11 +115,15 @@ pub async fn serve(handle: Handle, source: Arc<dyn BlobSource>) -> Result<(), su
         .map_err(|e| super::Error::Setup(e.to_string()))?;
     let slots = Arc::new(Semaphore::new(MAX_INBOUND_STREAMS));
     while let Some((peer, stream)) = incoming.next().await {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            break;
-        };
-        let (source, stats) = (source.clone(), handle.stats.clone());
+        // Never wait in this loop: libp2p drops inbound streams that find it busy. A stream
+        // that gets no slot within `SLOT_WAIT` is dropped (the fetcher retries).
+        let (source, stats, slots) = (source.clone(), handle.stats.clone(), slots.clone());
         tokio::spawn(async move {
+            let Ok(Ok(permit)) = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await
+            else {
+                tracing::warn!(%peer, "chunk stream dropped: every serving slot is busy");
+                return;
+            };
             if let Err(e) = serve_stream(peer, stream, source, stats).await {
                 tracing::warn!(%peer, "chunk stream ended: {e}");
             }

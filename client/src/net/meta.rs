@@ -37,8 +37,13 @@ pub const MAX_TURNS: usize = 200;
 const MAX_INBOUND: usize = 16;
 /// A session with a peer that heard nothing new from this side is still run this often.
 const REFRESH: Duration = Duration::from_secs(30);
+/// How soon a failed session is tried again.
+const RETRY: Duration = Duration::from_secs(3);
 /// How long one session may take.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the other side may stay silent when it is its turn (a dead connection is given
+/// up on after this, not after the whole session timeout).
+const FRAME_TIMEOUT: Duration = Duration::from_secs(15);
 
 const HELLO: u8 = 1;
 const GO_ON: u8 = 2;
@@ -76,6 +81,12 @@ pub enum SessionError {
 }
 
 async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> Result<Vec<u8>, SessionError> {
+    tokio::time::timeout(FRAME_TIMEOUT, read_frame_now(r))
+        .await
+        .map_err(|_| SessionError::Timeout)?
+}
+
+async fn read_frame_now(r: &mut (impl AsyncRead + Unpin)) -> Result<Vec<u8>, SessionError> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -201,11 +212,14 @@ pub async fn serve(handle: Handle, folders: Folders) -> Result<(), super::Error>
         .map_err(|e| super::Error::Setup(e.to_string()))?;
     let slots = Arc::new(Semaphore::new(MAX_INBOUND));
     while let Some((peer, stream)) = incoming.next().await {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            break;
-        };
-        let (handle, folders) = (handle.clone(), folders.clone());
+        // Never wait in this loop: libp2p drops inbound streams that find it busy.
+        let (handle, folders, slots) = (handle.clone(), folders.clone(), slots.clone());
         tokio::spawn(async move {
+            let Ok(Ok(permit)) = tokio::time::timeout(FRAME_TIMEOUT, slots.acquire_owned()).await
+            else {
+                tracing::warn!(%peer, "metadata session dropped: every slot is busy");
+                return;
+            };
             let run = answer(&handle, peer, stream, &folders);
             match tokio::time::timeout(SESSION_TIMEOUT, run).await {
                 Ok(Ok(())) => {}
@@ -248,11 +262,30 @@ async fn answer(
 
 /// Keeps every connected member peer's copy of every folder document current: a session
 /// whenever this side's document has heads the peer has not been sent, and every
-/// [`REFRESH`] regardless. `wake` is notified when a local change was made.
+/// [`REFRESH`] regardless. Sessions with different peers run at once (a dead connection delays
+/// only its own). `wake` is notified when a local change was made.
 pub async fn keep_in_sync(handle: Handle, folders: Folders, wake: Arc<Notify>) {
-    let mut sent: HashMap<(PeerId, FolderId), (Vec<automerge::ChangeHash>, Instant)> =
-        HashMap::new();
+    type Key = (PeerId, FolderId);
+    let mut sent: HashMap<Key, (Vec<automerge::ChangeHash>, Instant)> = HashMap::new();
+    let mut running: std::collections::HashSet<Key> = std::collections::HashSet::new();
+    let (done_tx, mut done_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(Key, Vec<automerge::ChangeHash>, bool)>();
+    // A failed session is tried again after `RETRY`, not at the next refresh.
+    let settle = |sent: &mut HashMap<Key, _>, key: Key, heads, ok: bool| {
+        let at = if ok {
+            Instant::now()
+        } else {
+            Instant::now()
+                .checked_sub(REFRESH - RETRY)
+                .unwrap_or_else(Instant::now)
+        };
+        sent.insert(key, (heads, at));
+    };
     loop {
+        while let Ok((key, heads, ok)) = done_rx.try_recv() {
+            running.remove(&key);
+            settle(&mut sent, key, heads, ok);
+        }
         let peers = match handle.peers().await {
             Ok(p) => p,
             Err(_) => return,
@@ -260,33 +293,39 @@ pub async fn keep_in_sync(handle: Handle, folders: Folders, wake: Arc<Notify>) {
         for p in &peers {
             let Some(device) = p.device else { continue };
             for (id, folder) in folders.iter() {
-                if !folder.members.contains(&device) {
+                let key = (p.peer, *id);
+                if !folder.members.contains(&device) || running.contains(&key) {
                     continue;
                 }
                 let heads = lock(&folder.doc).heads();
-                let due = match sent.get(&(p.peer, *id)) {
+                let due = match sent.get(&key) {
                     Some((h, at)) => *h != heads || at.elapsed() > REFRESH,
                     None => true,
                 };
                 if !due {
                     continue;
                 }
-                match sync_with(&handle, p.peer, *id, folder).await {
-                    Ok(()) => {
-                        let heads = lock(&folder.doc).heads();
-                        sent.insert((p.peer, *id), (heads, Instant::now()));
+                running.insert(key);
+                let (handle, folders, done) = (handle.clone(), folders.clone(), done_tx.clone());
+                tokio::spawn(async move {
+                    let Some(folder) = folders.get(&key.1) else {
+                        return;
+                    };
+                    let result = sync_with(&handle, key.0, key.1, folder).await;
+                    if let Err(e) = &result {
+                        tracing::debug!(peer = %key.0, folder = %key.1, "metadata session: {e}");
                     }
-                    Err(e) => {
-                        tracing::debug!(peer = %p.peer, folder = %id, "metadata session: {e}");
-                        // Try again at the next refresh, not in a tight loop.
-                        sent.insert((p.peer, *id), (heads, Instant::now()));
-                    }
-                }
+                    let _ = done.send((key, heads, result.is_ok()));
+                });
             }
         }
         sent.retain(|(peer, _), _| peers.iter().any(|p| p.peer == *peer));
         tokio::select! {
             _ = wake.notified() => {}
+            Some((key, heads, ok)) = done_rx.recv() => {
+                running.remove(&key);
+                settle(&mut sent, key, heads, ok);
+            }
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }

@@ -34,6 +34,14 @@ use harp_protocol::record::Record;
 use unicode_normalization::is_nfc;
 
 use super::doc::FolderDoc;
+
+/// The folder document, shared with the metadata sessions: locked only for short reads and
+/// writes, never across a fetch (the sessions run on the network's threads).
+pub type Doc = std::sync::Mutex<FolderDoc>;
+
+fn lock(doc: &Doc) -> std::sync::MutexGuard<'_, FolderDoc> {
+    doc.lock().unwrap_or_else(|e| e.into_inner())
+}
 use super::plan::{self, Action, Candidate, FileState};
 use crate::chunk;
 use crate::index::{ChunkLoc, FileRow, Index};
@@ -144,7 +152,7 @@ pub fn local_record(row: &FileRow) -> Record {
 /// Runs one round: plan, then act. Errors of single files are deferred, not fatal.
 pub fn sync_once(
     index: &mut Index,
-    doc: &mut FolderDoc,
+    doc: &Doc,
     ctx: &Context<'_>,
 ) -> Result<Report, crate::index::Error> {
     let me = DeviceId::of_signing_key(ctx.device);
@@ -154,12 +162,13 @@ pub fn sync_once(
     for row in rows.values() {
         files.entry(row.file_id).or_default().local = Some(local_record(row));
     }
-    for (id, values) in doc.files() {
+    let d = lock(doc);
+    for (id, values) in d.files() {
         let remote = values
             .into_iter()
             .filter(|r| is_nfc(&r.path))
             .map(|record| {
-                let link = doc.entry(&record.chain_head);
+                let link = d.entry(&record.chain_head);
                 Candidate {
                     author: link.as_ref().map(|(_, e)| e.author),
                     timestamp_ms: link.map(|(_, e)| e.timestamp_ms).unwrap_or(0),
@@ -169,6 +178,7 @@ pub fn sync_once(
             .collect();
         files.entry(id).or_default().remote = remote;
     }
+    drop(d);
     for (id, digest) in bases {
         if let Some(f) = files.get_mut(&id) {
             f.base = Some(digest);
@@ -205,7 +215,7 @@ pub fn sync_once(
                 resolve,
             } => install(index, doc, ctx, &id, &record, &mut report).and_then(|()| {
                 if resolve {
-                    doc.put_record(&id, &record)?;
+                    lock(doc).put_record(&id, &record)?;
                 }
                 Ok(())
             }),
@@ -258,7 +268,7 @@ fn describe(a: &Action) -> (&'static str, String) {
 /// Puts the local chain's links and the record into the document.
 fn publish(
     index: &mut Index,
-    doc: &mut FolderDoc,
+    doc: &Doc,
     ctx: &Context<'_>,
     id: &FileId,
     record: &Record,
@@ -266,10 +276,10 @@ fn publish(
     let links = index.chain_links(&ctx.folder.id, id)?;
     let mut prev = chain::genesis(&ctx.folder.id, id, &ctx.folder.keys.chain_seed);
     for (entry, head) in &links {
-        doc.put_entry(&prev, entry, head)?;
+        lock(doc).put_entry(&prev, entry, head)?;
         prev = *head;
     }
-    doc.put_record(id, record)?;
+    lock(doc).put_record(id, record)?;
     index.write(|w| w.set_base(&ctx.folder.id, id, &record.digest()))?;
     Ok(())
 }
@@ -278,7 +288,7 @@ fn publish(
 /// and the seq they start after.
 fn remote_links(
     index: &Index,
-    doc: &FolderDoc,
+    doc: &Doc,
     ctx: &Context<'_>,
     id: &FileId,
     record: &Record,
@@ -304,7 +314,7 @@ fn remote_links(
                 record.path
             )));
         }
-        let Some((prev, entry)) = doc.entry(&head) else {
+        let Some((prev, entry)) = lock(doc).entry(&head) else {
             return Err(later(format!(
                 "chain entries of {} have not arrived",
                 record.path
@@ -557,7 +567,7 @@ fn build_content(
 /// Makes the disk and the index match `record`.
 fn install(
     index: &mut Index,
-    doc: &mut FolderDoc,
+    doc: &Doc,
     ctx: &Context<'_>,
     id: &FileId,
     record: &Record,
@@ -792,7 +802,7 @@ fn now_ms() -> i64 {
 #[allow(clippy::too_many_arguments)]
 fn keep_conflict(
     index: &mut Index,
-    doc: &mut FolderDoc,
+    doc: &Doc,
     ctx: &Context<'_>,
     id: &FileId,
     local: &Record,
@@ -834,7 +844,7 @@ fn keep_conflict(
         report.conflicts += 1;
     }
     if resolve {
-        doc.put_record(id, winner)?;
+        lock(doc).put_record(id, winner)?;
     }
     // The local file is now "unchanged since the base": take the winner's base position so the
     // next steps treat it as a plain remote update.
@@ -847,7 +857,7 @@ fn keep_conflict(
 /// aside under a conflict name, sign the change and publish it.
 fn yield_path(
     index: &mut Index,
-    doc: &mut FolderDoc,
+    doc: &Doc,
     ctx: &Context<'_>,
     id: &FileId,
     local: &Record,
@@ -899,8 +909,8 @@ fn yield_path(
             w.put_entry(&folder.id, &entry, &head)?;
             w.remove_file(&folder.id, id)
         })?;
-        doc.put_entry(&row.chain_head, &entry, &head)?;
-        doc.put_record(id, &record)?;
+        lock(doc).put_entry(&row.chain_head, &entry, &head)?;
+        lock(doc).put_record(id, &record)?;
         index.write(|w| w.set_base(&folder.id, id, &record.digest()))?;
         return Ok(());
     }
@@ -937,8 +947,8 @@ fn yield_path(
         w.put_file(&folder.id, &new_row)
     })?;
     let record = local_record(&new_row);
-    doc.put_entry(&row.chain_head, &entry, &head)?;
-    doc.put_record(id, &record)?;
+    lock(doc).put_entry(&row.chain_head, &entry, &head)?;
+    lock(doc).put_record(id, &record)?;
     index.write(|w| w.set_base(&folder.id, id, &record.digest()))?;
     tracing::info!(folder = %folder.id, "path conflict: {} moved to {new_path}", local.path);
     Ok(())

@@ -18,7 +18,7 @@ struct Device {
     _dir: tempfile::TempDir,
     folder: Folder,
     index: Index,
-    doc: FolderDoc,
+    doc: std::sync::Mutex<FolderDoc>,
     key: SigningKey,
 }
 
@@ -37,7 +37,7 @@ impl Device {
             _dir: dir,
             folder,
             index,
-            doc: FolderDoc::in_memory(),
+            doc: std::sync::Mutex::new(FolderDoc::in_memory()),
             key: SigningKey::from_bytes(&[n; 32]),
         }
     }
@@ -85,7 +85,7 @@ impl Device {
             members,
             fetcher: &fetcher,
         };
-        let r = sync_once(&mut self.index, &mut self.doc, &ctx).unwrap();
+        let r = sync_once(&mut self.index, &self.doc, &ctx).unwrap();
         assert!(
             r.deferred.is_empty()
                 || r.deferred
@@ -153,8 +153,9 @@ impl Fetcher for Peers {
 }
 
 fn exchange(a: &mut Device, b: &mut Device) {
-    a.doc.merge(&mut b.doc).unwrap();
-    b.doc.merge(&mut a.doc).unwrap();
+    let (da, db) = (a.doc.get_mut().unwrap(), b.doc.get_mut().unwrap());
+    da.merge(db).unwrap();
+    db.merge(da).unwrap();
 }
 
 fn members(ds: &[&Device]) -> HashSet<DeviceId> {
@@ -313,7 +314,7 @@ fn a_stranger_s_changes_are_refused() {
         members: &only_b,
         fetcher: &super::apply::NoPeers,
     };
-    let r = sync_once(&mut b.index, &mut b.doc, &ctx).unwrap();
+    let r = sync_once(&mut b.index, &b.doc, &ctx).unwrap();
     assert_eq!(r.installed, 0);
     assert!(
         r.deferred
