@@ -343,6 +343,8 @@ pub struct EventLoop {
     listen_addrs: Vec<Multiaddr>,
     peers: HashMap<PeerId, PeerInfo>,
     connections: HashMap<libp2p::swarm::ConnectionId, PeerId>,
+    /// Direct inbound connections: (peer, remote address), to spot ones a restarted peer left.
+    inbound: HashMap<libp2p::swarm::ConnectionId, (PeerId, Multiaddr)>,
     pending_dials:
         HashMap<libp2p::swarm::ConnectionId, (Multiaddr, oneshot::Sender<Result<(), Error>>)>,
     stats: Arc<Stats>,
@@ -443,6 +445,7 @@ pub fn start(key: identity::Keypair, config: &Config) -> Result<(Handle, EventLo
             listen_addrs: Vec::new(),
             peers: HashMap::new(),
             connections: HashMap::new(),
+            inbound: HashMap::new(),
             pending_dials: HashMap::new(),
             stats,
             relay_server,
@@ -554,6 +557,31 @@ impl EventLoop {
         self.stats.set_relayed_only(peer, relayed_only);
     }
 
+    /// A peer dials us again over the same transport only when it has no connection to us:
+    /// it restarted (a kill -9 sends no close), and its older inbound connections are dead.
+    /// They would otherwise linger until the idle timeout, and streams opened on them stall.
+    fn close_left_behind(&mut self, peer: PeerId, addr: &Multiaddr) {
+        let transport = |a: &Multiaddr| {
+            a.iter()
+                .filter_map(|p| match p {
+                    libp2p::core::multiaddr::Protocol::QuicV1 => Some("quic"),
+                    libp2p::core::multiaddr::Protocol::Tcp(_) => Some("tcp"),
+                    _ => None,
+                })
+                .last()
+        };
+        let stale: Vec<_> = self
+            .inbound
+            .iter()
+            .filter(|(_, (p, a))| *p == peer && a != addr && transport(a) == transport(addr))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            tracing::debug!(%peer, "closing a connection the peer left behind");
+            self.swarm.close_connection(id);
+        }
+    }
+
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } if !self.listen_addrs.contains(&address) => {
@@ -578,6 +606,10 @@ impl EventLoop {
                 }
                 let addr = endpoint.get_remote_address().clone();
                 let relayed = is_relayed(&addr);
+                if endpoint.is_listener() && !relayed {
+                    self.close_left_behind(peer_id, &addr);
+                    self.inbound.insert(connection_id, (peer_id, addr.clone()));
+                }
                 self.connections.insert(connection_id, peer_id);
                 self.peer(peer_id)
                     .connections
@@ -591,6 +623,7 @@ impl EventLoop {
                 ..
             } => {
                 self.connections.remove(&connection_id);
+                self.inbound.remove(&connection_id);
                 let addr = endpoint.get_remote_address().clone();
                 if let Some(p) = self.peers.get_mut(&peer_id) {
                     if let Some(i) = p.connections.iter().position(|c| c.addr == addr) {
