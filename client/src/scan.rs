@@ -492,6 +492,20 @@ fn hash_entry(
     }
 }
 
+/// The file id of the directory at `path`: derived from the path, so that two devices that
+/// create the same directory create the same record (no path conflict for directories), and a
+/// directory's id always says where it is (directory moves are a delete and a create).
+pub fn dir_file_id(keys: &FolderKeys, path: &str) -> FileId {
+    let commitment = keys.commit_path(path);
+    let h = blake3::derive_key(
+        "harp 2026-11-22 directory file id v1",
+        commitment.as_bytes(),
+    );
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h[..16]);
+    FileId::from_bytes(id)
+}
+
 fn random_file_id() -> Result<FileId, Error> {
     let mut id = [0u8; 16];
     getrandom::getrandom(&mut id).map_err(|e| Error::Setup(format!("no randomness: {e}")))?;
@@ -639,8 +653,48 @@ pub fn scan(
     }
     for (s, tombstone) in new_paths {
         let key = (s.meta.dev(), s.meta.ino(), s.kind as u8);
-        match vanished.remove(&key) {
+        // Directories are never renames: their id is their path's (see `dir_file_id`), and a
+        // moved directory's files are renamed one by one.
+        let renamed = if s.kind == EntryKind::Directory {
+            None
+        } else {
+            vanished.remove(&key)
+        };
+        match renamed {
             Some(from) => work.push(Work::Rename { seen: s, from }),
+            None if s.kind == EntryKind::Directory && tombstone.is_none() => {
+                // A directory's id is its path's: its chain may exist with no row here (a
+                // peer made and deleted it before this device saw it). Continue that chain.
+                let id = dir_file_id(&folder.keys, &s.rel);
+                let links = index.chain_links(&folder.id, &id)?;
+                match links.last() {
+                    Some((last, head)) => {
+                        let row = FileRow {
+                            path: s.rel.clone(),
+                            file_id: id,
+                            kind: EntryKind::Directory,
+                            size: 0,
+                            mode: 0,
+                            mtime_ns: 0,
+                            inode: 0,
+                            dev: 0,
+                            content_root: last.content_root,
+                            deleted: last.op == harp_protocol::chain::Op::Delete,
+                            seq: last.seq,
+                            chain_head: *head,
+                        };
+                        if row.deleted {
+                            work.push(Work::Create {
+                                seen: s,
+                                tombstone: Some(row),
+                            });
+                        } else {
+                            work.push(Work::Update { seen: s, row });
+                        }
+                    }
+                    None => work.push(Work::Create { seen: s, tombstone }),
+                }
+            }
             None => work.push(Work::Create { seen: s, tombstone }),
         }
     }
@@ -762,7 +816,11 @@ fn plan(
             let (file_id, tip) = match tombstone {
                 Some(t) => (t.file_id, live_tip(&folder.id, &t)),
                 None => {
-                    let id = random_file_id()?;
+                    let id = if seen.kind == EntryKind::Directory {
+                        dir_file_id(&folder.keys, &seen.rel)
+                    } else {
+                        random_file_id()?
+                    };
                     (
                         id,
                         ChainTip::genesis(folder.id, id, &folder.keys.chain_seed),

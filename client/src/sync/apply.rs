@@ -130,8 +130,23 @@ fn later(s: impl Into<String>) -> Defer {
     Defer::Later(s.into())
 }
 
-/// The local row as a record (what this device would publish).
+/// The local row as a record (what this device would publish). A tombstone carries only its
+/// path, kind and chain position: what the file held before is in its chain, and two devices
+/// that recorded one delete must agree on it byte for byte.
 pub fn local_record(row: &FileRow) -> Record {
+    if row.deleted {
+        return Record {
+            path: row.path.clone(),
+            kind: row.kind,
+            mode: 0,
+            mtime_ns: 0,
+            size: 0,
+            content_root: harp_protocol::ids::ContentRoot::from_bytes([0; 32]),
+            deleted: true,
+            seq: row.seq,
+            chain_head: row.chain_head,
+        };
+    }
     Record {
         path: row.path.clone(),
         kind: row.kind,
@@ -164,7 +179,7 @@ pub fn sync_once(
     }
     let d = lock(doc);
     for (id, values) in d.files() {
-        let remote = values
+        let mut remote: Vec<Candidate> = values
             .into_iter()
             .filter(|r| is_nfc(&r.path))
             .map(|record| {
@@ -176,6 +191,9 @@ pub fn sync_once(
                 }
             })
             .collect();
+        if remote.len() > 1 {
+            drop_ancestors(&d, &mut remote);
+        }
         files.entry(id).or_default().remote = remote;
     }
     drop(d);
@@ -251,6 +269,27 @@ pub fn sync_once(
     Ok(report)
 }
 
+/// Values of one file that an other value's chain already passed through are history, not
+/// rivals: a device that re-put an old winner concurrently with the author's next change must
+/// not bring the old version back.
+fn drop_ancestors(doc: &FolderDoc, values: &mut Vec<Candidate>) {
+    let heads: HashSet<ChainHash> = values.iter().map(|c| c.record.chain_head).collect();
+    let mut passed = HashSet::new();
+    for c in values.iter() {
+        let mut head = c.record.chain_head;
+        for _ in 0..c.record.seq {
+            let Some((prev, _)) = doc.entry(&head) else {
+                break;
+            };
+            if heads.contains(&prev) {
+                passed.insert(prev);
+            }
+            head = prev;
+        }
+    }
+    values.retain(|c| !passed.contains(&c.record.chain_head));
+}
+
 fn depth(path: &str) -> usize {
     path.matches('/').count()
 }
@@ -273,14 +312,21 @@ fn publish(
     id: &FileId,
     record: &Record,
 ) -> Result<(), Defer> {
-    let links = index.chain_links(&ctx.folder.id, id)?;
-    let mut prev = chain::genesis(&ctx.folder.id, id, &ctx.folder.keys.chain_seed);
-    for (entry, head) in &links {
-        lock(doc).put_entry(&prev, entry, head)?;
-        prev = *head;
-    }
+    put_links(index, doc, ctx, id)?;
     lock(doc).put_record(id, record)?;
     index.write(|w| w.set_base(&ctx.folder.id, id, &record.digest()))?;
+    Ok(())
+}
+
+/// Puts every link of the local chain of `id` into the document (idempotent).
+fn put_links(index: &Index, doc: &Doc, ctx: &Context<'_>, id: &FileId) -> Result<(), Defer> {
+    let links = index.chain_links(&ctx.folder.id, id)?;
+    let mut prev = chain::genesis(&ctx.folder.id, id, &ctx.folder.keys.chain_seed);
+    let mut doc = lock(doc);
+    for (entry, head) in &links {
+        doc.put_entry(&prev, entry, head)?;
+        prev = *head;
+    }
     Ok(())
 }
 
@@ -604,7 +650,12 @@ fn install(
         }
         index.write(|w| {
             write_chain(w, ctx, id, joined_at, &links)?;
-            if let Some(m) = &mine {
+            // The tombstone stays where the record says; a local row at another path (the file
+            // moved here before it was deleted there) goes, or the two would never agree.
+            if let Some(m) = mine.as_ref().filter(|m| m.path != record.path) {
+                w.remove_path_of(&folder.id, &m.path, id)?;
+                w.replace_chunks(&folder.id, id, &[])?;
+            } else if let Some(m) = &mine {
                 let mut row = m.clone();
                 row.deleted = true;
                 row.seq = record.seq;
@@ -762,9 +813,8 @@ fn write_chain(
     joined_at: u64,
     links: &[(Entry, ChainHash)],
 ) -> Result<(), crate::index::Error> {
-    if links.is_empty() {
-        return Ok(());
-    }
+    // The installed record's head is the chain's head: local entries past the join point (a
+    // branch that lost) go, even when no new entry comes.
     w.truncate_chain(&ctx.folder.id, id, joined_at + 1)?;
     for (e, h) in links {
         w.put_entry(&ctx.folder.id, e, h)?;
@@ -797,6 +847,41 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A conflict copy of `rel` by `device` beside it with the same content as `src`, if any.
+fn existing_conflict_copy(
+    folder: &Folder,
+    rel: &str,
+    device: &DeviceId,
+    src: &Path,
+) -> Result<Option<String>, Defer> {
+    let (dir, name) = match rel.rfind('/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => ("", rel),
+    };
+    let stem = match name.rfind('.') {
+        Some(i) if i > 0 => &name[..i],
+        _ => name,
+    };
+    let dev = device.to_string();
+    let dev = &dev[..dev.len().min(7)];
+    let prefix = format!("{stem}.conflict-");
+    let Ok(entries) = fs::read_dir(folder.root.join(dir)) else {
+        return Ok(None);
+    };
+    let ours = fs::read(src).ok();
+    for e in entries.map_while(Result::ok) {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with(&prefix)
+            && n.contains(dev)
+            && ours.is_some()
+            && fs::read(e.path()).ok() == ours
+        {
+            return Ok(Some(n));
+        }
+    }
+    Ok(None)
+}
+
 /// Copies the losing local content aside under a conflict name (the scanner records the copy
 /// as a new file), settles the document if asked, then installs the winner.
 #[allow(clippy::too_many_arguments)]
@@ -824,7 +909,22 @@ fn keep_conflict(
             )));
         }
         let src = folder.root.join(&local.path);
-        let name = conflict_name(&local.path, &me, now_ms());
+        if let Some(existing) = existing_conflict_copy(folder, &local.path, &me, &src)? {
+            // A round that made the copy and then could not install the winner ran before.
+            tracing::debug!(folder = %folder.id, "{} is already kept as {existing}", local.path);
+            if resolve {
+                lock(doc).put_record(id, winner)?;
+            }
+            install(index, doc, ctx, id, winner, report)?;
+            report.installed += 1;
+            return Ok(());
+        }
+        let mut name = conflict_name(&local.path, &me, now_ms());
+        let mut n = 1;
+        while fs::symlink_metadata(folder.root.join(&name)).is_ok() {
+            name = conflict_name(&format!("{}-{n}", local.path), &me, now_ms());
+            n += 1;
+        }
         let dst = folder.root.join(&name);
         let tmp_dir = store::temp_dir(folder);
         fs::create_dir_all(&tmp_dir)?;
@@ -895,21 +995,19 @@ fn yield_path(
                 },
             )
             .map_err(|e| Defer::Refused(e.to_string()))?;
-        let record = Record {
+        let record = local_record(&FileRow {
             deleted: true,
             seq: entry.seq,
             chain_head: head,
-            size: 0,
-            content_root: entry.content_root,
-            ..local.clone()
-        };
+            ..row.clone()
+        });
         // The row goes: the path now belongs to the other file, which is installed next
         // (same content: nothing to fetch).
         index.write(|w| {
             w.put_entry(&folder.id, &entry, &head)?;
             w.remove_file(&folder.id, id)
         })?;
-        lock(doc).put_entry(&row.chain_head, &entry, &head)?;
+        put_links(index, doc, ctx, id)?;
         lock(doc).put_record(id, &record)?;
         index.write(|w| w.set_base(&folder.id, id, &record.digest()))?;
         return Ok(());
@@ -947,7 +1045,7 @@ fn yield_path(
         w.put_file(&folder.id, &new_row)
     })?;
     let record = local_record(&new_row);
-    lock(doc).put_entry(&row.chain_head, &entry, &head)?;
+    put_links(index, doc, ctx, id)?;
     lock(doc).put_record(id, &record)?;
     index.write(|w| w.set_base(&folder.id, id, &record.digest()))?;
     tracing::info!(folder = %folder.id, "path conflict: {} moved to {new_path}", local.path);

@@ -324,3 +324,288 @@ fn a_stranger_s_changes_are_refused() {
     );
     assert!(!b.path("x.txt").exists());
 }
+
+/// A small deterministic generator (xorshift), so a failing seed can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Every file under `root/.harp/versions` (what the versions store kept), by content.
+fn kept_contents(d: &Device) -> HashSet<Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let versions = d.folder.root.join(".harp/versions");
+    if versions.exists() {
+        walk(&versions, &versions, &mut out);
+    }
+    out.into_values().collect()
+}
+
+/// One random change on `d`; returns the content it wrote, if any.
+fn random_op(d: &Device, rng: &mut Rng, step: usize) -> Option<Vec<u8>> {
+    // (The return value documents the op; the test tracks synced versions instead.)
+    let files: Vec<String> = d
+        .tree()
+        .into_iter()
+        .filter(|(k, _)| !k.ends_with('/') && !k.contains(".conflict-"))
+        .map(|(k, _)| k)
+        .collect();
+    let dirs = ["", "a/", "a/b/", "c/"];
+    let pick = |rng: &mut Rng| files[rng.below(files.len() as u64) as usize].clone();
+    let content = |rng: &mut Rng| {
+        let len = [0, 1, 100, 5000, 70_000, 300_000][rng.below(6) as usize];
+        let mut v = crate::testutil::random(format!("{step}-{}", rng.next()).as_bytes(), len);
+        v.truncate(len);
+        v
+    };
+    let op = if files.is_empty() { 0 } else { rng.below(9) };
+    match op {
+        0 => {
+            let name = format!("{}f{step}.bin", dirs[rng.below(4) as usize]);
+            let v = content(rng);
+            d.write(&name, &v);
+            Some(v)
+        }
+        1 | 2 => {
+            let f = pick(rng);
+            let v = content(rng);
+            d.write(&f, &v);
+            Some(v)
+        }
+        3 => {
+            // Insert in the middle.
+            let f = pick(rng);
+            let mut v = std::fs::read(d.path(&f)).ok()?;
+            let at = rng.below(v.len() as u64 + 1) as usize;
+            v.splice(at..at, *b"inserted bytes");
+            d.write(&f, &v);
+            Some(v)
+        }
+        4 => {
+            let f = pick(rng);
+            let mut v = std::fs::read(d.path(&f)).ok()?;
+            v.truncate(v.len() / 2);
+            d.write(&f, &v);
+            Some(v)
+        }
+        5 => {
+            let f = pick(rng);
+            let to = format!("{}r{step}.bin", dirs[rng.below(4) as usize]);
+            let t = d.path(&to);
+            std::fs::create_dir_all(t.parent().unwrap()).unwrap();
+            std::fs::rename(d.path(&f), t).ok();
+            None
+        }
+        6 => {
+            // Keep at least one file: an emptied folder reads as an unmounted disk.
+            if files.len() > 1 {
+                std::fs::remove_file(d.path(&pick(rng))).ok();
+            }
+            None
+        }
+        7 => {
+            let f = pick(rng);
+            let mode = [0o600, 0o644, 0o755][rng.below(3) as usize];
+            std::fs::set_permissions(
+                d.path(&f),
+                std::os::unix::fs::PermissionsExt::from_mode(mode),
+            )
+            .ok();
+            None
+        }
+        _ => {
+            // Move a directory with what is in it.
+            let from = d.path("a/b");
+            if from.exists() {
+                let to = d.path(&format!("c/moved{step}"));
+                std::fs::create_dir_all(d.path("c")).unwrap();
+                std::fs::rename(from, to).ok();
+            }
+            None
+        }
+    }
+}
+
+fn exchange_all(ds: &mut [Device]) {
+    for i in 0..ds.len() {
+        for j in 0..ds.len() {
+            if i != j {
+                let (a, b) = if i < j {
+                    let (l, r) = ds.split_at_mut(j);
+                    (&mut l[i], &mut r[0])
+                } else {
+                    let (l, r) = ds.split_at_mut(i);
+                    (&mut r[0], &mut l[j])
+                };
+                exchange(a, b);
+            }
+        }
+    }
+}
+
+fn random_sequences(n_devices: u8, seed: u64, steps: usize) {
+    let mut ds: Vec<Device> = (1..=n_devices).map(Device::new).collect();
+    let m: HashSet<DeviceId> = ds
+        .iter()
+        .map(|d| DeviceId::of_signing_key(&d.key))
+        .collect();
+    let mut rng = Rng(seed);
+    ds[0].write("keep.txt", b"always here");
+    ds[0].scan();
+    let mut online = vec![true; ds.len()];
+    for step in 0..steps {
+        let i = rng.below(ds.len() as u64) as usize;
+        random_op(&ds[i], &mut rng, step);
+        // Every write is scanned before the next change on that device (a version overwritten
+        // before any scan saw it was never Harp's to keep).
+        ds[i].scan();
+        if rng.below(5) == 0 {
+            let k = rng.below(ds.len() as u64) as usize;
+            online[k] = !online[k];
+        }
+        if rng.below(3) == 0 {
+            // Online devices sync with each other; offline ones only work locally.
+            for k in 0..ds.len() {
+                if !online[k] {
+                    continue;
+                }
+                let (before, rest) = ds.split_at_mut(k);
+                let (me, after) = rest.split_first_mut().unwrap();
+                let others: Vec<&Device> = before
+                    .iter()
+                    .chain(after.iter())
+                    .enumerate()
+                    .filter(|(p, _)| {
+                        let idx = if *p < k { *p } else { *p + 1 };
+                        online[idx]
+                    })
+                    .map(|(_, d)| d)
+                    .collect();
+                // A sync round never destroys content: whatever it replaced or deleted is
+                // still in the tree (moved, or as a conflict copy) or in the versions store.
+                let before: HashSet<Vec<u8>> = me.tree().into_values().collect();
+                me.round(&m, &others);
+                let mut after: HashSet<Vec<u8>> = me.tree().into_values().collect();
+                after.extend(kept_contents(me));
+                for v in &before {
+                    assert!(
+                        after.contains(v),
+                        "seed {seed}, step {step}, device {k}: a sync round lost {} bytes",
+                        v.len()
+                    );
+                }
+            }
+            let live: Vec<usize> = (0..ds.len()).filter(|&k| online[k]).collect();
+            for &x in &live {
+                for &y in &live {
+                    if x < y {
+                        let (l, r) = ds.split_at_mut(y);
+                        exchange(&mut l[x], &mut r[0]);
+                    }
+                }
+            }
+        }
+    }
+    // Everyone comes back online: rounds until quiet.
+    let mut quiet = false;
+    for _ in 0..12 {
+        exchange_all(&mut ds);
+        let mut changed = false;
+        for k in 0..ds.len() {
+            let (before, rest) = ds.split_at_mut(k);
+            let (me, after) = rest.split_first_mut().unwrap();
+            let others: Vec<&Device> = before.iter().chain(after.iter()).collect();
+            let r = me.round(&m, &others);
+            if r.changed() || !r.deferred.is_empty() {
+                eprintln!("seed {seed}, device {k}: {r:?}");
+            }
+            changed |= r.changed() || !r.deferred.is_empty();
+        }
+        exchange_all(&mut ds);
+        if !changed {
+            quiet = true;
+            break;
+        }
+    }
+    let trees: Vec<_> = ds.iter().map(Device::tree).collect();
+    if !quiet {
+        let doc = ds[0].doc.lock().unwrap();
+        for (id, values) in doc.files() {
+            for r in values {
+                let mut head = r.chain_head;
+                let mut n = 0;
+                while let Some((prev, e)) = doc.entry(&head) {
+                    head = prev;
+                    n += 1;
+                    let _ = e;
+                }
+                let genesis = harp_protocol::chain::genesis(
+                    &ds[0].folder.id,
+                    &id,
+                    &ds[0].folder.keys.chain_seed,
+                );
+                if head != genesis {
+                    eprintln!(
+                        "{id} {:?} seq {} deleted {}: walk stopped after {n} at {head}",
+                        r.path, r.seq, r.deleted
+                    );
+                    for (k, d) in ds.iter().enumerate() {
+                        let links = d.index.chain_links(&d.folder.id, &id).unwrap();
+                        eprintln!(
+                            "  device {k}: {:?}",
+                            links
+                                .iter()
+                                .map(|(e, h)| (e.seq, e.op, h.to_string()[..8].to_owned()))
+                                .collect::<Vec<_>>()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(quiet, "seed {seed}: still changing after 12 rounds");
+    for t in &trees[1..] {
+        assert_eq!(
+            t.keys().collect::<Vec<_>>(),
+            trees[0].keys().collect::<Vec<_>>(),
+            "seed {seed}"
+        );
+        assert!(*t == trees[0], "seed {seed}: contents differ");
+    }
+    for d in &ds {
+        assert_eq!(d.index.integrity_check().unwrap(), "ok");
+    }
+}
+
+/// Seeds per test: 4 by default, more with `HARP_SYNC_SEEDS=N` (the longer run in
+/// docs/benchmarks.md).
+fn seeds(base: u64) -> Vec<u64> {
+    let n = std::env::var("HARP_SYNC_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4u64);
+    (1..=n).map(|i| i * base).collect()
+}
+
+#[test]
+fn random_sequences_on_two_devices_converge_and_lose_nothing() {
+    for seed in seeds(7919) {
+        random_sequences(2, seed, 60);
+    }
+}
+
+#[test]
+fn random_sequences_on_three_devices_converge_and_lose_nothing() {
+    for seed in seeds(104_729) {
+        random_sequences(3, seed, 60);
+    }
+}
