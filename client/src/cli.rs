@@ -11,6 +11,7 @@ use crate::config::Dirs;
 use crate::node::Node;
 
 pub mod bench;
+mod bench_sync;
 mod bench_transfer;
 pub mod daemon;
 pub mod folder;

@@ -1319,12 +1319,15 @@ mod tests {
         fs::rename(t.path("dir"), t.path("moved")).unwrap();
         fs::rename(t.path("Case.txt"), t.path("case.txt")).unwrap();
         let s = t.scan();
+        // The directory itself is a delete and a create (its id is its path's); its file and
+        // the case-only rename are renames.
         assert_eq!(
             (s.modified, s.renamed, s.deleted, s.created),
-            (1, 3, 0, 0),
+            (1, 2, 1, 1),
             "{s:?}"
         );
         assert_eq!(t.row("moved/inner.txt").file_id, inner_id);
+        assert_eq!(t.row("moved").file_id, dir_file_id(&t.folder.keys, "moved"));
         assert!(t.index.file(&t.folder.id, "Case.txt").unwrap().is_none());
         let ops: Vec<Op> = t.chain("case.txt").entries().iter().map(|e| e.op).collect();
         assert_eq!(ops, vec![Op::Create, Op::Rename]);

@@ -242,3 +242,104 @@ fn a_receiver_killed_mid_transfer_never_shows_a_partial_file_and_converges() {
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Three daemons, seeded random changes on random devices while they run, one device killed
+/// and brought back midway: at the end the three folders are identical.
+#[test]
+fn three_daemons_with_random_changes_and_an_outage_converge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = side(tmp.path(), "a");
+    let b = side(tmp.path(), "b");
+    let c = side(tmp.path(), "c");
+    ok(
+        &a.home,
+        &[
+            "folder",
+            "add",
+            a.folder.to_str().unwrap(),
+            "--label",
+            "shared",
+        ],
+    );
+    let invites: Vec<String> = [&b, &c]
+        .iter()
+        .map(|s| ok(&a.home, &["folder", "share", "shared", "--with", &s.id]))
+        .collect();
+    let (pa, addr_a) = start(&a);
+    let mut procs = vec![Some(pa), None, None];
+    for (k, s) in [(1, &b), (2, &c)] {
+        ok(
+            &s.home,
+            &[
+                "folder",
+                "join",
+                invites[k - 1].trim(),
+                s.folder.to_str().unwrap(),
+                "--peer-addr",
+                &addr_a,
+            ],
+        );
+    }
+    // Each joiner knows only the sharer as a member; B and C accept each other's changes
+    // (relayed through A) once told. (Membership carried in the folder document is left for
+    // the bridge issue: there the bridge lists a folder's members.)
+    for (s, other) in [(&b, &c), (&c, &b)] {
+        edit_config(&s.home, |cfg| cfg.folders[0].members.push(other.id.clone())).unwrap();
+    }
+    for (k, s) in [(1, &b), (2, &c)] {
+        procs[k] = Some(start(s).0);
+    }
+    // B and C also know each other through A's address only: they sync via A.
+    let sides = [&a, &b, &c];
+    std::fs::write(a.folder.join("anchor.txt"), b"stays").unwrap();
+    wait_same(&a.folder, &b.folder, "anchor at B");
+    let mut rng = 0x5eed_u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    for step in 0..40u64 {
+        if step == 15 {
+            procs[2].take().unwrap().kill9();
+        }
+        if step == 30 {
+            procs[2] = Some(start(&c).0);
+        }
+        let s = sides[next(3) as usize];
+        let names: Vec<String> = tree(&s.folder)
+            .into_keys()
+            .filter(|k| !k.ends_with('/') && k != "anchor.txt" && !k.contains(".conflict-"))
+            .collect();
+        match (next(5), names.is_empty()) {
+            (0, _) | (_, true) => {
+                let name = format!("d{}/n{step}.txt", next(3));
+                std::fs::create_dir_all(s.folder.join(name.rsplit_once('/').unwrap().0)).unwrap();
+                std::fs::write(s.folder.join(&name), fill(name.as_bytes(), 20_000)).unwrap();
+            }
+            (1, false) => {
+                let f = &names[next(names.len() as u64) as usize];
+                std::fs::write(s.folder.join(f), format!("edit {step}")).unwrap();
+            }
+            (2, false) => {
+                let f = &names[next(names.len() as u64) as usize];
+                let _ = std::fs::rename(s.folder.join(f), s.folder.join(format!("r{step}.txt")));
+            }
+            (3, false) => {
+                let f = &names[next(names.len() as u64) as usize];
+                let _ = std::fs::remove_file(s.folder.join(f));
+            }
+            _ => {
+                let f = &names[next(names.len() as u64) as usize];
+                let mut data = std::fs::read(s.folder.join(f)).unwrap_or_default();
+                data.extend_from_slice(b" appended");
+                std::fs::write(s.folder.join(f), data).unwrap();
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(150 + next(300)));
+    }
+    wait_same(&a.folder, &b.folder, "A and B at the end");
+    wait_same(&a.folder, &c.folder, "A and C at the end");
+    drop(procs);
+}

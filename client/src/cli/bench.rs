@@ -28,6 +28,9 @@ pub enum Command {
     /// The chunk exchange: a file's blobs between nodes on loopback, next to a raw libp2p
     /// stream moving the same bytes, from one and from two source peers.
     Transfer(TransferArgs),
+    /// Two daemons on loopback: a new large file, a 1-byte insert, a 4 KiB overwrite, many
+    /// small files; time, bytes on the wire, CPU seconds and peak RSS of each.
+    Sync(super::bench_sync::SyncArgs),
 }
 
 /// Arguments of `harp bench transfer`.
@@ -284,16 +287,8 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<serde_json::Value> {
         s3.hashed_files
     );
 
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_default();
     Ok(serde_json::json!({
-        "machine": {"cpu": cpu, "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
+        "machine": machine(),
         "hashing_threads": threads,
         "large_file": {
             "bytes": big_bytes,
@@ -321,11 +316,35 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<serde_json::Value> {
     }))
 }
 
+/// The CPU model and core count, for the record.
+pub(crate) fn machine() -> serde_json::Value {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    serde_json::json!({
+        "cpu": cpu,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+    })
+}
+
 /// Runs `harp bench ...`.
 pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Ingest(args) => {
             let result = ingest(args)?;
+            if args.json {
+                super::print_json(&result)?;
+            } else {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            }
+        }
+        Command::Sync(args) => {
+            let result = super::bench_sync::sync(args)?;
             if args.json {
                 super::print_json(&result)?;
             } else {

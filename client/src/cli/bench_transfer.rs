@@ -43,7 +43,7 @@ async fn node(seed: u8) -> anyhow::Result<(Handle, Multiaddr)> {
 }
 
 /// Moves `bytes` over one raw libp2p stream; returns the seconds until the receiver had all.
-async fn raw_stream(bytes: u64) -> anyhow::Result<f64> {
+pub(crate) async fn raw_stream(bytes: u64) -> anyhow::Result<f64> {
     let (a, _) = node(201).await?;
     let (b, b_addr) = node(202).await?;
     let mut incoming = b

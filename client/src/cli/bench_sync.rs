@@ -1,0 +1,332 @@
+//! `harp bench sync`: two real daemons on loopback, timed through the scenarios.
+//!
+//! Devices A and B are set up in a scratch directory exactly as a user would (init, folder
+//! add, share, join), each `harp daemon` a separate process (this same binary). Each scenario
+//! changes A's folder, then waits until B's folder holds the same bytes, and reports the time
+//! from the end of the write to convergence, the bytes both daemons put on the wire (chunk and
+//! metadata streams), their CPU seconds (utime + stime from /proc) and their peak RSS (VmHWM).
+//! A raw libp2p stream moving the large file's bytes between two nodes in this process is
+//! measured in the same run as the reference.
+
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+/// Arguments of `harp bench sync`.
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// Size of the large file, MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub size_mib: u64,
+    /// How many small files (1 to 10 KiB each).
+    #[arg(long, default_value_t = 10_000)]
+    pub small_files: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+struct Device {
+    home: PathBuf,
+    folder: PathBuf,
+}
+
+impl Device {
+    fn command(&self, args: &[&str]) -> anyhow::Result<Command> {
+        let mut c = Command::new(std::env::current_exe()?);
+        c.args(args)
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join("config"))
+            .env("XDG_DATA_HOME", self.home.join("data"))
+            .env("RUST_LOG", "error");
+        Ok(c)
+    }
+
+    fn harp(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.command(args)?.output()?;
+        if !out.status.success() {
+            bail!(
+                "harp {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    fn daemon(&self) -> anyhow::Result<(Child, String)> {
+        let mut child = self
+            .command(&["daemon"])?
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let out = child.stdout.take().context("daemon stdout")?;
+        let mut lines = BufReader::new(out).lines();
+        let mut addr = None;
+        for line in lines.by_ref() {
+            let line = line?;
+            if let Some(a) = line.strip_prefix("listening on ") {
+                addr.get_or_insert_with(|| a.to_owned());
+            }
+            if line.starts_with("daemon ready") {
+                break;
+            }
+        }
+        // Keep draining stdout so the daemon never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok((child, addr.context("the daemon printed no address")?))
+    }
+
+    fn dirs(&self) -> crate::config::Dirs {
+        crate::config::Dirs {
+            config: self.home.join("config/harp"),
+            data: self.home.join("data/harp"),
+        }
+    }
+
+    /// Bytes this daemon sent and received, as its control API counts them.
+    fn traffic(&self) -> anyhow::Result<u64> {
+        let v = crate::daemon::request(&self.dirs().control_socket(), &json!({"cmd": "peers"}))?;
+        Ok(v["peers"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| {
+                        p["bytes_in"].as_u64().unwrap_or(0) + p["bytes_out"].as_u64().unwrap_or(0)
+                    })
+                    .sum()
+            })
+            .unwrap_or(0))
+    }
+}
+
+/// CPU seconds (user + system) of a process so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the full line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Peak resident set of a process, bytes.
+fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+        return false;
+    };
+    if ma.len() != mb.len() || ma.modified().ok() != mb.modified().ok() {
+        return false;
+    }
+    let hash = |p: &Path| -> Option<blake3::Hash> {
+        let mut h = blake3::Hasher::new();
+        let mut f = std::fs::File::open(p).ok()?;
+        std::io::copy(&mut f, &mut h).ok()?;
+        Some(h.finalize())
+    };
+    hash(a).is_some() && hash(a) == hash(b)
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).count())
+        .unwrap_or(0)
+}
+
+struct Run<'a> {
+    a: &'a Device,
+    b: &'a Device,
+    pids: [u32; 2],
+}
+
+impl Run<'_> {
+    /// Waits for `done`, then reports the scenario.
+    fn measure(&self, name: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<Value> {
+        let bytes0 = self.a.traffic()?;
+        let cpu0: f64 = self.pids.iter().map(|p| cpu_seconds(*p)).sum();
+        let started = Instant::now();
+        while !done() {
+            if started.elapsed() > Duration::from_secs(900) {
+                bail!("{name}: B did not converge in 15 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        // Let the last metadata session finish before reading the counters.
+        std::thread::sleep(Duration::from_millis(300));
+        let wire = self.a.traffic()?.saturating_sub(bytes0);
+        let cpu: f64 = self.pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu0;
+        Ok(json!({
+            "scenario": name,
+            "seconds": seconds,
+            "wire_bytes": wire,
+            "cpu_seconds": cpu,
+            "peak_rss_bytes": self.pids.iter().map(|p| peak_rss(*p)).max(),
+        }))
+    }
+}
+
+fn random_fill(seed: &[u8], buf: &mut [u8]) {
+    blake3::Hasher::new().update(seed).finalize_xof().fill(buf);
+}
+
+/// Runs the scenarios; returns the report.
+pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
+    let base = tempfile::Builder::new()
+        .prefix("harp-bench-sync-")
+        .tempdir()?;
+    let a = Device {
+        home: base.path().join("a"),
+        folder: base.path().join("a/Shared"),
+    };
+    let b = Device {
+        home: base.path().join("b"),
+        folder: base.path().join("b/Shared"),
+    };
+    let mut ids = Vec::new();
+    for d in [&a, &b] {
+        std::fs::create_dir_all(&d.home)?;
+        let v: Value = serde_json::from_str(&d.harp(&["init", "--json"])?)?;
+        ids.push(v["device_id"].as_str().context("device id")?.to_owned());
+        let dirs = d.dirs();
+        let mut c = crate::config::Config::load(&dirs)?;
+        c.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".to_owned()];
+        c.mdns = false;
+        c.watch_delay_ms = 100;
+        c.save(&dirs)?;
+    }
+    a.harp(&[
+        "folder",
+        "add",
+        a.folder.to_str().context("path")?,
+        "--label",
+        "bench",
+    ])?;
+    let invite = a.harp(&["folder", "share", "bench", "--with", &ids[1]])?;
+    let (mut da, addr) = a.daemon()?;
+    b.harp(&[
+        "folder",
+        "join",
+        invite.trim(),
+        b.folder.to_str().context("path")?,
+        "--peer-addr",
+        &addr,
+    ])?;
+    let (mut db, _) = b.daemon()?;
+    let run = Run {
+        a: &a,
+        b: &b,
+        pids: [da.id(), db.id()],
+    };
+    let result = scenarios(args, &run);
+    let _ = da.kill();
+    let _ = db.kill();
+    let _ = da.wait();
+    let _ = db.wait();
+    let mut scenarios = result?;
+
+    let size = args.size_mib << 20;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let raw_seconds = runtime.block_on(super::bench_transfer::raw_stream(size))?;
+    if let Some(first) = scenarios.first_mut() {
+        first["raw_libp2p_stream_seconds"] = json!(raw_seconds);
+        first["ratio_to_raw_stream"] =
+            json!(first["seconds"].as_f64().unwrap_or(0.0) / raw_seconds.max(1e-9));
+    }
+    Ok(json!({
+        "machine": crate::cli::bench::machine(),
+        "size_bytes": size,
+        "small_files": args.small_files,
+        "raw_libp2p_stream_mb_s": size as f64 / raw_seconds.max(1e-9) / 1e6,
+        "scenarios": scenarios,
+    }))
+}
+
+fn scenarios(args: &SyncArgs, run: &Run<'_>) -> anyhow::Result<Vec<Value>> {
+    let (a, b) = (run.a, run.b);
+    let size = (args.size_mib << 20) as usize;
+    let big_a = a.folder.join("big.bin");
+    let big_b = b.folder.join("big.bin");
+    let mut out = Vec::new();
+
+    // 1. A new large file.
+    {
+        let mut f = std::fs::File::create(&big_a)?;
+        let mut buf = vec![0u8; 8 << 20];
+        let mut written = 0;
+        while written < size {
+            let n = buf.len().min(size - written);
+            random_fill(format!("big {written}").as_bytes(), &mut buf[..n]);
+            f.write_all(&buf[..n])?;
+            written += n;
+        }
+        f.sync_all()?;
+    }
+    out.push(run.measure("new_file", || same_file(&big_a, &big_b))?);
+
+    // 2. One byte inserted in the middle (the file rewritten from there on, as editors do).
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&big_a)?;
+        let mid = (size / 2) as u64;
+        let mut tail = Vec::with_capacity(size / 2);
+        f.seek(SeekFrom::Start(mid))?;
+        std::io::Read::read_to_end(&mut f, &mut tail)?;
+        f.seek(SeekFrom::Start(mid))?;
+        f.write_all(b"!")?;
+        f.write_all(&tail)?;
+        f.sync_all()?;
+    }
+    out.push(run.measure("insert_1_byte", || same_file(&big_a, &big_b))?);
+
+    // 3. 4 KiB overwritten in the middle, in place.
+    {
+        let f = std::fs::OpenOptions::new().write(true).open(&big_a)?;
+        let mut block = vec![0u8; 4096];
+        random_fill(b"overwrite", &mut block);
+        f.write_all_at(&block, (size / 2 + 12_345) as u64)?;
+        f.sync_all()?;
+    }
+    out.push(run.measure("overwrite_4_kib", || same_file(&big_a, &big_b))?);
+
+    // 4. Many small files.
+    let dir_a = a.folder.join("small");
+    let dir_b = b.folder.join("small");
+    std::fs::create_dir_all(&dir_a)?;
+    let mut sizes = [0u8; 8];
+    for i in 0..args.small_files {
+        random_fill(format!("size {i}").as_bytes(), &mut sizes);
+        let len = 1024 + (u64::from_le_bytes(sizes) % (9 * 1024)) as usize;
+        let mut data = vec![0u8; len];
+        random_fill(format!("small {i}").as_bytes(), &mut data);
+        std::fs::write(dir_a.join(format!("f{i:05}.bin")), &data)?;
+    }
+    let n = args.small_files as usize;
+    out.push(run.measure("small_files", || count_files(&dir_b) >= n)?);
+    Ok(out)
+}
