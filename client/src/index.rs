@@ -297,6 +297,16 @@ impl Index {
             .transpose()
     }
 
+    /// The row of `file`, wherever it is (tombstones included).
+    pub fn file_by_id(&self, folder: &FolderId, file: &FileId) -> Result<Option<FileRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {FILE_COLUMNS} FROM file WHERE folder = ?1 AND file_id = ?2"
+        ))?;
+        stmt.query_row(params![folder.as_bytes(), file.as_bytes()], file_row)
+            .optional()?
+            .transpose()
+    }
+
     /// The chunk locations of a current file, in order.
     pub fn chunks(&self, folder: &FolderId, file: &FileId) -> Result<Vec<ChunkLoc>> {
         let mut stmt = self.conn.prepare_cached(

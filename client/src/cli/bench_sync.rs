@@ -60,10 +60,24 @@ impl Device {
     }
 
     fn daemon(&self) -> anyhow::Result<(Child, String)> {
+        // `HARP_BENCH_LOG=DIR` keeps each daemon's log (at info level) in DIR, for finding
+        // where the time goes.
+        let (stderr, level) = match std::env::var_os("HARP_BENCH_LOG") {
+            Some(dir) => {
+                let name = self.home.file_name().unwrap_or_default().to_owned();
+                let path = PathBuf::from(dir).join(name).with_extension("log");
+                (
+                    Stdio::from(std::fs::File::create(path)?),
+                    "info,libp2p=warn",
+                )
+            }
+            None => (Stdio::null(), "error"),
+        };
         let mut child = self
             .command(&["daemon"])?
+            .env("RUST_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()?;
         let out = child.stdout.take().context("daemon stdout")?;
         let mut lines = BufReader::new(out).lines();
@@ -132,13 +146,17 @@ fn peak_rss(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
+/// B's copy looks like A's file: same size and mtime (an install sets the mtime last, from
+/// the record). Cheap, so polling does not steal the daemons' CPU; the bytes are compared
+/// once the clock has stopped ([`same_bytes`]).
+fn looks_same(a: &Path, b: &Path) -> bool {
     let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
         return false;
     };
-    if ma.len() != mb.len() || ma.modified().ok() != mb.modified().ok() {
-        return false;
-    }
+    ma.len() == mb.len() && ma.modified().ok() == mb.modified().ok()
+}
+
+fn same_bytes(a: &Path, b: &Path) -> bool {
     let hash = |p: &Path| -> Option<blake3::Hash> {
         let mut h = blake3::Hasher::new();
         let mut f = std::fs::File::open(p).ok()?;
@@ -265,6 +283,13 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
     }))
 }
 
+fn check(a: &Path, b: &Path) -> anyhow::Result<()> {
+    if !same_bytes(a, b) {
+        bail!("{} and {} differ after sync", a.display(), b.display());
+    }
+    Ok(())
+}
+
 fn scenarios(args: &SyncArgs, run: &Run<'_>) -> anyhow::Result<Vec<Value>> {
     let (a, b) = (run.a, run.b);
     let size = (args.size_mib << 20) as usize;
@@ -285,7 +310,8 @@ fn scenarios(args: &SyncArgs, run: &Run<'_>) -> anyhow::Result<Vec<Value>> {
         }
         f.sync_all()?;
     }
-    out.push(run.measure("new_file", || same_file(&big_a, &big_b))?);
+    out.push(run.measure("new_file", || looks_same(&big_a, &big_b))?);
+    check(&big_a, &big_b)?;
 
     // 2. One byte inserted in the middle (the file rewritten from there on, as editors do).
     {
@@ -302,7 +328,8 @@ fn scenarios(args: &SyncArgs, run: &Run<'_>) -> anyhow::Result<Vec<Value>> {
         f.write_all(&tail)?;
         f.sync_all()?;
     }
-    out.push(run.measure("insert_1_byte", || same_file(&big_a, &big_b))?);
+    out.push(run.measure("insert_1_byte", || looks_same(&big_a, &big_b))?);
+    check(&big_a, &big_b)?;
 
     // 3. 4 KiB overwritten in the middle, in place.
     {
@@ -312,7 +339,8 @@ fn scenarios(args: &SyncArgs, run: &Run<'_>) -> anyhow::Result<Vec<Value>> {
         f.write_all_at(&block, (size / 2 + 12_345) as u64)?;
         f.sync_all()?;
     }
-    out.push(run.measure("overwrite_4_kib", || same_file(&big_a, &big_b))?);
+    out.push(run.measure("overwrite_4_kib", || looks_same(&big_a, &big_b))?);
+    check(&big_a, &big_b)?;
 
     // 4. Many small files.
     let dir_a = a.folder.join("small");

@@ -30,7 +30,7 @@ use harp_protocol::blob::{self, BlobKind};
 use harp_protocol::chain::{self, ChainTip, Change, Entry, Op};
 use harp_protocol::ids::{ChainHash, ChunkId, DeviceId, FileId};
 use harp_protocol::manifest::{ChunkRef, EntryKind, Node};
-use harp_protocol::record::Record;
+use harp_protocol::record::{Digest, Record};
 use unicode_normalization::is_nfc;
 
 use super::doc::FolderDoc;
@@ -70,6 +70,116 @@ impl Fetcher for NoPeers {
         _sink: &mut dyn FnMut(ChunkId, Vec<u8>) -> std::io::Result<()>,
     ) -> std::io::Result<Vec<ChunkId>> {
         Ok(ids)
+    }
+}
+
+/// A fetcher in front of another that first answers from blobs fetched ahead for the round.
+struct Prefetched<'a> {
+    inner: &'a dyn Fetcher,
+    blobs: std::cell::RefCell<HashMap<ChunkId, Vec<u8>>>,
+}
+
+impl Fetcher for Prefetched<'_> {
+    fn fetch(
+        &self,
+        ids: Vec<ChunkId>,
+        sink: &mut dyn FnMut(ChunkId, Vec<u8>) -> std::io::Result<()>,
+    ) -> std::io::Result<Vec<ChunkId>> {
+        let mut rest = Vec::new();
+        for id in ids {
+            let hit = self.blobs.borrow().get(&id).cloned();
+            match hit {
+                Some(b) => sink(id, b)?,
+                None => rest.push(id),
+            }
+        }
+        if rest.is_empty() {
+            return Ok(rest);
+        }
+        self.inner.fetch(rest, sink)
+    }
+}
+
+/// The most bytes of small files' chunks fetched ahead at once (a window of installs).
+const PREFETCH_BUDGET: u64 = 16 << 20;
+/// The most files in one window of installs fetched ahead together.
+const PREFETCH_FILES: usize = 2048;
+/// Files up to this size have their chunks fetched ahead (bigger ones stream to disk).
+const PREFETCH_FILE_MAX: u64 = 4 << 20;
+
+/// Fetches, in a few batched requests instead of two round trips per file, the manifest nodes
+/// of every version about to be installed and the chunks of the small ones.
+fn prefetch(index: &Index, ctx: &Context<'_>, records: &[&Record], into: &Prefetched<'_>) {
+    let keys = &ctx.folder.keys;
+    let mut level: Vec<(ChunkId, bool)> = records
+        .iter()
+        .map(|r| (r.content_root.into(), r.size <= PREFETCH_FILE_MAX))
+        .collect();
+    let mut chunks = Vec::new();
+    while !level.is_empty() {
+        let missing: Vec<ChunkId> = level
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !matches!(index.manifest_node(id), Ok(Some(_))))
+            .collect();
+        if !missing.is_empty() {
+            let mut got = Vec::new();
+            if into
+                .inner
+                .fetch(missing, &mut |id, b| {
+                    got.push((id, b));
+                    Ok(())
+                })
+                .is_err()
+            {
+                return;
+            }
+            into.blobs.borrow_mut().extend(got);
+        }
+        let mut next = Vec::new();
+        for (id, small) in &level {
+            let blob = match index.manifest_node(id) {
+                Ok(Some(b)) => b,
+                _ => match into.blobs.borrow().get(id) {
+                    Some(b) => b.clone(),
+                    None => continue,
+                },
+            };
+            match Node::open(keys, id, &blob) {
+                Ok(Node::Leaf(refs)) if *small => chunks.extend(refs),
+                Ok(Node::Inner { children, .. }) => {
+                    next.extend(children.iter().map(|c| (c.id, *small)));
+                }
+                _ => {}
+            }
+        }
+        level = next;
+    }
+    let mut budget = PREFETCH_BUDGET;
+    let mut seen = HashSet::new();
+    let wanted: Vec<ChunkId> = chunks
+        .into_iter()
+        .filter(|c| seen.insert(c.id))
+        .filter(|c| matches!(index.locate_chunk(&ctx.folder.id, &c.id), Ok(v) if v.is_empty()))
+        .take_while(|c| {
+            budget = budget.saturating_sub(u64::from(c.len));
+            budget > 0
+        })
+        .map(|c| c.id)
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let mut got = Vec::new();
+    if into
+        .inner
+        .fetch(wanted, &mut |id, b| {
+            got.push((id, b));
+            Ok(())
+        })
+        .is_ok()
+    {
+        into.blobs.borrow_mut().extend(got);
     }
 }
 
@@ -219,8 +329,63 @@ pub fn sync_once(
             },
         ),
     });
+    let cached = Prefetched {
+        inner: ctx.fetcher,
+        blobs: Default::default(),
+    };
+    let to_fetch: Vec<Record> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Install { record, .. } | Action::KeepConflict { winner: record, .. }
+                if !record.deleted && record.kind != EntryKind::Directory =>
+            {
+                Some(record.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    // Windows of installs whose blobs are fetched together (bounded memory).
+    let mut windows: Vec<Vec<Record>> = Vec::new();
+    let mut window_of: HashMap<Digest, usize> = HashMap::new();
+    let mut bytes = 0u64;
+    for r in to_fetch {
+        if windows.is_empty()
+            || bytes + r.size.min(PREFETCH_FILE_MAX) > PREFETCH_BUDGET
+            || windows.last().is_some_and(|w| w.len() >= PREFETCH_FILES)
+        {
+            windows.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += r.size.min(PREFETCH_FILE_MAX);
+        window_of.insert(r.digest(), windows.len() - 1);
+        if let Some(w) = windows.last_mut() {
+            w.push(r);
+        }
+    }
+    let mut current_window = None;
+    let round_ctx = Context {
+        fetcher: &cached,
+        ..*ctx
+    };
+    let ctx = &round_ctx;
     let mut report = Report::default();
     for action in actions {
+        let due = match &action {
+            Action::Install { record, .. } | Action::KeepConflict { winner: record, .. } => {
+                window_of.get(&record.digest()).copied()
+            }
+            _ => None,
+        };
+        if let Some(w) = due
+            && current_window != Some(w)
+        {
+            cached.blobs.borrow_mut().clear();
+            if windows[w].len() > 1 {
+                let refs: Vec<&Record> = windows[w].iter().collect();
+                prefetch(index, ctx, &refs, &cached);
+            }
+            current_window = Some(w);
+        }
         let what = describe(&action);
         let result = match action {
             Action::Publish { id, record } => publish(index, doc, ctx, &id, &record),
@@ -569,9 +734,7 @@ fn build_content(
     }
     let keys = &ctx.folder.keys;
     let file = tmp.as_file();
-    let write = |id: ChunkId, sealed: &[u8], counter: &mut u64| -> std::io::Result<()> {
-        let plain = blob::open(keys, BlobKind::Chunk, &id, sealed)
-            .map_err(|e| std::io::Error::other(format!("chunk {id}: {e}")))?;
+    let put_plain = |id: ChunkId, plain: &[u8], counter: &mut u64| -> std::io::Result<()> {
         for (off, len) in offsets.get(&id).map(Vec::as_slice).unwrap_or(&[]) {
             if plain.len() != *len as usize {
                 return Err(std::io::Error::other(format!(
@@ -579,15 +742,48 @@ fn build_content(
                     plain.len()
                 )));
             }
-            file.write_all_at(&plain, *off)?;
+            file.write_all_at(plain, *off)?;
             *counter += u64::from(*len);
         }
         Ok(())
     };
+    let write = |id: ChunkId, sealed: &[u8], counter: &mut u64| -> std::io::Result<()> {
+        let plain = blob::open(keys, BlobKind::Chunk, &id, sealed)
+            .map_err(|e| std::io::Error::other(format!("chunk {id}: {e}")))?;
+        put_plain(id, &plain, counter)
+    };
+    // Chunks this device already has: straight from a local file that is unchanged since its
+    // scan (the scanner's own trust: size, mtime, inode), else re-made and checked against
+    // the id, else fetched.
+    let mut unchanged: HashMap<String, Option<fs::File>> = HashMap::new();
     let mut remote = Vec::new();
     for id in offsets.keys() {
-        let local = chunk::read_blob(index, ctx.folder, id)?;
-        match local {
+        let mut done = false;
+        for (path, kind, off, len) in index.locate_chunk(&ctx.folder.id, id)? {
+            if kind != EntryKind::File {
+                continue;
+            }
+            if !unchanged.contains_key(&path) {
+                let open = index
+                    .file(&ctx.folder.id, &path)?
+                    .filter(|r| !r.deleted && disk_matches(ctx.folder, r))
+                    .and_then(|_| fs::File::open(ctx.folder.root.join(&path)).ok());
+                unchanged.insert(path.clone(), open);
+            }
+            let Some(Some(f)) = unchanged.get(&path) else {
+                continue;
+            };
+            let mut plain = vec![0u8; len as usize];
+            if f.read_exact_at(&mut plain, off).is_ok() {
+                put_plain(*id, &plain, &mut report.reused_bytes)?;
+                done = true;
+                break;
+            }
+        }
+        if done {
+            continue;
+        }
+        match chunk::read_blob(index, ctx.folder, id)? {
             Some(sealed) => write(*id, &sealed, &mut report.reused_bytes)?,
             None => remote.push(*id),
         }
@@ -621,9 +817,8 @@ fn install(
 ) -> Result<(), Defer> {
     let folder = ctx.folder;
     let (joined_at, links) = remote_links(index, doc, ctx, id, record)?;
-    let rows = index.files(&folder.id)?;
-    let mine = rows.values().find(|r| r.file_id == *id).cloned();
-    let at_target = rows.get(&record.path).cloned();
+    let mine = index.file_by_id(&folder.id, id)?;
+    let at_target = index.file(&folder.id, &record.path)?;
     if let Some(m) = &mine
         && !m.deleted
         && !disk_matches(folder, m)

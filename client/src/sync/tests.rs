@@ -609,3 +609,44 @@ fn random_sequences_on_three_devices_converge_and_lose_nothing() {
         random_sequences(3, seed, 60);
     }
 }
+
+#[test]
+#[ignore = "measurement: cargo test --release -p harp --lib many_small -- --ignored --nocapture"]
+fn many_small_files_timing() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    for i in 0..5000 {
+        a.write(
+            &format!("small/f{i:05}.bin"),
+            &crate::testutil::random(format!("{i}").as_bytes(), 3000),
+        );
+    }
+    let m = members(&[&a, &b]);
+    let t = std::time::Instant::now();
+    a.scan();
+    eprintln!("scan A {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    a.round(&m, &[]);
+    eprintln!("round A (publish) {:?}", t.elapsed());
+    exchange(&mut a, &mut b);
+    let t = std::time::Instant::now();
+    {
+        let doc = b.doc.lock().unwrap();
+        let files = doc.files();
+        eprintln!("doc.files {:?} ({} files)", t.elapsed(), files.len());
+        let t = std::time::Instant::now();
+        for values in files.values() {
+            for r in values {
+                let _ = doc.entry(&r.chain_head);
+            }
+        }
+        eprintln!("doc.entry x{} {:?}", files.len(), t.elapsed());
+    }
+    let t = std::time::Instant::now();
+    let r = b.round(&m, &[&a]);
+    eprintln!(
+        "round B (install) {:?}: {} installed",
+        t.elapsed(),
+        r.installed
+    );
+}
