@@ -1,9 +1,11 @@
 //! `harp daemon`: this device, running.
 //!
-//! Today it runs the network node (listening, relay reservations, known peers, mDNS), serves
-//! every folder's chunks to the folder's member devices, keeps every folder scanned (watcher
-//! plus periodic rescan, each on its own thread with its own index connection), and answers a
-//! local control API. The sync engine (planning and applying remote changes) plugs in here.
+//! It runs the network node (listening, relay reservations, known peers, mDNS), serves every
+//! folder's chunks to the folder's member devices, runs one worker thread per folder that
+//! scans (watcher plus periodic rescan) and runs sync rounds ([`crate::sync`]) in turn with its
+//! own index connection, keeps the folder documents in sync with connected members
+//! ([`crate::net::meta`]), and answers a local control API. One daemon runs per data dir (a
+//! lock file); it clears what a killed daemon left in the folders' temp areas.
 //!
 //! # Control API
 //! A Unix socket in the data dir (`control.sock`, mode 0600: only this user). One request per

@@ -262,7 +262,7 @@ async fn answer(
 
 /// Keeps every connected member peer's copy of every folder document current: a session
 /// whenever this side's document has heads the peer has not been sent, and every
-/// [`REFRESH`] regardless. Sessions with different peers run at once (a dead connection delays
+/// 30 s (`REFRESH`) regardless. Sessions with different peers run at once (a dead connection delays
 /// only its own). `wake` is notified when a local change was made.
 pub async fn keep_in_sync(handle: Handle, folders: Folders, wake: Arc<Notify>) {
     type Key = (PeerId, FolderId);
