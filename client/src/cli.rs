@@ -12,6 +12,7 @@ use crate::node::Node;
 
 pub mod bench;
 mod bench_sync;
+mod bench_syncthing;
 mod bench_transfer;
 pub mod daemon;
 pub mod folder;

@@ -29,6 +29,10 @@ pub struct SyncArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Do not run the same scenarios with Syncthing (by default they run when `syncthing` and
+    /// `ip` are installed and this runs as root, in a network namespace with only loopback).
+    #[arg(long)]
+    pub no_syncthing: bool,
 }
 
 struct Device {
@@ -119,6 +123,55 @@ impl Device {
     }
 }
 
+/// `pid` and all its descendants (a wrapper such as `ip netns exec` may fork).
+fn with_children(pid: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.map_while(Result::ok) {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u32>().ok());
+            if let Some(pp) = ppid {
+                parent_of.push((p, pp));
+            }
+        }
+    }
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let cur = out[i];
+        out.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == cur)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    out
+}
+
+/// CPU seconds (user + system) of a process and its children so far.
+fn tree_cpu_seconds(pid: u32) -> f64 {
+    with_children(pid).into_iter().map(cpu_seconds).sum()
+}
+
+/// The largest peak resident set among a process and its children, bytes.
+fn tree_peak_rss(pid: u32) -> u64 {
+    with_children(pid)
+        .into_iter()
+        .map(peak_rss)
+        .max()
+        .unwrap_or(0)
+}
+
 /// CPU seconds (user + system) of a process so far.
 fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -172,17 +225,20 @@ fn count_files(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-struct Run<'a> {
-    a: &'a Device,
-    b: &'a Device,
-    pids: [u32; 2],
+/// One side-by-side subject: two synced folders, the two processes doing it, and how to read
+/// the bytes they moved.
+pub(super) struct Run<'a> {
+    pub(super) a_folder: PathBuf,
+    pub(super) b_folder: PathBuf,
+    pub(super) pids: [u32; 2],
+    pub(super) traffic: &'a dyn Fn() -> anyhow::Result<u64>,
 }
 
 impl Run<'_> {
     /// Waits for `done`, then reports the scenario.
     fn measure(&self, name: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<Value> {
-        let bytes0 = self.a.traffic()?;
-        let cpu0: f64 = self.pids.iter().map(|p| cpu_seconds(*p)).sum();
+        let bytes0 = (self.traffic)()?;
+        let cpu0: f64 = self.pids.iter().map(|p| tree_cpu_seconds(*p)).sum();
         let started = Instant::now();
         while !done() {
             if started.elapsed() > Duration::from_secs(900) {
@@ -193,14 +249,14 @@ impl Run<'_> {
         let seconds = started.elapsed().as_secs_f64();
         // Let the last metadata session finish before reading the counters.
         std::thread::sleep(Duration::from_millis(300));
-        let wire = self.a.traffic()?.saturating_sub(bytes0);
-        let cpu: f64 = self.pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu0;
+        let wire = (self.traffic)()?.saturating_sub(bytes0);
+        let cpu: f64 = self.pids.iter().map(|p| tree_cpu_seconds(*p)).sum::<f64>() - cpu0;
         Ok(json!({
             "scenario": name,
             "seconds": seconds,
             "wire_bytes": wire,
             "cpu_seconds": cpu,
-            "peak_rss_bytes": self.pids.iter().map(|p| peak_rss(*p)).max(),
+            "peak_rss_bytes": self.pids.iter().map(|p| tree_peak_rss(*p)).max(),
         }))
     }
 }
@@ -252,10 +308,12 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
         &addr,
     ])?;
     let (mut db, _) = b.daemon()?;
+    let traffic = || a.traffic();
     let run = Run {
-        a: &a,
-        b: &b,
+        a_folder: a.folder.clone(),
+        b_folder: b.folder.clone(),
         pids: [da.id(), db.id()],
+        traffic: &traffic,
     };
     let result = scenarios(args, &run);
     let _ = da.kill();
@@ -263,6 +321,14 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
     let _ = da.wait();
     let _ = db.wait();
     let mut scenarios = result?;
+    let syncthing = if args.no_syncthing {
+        json!({"skipped": "--no-syncthing"})
+    } else {
+        match super::bench_syncthing::run(args, base.path()) {
+            Ok(v) => v,
+            Err(e) => json!({"skipped": format!("{e:#}")}),
+        }
+    };
 
     let size = args.size_mib << 20;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -280,6 +346,7 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
         "small_files": args.small_files,
         "raw_libp2p_stream_mb_s": size as f64 / raw_seconds.max(1e-9) / 1e6,
         "scenarios": scenarios,
+        "syncthing": syncthing,
     }))
 }
 
@@ -290,11 +357,10 @@ fn check(a: &Path, b: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn scenarios(args: &SyncArgs, run: &Run<'_>) -> anyhow::Result<Vec<Value>> {
-    let (a, b) = (run.a, run.b);
+pub(super) fn scenarios(args: &SyncArgs, run: &Run<'_>) -> anyhow::Result<Vec<Value>> {
     let size = (args.size_mib << 20) as usize;
-    let big_a = a.folder.join("big.bin");
-    let big_b = b.folder.join("big.bin");
+    let big_a = run.a_folder.join("big.bin");
+    let big_b = run.b_folder.join("big.bin");
     let mut out = Vec::new();
 
     // 1. A new large file.
@@ -343,8 +409,8 @@ fn scenarios(args: &SyncArgs, run: &Run<'_>) -> anyhow::Result<Vec<Value>> {
     check(&big_a, &big_b)?;
 
     // 4. Many small files.
-    let dir_a = a.folder.join("small");
-    let dir_b = b.folder.join("small");
+    let dir_a = run.a_folder.join("small");
+    let dir_b = run.b_folder.join("small");
     std::fs::create_dir_all(&dir_a)?;
     let mut sizes = [0u8; 8];
     for i in 0..args.small_files {
