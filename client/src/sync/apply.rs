@@ -312,7 +312,7 @@ pub fn sync_once(
             f.base = Some(digest);
         }
     }
-    let mut actions = plan::plan(&me, &files);
+    let mut actions = plan::plan(&me, &files, names_of(ctx.folder));
     // Order: settle path collisions and conflicts first, then publish, then install deletes
     // and renames before new content, parents before children.
     actions.sort_by_key(|a| match a {
@@ -453,6 +453,16 @@ fn drop_ancestors(doc: &FolderDoc, values: &mut Vec<Candidate>) {
         }
     }
     values.retain(|c| !passed.contains(&c.record.chain_head));
+}
+
+/// Whether the folder's file system folds case: `.harp` reached as `.HARP` is the same entry.
+pub fn names_of(folder: &Folder) -> plan::Names {
+    let lower = fs::symlink_metadata(folder.root.join(".harp"));
+    let upper = fs::symlink_metadata(folder.root.join(".HARP"));
+    match (lower, upper) {
+        (Ok(l), Ok(u)) if l.ino() == u.ino() && l.dev() == u.dev() => plan::Names::CaseInsensitive,
+        _ => plan::Names::CaseSensitive,
+    }
 }
 
 fn depth(path: &str) -> usize {

@@ -116,8 +116,19 @@ fn winner(values: &[Candidate]) -> Option<&Candidate> {
     })
 }
 
+/// How the folder's file system compares names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Names {
+    /// `a.txt` and `A.txt` are two files (Linux file systems, usually).
+    #[default]
+    CaseSensitive,
+    /// `a.txt` and `A.txt` are one file (FAT, exFAT, NTFS, APFS by default, ext4 casefold):
+    /// two records whose paths differ only by case collide like two records on one path.
+    CaseInsensitive,
+}
+
 /// Plans the actions for a folder. `me` is this device.
-pub fn plan(me: &DeviceId, files: &BTreeMap<FileId, FileState>) -> Vec<Action> {
+pub fn plan(me: &DeviceId, files: &BTreeMap<FileId, FileState>, names: Names) -> Vec<Action> {
     let mut actions = Vec::new();
     // The record each file will have once the actions ran: for the path check below.
     let mut outcome: BTreeMap<FileId, (Record, bool)> = BTreeMap::new();
@@ -219,7 +230,7 @@ pub fn plan(me: &DeviceId, files: &BTreeMap<FileId, FileState>) -> Vec<Action> {
             }
         }
     }
-    resolve_paths(me, files, &mut actions, &outcome);
+    resolve_paths(me, files, &mut actions, &outcome, names);
     actions
 }
 
@@ -229,11 +240,16 @@ fn resolve_paths(
     files: &BTreeMap<FileId, FileState>,
     actions: &mut Vec<Action>,
     outcome: &BTreeMap<FileId, (Record, bool)>,
+    names: Names,
 ) {
-    let mut by_path: HashMap<&str, Vec<FileId>> = HashMap::new();
+    let mut by_path: HashMap<String, Vec<FileId>> = HashMap::new();
     for (id, (rec, _)) in outcome {
         if !rec.deleted {
-            by_path.entry(rec.path.as_str()).or_default().push(*id);
+            let key = match names {
+                Names::CaseSensitive => rec.path.clone(),
+                Names::CaseInsensitive => rec.path.to_lowercase(),
+            };
+            by_path.entry(key).or_default().push(*id);
         }
     }
     for ids in by_path.values() {
@@ -315,7 +331,7 @@ mod tests {
             base: Some(v1.digest()),
             remote: vec![cand(&v1, 1, 1)],
         };
-        assert!(plan(&me, &one(5, f)).is_empty());
+        assert!(plan(&me, &one(5, f), Names::CaseSensitive).is_empty());
         // Remote moved: install.
         let f = FileState {
             local: Some(v1.clone()),
@@ -323,7 +339,7 @@ mod tests {
             remote: vec![cand(&v2, 2, 2)],
         };
         assert_eq!(
-            plan(&me, &one(5, f)),
+            plan(&me, &one(5, f), Names::CaseSensitive),
             vec![Action::Install {
                 id,
                 record: v2.clone(),
@@ -337,7 +353,7 @@ mod tests {
             remote: vec![cand(&v1, 1, 1)],
         };
         assert_eq!(
-            plan(&me, &one(5, f)),
+            plan(&me, &one(5, f), Names::CaseSensitive),
             vec![Action::Publish {
                 id,
                 record: v2.clone()
@@ -350,7 +366,7 @@ mod tests {
             remote: vec![],
         };
         assert!(matches!(
-            &plan(&me, &one(5, f))[..],
+            &plan(&me, &one(5, f), Names::CaseSensitive)[..],
             [Action::Publish { .. }]
         ));
         // Known only to the document: install.
@@ -360,7 +376,7 @@ mod tests {
             remote: vec![cand(&v1, 2, 1)],
         };
         assert!(matches!(
-            &plan(&me, &one(5, f))[..],
+            &plan(&me, &one(5, f), Names::CaseSensitive)[..],
             [Action::Install { .. }]
         ));
         // Same on both sides after a crash between writing and recording: adopt.
@@ -370,7 +386,7 @@ mod tests {
             remote: vec![cand(&v2, 2, 2)],
         };
         assert_eq!(
-            plan(&me, &one(5, f)),
+            plan(&me, &one(5, f), Names::CaseSensitive),
             vec![Action::Adopt {
                 id,
                 digest: v2.digest()
@@ -397,10 +413,10 @@ mod tests {
             remote: remote.iter().rev().cloned().collect(),
         };
         assert!(matches!(
-            &plan(&a, &one(5, at_a))[..],
+            &plan(&a, &one(5, at_a), Names::CaseSensitive)[..],
             [Action::KeepConflict { winner, resolve: true, .. }] if *winner == vb
         ));
-        assert!(plan(&b, &one(5, at_b)).is_empty());
+        assert!(plan(&b, &one(5, at_b), Names::CaseSensitive).is_empty());
         // A third device with the old base just installs the winner.
         let at_c = FileState {
             local: Some(base.clone()),
@@ -408,7 +424,7 @@ mod tests {
             remote,
         };
         assert!(matches!(
-            &plan(&dev(3), &one(5, at_c))[..],
+            &plan(&dev(3), &one(5, at_c), Names::CaseSensitive)[..],
             [Action::Install { record, resolve: false, .. }] if *record == vb
         ));
     }
@@ -429,7 +445,7 @@ mod tests {
             remote: vec![cand(&deleted, 2, 500)],
         };
         assert!(
-            matches!(&plan(&me, &one(5, f))[..], [Action::Publish { record, .. }] if *record == edited)
+            matches!(&plan(&me, &one(5, f), Names::CaseSensitive)[..], [Action::Publish { record, .. }] if *record == edited)
         );
         // Local delete, remote edit: install the edit.
         let f = FileState {
@@ -438,7 +454,7 @@ mod tests {
             remote: vec![cand(&edited, 2, 1)],
         };
         assert!(
-            matches!(&plan(&me, &one(5, f))[..], [Action::Install { record, .. }] if *record == edited)
+            matches!(&plan(&me, &one(5, f), Names::CaseSensitive)[..], [Action::Install { record, .. }] if *record == edited)
         );
         // Both published concurrently: the live value wins even though the delete is later.
         let f = FileState {
@@ -447,7 +463,7 @@ mod tests {
             remote: vec![cand(&deleted, 1, 900), cand(&edited, 2, 1)],
         };
         assert!(matches!(
-            &plan(&me, &one(5, f))[..],
+            &plan(&me, &one(5, f), Names::CaseSensitive)[..],
             [Action::Install { record, resolve: true, .. }] if *record == edited
         ));
     }
@@ -462,9 +478,42 @@ mod tests {
             remote: vec![cand(&rec("a", 3, 2), 2, 1)],
         };
         assert!(matches!(
-            &plan(&me, &one(5, f))[..],
+            &plan(&me, &one(5, f), Names::CaseSensitive)[..],
             [Action::KeepConflict { resolve: false, .. }]
         ));
+    }
+
+    #[test]
+    fn names_that_differ_only_by_case_collide_on_a_case_insensitive_folder() {
+        let me = dev(1);
+        let theirs = rec("README.md", 2, 1);
+        let mine = rec("Readme.md", 1, 1);
+        let files: BTreeMap<FileId, FileState> = [
+            (
+                FileId::from_bytes([1; 16]),
+                FileState {
+                    local: None,
+                    base: None,
+                    remote: vec![cand(&theirs, 2, 1)],
+                },
+            ),
+            (
+                FileId::from_bytes([9; 16]),
+                FileState {
+                    local: Some(mine.clone()),
+                    base: Some(mine.digest()),
+                    remote: vec![cand(&mine, 1, 1)],
+                },
+            ),
+        ]
+        .into();
+        let yields = |names| {
+            plan(&me, &files, names)
+                .iter()
+                .any(|a| matches!(a, Action::Yield { .. }))
+        };
+        assert!(!yields(Names::CaseSensitive));
+        assert!(yields(Names::CaseInsensitive));
     }
 
     #[test]
@@ -491,7 +540,7 @@ mod tests {
             ),
         ]
         .into();
-        let actions = plan(&a, &files_at_a);
+        let actions = plan(&a, &files_at_a, Names::CaseSensitive);
         assert!(
             actions
                 .iter()
@@ -520,6 +569,6 @@ mod tests {
             ),
         ]
         .into();
-        assert!(plan(&b, &files_at_b).is_empty());
+        assert!(plan(&b, &files_at_b, Names::CaseSensitive).is_empty());
     }
 }
