@@ -284,14 +284,8 @@ fn sync_rounds(
                 return Some(RETRY_DEFERRED);
             }
         };
-        let doc_changed = {
-            let mut doc = w.doc.lock().unwrap_or_else(|e| e.into_inner());
-            let changed = doc.heads() != heads;
-            if changed && let Err(e) = doc.save() {
-                tracing::error!(folder = %label, "saving the folder document: {e}");
-            }
-            changed
-        };
+        // (The round saved the document itself, before recording what depends on it.)
+        let doc_changed = w.doc.lock().unwrap_or_else(|e| e.into_inner()).heads() != heads;
         if doc_changed {
             w.pushed.notify_one();
         }

@@ -275,12 +275,12 @@ pub fn local_record(row: &FileRow) -> Record {
 }
 
 /// Runs one round: plan, then act. Errors of single files are deferred, not fatal.
-pub fn sync_once(
-    index: &mut Index,
-    doc: &Doc,
-    ctx: &Context<'_>,
-) -> Result<Report, crate::index::Error> {
+pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Report, RoundError> {
     let me = DeviceId::of_signing_key(ctx.device);
+    // What peers sent is saved before anything is installed from it: the index never records
+    // a base the saved document does not hold.
+    lock(doc).save_if_changed()?;
+    let mut pending: Vec<(FileId, Digest)> = Vec::new();
     let rows = index.files(&ctx.folder.id)?;
     let bases = index.sync_bases(&ctx.folder.id)?;
     let mut files: BTreeMap<FileId, FileState> = BTreeMap::new();
@@ -388,7 +388,7 @@ pub fn sync_once(
         }
         let what = describe(&action);
         let result = match action {
-            Action::Publish { id, record } => publish(index, doc, ctx, &id, &record),
+            Action::Publish { id, record } => publish(index, doc, ctx, &id, &record, &mut pending),
             Action::Adopt { id, digest } => index
                 .write(|w| w.set_base(&ctx.folder.id, &id, &digest))
                 .map_err(Defer::from),
@@ -412,7 +412,7 @@ pub fn sync_once(
                 id,
                 local,
                 same_content,
-            } => yield_path(index, doc, ctx, &id, &local, same_content),
+            } => yield_path(index, doc, ctx, &id, &local, same_content, &mut pending),
         };
         match result {
             Ok(()) => match what.0 {
@@ -420,7 +420,7 @@ pub fn sync_once(
                 "install" => report.installed += 1,
                 _ => {}
             },
-            Err(Defer::Index(e)) => return Err(e),
+            Err(Defer::Index(e)) => return Err(e.into()),
             Err(e) => {
                 if matches!(e, Defer::Refused(_)) {
                     tracing::warn!(folder = %ctx.folder.id, "{}: {e}", what.1);
@@ -431,7 +431,27 @@ pub fn sync_once(
             }
         }
     }
+    lock(doc).save_if_changed()?;
+    if !pending.is_empty() {
+        index.write(|w| {
+            for (id, digest) in &pending {
+                w.set_base(&ctx.folder.id, id, digest)?;
+            }
+            Ok(())
+        })?;
+    }
     Ok(report)
+}
+
+/// Why a round stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RoundError {
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] crate::index::Error),
+    /// The folder document could not be saved.
+    #[error(transparent)]
+    Doc(#[from] super::doc::Error),
 }
 
 /// Values of one file that an other value's chain already passed through are history, not
@@ -486,10 +506,13 @@ fn publish(
     ctx: &Context<'_>,
     id: &FileId,
     record: &Record,
+    pending: &mut Vec<(FileId, Digest)>,
 ) -> Result<(), Defer> {
     put_links(index, doc, ctx, id)?;
     lock(doc).put_record(id, record)?;
-    index.write(|w| w.set_base(&ctx.folder.id, id, &record.digest()))?;
+    // The base is recorded once the document holding the record is saved (end of round): a
+    // base ahead of the saved document would, after a crash, read as "the peer went back".
+    pending.push((*id, record.digest()));
     Ok(())
 }
 
@@ -1167,6 +1190,7 @@ fn yield_path(
     id: &FileId,
     local: &Record,
     same_content: bool,
+    pending: &mut Vec<(FileId, Digest)>,
 ) -> Result<(), Defer> {
     let folder = ctx.folder;
     let row = index
@@ -1214,7 +1238,7 @@ fn yield_path(
         })?;
         put_links(index, doc, ctx, id)?;
         lock(doc).put_record(id, &record)?;
-        index.write(|w| w.set_base(&folder.id, id, &record.digest()))?;
+        pending.push((*id, record.digest()));
         return Ok(());
     }
     let new_path = conflict_name(&local.path, &me, now_ms());
@@ -1252,7 +1276,7 @@ fn yield_path(
     let record = local_record(&new_row);
     put_links(index, doc, ctx, id)?;
     lock(doc).put_record(id, &record)?;
-    index.write(|w| w.set_base(&folder.id, id, &record.digest()))?;
+    pending.push((*id, record.digest()));
     tracing::info!(folder = %folder.id, "path conflict: {} moved to {new_path}", local.path);
     Ok(())
 }

@@ -53,6 +53,8 @@ pub enum Error {
 pub struct FolderDoc {
     doc: AutoCommit,
     path: PathBuf,
+    /// The heads as last saved (or loaded).
+    saved: Vec<automerge::ChangeHash>,
 }
 
 impl std::fmt::Debug for FolderDoc {
@@ -100,9 +102,12 @@ impl FolderDoc {
                 });
             }
         };
+        let mut doc = doc.with_actor(random_actor());
+        let saved = doc.get_heads();
         Ok(Self {
-            doc: doc.with_actor(random_actor()),
+            doc,
             path: path.to_owned(),
+            saved,
         })
     }
 
@@ -111,6 +116,7 @@ impl FolderDoc {
         Self {
             doc: AutoCommit::new().with_actor(random_actor()),
             path: PathBuf::new(),
+            saved: Vec::new(),
         }
     }
 
@@ -130,7 +136,17 @@ impl FolderDoc {
         tmp.write_all(&bytes).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
         tmp.persist(&self.path).map_err(|e| io(e.error))?;
+        self.saved = self.doc.get_heads();
         Ok(())
+    }
+
+    /// Saves the document if anything was added since it was last saved or loaded.
+    pub fn save_if_changed(&mut self) -> Result<bool, Error> {
+        if self.doc.get_heads() == self.saved {
+            return Ok(false);
+        }
+        self.save()?;
+        Ok(true)
     }
 
     /// The heads of the document: they change whenever anything was added.

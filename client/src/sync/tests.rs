@@ -650,3 +650,29 @@ fn many_small_files_timing() {
         r.installed
     );
 }
+
+#[test]
+fn every_recorded_base_is_in_the_saved_document() {
+    // A crash right after a round must never leave a base that the saved document lacks: on
+    // restart that would read as "the document went back" and revert the file.
+    let mut a = Device::new(1);
+    let path = a._dir.path().join("doc.automerge");
+    a.doc = std::sync::Mutex::new(FolderDoc::open(&path).unwrap());
+    a.write("x.txt", b"one");
+    let m = members(&[&a]);
+    a.round(&m, &[]);
+    a.write("x.txt", b"two, later");
+    a.round(&m, &[]);
+    // "Crash": forget the in-memory document, read what was saved.
+    let saved = FolderDoc::open(&path).unwrap();
+    let bases = a.index.sync_bases(&a.folder.id).unwrap();
+    assert!(!bases.is_empty());
+    let files = saved.files();
+    for (id, digest) in bases {
+        let values = files.get(&id).expect("the saved document knows the file");
+        assert!(
+            values.iter().any(|r| r.digest() == digest),
+            "base of {id} is not in the saved document"
+        );
+    }
+}
