@@ -31,9 +31,20 @@ pub struct Hashed {
     pub size: u64,
 }
 
-fn seal_id(keys: &FolderKeys, data: &[u8]) -> ChunkId {
-    match blob::seal(keys, BlobKind::Chunk, data) {
-        Ok((id, _)) => id,
+/// Chunk tags a file had at its last scan, with the ids they sealed to.
+pub type KnownChunks = std::collections::HashMap<[u8; 32], ChunkId>;
+
+/// The id and tag of a chunk: looked up by tag when the file had it before (a keyed hash, no
+/// encryption), else sealed.
+fn seal_id(keys: &FolderKeys, data: &[u8], known: Option<&KnownChunks>) -> (ChunkId, [u8; 32]) {
+    if let Some(known) = known {
+        let tag = blob::chunk_tag(keys, data);
+        if let Some(id) = known.get(&tag) {
+            return (*id, tag);
+        }
+    }
+    match blob::seal_chunk_tagged(keys, data) {
+        Ok((tag, id, _)) => (id, tag),
         // The chunker never cuts more than its maximum, which is below the blob limit.
         Err(_) => unreachable!("chunks are never larger than the blob limit"),
     }
@@ -49,6 +60,7 @@ fn cut_and_seal(
     base: u64,
     first_idx: u32,
     eof: bool,
+    known: Option<&KnownChunks>,
     out: &mut Vec<ChunkLoc>,
 ) -> usize {
     let max = chunker.params().max as usize;
@@ -62,13 +74,14 @@ fn cut_and_seal(
             let offset = base + at as u64;
             let sealed = &sealed;
             s.spawn(move |_| {
-                let id = seal_id(keys, piece);
+                let (id, tag) = seal_id(keys, piece, known);
                 if let Ok(mut v) = sealed.lock() {
                     v.push(ChunkLoc {
                         idx,
                         offset,
                         len: len as u32,
                         id,
+                        tag: Some(tag),
                     });
                 }
             });
@@ -86,10 +99,23 @@ fn cut_and_seal(
 /// the buffer small for small files. Run it inside the rayon pool that should do the sealing
 /// (`pool.install`).
 pub fn hash_reader(
+    reader: impl Read,
+    size_hint: u64,
+    chunker: &Chunker,
+    keys: &FolderKeys,
+) -> io::Result<Hashed> {
+    hash_reader_known(reader, size_hint, chunker, keys, None)
+}
+
+/// [`hash_reader`], mapping chunks whose tag is in `known` (the file's previous chunks) to
+/// their ids without sealing them again: a changed large file costs a keyed hash per unchanged
+/// chunk instead of an encryption and two hashes.
+pub fn hash_reader_known(
     mut reader: impl Read,
     size_hint: u64,
     chunker: &Chunker,
     keys: &FolderKeys,
+    known: Option<&KnownChunks>,
 ) -> io::Result<Hashed> {
     // One byte more than the hint, to see the end of the file without a second read.
     let mut buf = vec![0u8; size_hint.saturating_add(1).min(WINDOW as u64) as usize];
@@ -121,6 +147,7 @@ pub fn hash_reader(
             base,
             chunks.len() as u32,
             eof,
+            known,
             &mut chunks,
         );
         base += cut as u64;
@@ -135,7 +162,7 @@ pub fn hash_reader(
 /// Chunks and seals an in-memory buffer (symlink targets; the benchmark's reference pipeline).
 pub fn hash_bytes(data: &[u8], chunker: &Chunker, keys: &FolderKeys) -> Hashed {
     let mut chunks = Vec::new();
-    let size = cut_and_seal(chunker, keys, data, 0, 0, true, &mut chunks) as u64;
+    let size = cut_and_seal(chunker, keys, data, 0, 0, true, None, &mut chunks) as u64;
     Hashed { chunks, size }
 }
 
@@ -266,6 +293,43 @@ mod tests {
             offset += u64::from(c.len);
         }
         assert_eq!(offset, data.len() as u64);
+    }
+
+    #[test]
+    fn known_tags_give_the_same_chunks_as_sealing_everything() {
+        let keys = FolderKey::from_bytes([1; 32]).schedule();
+        let chunker = Chunker::for_folder(&keys);
+        let before = crate::testutil::random(b"known", 6 << 20);
+        let first = hash_reader(&before[..], before.len() as u64, &chunker, &keys).unwrap();
+        let known: KnownChunks = first
+            .chunks
+            .iter()
+            .map(|c| (c.tag.unwrap(), c.id))
+            .collect();
+        let mut after = before.clone();
+        after[3_000_000..3_004_096].fill(7);
+        after.splice(100..100, *b"inserted");
+        let fresh = hash_reader(&after[..], after.len() as u64, &chunker, &keys).unwrap();
+        let reused = hash_reader_known(
+            &after[..],
+            after.len() as u64,
+            &chunker,
+            &keys,
+            Some(&known),
+        )
+        .unwrap();
+        assert_eq!(reused, fresh);
+        // Most chunks were known.
+        let hits = fresh
+            .chunks
+            .iter()
+            .filter(|c| known.values().any(|id| *id == c.id))
+            .count();
+        assert!(
+            hits + 4 >= fresh.chunks.len(),
+            "{hits} of {}",
+            fresh.chunks.len()
+        );
     }
 
     #[test]

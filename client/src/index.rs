@@ -19,6 +19,7 @@ use thiserror::Error;
 const MIGRATIONS: &[&str] = &[
     include_str!("index/schema/0001_initial.sql"),
     include_str!("index/schema/0002_sync.sql"),
+    include_str!("index/schema/0003_chunk_tags.sql"),
 ];
 
 /// Errors of the index.
@@ -91,6 +92,8 @@ pub struct ChunkLoc {
     pub len: u32,
     /// The sealed blob's id.
     pub id: ChunkId,
+    /// The chunk's tag (`harp_protocol::blob::chunk_tag`), when it was recorded.
+    pub tag: Option<[u8; 32]>,
 }
 
 /// A kept old version.
@@ -310,7 +313,7 @@ impl Index {
     /// The chunk locations of a current file, in order.
     pub fn chunks(&self, folder: &FolderId, file: &FileId) -> Result<Vec<ChunkLoc>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT idx, offset, len, id FROM chunk WHERE folder = ?1 AND file_id = ?2 ORDER BY idx",
+            "SELECT idx, offset, len, id, tag FROM chunk WHERE folder = ?1 AND file_id = ?2 ORDER BY idx",
         )?;
         let rows = stmt.query_map(params![folder.as_bytes(), file.as_bytes()], |r| {
             Ok((
@@ -318,15 +321,17 @@ impl Index {
                 r.get::<_, i64>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, Option<Vec<u8>>>(4)?,
             ))
         })?;
         rows.map(|r| {
-            let (idx, offset, len, id) = r?;
+            let (idx, offset, len, id, tag) = r?;
             Ok(ChunkLoc {
                 idx: idx as u32,
                 offset: offset as u64,
                 len: len as u32,
                 id: ChunkId::from_bytes(blob(id, "chunk id")?),
+                tag: tag.map(|t| blob(t, "chunk tag")).transpose()?,
             })
         })
         .collect()
@@ -548,7 +553,7 @@ impl Writer<'_> {
             .prepare_cached("DELETE FROM chunk WHERE folder = ?1 AND file_id = ?2")?
             .execute(params![folder.as_bytes(), file.as_bytes()])?;
         let mut stmt = self.tx.prepare_cached(
-            "INSERT INTO chunk (folder, file_id, idx, offset, len, id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO chunk (folder, file_id, idx, offset, len, id, tag) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for c in chunks {
             stmt.execute(params![
@@ -557,7 +562,8 @@ impl Writer<'_> {
                 c.idx,
                 c.offset as i64,
                 c.len,
-                c.id.as_bytes()
+                c.id.as_bytes(),
+                c.tag.as_ref().map(|t| &t[..])
             ])?;
         }
         Ok(())
@@ -676,6 +682,7 @@ mod tests {
                         offset: 0,
                         len: 10,
                         id: ChunkId::from_bytes([9; 32]),
+                        tag: None,
                     }],
                 )
             })

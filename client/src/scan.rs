@@ -53,6 +53,9 @@ pub const IGNORE_FILE: &str = ".harpignore";
 const BATCH_FILES: usize = 256;
 /// How many bytes of changed files are hashed per transaction.
 const BATCH_BYTES: u64 = 256 << 20;
+/// Changed files at least this large reuse their previous chunks' tags (below it, sealing
+/// everything again costs less than looking the tags up).
+const KNOWN_CHUNKS_MIN_SIZE: u64 = 1 << 20;
 /// How often a file that keeps changing while it is read is tried.
 const READ_ATTEMPTS: usize = 3;
 
@@ -420,6 +423,7 @@ fn hash_entry(
     folder: &Folder,
     seen: &Seen,
     progress: Option<&Progress>,
+    known: Option<&chunk::KnownChunks>,
 ) -> Result<Content, String> {
     let content = |meta: &Metadata, hashed: Hashed| -> Result<Content, String> {
         let refs: Vec<ChunkRef> = hashed
@@ -471,8 +475,14 @@ fn hash_entry(
                         "replaced by something that is not a file during the scan".to_owned()
                     );
                 }
-                let hashed = chunk::hash_reader(&file, before.len(), &folder.chunker, &folder.keys)
-                    .map_err(|e| format!("cannot read: {e}"))?;
+                let hashed = chunk::hash_reader_known(
+                    &file,
+                    before.len(),
+                    &folder.chunker,
+                    &folder.keys,
+                    known,
+                )
+                .map_err(|e| format!("cannot read: {e}"))?;
                 let after = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
                 let at_path = fs::symlink_metadata(&seen.disk).ok();
                 if let Some(p) = progress {
@@ -1063,6 +1073,25 @@ fn record(
     let records = collect_records(planned, summary)?;
     write_records(index, &folder.id, &records, &metadata_rows)?;
 
+    // Changed files that had chunks: their chunk tags, so unchanged chunks are not sealed
+    // again (a 4 KiB edit in a 1 GiB file costs a keyed hash per chunk, not an encryption).
+    let mut known: HashMap<FileId, chunk::KnownChunks> = HashMap::new();
+    for w in &heavy {
+        if let Work::Update { row, .. } = w
+            && row.size >= KNOWN_CHUNKS_MIN_SIZE
+        {
+            let tags: chunk::KnownChunks = index
+                .chunks(&folder.id, &row.file_id)?
+                .into_iter()
+                .filter_map(|c| c.tag.map(|t| (t, c.id)))
+                .collect();
+            if !tags.is_empty() {
+                known.insert(row.file_id, tags);
+            }
+        }
+    }
+    let known = &known;
+
     // The rest is read, hashed, planned and signed on the pool, batch by batch, while a
     // writer thread records the previous batch (one transaction each).
     std::thread::scope(|s| {
@@ -1093,7 +1122,11 @@ fn record(
                             | Work::Rename { seen, .. } => seen,
                             Work::Delete { .. } => unreachable!("deletes need no content"),
                         };
-                        let hashed = hash_entry(folder, seen, opts.progress);
+                        let previous = match &w {
+                            Work::Update { row, .. } => known.get(&row.file_id),
+                            _ => None,
+                        };
+                        let hashed = hash_entry(folder, seen, opts.progress, previous);
                         if let Some(p) = opts.progress {
                             p.files_done.fetch_add(1, Ordering::Relaxed);
                         }

@@ -130,17 +130,48 @@ fn synthetic_nonce(nonce_key: &SecretKey, plaintext: &[u8]) -> [u8; 24] {
     nonce
 }
 
+/// A data chunk's **tag**: the keyed BLAKE3 of its plaintext, whose first 24 bytes are the
+/// blob's nonce. Sealing is a function of the plaintext, so a chunk whose tag is known maps to
+/// the id it had: a rescan that finds a known tag skips the encryption (`harp` keeps tags in
+/// its index, beside the ids; they say no more than the nonce each blob carries in the clear).
+pub fn chunk_tag(keys: &FolderKeys, plaintext: &[u8]) -> [u8; 32] {
+    let (nonce_key, _) = BlobKind::Chunk.keys(keys);
+    *blake3::keyed_hash(nonce_key.as_bytes(), plaintext).as_bytes()
+}
+
+/// Seals a data chunk and returns its tag ([`chunk_tag`]) too, hashing the plaintext once.
+pub fn seal_chunk_tagged(
+    keys: &FolderKeys,
+    plaintext: &[u8],
+) -> Result<([u8; 32], ChunkId, Vec<u8>), BlobError> {
+    let tag = chunk_tag(keys, plaintext);
+    let mut nonce = [0u8; 24];
+    nonce.copy_from_slice(&tag[..24]);
+    let (id, blob) = seal_with_nonce(keys, BlobKind::Chunk, plaintext, nonce)?;
+    Ok((tag, id, blob))
+}
+
 /// Encrypts `plaintext` into a blob of `kind` and returns it with its id.
 pub fn seal(
     keys: &FolderKeys,
     kind: BlobKind,
     plaintext: &[u8],
 ) -> Result<(ChunkId, Vec<u8>), BlobError> {
+    let (nonce_key, _) = kind.keys(keys);
+    let nonce = synthetic_nonce(nonce_key, plaintext);
+    seal_with_nonce(keys, kind, plaintext, nonce)
+}
+
+fn seal_with_nonce(
+    keys: &FolderKeys,
+    kind: BlobKind,
+    plaintext: &[u8],
+    nonce: [u8; 24],
+) -> Result<(ChunkId, Vec<u8>), BlobError> {
     if plaintext.len() > MAX_BLOB_PLAINTEXT {
         return Err(BlobError::TooLarge(plaintext.len()));
     }
-    let (nonce_key, enc_key) = kind.keys(keys);
-    let nonce = synthetic_nonce(nonce_key, plaintext);
+    let (_, enc_key) = kind.keys(keys);
     let header = [BLOB_VERSION, kind as u8];
     let cipher = XChaCha20Poly1305::new(enc_key.as_bytes().into());
     // One buffer, encrypted in place: header, nonce, then the plaintext turned ciphertext,
@@ -237,6 +268,21 @@ pub fn open_unchecked_id(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_tagged_seal_is_the_plain_seal_and_its_tag_starts_with_the_nonce() {
+        let keys = crate::keys::FolderKey::from_bytes([5; 32]).schedule();
+        let data = b"some chunk of a file".repeat(100);
+        let (tag, id, blob) = seal_chunk_tagged(&keys, &data).unwrap();
+        assert_eq!(
+            seal(&keys, BlobKind::Chunk, &data).unwrap(),
+            (id, blob.clone())
+        );
+        assert_eq!(&blob[2..26], &tag[..24]);
+        assert_eq!(tag, chunk_tag(&keys, &data));
+        assert_ne!(chunk_tag(&keys, b"other"), tag);
+    }
+
     use super::*;
     use crate::keys::FolderKey;
     use proptest::prelude::*;

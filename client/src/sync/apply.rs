@@ -762,6 +762,7 @@ fn build_content(
             offset,
             len: c.len,
             id: c.id,
+            tag: None,
         });
         offset += u64::from(c.len);
     }
