@@ -53,6 +53,7 @@ fn seal_id(keys: &FolderKeys, data: &[u8], known: Option<&KnownChunks>) -> (Chun
 /// Cuts `data` into chunks starting at file offset `base` and seals them on the current
 /// rayon pool. `eof` says whether `data` ends the file; if not, the last bytes that might be
 /// part of a longer chunk are left over: the returned count says how many bytes were cut.
+#[allow(clippy::too_many_arguments)] // one hot loop's inputs, each used once
 fn cut_and_seal(
     chunker: &Chunker,
     keys: &FolderKeys,
