@@ -101,8 +101,10 @@ pub(crate) fn stamp(ms: i64) -> String {
     )
 }
 
-/// The stored name of a version of `rel` kept at `ms`: the stamp goes before the extension.
-fn stored_name(rel: &str, ms: i64, n: u32) -> String {
+/// `dir/stem.ext` → (`dir/`, `stem`, `.ext`); a leading dot is part of the stem
+/// (`.bashrc` has no extension). Versions and conflict copies put their mark before the
+/// extension, so the copy still opens with the same program.
+pub(crate) fn split_name(rel: &str) -> (&str, &str, &str) {
     let (dir, name) = match rel.rfind('/') {
         Some(i) => (&rel[..=i], &rel[i + 1..]),
         None => ("", rel),
@@ -111,6 +113,12 @@ fn stored_name(rel: &str, ms: i64, n: u32) -> String {
         Some(i) if i > 0 => (&name[..i], &name[i..]),
         _ => (name, ""),
     };
+    (dir, stem, ext)
+}
+
+/// The stored name of a version of `rel` kept at `ms`: the stamp goes before the extension.
+fn stored_name(rel: &str, ms: i64, n: u32) -> String {
+    let (dir, stem, ext) = split_name(rel);
     let dup = if n == 0 {
         String::new()
     } else {

@@ -1053,14 +1053,7 @@ fn write_chain(
 
 /// `name.ext` → `name.conflict-YYYYMMDD-HHMMSS-DEVICE.ext`, beside it.
 pub fn conflict_name(rel: &str, device: &DeviceId, ms: i64) -> String {
-    let (dir, name) = match rel.rfind('/') {
-        Some(i) => (&rel[..=i], &rel[i + 1..]),
-        None => ("", rel),
-    };
-    let (stem, ext) = match name.rfind('.') {
-        Some(i) if i > 0 => (&name[..i], &name[i..]),
-        _ => (name, ""),
-    };
+    let (dir, stem, ext) = store::split_name(rel);
     let dev = device.to_string();
     format!(
         "{dir}{stem}.conflict-{}-{}{ext}",
@@ -1083,14 +1076,7 @@ fn existing_conflict_copy(
     device: &DeviceId,
     src: &Path,
 ) -> Result<Option<String>, Defer> {
-    let (dir, name) = match rel.rfind('/') {
-        Some(i) => (&rel[..i], &rel[i + 1..]),
-        None => ("", rel),
-    };
-    let stem = match name.rfind('.') {
-        Some(i) if i > 0 => &name[..i],
-        _ => name,
-    };
+    let (dir, stem, _) = store::split_name(rel);
     let dev = device.to_string();
     let dev = &dev[..dev.len().min(7)];
     let prefix = format!("{stem}.conflict-");
