@@ -13,7 +13,7 @@
 //!
 //! | `cmd` | request fields | answer |
 //! |---|---|---|
-//! | `status` | | `device_id`, `peer_id`, `listen` addresses, `folders` |
+//! | `status` | | `device_id`, `peer_id`, `listen` addresses, `folders` (each with `sync`: state `idle` or `waiting`, files, conflicts, what waits and why) |
 //! | `peers` | | `peers`: device, direct, connections, rtt_ms, bytes_in, bytes_out; `direct_ratio` |
 //! | `fetch` | `folder`, `ids` (hex), `peers` (device ids) | fetched, bytes, missing, unfetched, failed_peers |
 //!
@@ -81,6 +81,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let pushed = Arc::new(Notify::new());
+    let mut statuses = Vec::new();
     let mut shared = HashMap::new();
     let mut workers = Vec::new();
     let me = node.device_id();
@@ -98,6 +99,8 @@ pub fn run(node: Node) -> anyhow::Result<()> {
             .join("docs")
             .join(format!("{}.automerge", f.id));
         let doc = Arc::new(Mutex::new(FolderDoc::open(&doc_path)?));
+        let status = Arc::new(Mutex::new(json!({"state": "starting"})));
+        statuses.push((f.id, status.clone()));
         let wakes = scan::watch::channel();
         let wake_tx = wakes.0.clone();
         shared.insert(
@@ -115,6 +118,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
             f,
             Worker {
                 doc,
+                status,
                 members,
                 handle: handle.clone(),
                 runtime: runtime.handle().clone(),
@@ -125,7 +129,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
         )?);
     }
     let shared: meta::Folders = Arc::new(shared);
-    let result = runtime.block_on(serve(&node, handle, shared, pushed));
+    let result = runtime.block_on(serve(&node, handle, shared, pushed, statuses));
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = w.join();
@@ -177,6 +181,8 @@ fn lock_data_dir(node: &Node) -> anyhow::Result<std::fs::File> {
 /// What a folder's worker thread needs besides the folder.
 struct Worker {
     doc: Arc<Mutex<FolderDoc>>,
+    /// What `harp status` shows of this folder.
+    status: Arc<Mutex<Value>>,
     members: HashSet<DeviceId>,
     handle: Handle,
     runtime: tokio::runtime::Handle,
@@ -301,6 +307,21 @@ fn sync_rounds(
             );
         }
         retry = (!report.deferred.is_empty()).then_some(RETRY_DEFERRED);
+        let (files, conflicts) = index.counts(&folder.id).unwrap_or_default();
+        *w.status.lock().unwrap_or_else(|e| e.into_inner()) = json!({
+            "state": if report.deferred.is_empty() { "idle" } else { "waiting" },
+            "files": files,
+            "conflicts": conflicts,
+            "last_round_ms": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            "published": report.published,
+            "installed": report.installed,
+            "fetched_bytes": report.fetched_bytes,
+            "waiting": report.deferred.iter().take(20).map(|(path, why)| json!({"path": path, "why": why})).collect::<Vec<_>>(),
+            "waiting_total": report.deferred.len(),
+        });
         if !report.changed() {
             break;
         }
@@ -368,6 +389,7 @@ async fn serve(
     handle: Handle,
     shared: meta::Folders,
     pushed: Arc<Notify>,
+    statuses: Vec<(FolderId, Arc<Mutex<Value>>)>,
 ) -> anyhow::Result<()> {
     let c = &node.config;
     let me = node.device_id();
@@ -418,7 +440,17 @@ async fn serve(
         folders: c
             .folders
             .iter()
-            .map(|f| json!({"id": f.id.to_string(), "label": f.label, "path": f.path}))
+            .map(|f| {
+                let status = statuses
+                    .iter()
+                    .find(|(id, _)| *id == f.id)
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or_default();
+                (
+                    json!({"id": f.id.to_string(), "label": f.label, "path": f.path}),
+                    status,
+                )
+            })
             .collect(),
     });
     let shutdown = async {
@@ -477,7 +509,8 @@ async fn keep_connected(handle: Handle, peer: PeerId, addrs: Vec<Multiaddr>) {
 struct State {
     handle: Handle,
     device: DeviceId,
-    folders: Vec<Value>,
+    /// Each folder's fixed facts and its live sync status.
+    folders: Vec<(Value, Arc<Mutex<Value>>)>,
 }
 
 async fn control(stream: tokio::net::UnixStream, state: &State) -> anyhow::Result<()> {
@@ -502,7 +535,11 @@ async fn answer(req: &Value, state: &State) -> anyhow::Result<Value> {
             "device_id": state.device.to_string(),
             "peer_id": h.peer_id.to_string(),
             "listen": h.listen_addrs().await?.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-            "folders": state.folders,
+            "folders": state.folders.iter().map(|(f, status)| {
+                let mut f = f.clone();
+                f["sync"] = status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                f
+            }).collect::<Vec<_>>(),
         })),
         Some("peers") => {
             let peers = h.peers().await?;

@@ -300,6 +300,16 @@ impl Index {
             .transpose()
     }
 
+    /// Live entries of a folder and, among them, conflict copies (`*.conflict-*`).
+    pub fn counts(&self, folder: &FolderId) -> Result<(u64, u64)> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(path LIKE '%.conflict-%'), 0) FROM file
+             WHERE folder = ?1 AND deleted = 0",
+            [folder.as_bytes()],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )?)
+    }
+
     /// The row of `file`, wherever it is (tombstones included).
     pub fn file_by_id(&self, folder: &FolderId, file: &FileId) -> Result<Option<FileRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(

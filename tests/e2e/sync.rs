@@ -169,6 +169,19 @@ fn concurrent_edits_while_one_side_is_offline_keep_both_versions() {
         versions,
         vec![b"edited on A".to_vec(), b"edited on B, offline".to_vec()]
     );
+    // `harp status` says so: idle, three files, one conflict copy.
+    let status = |home: &Path| -> serde_json::Value {
+        serde_json::from_str(&ok(home, &["status", "--json"])).unwrap()
+    };
+    let settled = wait_for(30, || {
+        [&a.home, &b.home].iter().all(|h| {
+            let sync = &status(h)["folders"][0]["sync"];
+            sync["state"] == "idle" && sync["files"] == 3 && sync["conflicts"] == 1
+        })
+    });
+    assert!(settled.is_some(), "{}", status(&b.home));
+    let text = ok(&b.home, &["status"]);
+    assert!(text.contains("idle, 3 files, 1 conflict copies"), "{text}");
 }
 
 /// How often the receiver is killed (the issue asks for at least 50 in the suite).

@@ -102,12 +102,23 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         println!("  listening ({kind}) on {a}");
     }
     for f in v["folders"].as_array().into_iter().flatten() {
+        let sync = &f["sync"];
         println!(
-            "  folder {} ({}) at {}",
+            "  folder {} ({}) at {}: {}, {} files, {} conflict copies",
             f["label"].as_str().unwrap_or("?"),
             f["id"].as_str().unwrap_or("?"),
-            f["path"].as_str().unwrap_or("?")
+            f["path"].as_str().unwrap_or("?"),
+            sync["state"].as_str().unwrap_or("?"),
+            sync["files"].as_u64().unwrap_or(0),
+            sync["conflicts"].as_u64().unwrap_or(0),
         );
+        for w in sync["waiting"].as_array().into_iter().flatten() {
+            println!(
+                "    waiting: {}: {}",
+                w["path"].as_str().unwrap_or("?"),
+                w["why"].as_str().unwrap_or("?")
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
