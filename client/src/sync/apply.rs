@@ -276,6 +276,11 @@ pub fn local_record(row: &FileRow) -> Record {
 
 /// Runs one round: plan, then act. Errors of single files are deferred, not fatal.
 pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Report, RoundError> {
+    // A folder whose root or marker is gone (an unmounted disk, a moved folder) is never
+    // written into: installing would recreate it on whatever lies beneath.
+    if !ctx.folder.marker().is_dir() {
+        return Err(RoundError::FolderMissing(ctx.folder.root.clone()));
+    }
     let me = DeviceId::of_signing_key(ctx.device);
     // What peers sent is saved before anything is installed from it: the index never records
     // a base the saved document does not hold.
@@ -452,6 +457,9 @@ pub enum RoundError {
     /// The folder document could not be saved.
     #[error(transparent)]
     Doc(#[from] super::doc::Error),
+    /// The folder's root or its `.harp` marker is missing.
+    #[error("{} or its .harp marker is missing (unmounted or moved?): not syncing it", .0.display())]
+    FolderMissing(std::path::PathBuf),
 }
 
 /// Values of one file that an other value's chain already passed through are history, not

@@ -676,3 +676,32 @@ fn every_recorded_base_is_in_the_saved_document() {
         );
     }
 }
+
+#[test]
+fn a_vanished_folder_is_never_written_into() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("x.txt", b"one");
+    converge(&mut a, &mut b);
+    // B's disk is "unmounted": its folder moves away; A changes things meanwhile.
+    let root = b.folder.root.clone();
+    let away = root.with_extension("away");
+    std::fs::rename(&root, &away).unwrap();
+    a.write("y.txt", b"new on A");
+    let m = members(&[&a, &b]);
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    let ctx = Context {
+        folder: &b.folder,
+        device: &b.key,
+        members: &m,
+        fetcher: &super::apply::NoPeers,
+    };
+    let err = sync_once(&mut b.index, &b.doc, &ctx).unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+    assert!(!root.exists(), "the round recreated the vanished folder");
+    // Back in place, it catches up.
+    std::fs::rename(&away, &root).unwrap();
+    converge(&mut a, &mut b);
+    assert_eq!(std::fs::read(b.path("y.txt")).unwrap(), b"new on A");
+}
