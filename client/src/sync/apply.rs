@@ -317,6 +317,39 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
             f.base = Some(digest);
         }
     }
+    // A file replaced by another kind at the same path (a link became a directory) lost its
+    // row to the new one, but its delete is in its chain: show it as a local tombstone, or the
+    // delete would never be published and peers would keep the old entry in the way.
+    for (id, f) in files.iter_mut() {
+        let (None, Some(base)) = (&f.local, f.base) else {
+            continue;
+        };
+        let Some(agreed) = f.remote.iter().find(|c| c.record.digest() == base) else {
+            continue;
+        };
+        if agreed.record.deleted {
+            continue;
+        }
+        let links = index.chain_links(&ctx.folder.id, id)?;
+        if let Some((last, head)) = links.last()
+            && last.op == harp_protocol::chain::Op::Delete
+            && last.seq > agreed.record.seq
+        {
+            f.local = Some(Record {
+                deleted: true,
+                seq: last.seq,
+                chain_head: *head,
+                ..agreed.record.clone()
+            });
+            // (local_record's tombstone form: no content fields.)
+            if let Some(l) = f.local.as_mut() {
+                l.mode = 0;
+                l.mtime_ns = 0;
+                l.size = 0;
+                l.content_root = harp_protocol::ids::ContentRoot::from_bytes([0; 32]);
+            }
+        }
+    }
     let mut actions = plan::plan(&me, &files, names_of(ctx.folder));
     // Order: settle path collisions and conflicts first, then publish, then install deletes
     // and renames before new content, parents before children.

@@ -193,6 +193,15 @@ impl FolderDoc {
         Ok(())
     }
 
+    /// Puts raw bytes under a file's key, unchecked: what a buggy or hostile peer could do
+    /// (tests of the receiving side).
+    #[cfg(test)]
+    pub fn put_raw_record(&mut self, id: &FileId, bytes: Vec<u8>) -> Result<(), Error> {
+        self.doc
+            .put(automerge::ROOT, file_key(id), ScalarValue::Bytes(bytes))?;
+        Ok(())
+    }
+
     /// Adds a chain link (idempotent: content-addressed by `head`).
     pub fn put_entry(
         &mut self,

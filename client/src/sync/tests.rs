@@ -705,3 +705,69 @@ fn a_vanished_folder_is_never_written_into() {
     converge(&mut a, &mut b);
     assert_eq!(std::fs::read(b.path("y.txt")).unwrap(), b"new on A");
 }
+
+#[test]
+fn hostile_names_and_symlinked_parents_never_lead_outside_the_folder() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("ok.txt", b"fine");
+    converge(&mut a, &mut b);
+    let outside = b._dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+
+    // 1. A member (A, hostile or buggy) puts records whose paths climb out or are absolute.
+    //    They do not decode: B ignores them, writes nothing, and keeps syncing.
+    let row = a.index.file(&a.folder.id, "ok.txt").unwrap().unwrap();
+    for (n, bad) in [
+        "../escape.txt",
+        "/etc/harp-escape",
+        "a/../../escape.txt",
+        ".harp/versions/x",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut r = super::apply::local_record(&row);
+        r.path = (*bad).to_owned();
+        let bytes = r.encode();
+        let id = harp_protocol::ids::FileId::from_bytes([0xe0 + n as u8; 16]);
+        // Written as raw bytes, as a hostile peer would: `Record::encode` does not validate.
+        a.doc.get_mut().unwrap().put_raw_record(&id, bytes).unwrap();
+    }
+    // 2. A symlink pointing outside, then a file "under" it.
+    std::os::unix::fs::symlink(&outside, a.path("link")).unwrap();
+    converge(&mut a, &mut b);
+    assert!(
+        b.path("link")
+            .symlink_metadata()
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    std::fs::remove_file(a.path("link")).unwrap();
+    std::fs::create_dir(a.path("link")).unwrap();
+    a.write("link/x.txt", b"would land outside");
+    let m = members(&[&a, &b]);
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    // B still has the symlink (its delete and the new directory may arrive in any order);
+    // whatever order, nothing may be written through it.
+    for _ in 0..4 {
+        b.round(&m, &[&a]);
+        exchange(&mut a, &mut b);
+        a.round(&m, &[&b]);
+        exchange(&mut a, &mut b);
+    }
+    assert!(
+        !outside.join("x.txt").exists(),
+        "a file was written through a symlink"
+    );
+    assert!(!b._dir.path().join("escape.txt").exists());
+    assert!(!std::path::Path::new("/etc/harp-escape").exists());
+    assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+    // And the legitimate outcome arrives: the link became a directory with the file.
+    assert_eq!(
+        std::fs::read(b.path("link/x.txt")).unwrap(),
+        b"would land outside"
+    );
+}
