@@ -354,6 +354,7 @@ impl Fetcher for NetFetcher {
         if peers.is_empty() {
             return Ok(ids);
         }
+        let wanted: HashSet<ChunkId> = ids.iter().copied().collect();
         let (tx, mut rx) = mpsc::channel(16);
         let (handle, folder) = (self.handle.clone(), self.folder);
         let task = self.runtime.spawn(async move {
@@ -362,7 +363,9 @@ impl Fetcher for NetFetcher {
             outcome
         });
         let mut failed = None;
+        let mut wanted = wanted;
         while let Some((id, blob)) = rx.blocking_recv() {
+            wanted.remove(&id);
             if let Err(e) = sink(id, blob) {
                 failed = Some(e);
                 break;
@@ -376,11 +379,16 @@ impl Fetcher for NetFetcher {
         if let Some(e) = failed {
             return Err(e);
         }
-        Ok(outcome
+        // Whatever did not reach the sink is not had, whatever the outcome says.
+        let reported: HashSet<ChunkId> = outcome
             .missing
             .into_iter()
             .chain(outcome.unfetched)
-            .collect())
+            .collect();
+        if let Some(lost) = wanted.iter().find(|id| !reported.contains(id)) {
+            tracing::warn!("chunk fetch ended without {lost} and without saying so");
+        }
+        Ok(wanted.into_iter().collect())
     }
 }
 

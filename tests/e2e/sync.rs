@@ -3,7 +3,7 @@
 //! concurrent edits while one side is offline, and a receiver killed with SIGKILL mid-transfer.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use harp::index::Index;
@@ -91,15 +91,39 @@ fn same(a: &Path, b: &Path) -> bool {
 fn wait_same(a: &Path, b: &Path, what: &str) {
     if wait_for(60, || same(a, b)).is_none() {
         let (ta, tb) = (tree(a), tree(b));
-        let keys = |t: &BTreeMap<String, Vec<u8>>| -> Vec<String> {
-            t.iter()
-                .map(|(k, v)| format!("{k} ({} bytes)", v.len()))
-                .collect()
+        let show = |v: Option<&Vec<u8>>| match v {
+            None => "missing".to_string(),
+            Some(v) if v.len() <= 40 => format!("{:?}", String::from_utf8_lossy(v)),
+            Some(v) => format!(
+                "{} bytes, blake3 {}",
+                v.len(),
+                &blake3::hash(v).to_hex()[..12]
+            ),
         };
+        let differing: Vec<String> = ta
+            .keys()
+            .chain(tb.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter(|k| ta.get(*k) != tb.get(*k))
+            .map(|k| format!("{k}: {} | {}", show(ta.get(k)), show(tb.get(k))))
+            .collect();
+        // For post-mortems: HARP_TEST_KEEP=DIR keeps both devices' homes (index, document).
+        if let (Ok(keep), Some(home)) = (
+            std::env::var("HARP_TEST_KEEP"),
+            a.parent().and_then(Path::parent),
+        ) {
+            let _ = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(home)
+                .arg(keep)
+                .status();
+        }
         panic!(
-            "{what}: trees differ\nA: {:?}\nB: {:?}",
-            keys(&ta),
-            keys(&tb)
+            "{what}: trees differ ({} vs {})\n{}",
+            a.display(),
+            b.display(),
+            differing.join("\n")
         );
     }
 }

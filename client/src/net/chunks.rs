@@ -395,16 +395,18 @@ async fn run_worker(
             }
             let req = next_req;
             next_req += 1;
+            // In flight before the write: if the write fails, the worker gives them back
+            // (taken from the queue and lost, they would count as delivered).
+            inflight.push_back((req, ids.iter().copied().collect()));
             write_frame(
                 &mut w,
                 &Message::Want {
                     req,
                     folder: shared.folder,
-                    ids: ids.clone(),
+                    ids,
                 },
             )
             .await?;
-            inflight.push_back((req, ids.into_iter().collect()));
         }
         if inflight.is_empty() {
             return Ok(());

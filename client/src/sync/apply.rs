@@ -830,6 +830,7 @@ fn build_content(
     // Chunks this device already has: straight from a local file that is unchanged since its
     // scan (the scanner's own trust: size, mtime, inode), else re-made and checked against
     // the id, else fetched.
+    let reused_before = report.reused_bytes;
     let mut unchanged: HashMap<String, Option<fs::File>> = HashMap::new();
     let mut remote = Vec::new();
     for id in offsets.keys() {
@@ -863,8 +864,9 @@ fn build_content(
             None => remote.push(*id),
         }
     }
+    let fetched_chunks = remote.len();
+    let mut fetched = 0u64;
     if !remote.is_empty() {
-        let mut fetched = 0u64;
         let left = ctx
             .fetcher
             .fetch(remote, &mut |id, b| write(id, &b, &mut fetched))?;
@@ -877,7 +879,24 @@ fn build_content(
             )));
         }
     }
+    // Every byte of the file must have come from a checked chunk: a source that claimed a
+    // chunk without delivering it would otherwise leave zeros behind.
+    let written = report.reused_bytes - reused_before + fetched;
+    if written != record.size {
+        return Err(later(format!(
+            "{}: {written} of {} bytes arrived",
+            record.path, record.size
+        )));
+    }
     file.sync_all()?;
+    tracing::debug!(
+        folder = %ctx.folder.id,
+        "{}: {} bytes built from {} chunks ({} fetched)",
+        record.path,
+        record.size,
+        offsets.len(),
+        fetched_chunks
+    );
     Ok((tmp, locs, nodes))
 }
 
@@ -977,6 +996,7 @@ fn install(
                 if replacing.is_some() {
                     store::keep(index, folder, &record.path, "overwrite")?;
                 }
+                tracing::debug!(folder = %folder.id, "{} moved to {}", m.path, record.path);
                 fs::rename(folder.root.join(&m.path), &target)?;
             }
         }

@@ -706,6 +706,63 @@ fn a_vanished_folder_is_never_written_into() {
     assert_eq!(std::fs::read(b.path("y.txt")).unwrap(), b"new on A");
 }
 
+/// Delivers manifest nodes but claims chunks without ever handing them over (a fetcher bug
+/// once did this): the install must not leave a file of zeros behind.
+struct ClaimsChunks(Peers);
+
+impl Fetcher for ClaimsChunks {
+    fn fetch(
+        &self,
+        ids: Vec<ChunkId>,
+        sink: &mut dyn FnMut(ChunkId, Vec<u8>) -> std::io::Result<()>,
+    ) -> std::io::Result<Vec<ChunkId>> {
+        for id in ids {
+            let (index, _) = &self.0.0[0];
+            let node = index.lock().unwrap().manifest_node(&id).unwrap();
+            if let Some(b) = node {
+                sink(id, b)?;
+            }
+        }
+        Ok(Vec::new())
+    }
+}
+
+#[test]
+fn chunks_a_fetcher_claims_but_never_delivers_leave_no_file_behind() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("small.txt", b"stays intact");
+    a.write("big.bin", &vec![7u8; 300_000]);
+    let m = members(&[&a, &b]);
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    b.scan();
+    let lying = ClaimsChunks(Peers(vec![(
+        Mutex::new(Index::open(&a._dir.path().join("index.sqlite3")).unwrap()),
+        Folder::new(a.folder.id, a.folder.root.clone(), a.folder.keys.clone()),
+    )]));
+    let ctx = Context {
+        folder: &b.folder,
+        device: &b.key,
+        members: &m,
+        fetcher: &lying,
+    };
+    let r = sync_once(&mut b.index, &b.doc, &ctx).unwrap();
+    assert_eq!(r.installed, 0, "{r:?}");
+    assert_eq!(r.deferred.len(), 2, "{r:?}");
+    assert!(
+        r.deferred
+            .iter()
+            .all(|(_, why)| why.contains("bytes arrived")),
+        "{r:?}"
+    );
+    assert!(!b.path("small.txt").exists() && !b.path("big.bin").exists());
+    // With an honest peer the same round installs both, intact.
+    converge(&mut a, &mut b);
+    assert_eq!(std::fs::read(b.path("small.txt")).unwrap(), b"stays intact");
+    assert_eq!(b.tree(), a.tree());
+}
+
 #[test]
 fn hostile_names_and_symlinked_parents_never_lead_outside_the_folder() {
     let mut a = Device::new(1);
