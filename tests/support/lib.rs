@@ -4,6 +4,8 @@
 //! The tests run real processes. The binary is the one `cargo build --workspace --bins` left
 //! next to the test executable (the README test command builds it before running the tests).
 
+pub mod bridge;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
