@@ -17,6 +17,7 @@ mod bench_transfer;
 pub mod daemon;
 pub mod folder;
 pub mod init;
+pub mod login;
 pub mod proof;
 pub mod relay;
 pub mod scan;
@@ -50,6 +51,8 @@ pub enum Command {
     Proof(proof::Args),
     /// Check a version proof offline: exits 0 if it holds, 1 if not, with one line saying why.
     Verify(verify::Args),
+    /// Connect this device to a bridge (Nextcloud with harpbridge, or harp-bridge).
+    Login(login::Args),
     /// Run this device: network node, chunk server, folder watchers, control API.
     Daemon(daemon::Args),
     /// List the peers the running daemon is connected to: direct or relayed, RTT, traffic.
@@ -87,6 +90,7 @@ pub fn main() -> ExitCode {
         Command::Proof(args) => proof::run(&args),
         Command::Relay(args) => relay::run(&args),
         Command::Daemon(args) => daemon::run(&args),
+        Command::Login(args) => login::run(&args),
         Command::Peers(args) => daemon::peers(&args),
         Command::Status(args) => daemon::status(&args),
         Command::Bench(cmd) => bench::run(&cmd),

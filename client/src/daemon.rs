@@ -36,6 +36,7 @@ use tokio::net::UnixListener;
 use tokio::sync::{Notify, mpsc};
 
 use crate::index::Index;
+use crate::members::Members;
 use crate::net::{self, Handle, chunks, meta, source::LocalSource};
 use crate::node::Node;
 use crate::scan::{
@@ -84,15 +85,17 @@ pub fn run(node: Node) -> anyhow::Result<()> {
     let mut statuses = Vec::new();
     let mut shared = HashMap::new();
     let mut workers = Vec::new();
+    let mut link_folders = Vec::new();
     let me = node.device_id();
     for f in &c.folders {
-        let mut members: HashSet<DeviceId> = [me].into();
+        let mut set: HashSet<DeviceId> = [me].into();
         for m in &f.members {
-            members.insert(
+            set.insert(
                 m.parse()
                     .with_context(|| format!("folder {}: member {m:?}", f.label))?,
             );
         }
+        let members = Members::new(set);
         let doc_path = node
             .dirs
             .data
@@ -103,6 +106,19 @@ pub fn run(node: Node) -> anyhow::Result<()> {
         statuses.push((f.id, status.clone()));
         let wakes = scan::watch::channel();
         let wake_tx = wakes.0.clone();
+        let link_wake = wakes.0.clone();
+        link_folders.push(crate::bridge::link::LinkFolder {
+            id: f.id,
+            label: f.label.clone(),
+            key: harp_protocol::keys::FolderKey::from_bytes(crate::config::read_secret(
+                &node.dirs.folder_key(&f.id),
+            )?),
+            doc: doc.clone(),
+            members: members.clone(),
+            wake: Box::new(move || {
+                let _ = link_wake.try_send(Wake::Other);
+            }),
+        });
         shared.insert(
             f.id,
             meta::SharedFolder {
@@ -129,7 +145,37 @@ pub fn run(node: Node) -> anyhow::Result<()> {
         )?);
     }
     let shared: meta::Folders = Arc::new(shared);
-    let result = runtime.block_on(serve(&node, handle, shared, pushed, statuses));
+    let bridge_status = Arc::new(Mutex::new(Value::Null));
+    match crate::bridge::Credentials::load(&node.dirs)? {
+        Some(creds) => {
+            let link = crate::bridge::link::Link {
+                client: crate::bridge::Client::new(&creds),
+                state_dir: node.dirs.data.join("bridge"),
+                device: node.device.clone(),
+                x25519_secret: crate::bridge::x25519_secret(&node.dirs)?,
+                name: c.device_name.clone(),
+                handle: handle.clone(),
+                runtime: runtime.handle().clone(),
+                folders: link_folders,
+                stop: stop.clone(),
+                status: bridge_status.clone(),
+            };
+            workers.push(
+                std::thread::Builder::new()
+                    .name("harp-bridge-link".into())
+                    .spawn(move || link.run())?,
+            );
+        }
+        None => drop(link_folders),
+    }
+    let result = runtime.block_on(serve(
+        &node,
+        handle,
+        shared,
+        pushed,
+        statuses,
+        bridge_status,
+    ));
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = w.join();
@@ -183,7 +229,7 @@ struct Worker {
     doc: Arc<Mutex<FolderDoc>>,
     /// What `harp status` shows of this folder.
     status: Arc<Mutex<Value>>,
-    members: HashSet<DeviceId>,
+    members: Members,
     handle: Handle,
     runtime: tokio::runtime::Handle,
     /// Notified when this device published changes (peers are due a session).
@@ -274,10 +320,11 @@ fn sync_rounds(
     fetcher: &NetFetcher,
     label: &str,
 ) -> Option<Duration> {
+    let members = w.members.snapshot();
     let ctx = apply::Context {
         folder,
         device,
-        members: &w.members,
+        members: &members,
         fetcher,
     };
     let mut retry = None;
@@ -334,7 +381,7 @@ struct NetFetcher {
     handle: Handle,
     runtime: tokio::runtime::Handle,
     folder: FolderId,
-    members: HashSet<DeviceId>,
+    members: Members,
 }
 
 impl Fetcher for NetFetcher {
@@ -398,6 +445,7 @@ async fn serve(
     shared: meta::Folders,
     pushed: Arc<Notify>,
     statuses: Vec<(FolderId, Arc<Mutex<Value>>)>,
+    bridge: Arc<Mutex<Value>>,
 ) -> anyhow::Result<()> {
     let c = &node.config;
     let me = node.device_id();
@@ -445,6 +493,7 @@ async fn serve(
     let state = Arc::new(State {
         handle,
         device: me,
+        bridge,
         folders: c
             .folders
             .iter()
@@ -517,6 +566,8 @@ async fn keep_connected(handle: Handle, peer: PeerId, addrs: Vec<Multiaddr>) {
 struct State {
     handle: Handle,
     device: DeviceId,
+    /// The bridge link's status (null: not logged in).
+    bridge: Arc<Mutex<Value>>,
     /// Each folder's fixed facts and its live sync status.
     folders: Vec<(Value, Arc<Mutex<Value>>)>,
 }
@@ -543,6 +594,7 @@ async fn answer(req: &Value, state: &State) -> anyhow::Result<Value> {
             "device_id": state.device.to_string(),
             "peer_id": h.peer_id.to_string(),
             "listen": h.listen_addrs().await?.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "bridge": state.bridge.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             "folders": state.folders.iter().map(|(f, status)| {
                 let mut f = f.clone();
                 f["sync"] = status.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -20,12 +20,14 @@
 //! The network node, the sync engine and the bridge client arrive with their issues;
 //! `docs/architecture.md` shows where each one sits.
 
+pub mod bridge;
 pub mod chunk;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod index;
 pub mod invite;
+pub mod members;
 pub mod net;
 pub mod node;
 pub mod scan;

@@ -15,6 +15,8 @@
 //! - [`chain`]: per-file SHA3-256 hash chains of signed entries.
 //! - [`proof`]: self-contained version proofs and their offline verification.
 //! - [`wire`]: the peer-to-peer chunk protocol's messages and framing.
+//! - [`wrap`]: what travels through the bridge: folder keys wrapped to a device, sealed
+//!   metadata changes, signed device registrations.
 //! - [`codec`]: the canonical big-endian encoding all of them use.
 //!
 //! The byte-level specification is `docs/protocol.md`; golden vectors for other
@@ -61,5 +63,6 @@ pub mod manifest;
 pub mod proof;
 pub mod record;
 pub mod wire;
+pub mod wrap;
 
 pub use ed25519_dalek;

@@ -359,3 +359,95 @@ pub fn create_folder(
     assert_eq!(a.status, 201, "{a:?}");
     id
 }
+
+/// What a [`CountingProxy`] saw going to the bridge.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Requests.
+    pub requests: std::sync::atomic::AtomicU64,
+    /// Bytes of request lines and headers.
+    pub header_bytes: std::sync::atomic::AtomicU64,
+    /// Bytes of request bodies.
+    pub body_bytes: std::sync::atomic::AtomicU64,
+    /// The largest single body.
+    pub max_body: std::sync::atomic::AtomicU64,
+}
+
+/// A TCP proxy in front of a bridge that counts every byte clients send it, parsed into
+/// requests (headers and bodies): the test's own measure of what the bridge received.
+pub struct CountingProxy {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The counts so far.
+    pub counts: std::sync::Arc<Counts>,
+}
+
+impl CountingProxy {
+    /// Listens on a free loopback port and forwards to `upstream` (`http://host:port`).
+    pub fn start(upstream: &str) -> Result<Self> {
+        use std::net::{TcpListener, TcpStream};
+        let target = upstream
+            .strip_prefix("http://")
+            .context("upstream must be http://")?
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let counts = std::sync::Arc::new(Counts::default());
+        let c = counts.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(std::result::Result::ok) {
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let (Ok(mut client_r), Ok(mut server_r)) = (client.try_clone(), server.try_clone())
+                else {
+                    continue;
+                };
+                let (mut server_w, mut client_w) = (server, client);
+                let c = c.clone();
+                std::thread::spawn(move || forward_counting(&mut client_r, &mut server_w, &c));
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server_r, &mut client_w);
+                    let _ = client_w.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Ok(Self { url, counts })
+    }
+}
+
+fn forward_counting(from: &mut std::net::TcpStream, to: &mut std::net::TcpStream, c: &Counts) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if to.write_all(&chunk[..n]).is_err() {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        // Account every complete request in the buffer.
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() < end + 4 + len {
+                break;
+            }
+            c.requests.fetch_add(1, Relaxed);
+            c.header_bytes.fetch_add((end + 4) as u64, Relaxed);
+            c.body_bytes.fetch_add(len as u64, Relaxed);
+            c.max_body.fetch_max(len as u64, Relaxed);
+            buf.drain(..end + 4 + len);
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}

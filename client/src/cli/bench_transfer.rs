@@ -181,7 +181,10 @@ pub(crate) async fn transfer(args: &TransferArgs) -> anyhow::Result<serde_json::
         let db = db.clone();
         async move {
             let (h, addr) = node(seed).await?;
-            let source = LocalSource::new(Index::open(&db)?, vec![(folder, members)]);
+            let source = LocalSource::new(
+                Index::open(&db)?,
+                vec![(folder, crate::members::Members::new(members))],
+            );
             tokio::spawn(chunks::serve(h.clone(), Arc::new(source)));
             anyhow::Ok((h, addr))
         }

@@ -17,14 +17,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Share a folder with another device: it becomes a member, and an invitation is printed
-    /// for `harp folder join` on that device (it holds the folder key: pass it privately).
+    /// Share a folder: with another user through the bridge (`--user`: their devices get the
+    /// key wrapped to them), or with one device by an invitation printed for `harp folder
+    /// join` there (`--with`: it holds the folder key in clear, pass it privately).
     Share {
         /// The folder (label, id or path).
         folder: String,
         /// The device to share with (its id, from `harp status` there).
-        #[arg(long = "with")]
-        with: String,
+        #[arg(
+            long = "with",
+            conflicts_with = "user",
+            required_unless_present = "user"
+        )]
+        with: Option<String>,
+        /// The bridge user to share with (needs `harp login`).
+        #[arg(long)]
+        user: Option<String>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -41,6 +49,27 @@ pub enum Command {
         /// An address of the sharing device (multiaddr), remembered as a peer.
         #[arg(long = "peer-addr")]
         peer_addr: Vec<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Folders on the bridge that this device does not sync yet (shared with this user, or
+    /// made on another of its devices).
+    Offers {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sync a folder from the bridge at PATH: its key, wrapped to this device by a member
+    /// device, is unwrapped here; its metadata comes from the bridge, its files from peers.
+    Accept {
+        /// The folder id (from `harp folder offers`).
+        id: String,
+        /// Where the folder goes on this device.
+        path: PathBuf,
+        /// A name for it (default: the owner's label).
+        #[arg(long)]
+        label: Option<String>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -80,7 +109,36 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                 println!("Next: harp scan {}", f.label);
             }
         }
-        Command::Share { folder, with, json } => {
+        Command::Share {
+            folder,
+            user: Some(user),
+            json,
+            ..
+        } => {
+            let cfg = node.config.folder(folder)?.clone();
+            let client = bridge_client(&node)?;
+            ensure_on_bridge(&node, &client, &cfg)?;
+            client.add_member(&cfg.id, user)?;
+            if *json {
+                super::print_json(
+                    &serde_json::json!({"folder": cfg.id.to_string(), "user": user}),
+                )?;
+            } else {
+                println!(
+                    "Shared {} with {user} through {}. Their devices get the key once this \
+                     device's daemon has seen them; there: harp folder accept {} PATH",
+                    cfg.label,
+                    client.base(),
+                    cfg.id
+                );
+            }
+        }
+        Command::Share {
+            folder,
+            with: Some(with),
+            json,
+            ..
+        } => {
             let device: harp_protocol::ids::DeviceId = with.parse().map_err(|e| {
                 anyhow::anyhow!("--with {with:?}: {e} (a device id, as `harp status` prints it)")
             })?;
@@ -161,6 +219,81 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                 println!("Next: harp daemon");
             }
         }
+        Command::Share { .. } => anyhow::bail!("give --with DEVICE or --user USER"),
+        Command::Offers { json } => {
+            let client = bridge_client(&node)?;
+            let offers: Vec<_> = client
+                .folders()?
+                .into_iter()
+                .filter(|f| !node.config.folders.iter().any(|c| c.id == f.id))
+                .collect();
+            if *json {
+                let list: Vec<_> = offers
+                    .iter()
+                    .map(|f| serde_json::json!({"id": f.id.to_string(), "label": f.label, "owner": f.owner}))
+                    .collect();
+                super::print_json(&list)?;
+            } else if offers.is_empty() {
+                println!(
+                    "No folders on {} that this device does not sync.",
+                    client.base()
+                );
+            } else {
+                for f in &offers {
+                    println!("{}  {}  (owner {})", f.id, f.label, f.owner);
+                }
+                println!("Sync one here: harp folder accept ID PATH");
+            }
+        }
+        Command::Accept {
+            id,
+            path,
+            label,
+            json,
+        } => {
+            let id: harp_protocol::ids::FolderId = id
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{id:?}: {e} (a folder id)"))?;
+            let client = bridge_client(&node)?;
+            let info = client.folder(&id)?.ok_or_else(|| {
+                anyhow::anyhow!("no folder {id} on {} for {}", client.base(), client.user)
+            })?;
+            let me = node.device_id();
+            let wrapped = client.get_key(&id, &me)?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no key for this device yet: a member device wraps it when its daemon is \
+                     running and has seen this device (within a minute); try again then"
+                )
+            })?;
+            // The key counts only if a device the bridge lists as a member's wrapped and signed it.
+            let member_devices: Vec<_> = info.devices.iter().map(|(_, d)| *d).collect();
+            let key = harp_protocol::wrap::unwrap(
+                &id,
+                &wrapped,
+                &me,
+                &crate::bridge::x25519_secret(&node.dirs)?,
+                |d| member_devices.contains(d),
+            )?;
+            let members: Vec<String> = member_devices
+                .iter()
+                .filter(|d| **d != me)
+                .map(ToString::to_string)
+                .collect();
+            let label = label.clone().unwrap_or_else(|| info.label.clone());
+            let f = node.add_folder_with(path, Some(&label), id, *key.as_bytes(), members)?;
+            if *json {
+                super::print_json(&folder_json(&f))?;
+            } else {
+                println!(
+                    "Accepted folder {} ({}) at {}, owned by {}",
+                    f.label,
+                    f.id,
+                    f.path.display(),
+                    info.owner
+                );
+                println!("Next: harp daemon (restart it if it runs)");
+            }
+        }
         Command::List { json } => {
             if *json {
                 let list: Vec<_> = node.config.folders.iter().map(folder_json).collect();
@@ -175,4 +308,38 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn bridge_client(node: &crate::node::Node) -> anyhow::Result<crate::bridge::Client> {
+    let creds = crate::bridge::Credentials::load(&node.dirs)?.ok_or_else(|| {
+        anyhow::anyhow!("this device is not logged in to a bridge: harp login URL")
+    })?;
+    Ok(crate::bridge::Client::new(&creds))
+}
+
+/// Puts a local folder on the bridge (owned by this user, its key wrapped for this device)
+/// unless it is there.
+fn ensure_on_bridge(
+    node: &crate::node::Node,
+    client: &crate::bridge::Client,
+    cfg: &crate::config::FolderConfig,
+) -> anyhow::Result<()> {
+    if client.folder(&cfg.id)?.is_some() {
+        return Ok(());
+    }
+    let key = harp_protocol::keys::FolderKey::from_bytes(crate::config::read_secret(
+        &node.dirs.folder_key(&cfg.id),
+    )?);
+    let x = crate::bridge::x25519_secret(&node.dirs)?;
+    client.register(&node.device, &x, &node.config.device_name)?;
+    let me = node.device_id();
+    let own = crate::bridge::wrap_for(
+        &cfg.id,
+        &key,
+        &me,
+        &harp_protocol::wrap::x25519_public(&x),
+        &node.device,
+    )?;
+    client.create_folder(&cfg.id, &cfg.label, false, &own)?;
+    Ok(())
 }

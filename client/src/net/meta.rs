@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
-use harp_protocol::ids::{DeviceId, FolderId};
+use harp_protocol::ids::FolderId;
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{Notify, Semaphore};
 
@@ -55,7 +55,7 @@ pub struct SharedFolder {
     /// The document.
     pub doc: Arc<Mutex<FolderDoc>>,
     /// The devices allowed to read and write it (this device included).
-    pub members: std::collections::HashSet<DeviceId>,
+    pub members: crate::members::Members,
     /// Called when a peer's changes arrived (wakes the folder's worker).
     pub on_change: Box<dyn Fn() + Send + Sync>,
 }

@@ -1,7 +1,7 @@
 //! The blobs this device serves: chunks re-made from its files, manifest nodes from its index,
 //! to the member devices of each folder.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use harp_protocol::ids::{ChunkId, DeviceId, FolderId};
@@ -9,19 +9,20 @@ use harp_protocol::ids::{ChunkId, DeviceId, FolderId};
 use super::chunks::BlobSource;
 use crate::chunk;
 use crate::index::Index;
+use crate::members::Members;
 use crate::scan::Folder;
 
 /// Serves the folders of this device from its index and files.
 #[derive(Debug)]
 pub struct LocalSource {
     index: Mutex<Index>,
-    folders: HashMap<FolderId, (Folder, HashSet<DeviceId>)>,
+    folders: HashMap<FolderId, (Folder, Members)>,
 }
 
 impl LocalSource {
     /// A source over `index` (its own connection: lookups hold it only briefly; reading and
     /// sealing happen outside the lock) for `folders`, each with the devices allowed to read it.
-    pub fn new(index: Index, folders: Vec<(Folder, HashSet<DeviceId>)>) -> Self {
+    pub fn new(index: Index, folders: Vec<(Folder, Members)>) -> Self {
         Self {
             index: Mutex::new(index),
             folders: folders.into_iter().map(|(f, m)| (f.id, (f, m))).collect(),

@@ -239,6 +239,72 @@ impl FolderDoc {
         Some((prev, entry))
     }
 
+    /// The actor id this copy writes changes as (new at every start), in hex.
+    pub fn actor(&self) -> String {
+        self.doc.get_actor().to_hex_string()
+    }
+
+    /// Changes that are not ancestors of `heads` (all of them for no heads) and were written
+    /// by one of `actors`, as bytes, with the heads now.
+    pub fn changes_after(
+        &mut self,
+        heads: &[automerge::ChangeHash],
+        actors: &std::collections::HashSet<String>,
+    ) -> (
+        Vec<(automerge::ChangeHash, Vec<u8>)>,
+        Vec<automerge::ChangeHash>,
+    ) {
+        let known: Vec<automerge::ChangeHash> = heads
+            .iter()
+            .filter(|h| self.doc.get_change_by_hash(h).is_some())
+            .copied()
+            .collect();
+        let changes = self
+            .doc
+            .get_changes(&known)
+            .into_iter()
+            .filter(|c| actors.contains(&c.actor_id().to_hex_string()))
+            .map(|mut c| (c.hash(), c.bytes().into_owned()))
+            .collect();
+        (changes, self.doc.get_heads())
+    }
+
+    /// Applies changes from elsewhere (the bridge); returns the hashes of those that decoded.
+    /// Changes whose dependencies are missing wait inside Automerge until they arrive.
+    pub fn apply_changes(
+        &mut self,
+        raw: Vec<Vec<u8>>,
+    ) -> Result<Vec<automerge::ChangeHash>, Error> {
+        let mut changes = Vec::new();
+        for bytes in raw {
+            match automerge::Change::from_bytes(bytes) {
+                Ok(c) => changes.push(c),
+                Err(e) => {
+                    tracing::warn!("folder document: a change from the bridge does not decode: {e}")
+                }
+            }
+        }
+        let hashes = changes.iter().map(automerge::Change::hash).collect();
+        self.doc.apply_changes(changes)?;
+        Ok(hashes)
+    }
+
+    /// Every chain link in the document: (head, prev, entry bytes), by seq.
+    pub fn links(&self) -> Vec<(ChainHash, ChainHash, Entry)> {
+        let mut out: Vec<(ChainHash, ChainHash, Entry)> = self
+            .doc
+            .keys(automerge::ROOT)
+            .filter_map(|k| {
+                let hex = k.strip_prefix("e/")?;
+                let head: ChainHash = hex.parse().ok()?;
+                let (prev, entry) = self.entry(&head)?;
+                Some((head, prev, entry))
+            })
+            .collect();
+        out.sort_by_key(|(_, _, e)| e.seq);
+        out
+    }
+
     /// Generates the next sync message for a peer (None: nothing to say now).
     pub fn sync_message(&mut self, state: &mut automerge::sync::State) -> Option<Vec<u8>> {
         use automerge::sync::SyncDoc;

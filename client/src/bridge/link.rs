@@ -1,0 +1,496 @@
+//! The daemon's link to the bridge: one thread that keeps the bridge and this device in step.
+//!
+//! Each pass (every few seconds, a full one every [`FULL_EVERY`]):
+//! - **rendezvous**: registers the device, publishes its listen addresses (with a TTL), and
+//!   dials member devices it is not connected to at the addresses the bridge has for them;
+//! - **membership**: every device of every member of a folder becomes a member device here
+//!   (their chain entries are accepted, they may fetch chunks); the folder key is wrapped for
+//!   member devices that may not have it yet;
+//! - **metadata**: folder document changes this device has and the bridge lacks are sealed
+//!   and uploaded; changes after the last cursor are downloaded, opened and applied, so a new
+//!   or long-offline device catches up with no peer online;
+//! - **chains**: chain links not yet sent are appended (in `server_authoritative` folders as
+//!   a compare-and-swap on the head).
+//!
+//! The bridge is never on the data path: a failing bridge only delays discovery and metadata.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use harp_protocol::ids::{ChainHash, DeviceId, FolderId};
+use harp_protocol::keys::FolderKey;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Appended, Client, Error};
+use crate::members::Members;
+use crate::net::{self, Handle};
+use crate::sync::doc::FolderDoc;
+
+/// How often the local part of a pass runs: uploads when there are local changes (no request
+/// otherwise). Peers exchange metadata directly and at once; the bridge path is for devices
+/// that were offline, so its delay costs little.
+const PASS_EVERY: Duration = Duration::from_secs(5);
+/// How often membership, keys, addresses and dials are refreshed, and changes downloaded.
+/// (A Nextcloud answers each request with a full PHP bootstrap: idle devices must be quiet.)
+pub const FULL_EVERY: Duration = Duration::from_secs(30);
+/// How long published addresses stay valid; they are republished well before.
+const ADDRESS_TTL: u64 = 600;
+/// Most bytes of sealed changes in one upload request.
+const UPLOAD_BATCH_BYTES: usize = 8 << 20;
+
+/// A folder as the link sees it.
+pub struct LinkFolder {
+    /// Its id.
+    pub id: FolderId,
+    /// Label, for the bridge and logs.
+    pub label: String,
+    /// Its key (wrapped for members; seals changes).
+    pub key: FolderKey,
+    /// Its document.
+    pub doc: Arc<Mutex<FolderDoc>>,
+    /// Its member devices (grown from the bridge).
+    pub members: Members,
+    /// Wakes the folder's worker (document changed).
+    pub wake: Box<dyn Fn() + Send + Sync>,
+}
+
+/// What the link remembers per folder across restarts.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct FolderState {
+    /// The last change cursor read.
+    cursor: i64,
+    /// Document heads the bridge is known to have everything before.
+    synced_heads: Vec<String>,
+    /// Chain links already appended.
+    links_sent: HashSet<String>,
+    /// The Automerge actors this device wrote as (one per daemon start): each device uploads
+    /// its own changes only, so the bridge holds every change once.
+    my_actors: HashSet<String>,
+}
+
+/// Everything the link thread needs.
+pub struct Link {
+    /// The bridge.
+    pub client: Client,
+    /// Where state is kept (`<data>/bridge/`).
+    pub state_dir: PathBuf,
+    /// This device.
+    pub device: SigningKey,
+    /// Its X25519 secret.
+    pub x25519_secret: [u8; 32],
+    /// Its name.
+    pub name: String,
+    /// The network.
+    pub handle: Handle,
+    /// The daemon's runtime.
+    pub runtime: tokio::runtime::Handle,
+    /// The folders.
+    pub folders: Vec<LinkFolder>,
+    /// Set when the daemon stops.
+    pub stop: Arc<AtomicBool>,
+    /// What `harp status` shows of the bridge.
+    pub status: Arc<Mutex<Value>>,
+}
+
+struct Progress {
+    registered: bool,
+    published: Option<(Vec<String>, Instant)>,
+    wrapped: HashSet<(FolderId, DeviceId)>,
+    on_bridge: HashSet<FolderId>,
+    states: HashMap<FolderId, FolderState>,
+    last_links_heads: HashMap<FolderId, Vec<automerge::ChangeHash>>,
+    authoritative: HashSet<FolderId>,
+    refused_links: HashSet<String>,
+    conflicts: u64,
+}
+
+impl Link {
+    /// Runs until `stop`.
+    pub fn run(self) {
+        let mut p = Progress {
+            registered: false,
+            published: None,
+            wrapped: HashSet::new(),
+            on_bridge: HashSet::new(),
+            states: self
+                .folders
+                .iter()
+                .map(|f| {
+                    let mut s = self.load_state(&f.id);
+                    let actor = f.doc.lock().unwrap_or_else(|e| e.into_inner()).actor();
+                    if s.my_actors.insert(actor) {
+                        self.save_state(&f.id, &s);
+                    }
+                    (f.id, s)
+                })
+                .collect(),
+            last_links_heads: HashMap::new(),
+            authoritative: HashSet::new(),
+            refused_links: HashSet::new(),
+            conflicts: 0,
+        };
+        let mut last_full: Option<Instant> = None;
+        while !self.stop.load(Ordering::Relaxed) {
+            let full = last_full.is_none_or(|t| t.elapsed() >= FULL_EVERY);
+            let outcome = self.pass(&mut p, full);
+            let state = match &outcome {
+                Ok(()) => "linked".to_owned(),
+                Err(e) => {
+                    tracing::warn!("bridge: {e}");
+                    format!("error: {e}")
+                }
+            };
+            if full && outcome.is_ok() {
+                last_full = Some(Instant::now());
+            }
+            *self.status.lock().unwrap_or_else(|e| e.into_inner()) = json!({
+                "url": self.client.base(),
+                "user": self.client.user,
+                "state": state,
+                "server_authoritative_conflicts": p.conflicts,
+            });
+            let until = Instant::now()
+                + if outcome.is_ok() {
+                    PASS_EVERY
+                } else {
+                    FULL_EVERY / 4
+                };
+            while Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+
+    fn state_path(&self, id: &FolderId) -> PathBuf {
+        self.state_dir.join(format!("{id}.json"))
+    }
+
+    fn load_state(&self, id: &FolderId) -> FolderState {
+        std::fs::read(self.state_path(id))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save_state(&self, id: &FolderId, s: &FolderState) {
+        let path = self.state_path(id);
+        let result = serde_json::to_vec(s)
+            .map_err(std::io::Error::other)
+            .and_then(|b| crate::config::write_private(&path, &b).map_err(std::io::Error::other));
+        if let Err(e) = result {
+            tracing::warn!("bridge: saving {}: {e}", path.display());
+        }
+    }
+
+    fn me(&self) -> DeviceId {
+        DeviceId::of_signing_key(&self.device)
+    }
+
+    fn pass(&self, p: &mut Progress, full: bool) -> Result<(), Error> {
+        if !p.registered {
+            // Registered already (by `harp login`) with this key: nothing to send.
+            let x = harp_protocol::wrap::x25519_public(&self.x25519_secret);
+            let known = match self.client.device(&self.me()) {
+                Ok(d) => d.x25519 == x,
+                Err(e) if e.status() == Some(404) => false,
+                Err(e) => return Err(e),
+            };
+            if !known {
+                self.client
+                    .register(&self.device, &self.x25519_secret, &self.name)?;
+                tracing::info!(
+                    "bridge: device registered with {} as {}",
+                    self.client.base(),
+                    self.client.user
+                );
+            }
+            p.registered = true;
+        }
+        if full {
+            self.publish(p)?;
+        }
+        for f in &self.folders {
+            if full {
+                self.membership(p, f)?;
+            }
+            if !p.on_bridge.contains(&f.id) {
+                continue;
+            }
+            if full {
+                self.download(p, f)?;
+            }
+            self.upload(p, f)?;
+            self.send_links(p, f)?;
+        }
+        Ok(())
+    }
+
+    fn publish(&self, p: &mut Progress) -> Result<(), Error> {
+        let mut addrs: Vec<String> = self
+            .runtime
+            .block_on(self.handle.listen_addrs())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| a.to_string())
+            .filter(|a| !a.contains("/0.0.0.0/") && !a.contains("/::/"))
+            .map(|a| {
+                if a.contains("/p2p/") {
+                    a
+                } else {
+                    format!("{a}/p2p/{}", self.handle.peer_id)
+                }
+            })
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        let due = match &p.published {
+            Some((prev, at)) => {
+                *prev != addrs || at.elapsed() >= Duration::from_secs(ADDRESS_TTL / 2)
+            }
+            None => true,
+        };
+        if due && !addrs.is_empty() {
+            self.client
+                .publish_addresses(&self.me(), &addrs, ADDRESS_TTL)?;
+            p.published = Some((addrs, Instant::now()));
+        }
+        Ok(())
+    }
+
+    fn membership(&self, p: &mut Progress, f: &LinkFolder) -> Result<(), Error> {
+        let info = match self.client.folder(&f.id)? {
+            Some(i) => i,
+            None => {
+                // Not on the bridge yet (a folder made before logging in): put it there,
+                // owned by this user, with the key wrapped for this device.
+                let own = super::wrap_for(
+                    &f.id,
+                    &f.key,
+                    &self.me(),
+                    &harp_protocol::wrap::x25519_public(&self.x25519_secret),
+                    &self.device,
+                )?;
+                match self.client.create_folder(&f.id, &f.label, false, &own) {
+                    Ok(()) => tracing::info!(folder = %f.label, "bridge: folder created"),
+                    Err(e) if e.status() == Some(409) => {
+                        tracing::warn!(folder = %f.label, "bridge: the folder belongs to another user who has not shared it with {}", self.client.user);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
+                match self.client.folder(&f.id)? {
+                    Some(i) => i,
+                    None => return Ok(()),
+                }
+            }
+        };
+        p.on_bridge.insert(f.id);
+        if info.versioning == "server_authoritative" {
+            p.authoritative.insert(f.id);
+        } else {
+            p.authoritative.remove(&f.id);
+        }
+        let me = self.me();
+        let devices: Vec<DeviceId> = info.devices.iter().map(|(_, d)| *d).collect();
+        for d in f.members.extend(devices.iter().copied()) {
+            tracing::info!(folder = %f.label, "bridge: {d} is a member device now");
+        }
+        let peers = self
+            .runtime
+            .block_on(self.handle.peers())
+            .unwrap_or_default();
+        let owner = info.owner == self.client.user;
+        for (user, d) in info.devices.iter().filter(|(_, d)| *d != me) {
+            // The owner's devices give the key to every member device; a member's devices to
+            // that member's other devices (a new laptop can start while the owner is away).
+            let should_wrap =
+                (owner || *user == self.client.user) && !p.wrapped.contains(&(f.id, *d));
+            let connected =
+                net::peer_of(d).is_some_and(|peer| peers.iter().any(|x| x.peer == peer));
+            if !should_wrap && connected {
+                continue;
+            }
+            let device = match self.client.device(d) {
+                Ok(x) => x,
+                Err(e) if e.status() == Some(404) => continue,
+                Err(e) => return Err(e),
+            };
+            if should_wrap {
+                let w = super::wrap_for(&f.id, &f.key, d, &device.x25519, &self.device)?;
+                self.client.put_key(&f.id, &w)?;
+                p.wrapped.insert((f.id, *d));
+            }
+            if !connected {
+                self.dial(d, &device.addresses);
+            }
+        }
+        Ok(())
+    }
+
+    fn dial(&self, device: &DeviceId, addresses: &[String]) {
+        let Some(peer) = net::peer_of(device) else {
+            return;
+        };
+        let addrs: Vec<libp2p::Multiaddr> =
+            addresses.iter().filter_map(|a| a.parse().ok()).collect();
+        if addrs.is_empty() {
+            return;
+        }
+        let handle = self.handle.clone();
+        self.runtime.spawn(async move {
+            for a in &addrs {
+                let _ = handle.add_address(peer, a.clone()).await;
+            }
+            for a in addrs {
+                match tokio::time::timeout(Duration::from_secs(8), handle.dial(a.clone())).await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) => tracing::debug!(%peer, %a, "bridge address did not answer: {e}"),
+                    Err(_) => tracing::debug!(%peer, %a, "dial timed out"),
+                }
+            }
+        });
+    }
+
+    fn download(&self, p: &mut Progress, f: &LinkFolder) -> Result<(), Error> {
+        let state = p.states.entry(f.id).or_default();
+        let mut applied = 0usize;
+        loop {
+            let (changes, next) = self.client.read_changes(&f.id, state.cursor)?;
+            if changes.is_empty() {
+                break;
+            }
+            let mut raw = Vec::new();
+            for (cursor, sealed) in &changes {
+                match harp_protocol::wrap::open_change(&f.key, &f.id, sealed) {
+                    Ok(c) => raw.push(c),
+                    Err(e) => {
+                        tracing::warn!(folder = %f.label, cursor, "bridge: a change does not open: {e}")
+                    }
+                }
+            }
+            let last = changes.last().map_or(state.cursor, |(c, _)| *c);
+            {
+                let mut doc = f.doc.lock().unwrap_or_else(|e| e.into_inner());
+                let before = doc.heads();
+                doc.apply_changes(raw)
+                    .map_err(|e| Error::Malformed(e.to_string()))?;
+                if doc.heads() != before {
+                    applied += 1;
+                }
+            }
+            state.cursor = last;
+            if next.is_none() {
+                break;
+            }
+        }
+        if applied > 0 {
+            tracing::debug!(folder = %f.label, "bridge: document changes downloaded");
+            (f.wake)();
+        }
+        Ok(())
+    }
+
+    fn upload(&self, p: &mut Progress, f: &LinkFolder) -> Result<(), Error> {
+        let state = p.states.entry(f.id).or_default();
+        let synced: Vec<automerge::ChangeHash> = state
+            .synced_heads
+            .iter()
+            .filter_map(|h| h.parse().ok())
+            .collect();
+        let (changes, heads) = f
+            .doc
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .changes_after(&synced, &state.my_actors);
+        if changes.is_empty() {
+            if heads != synced {
+                state.synced_heads = heads.iter().map(ToString::to_string).collect();
+                self.save_state(&f.id, state);
+            }
+            return Ok(());
+        }
+        let me = self.me();
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for (_, c) in &changes {
+            let sealed = super::seal_change(&f.key, &f.id, c)?;
+            bytes += sealed.len();
+            batch.push(sealed);
+            if batch.len() == 256 || bytes >= UPLOAD_BATCH_BYTES {
+                self.client.append_changes(&f.id, &me, &batch)?;
+                batch.clear();
+                bytes = 0;
+            }
+        }
+        if !batch.is_empty() {
+            self.client.append_changes(&f.id, &me, &batch)?;
+        }
+        state.synced_heads = heads.iter().map(ToString::to_string).collect();
+        self.save_state(&f.id, state);
+        tracing::debug!(folder = %f.label, "bridge: {} document changes uploaded", changes.len());
+        Ok(())
+    }
+
+    fn send_links(&self, p: &mut Progress, f: &LinkFolder) -> Result<(), Error> {
+        let (links, heads) = {
+            let mut doc = f.doc.lock().unwrap_or_else(|e| e.into_inner());
+            let heads = doc.heads();
+            if p.last_links_heads.get(&f.id) == Some(&heads) {
+                return Ok(());
+            }
+            (doc.links(), heads)
+        };
+        let authoritative = p.authoritative.contains(&f.id);
+        let state = p.states.entry(f.id).or_default();
+        let mut sent = 0;
+        for (head, prev, entry) in links {
+            let key = head.to_hex();
+            if state.links_sent.contains(&key) || p.refused_links.contains(&key) {
+                continue;
+            }
+            let expected: Option<ChainHash> = (authoritative && entry.seq > 1).then_some(prev);
+            match self.client.append_entry(
+                &f.id,
+                &entry.file,
+                &prev,
+                &entry.encode(),
+                &head,
+                expected.as_ref(),
+            ) {
+                Ok(Appended::Stored) => {
+                    state.links_sent.insert(key);
+                    sent += 1;
+                }
+                Ok(Appended::HeadMoved(now)) => {
+                    p.conflicts += 1;
+                    p.refused_links.insert(key);
+                    tracing::warn!(
+                        folder = %f.label,
+                        file = %entry.file,
+                        "bridge: server_authoritative: the file's head moved to {} first; this version stays local",
+                        now.map(|h| h.to_hex()).unwrap_or_default()
+                    );
+                }
+                Err(Error::Refused {
+                    status: 422,
+                    message,
+                    ..
+                }) => {
+                    tracing::warn!(folder = %f.label, file = %entry.file, "bridge refused a chain link: {message}");
+                    p.refused_links.insert(key);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if sent > 0 {
+            self.save_state(&f.id, state);
+        }
+        p.last_links_heads.insert(f.id, heads);
+        Ok(())
+    }
+}

@@ -1,0 +1,197 @@
+//! Two users' daemons sync a folder through the standalone bridge: found by the bridge (no
+//! address given, no LAN discovery), the folder key wrapped from Alice's device to Bob's,
+//! metadata through the bridge and from peer to peer, 100 MiB of file content peer to peer.
+//! A proxy in front of the bridge counts what it received: no chunk data, and metadata
+//! within 64 KiB per GiB synced.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+
+use harp_e2e::bridge::{CountingProxy, Target, bridge_cli};
+use harp_e2e::{Proc, dirs, edit_config, fill, harp, init_device, tree, wait_for};
+
+struct Side {
+    home: PathBuf,
+    folder: PathBuf,
+}
+
+fn side(tmp: &Path, name: &str) -> Side {
+    let home = tmp.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    init_device(&home).unwrap();
+    edit_config(&home, |c| {
+        c.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".to_owned()];
+        c.mdns = false;
+        c.watch_delay_ms = 200;
+    })
+    .unwrap();
+    Side {
+        folder: home.join("sync"),
+        home,
+    }
+}
+
+fn ok(home: &Path, args: &[&str]) -> String {
+    let out = harp(home, args).unwrap();
+    assert!(
+        out.status.success(),
+        "harp {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn start(s: &Side) -> Proc {
+    let p = Proc::start(&[], &s.home, &["daemon"]).unwrap();
+    p.until("daemon ready").unwrap();
+    p
+}
+
+#[test]
+fn two_users_sync_100_mib_through_the_bridge_which_sees_only_metadata() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bridge = Target::start(&[]).unwrap();
+    let proxy = CountingProxy::start(&bridge.base).unwrap();
+    let (a, b) = (side(tmp.path(), "a"), side(tmp.path(), "b"));
+    let (alice_pw, bob_pw) = (&bridge.users[0].1, &bridge.users[1].1);
+    ok(
+        &a.home,
+        &[
+            "login",
+            &proxy.url,
+            "--user",
+            "alice",
+            "--app-password",
+            alice_pw,
+        ],
+    );
+    ok(
+        &b.home,
+        &[
+            "login",
+            &proxy.url,
+            "--user",
+            "bob",
+            "--app-password",
+            bob_pw,
+        ],
+    );
+    // A wrong app password is refused and nothing is stored.
+    let bad = harp(
+        &b.home,
+        &[
+            "login",
+            &proxy.url,
+            "--user",
+            "bob",
+            "--app-password",
+            "nope",
+        ],
+    )
+    .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("401"),
+        "{bad:?}"
+    );
+
+    let added: serde_json::Value = serde_json::from_str(&ok(
+        &a.home,
+        &[
+            "folder",
+            "add",
+            a.folder.to_str().unwrap(),
+            "--label",
+            "shared",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    let folder_id = added["id"].as_str().unwrap().to_owned();
+    const SIZE: usize = 100 << 20;
+    std::fs::write(a.folder.join("big.bin"), fill(b"bridge sync", SIZE)).unwrap();
+    std::fs::write(a.folder.join("notes.txt"), b"from alice").unwrap();
+    ok(&a.home, &["folder", "share", "shared", "--user", "bob"]);
+    // Setup (logins, the folder's creation, the share) is per account and folder; what
+    // scales with data is what the daemons send from here on.
+    let c = &proxy.counts;
+    let setup_bodies = c.body_bytes.load(Relaxed);
+    let setup_headers = c.header_bytes.load(Relaxed);
+    let setup_requests = c.requests.load(Relaxed);
+    let _pa = start(&a);
+
+    // Bob sees the offer; his device gets the key once Alice's daemon has wrapped it.
+    let offers = ok(&b.home, &["folder", "offers"]);
+    assert!(offers.contains(&folder_id), "{offers}");
+    let accepted = wait_for(60, || {
+        harp(
+            &b.home,
+            &["folder", "accept", &folder_id, b.folder.to_str().unwrap()],
+        )
+        .unwrap()
+        .status
+        .success()
+    });
+    assert!(accepted.is_some(), "Bob's device never got the folder key");
+    let config = std::fs::read_to_string(dirs(&b.home).config_file()).unwrap();
+    assert!(
+        !config.contains("[[peer]]"),
+        "Bob was given no address: {config}"
+    );
+    let _pb = start(&b);
+
+    let same = || tree(&a.folder) == tree(&b.folder);
+    assert!(
+        wait_for(180, same).is_some(),
+        "the folder did not reach Bob"
+    );
+    // And back: Bob's change reaches Alice.
+    std::fs::write(b.folder.join("from-bob.txt"), b"hello alice").unwrap();
+    assert!(
+        wait_for(60, || std::fs::read(a.folder.join("from-bob.txt"))
+            .ok()
+            .as_deref()
+            == Some(&b"hello alice"[..]))
+        .is_some(),
+        "Bob's file did not reach Alice"
+    );
+    // Let both links upload what they have (their passes run every few seconds).
+    std::thread::sleep(std::time::Duration::from_secs(12));
+
+    let db = bridge.db.as_ref().unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&bridge_cli(db, &["status"]).unwrap()).unwrap();
+    assert!(
+        status["changes"].as_i64().unwrap() >= 2,
+        "both users' changes are on the bridge: {status}"
+    );
+    assert!(
+        status["entries"].as_i64().unwrap() >= 3,
+        "the chain links are on the bridge: {status}"
+    );
+    assert_eq!(status["devices"], 2, "{status}");
+
+    let (requests, headers, bodies, max_body) = (
+        c.requests.load(Relaxed) - setup_requests,
+        c.header_bytes.load(Relaxed) - setup_headers,
+        c.body_bytes.load(Relaxed) - setup_bodies,
+        c.max_body.load(Relaxed),
+    );
+    let synced = (SIZE + 10 + 11) as u64;
+    let budget = 64 * 1024 * synced / (1 << 30);
+    eprintln!(
+        "bridge received, setting up: {setup_requests} requests, {setup_headers} bytes of \
+         headers, {setup_bodies} bytes of bodies; while syncing: {requests} requests, {headers} \
+         bytes of headers, {bodies} bytes of bodies (largest body of all {max_body}); {synced} \
+         bytes synced; budget for metadata {budget} bytes"
+    );
+    assert!(
+        max_body < 16 * 1024,
+        "a request body of {max_body} bytes: chunk data?"
+    );
+    assert!(
+        bodies <= budget,
+        "{bodies} bytes of metadata for {synced} bytes synced (budget {budget})"
+    );
+}
