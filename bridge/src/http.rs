@@ -30,6 +30,7 @@ const FAILED_LOGINS_PER_MINUTE: u32 = 20;
 pub struct App {
     bridge: Bridge,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    pub(crate) flows: crate::login::Flows,
 }
 
 impl App {
@@ -38,10 +39,15 @@ impl App {
         Arc::new(Self {
             bridge,
             failures: Mutex::new(HashMap::new()),
+            flows: crate::login::Flows::default(),
         })
     }
 
-    fn throttled(&self, ip: IpAddr) -> bool {
+    pub(crate) fn bridge(&self) -> &Bridge {
+        &self.bridge
+    }
+
+    pub(crate) fn throttled(&self, ip: IpAddr) -> bool {
         let map = self
             .failures
             .lock()
@@ -51,7 +57,7 @@ impl App {
         })
     }
 
-    fn failed(&self, ip: IpAddr) {
+    pub(crate) fn failed(&self, ip: IpAddr) {
         let mut map = self
             .failures
             .lock()
@@ -67,7 +73,7 @@ impl App {
     }
 }
 
-type Shared = Arc<App>;
+pub(crate) type Shared = Arc<App>;
 type Answer = Result<(StatusCode, Value), Failure>;
 
 /// The router with every API path.
@@ -105,6 +111,12 @@ pub fn router(app: Shared) -> Router {
         .fallback(|| async { envelope(Err(Failure::NotFound("no such endpoint".into()))) });
     Router::new()
         .nest(API_PREFIX, api)
+        .route("/index.php/login/v2", post(crate::login::start))
+        .route(
+            "/index.php/login/v2/flow/{token}",
+            get(crate::login::form).post(crate::login::grant),
+        )
+        .route("/index.php/login/v2/poll", post(crate::login::poll))
         .fallback(|| async { envelope(Err(Failure::NotFound("no such endpoint".into()))) })
         .with_state(app)
 }
@@ -254,7 +266,7 @@ fn query(raw: Option<String>) -> Result<HashMap<String, Vec<String>>, Failure> {
     Ok(out)
 }
 
-fn percent_decode(s: &str) -> Result<String, Failure> {
+pub(crate) fn percent_decode(s: &str) -> Result<String, Failure> {
     let bad = || Failure::Invalid("query: bad percent-encoding".into());
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -289,7 +301,7 @@ fn int_param(q: &HashMap<String, Vec<String>>, name: &str, default: i64) -> Resu
 type Conn = ConnectInfo<SocketAddr>;
 
 async fn capabilities(State(app): State<Shared>, ConnectInfo(p): Conn, h: HeaderMap) -> Response {
-    run(app, h, p, None, |b, u, _| ok(b.capabilities(u, false))).await
+    run(app, h, p, None, |b, u, _| ok(b.capabilities(u, true))).await
 }
 
 async fn list_devices(State(app): State<Shared>, ConnectInfo(p): Conn, h: HeaderMap) -> Response {
@@ -392,8 +404,9 @@ async fn add_member(
     body: Body,
 ) -> Response {
     run(app, h, p, Some(body), move |b, u, body| {
-        let new = b.add_member(u, &folder, &wire::parse(body)?)?;
-        created(new, b.get_folder(u, &folder)?)
+        // 201 whether the user was new or already a member (sharing is idempotent).
+        b.add_member(u, &folder, &wire::parse(body)?)?;
+        created(true, b.get_folder(u, &folder)?)
     })
     .await
 }

@@ -13,8 +13,10 @@
 //! - [`wire`]: the JSON bodies and field checks.
 //! - [`rules`]: who sees what and what is checked before anything is stored.
 //! - [`http`]: paths, OCS envelopes, authentication.
+//! - [`login`]: Nextcloud Login Flow v2, for `harp login`.
 
 pub mod db;
 pub mod http;
+pub mod login;
 pub mod rules;
 pub mod wire;

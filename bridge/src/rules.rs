@@ -92,7 +92,7 @@ impl Versioning {
 }
 
 /// Most devices per user, folders per user, members per folder.
-const MAX_DEVICES: i64 = 256;
+const MAX_DEVICES: i64 = 64;
 const MAX_FOLDERS: i64 = 4096;
 const MAX_MEMBERS: i64 = 256;
 
@@ -361,7 +361,9 @@ impl Bridge {
             |r| r.get(0),
         )?;
         if count >= MAX_DEVICES {
-            return Err(Failure::TooLarge(format!("at most {MAX_DEVICES} devices")));
+            return Err(Failure::Invalid(format!(
+                "at most {MAX_DEVICES} devices per user"
+            )));
         }
         db.execute(
             "INSERT INTO devices (device_id, user_id, name, x25519_public, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -554,7 +556,9 @@ impl Bridge {
             |r| r.get(0),
         )?;
         if count >= MAX_FOLDERS {
-            return Err(Failure::TooLarge(format!("at most {MAX_FOLDERS} folders")));
+            return Err(Failure::Invalid(format!(
+                "at most {MAX_FOLDERS} folders per user"
+            )));
         }
         let added = tx.execute(
             "INSERT OR IGNORE INTO folders (folder_id, owner, label, index_mode, versioning, created_ms)
@@ -602,7 +606,7 @@ impl Bridge {
             |r| r.get(0),
         )?;
         if count >= MAX_MEMBERS {
-            return Err(Failure::TooLarge(format!("at most {MAX_MEMBERS} members")));
+            return Err(Failure::Invalid(format!("at most {MAX_MEMBERS} members")));
         }
         Ok(db.execute(
             "INSERT OR IGNORE INTO members (folder_id, user_id) VALUES (?1, ?2)",
@@ -1030,17 +1034,31 @@ impl Bridge {
         let mut db = self.db();
         let tx = db.transaction()?;
         let (_, _, index_mode, _) = Self::visible(&tx, folder, user)?;
+        let plaintext = index_mode == "plaintext";
         for e in &u.entries {
             wire::hex_id::<16>("file_id", &e.file_id)?;
-            if let Some(name) = &e.name {
-                if index_mode != "plaintext" {
+            match (&e.name, plaintext) {
+                (Some(_), false) => {
                     return Err(Failure::Invalid(
                         "name: this folder's index is encrypted; send tokens".into(),
                     ));
                 }
-                if name.is_empty() || name.len() > 4096 || name.contains('\0') {
+                (None, true) => {
+                    return Err(Failure::Invalid(
+                        "name: required in a folder with a plaintext index".into(),
+                    ));
+                }
+                (Some(name), true)
+                    if name.is_empty() || name.len() > 4096 || name.contains('\0') =>
+                {
                     return Err(Failure::Invalid("name: 1 to 4096 bytes".into()));
                 }
+                _ => {}
+            }
+            if plaintext && !e.tokens.is_empty() {
+                return Err(Failure::Invalid(
+                    "tokens: only in a folder with an encrypted index".into(),
+                ));
             }
             if e.tokens.len() > 64 {
                 return Err(Failure::Invalid("tokens: at most 64".into()));
@@ -1079,7 +1097,18 @@ impl Bridge {
             wire::hex_id::<32>("token", t)?;
         }
         let db = self.db();
-        Self::visible(&db, folder, user)?;
+        let (_, _, index_mode, _) = Self::visible(&db, folder, user)?;
+        let plaintext = index_mode == "plaintext";
+        if q.is_some() && !plaintext {
+            return Err(Failure::Invalid(
+                "q: this folder's index is encrypted; search by token".into(),
+            ));
+        }
+        if !tokens.is_empty() && plaintext {
+            return Err(Failure::Invalid(
+                "token: this folder's index holds names; search by q".into(),
+            ));
+        }
         let mut sql = "SELECT file_id, name, tokens, size, mtime_ms, deleted FROM index_entries WHERE folder_id = ?1".to_owned();
         let mut args: Vec<String> = vec![folder.to_owned()];
         if let Some(q) = q {

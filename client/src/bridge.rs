@@ -440,11 +440,7 @@ impl Client {
     }
 
     /// Sealed changes after `after`: (cursor, device, bytes), and where to go on from.
-    pub fn read_changes(
-        &self,
-        folder: &FolderId,
-        after: i64,
-    ) -> Result<ChangePage> {
+    pub fn read_changes(&self, folder: &FolderId, after: i64) -> Result<ChangePage> {
         let (_, d) = self.call(
             "GET",
             &format!("/folders/{folder}/changes?after={after}&limit=500"),

@@ -148,8 +148,8 @@ fn folders_are_visible_to_members_only_and_keys_only_to_their_device() {
     let t = target();
     let (alice, bob) = (t.client(0), t.client(1));
     let (da, db) = (Device::new(), Device::new());
-    da.register(&alice);
-    db.register(&bob);
+    let _da_registered = da.register(&alice);
+    let _db_registered = db.register(&bob);
     let folder = create_folder(&alice, &da, "plaintext", None);
     let path = format!("/folders/{folder}");
     let a = alice.get(&path);
@@ -272,7 +272,7 @@ fn changes_are_stored_opaquely_and_paged_by_cursor() {
     let t = target();
     let (alice, bob) = (t.client(0), t.client(1));
     let da = Device::new();
-    da.register(&alice);
+    let _da_registered = da.register(&alice);
     let folder = create_folder(&alice, &da, "encrypted", None);
     let path = format!("/folders/{folder}/changes");
     let blobs: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
@@ -314,7 +314,7 @@ fn changes_are_stored_opaquely_and_paged_by_cursor() {
     // body over the limit.
     assert_eq!(bob.get(&path).status, 404);
     let bob_dev = Device::new();
-    bob_dev.register(&bob);
+    let _bob_dev_registered = bob_dev.register(&bob);
     assert_eq!(
         alice
             .post(
@@ -409,8 +409,8 @@ fn chain_entries_are_checked_replays_answer_the_stored_link_and_forgeries_are_re
     let t = target();
     let (alice, bob) = (t.client(0), t.client(1));
     let (da, stranger) = (Device::new(), Device::new());
-    da.register(&alice);
-    stranger.register(&bob);
+    let _da_registered = da.register(&alice);
+    let _stranger_registered = stranger.register(&bob);
     let folder = create_folder(&alice, &da, "plaintext", Some("crdt"));
     let file = hex_id::<16>();
     let path = format!("/folders/{folder}/files/{file}/entries");
@@ -503,7 +503,7 @@ fn crdt_folders_keep_forks_and_server_authoritative_folders_compare_and_swap() {
     let t = target();
     let alice = t.client(0);
     let da = Device::new();
-    da.register(&alice);
+    let _da_registered = da.register(&alice);
 
     // crdt: two different entries after the same head are both stored.
     let folder = create_folder(&alice, &da, "plaintext", Some("crdt"));
@@ -562,7 +562,7 @@ fn the_index_holds_names_only_where_the_folder_allows_them() {
     let t = target();
     let (alice, bob) = (t.client(0), t.client(1));
     let da = Device::new();
-    da.register(&alice);
+    let _da_registered = da.register(&alice);
     let plain = create_folder(&alice, &da, "plaintext", None);
     let (f1, f2) = (hex_id::<16>(), hex_id::<16>());
     let body = json!({ "entries": [
@@ -611,7 +611,7 @@ fn unknown_paths_malformed_ids_and_reserved_endpoints_answer_cleanly() {
     let t = target();
     let alice = t.client(0);
     let da = Device::new();
-    da.register(&alice);
+    let _da_registered = da.register(&alice);
     let folder = create_folder(&alice, &da, "plaintext", None);
     assert_eq!(alice.get("/no-such-endpoint").status, 404);
     assert_eq!(alice.get("/folders/../../etc/passwd").status, 404);

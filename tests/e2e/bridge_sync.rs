@@ -195,3 +195,109 @@ fn two_users_sync_100_mib_through_the_bridge_which_sees_only_metadata() {
         "{bodies} bytes of metadata for {synced} bytes synced (budget {budget})"
     );
 }
+
+fn form_post(url: &str, form: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .post(url)
+        .content_type("application/x-www-form-urlencoded")
+        .send(form.as_bytes())
+        .unwrap();
+    (
+        r.status().as_u16(),
+        r.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+/// `harp login URL` against harp-bridge: Login Flow v2 with the test as the browser.
+#[test]
+fn login_flow_v2_grants_a_device_its_own_app_password_once() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let bridge = Target::start(&[]).unwrap();
+    let base = &bridge.base;
+
+    // The protocol by hand: 404 until granted, the credentials once, then 404 again.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let start: serde_json::Value = agent
+        .post(&format!("{base}/index.php/login/v2"))
+        .send_empty()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    let (poll, token) = (
+        start["poll"]["endpoint"].as_str().unwrap(),
+        start["poll"]["token"].as_str().unwrap(),
+    );
+    let login = start["login"].as_str().unwrap();
+    assert_eq!(form_post(poll, &format!("token={token}")).0, 404);
+    let page = agent
+        .get(login)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(page.contains("<form"), "{page}");
+    let (status, _) = form_post(login, "user=alice&password=wrong");
+    assert_eq!(status, 401);
+    assert_eq!(
+        form_post(poll, &format!("token={token}")).0,
+        404,
+        "a failed sign-in grants nothing"
+    );
+    let pw = &bridge.users[0].1;
+    let (status, body) = form_post(login, &format!("user=alice&password={pw}"));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = form_post(poll, &format!("token={token}"));
+    assert_eq!(status, 200, "{body}");
+    let granted: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(granted["loginName"], "alice");
+    let new_pw = granted["appPassword"].as_str().unwrap();
+    assert_ne!(new_pw, pw, "the device gets its own app password");
+    assert_eq!(
+        form_post(poll, &format!("token={token}")).0,
+        404,
+        "credentials are handed out once"
+    );
+    let me = harp_e2e::bridge::Client::new(base, "alice", new_pw);
+    assert_eq!(
+        me.get("/capabilities").status,
+        200,
+        "the new app password works"
+    );
+
+    // And `harp login URL` end to end.
+    let a = side(tmp.path(), "a");
+    let mut child = std::process::Command::new(harp_e2e::binary("harp").unwrap())
+        .args(["login", base])
+        .env("HOME", &a.home)
+        .env("XDG_CONFIG_HOME", a.home.join("config"))
+        .env("XDG_DATA_HOME", a.home.join("data"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap();
+    assert!(
+        url.starts_with(&format!("{base}/index.php/login/v2/flow/")),
+        "{url}"
+    );
+    assert_eq!(form_post(&url, &format!("user=alice&password={pw}")).0, 200);
+    assert!(child.wait().unwrap().success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("Logged in to") && l.contains("alice")),
+        "{rest:?}"
+    );
+    assert_eq!(ok(&a.home, &["folder", "offers", "--json"]).trim(), "[]");
+}

@@ -296,11 +296,17 @@ impl Device {
         })
     }
 
-    /// Registers with `c`, asserting success.
-    pub fn register(&self, c: &Client) -> &Self {
+    /// Registers with `c`, asserting success. The device is revoked again when the returned
+    /// guard drops (also when the test fails), so runs against a long-lived server (the
+    /// Nextcloud app) do not pile devices up.
+    #[must_use = "the device is revoked when this guard drops"]
+    pub fn register<'a>(&self, c: &'a Client) -> Registered<'a> {
         let a = c.post("/devices", &self.registration(&c.user_id(), "test device"));
         assert_eq!(a.status, 201, "{a:?}");
-        self
+        Registered {
+            client: c,
+            id: self.id(),
+        }
     }
 
     /// A folder key "wrapped" for `to` by this device (random bytes: the bridge cannot tell).
@@ -450,4 +456,16 @@ fn forward_counting(from: &mut std::net::TcpStream, to: &mut std::net::TcpStream
         }
     }
     let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// A registered test device, revoked on drop.
+pub struct Registered<'a> {
+    client: &'a Client,
+    id: String,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let _ = self.client.delete(&format!("/devices/{}", self.id));
+    }
 }

@@ -134,13 +134,70 @@ final class EntryServiceTest extends BridgeTestCase {
 		$this->assertChainRefusal('wrong_file', fn () => $this->append($folder, $otherFolder));
 	}
 
-	public function testASeqGapIsRefused(): void {
+	public function testSeqZeroIsASeqGapAndASkippedSeqIsAWrongLink(): void {
 		$folder = $this->folder();
-		$this->assertChainRefusal('seq_gap', fn () => $this->append($folder, ChainWriter::body($this->laptop, $folder, $this->fileId, 2, random_bytes(32))));
+		$this->assertChainRefusal('seq_gap', fn () => $this->append($folder, ChainWriter::body($this->laptop, $folder, $this->fileId, 0, random_bytes(32))));
+		// As in the Rust bridge: a seq with no stored entry before it is a wrong link.
+		$this->assertChainRefusal('wrong_link', fn () => $this->append($folder, ChainWriter::body($this->laptop, $folder, $this->fileId, 2, random_bytes(32))));
 		$writer = new ChainWriter($folder, $this->fileId);
 		$this->append($folder, $writer->next($this->laptop));
-		$this->assertChainRefusal('seq_gap', fn () => $this->append($folder, ChainWriter::body($this->laptop, $folder, $this->fileId, 3, (string)hex2bin($writer->headHex()))));
-		$this->assertChainRefusal('seq_gap', fn () => $this->append($folder, ChainWriter::body($this->laptop, $folder, $this->fileId, 0, random_bytes(32))));
+		$this->assertChainRefusal('wrong_link', fn () => $this->append($folder, ChainWriter::body($this->laptop, $folder, $this->fileId, 3, (string)hex2bin($writer->headHex()))));
+		// The conformance suite's case: the next entry is skipped, the one after it is sent.
+		$writer->next($this->laptop);
+		$this->assertChainRefusal('wrong_link', fn () => $this->append($folder, $writer->next($this->laptop)));
+		$this->assertSame(1, $this->bridge->entryStore->countLinks());
+	}
+
+	public function testEveryFirstEntryOfAFileStartsFromTheSameGenesis(): void {
+		foreach (['crdt', 'server_authoritative'] as $versioning) {
+			$folder = $this->folder($versioning);
+			$genesis = random_bytes(32);
+			$first = (new ChainWriter($folder, $this->fileId, $genesis))->next($this->laptop);
+			$this->assertSame(201, $this->append($folder, $first + ['expected_head' => null])->status);
+			$other = (new ChainWriter($folder, $this->fileId))->next($this->laptop);
+			if ($versioning === 'crdt') {
+				$this->assertChainRefusal('wrong_link', fn () => $this->append($folder, $other));
+			} else {
+				// The compare-and-swap settles it first: the file is not new, and seq 1 is not next.
+				$this->assertRefused(Conflict::class, 'the head moved', fn () => $this->append($folder, $other + ['expected_head' => null]));
+				$this->assertChainRefusal('seq_gap', fn () => $this->append($folder, $other + ['expected_head' => $first['head']]));
+			}
+			$this->assertSame(1, count($this->read($folder)), $versioning);
+		}
+		// Other files are not affected.
+		$folder = $this->folder();
+		$this->append($folder, (new ChainWriter($folder, $this->fileId))->next($this->laptop));
+		$otherFile = bin2hex(random_bytes(16));
+		$this->assertSame(201, $this->append($folder, (new ChainWriter($folder, $otherFile))->next($this->laptop), 'alice', $otherFile)->status);
+	}
+
+	public function testAFirstEntryFromAnotherGenesisThatWinsTheRaceToTheDatabaseIsKept(): void {
+		$folder = $this->folder('crdt');
+		$theirs = (new ChainWriter($folder, $this->fileId))->next($this->laptop);
+		$mine = (new ChainWriter($folder, $this->fileId))->next($this->laptop);
+		// Another request with another genesis passes the checks and lands between ours and our insert.
+		$this->bridge->entryStore->beforeNextAdd = function () use ($folder, $theirs): void {
+			$entry = ChainEntry::decode((string)Base64::decode($theirs['entry']));
+			$this->bridge->entryStore->addLink(new ChainLink($folder, $this->fileId, 1, $theirs['prev'], $entry->bytes, $theirs['head'], $this->laptop->id), $theirs['head']);
+		};
+		$this->assertChainRefusal('wrong_link', fn () => $this->append($folder, $mine));
+		$this->assertSame([$theirs['head']], array_column($this->read($folder), 'head'));
+	}
+
+	public function testForgeriesAreRefusedBeforeTheCompareAndSwap(): void {
+		// The Rust bridge's order: a bad entry is a 422 even when its expected_head is stale.
+		$folder = $this->folder('server_authoritative');
+		$writer = new ChainWriter($folder, $this->fileId);
+		$first = $writer->next($this->laptop);
+		$this->append($folder, $first);
+		$body = $writer->next($this->laptop);
+		$entry = (string)Base64::decode($body['entry']);
+		$entry[80] = chr(ord($entry[80]) ^ 1);
+		$forged = ['entry' => Base64::encode($entry), 'head' => bin2hex(hash('sha3-256', hex2bin($body['prev']) . $entry, true))] + $body;
+		$this->assertChainRefusal('bad_signature', fn () => $this->append($folder, $forged + ['expected_head' => bin2hex(random_bytes(32))]));
+		$this->assertChainRefusal('wrong_head', fn () => $this->append($folder, ['head' => bin2hex(random_bytes(32))] + $body));
+		$this->assertChainRefusal('unknown_author', fn () => $this->append($folder, $writer->fork()->next(TestDevice::create())));
+		$this->assertSame(201, $this->append($folder, $body + ['expected_head' => $first['head']])->status);
 	}
 
 	public function testMalformedEntriesAndFields(): void {
@@ -166,7 +223,8 @@ final class EntryServiceTest extends BridgeTestCase {
 		$folder = $this->folder('crdt');
 		$this->bridge->share('alice', $folder, 'bob');
 		$bobDevice = $this->bridge->registerDevice('bob');
-		$writer = new ChainWriter($folder, $this->fileId);
+		$genesis = random_bytes(32);
+		$writer = new ChainWriter($folder, $this->fileId, $genesis);
 		$this->append($folder, $writer->next($this->laptop));
 		$this->append($folder, $writer->next($this->laptop));
 		$theirs = $writer->fork();
@@ -182,9 +240,11 @@ final class EntryServiceTest extends BridgeTestCase {
 		// A fork from an older entry is allowed too.
 		$old = ChainWriter::body($this->laptop, $folder, $this->fileId, 2, (string)hex2bin($this->read($folder)[0]['head']));
 		$this->assertSame(201, $this->append($folder, $old)->status);
-		// Two first entries (say, one directory created on two devices) are kept.
-		$again = (new ChainWriter($folder, $this->fileId))->next($bobDevice);
+		// Two first entries from the file's genesis (say, one file created on two devices) are kept.
+		$again = (new ChainWriter($folder, $this->fileId, $genesis))->next($bobDevice);
 		$this->assertSame(201, $this->append($folder, $again, 'bob')->status);
+		$this->assertSame(2, count($this->read($folder, 'limit=2')));
+		$this->assertSame([1, 1], array_column($this->read($folder, 'limit=2'), 'seq'));
 	}
 
 	public function testServerAuthoritativeAppendsAreACompareAndSwap(): void {

@@ -85,7 +85,7 @@ final class FolderServiceTest extends BridgeTestCase {
 
 		$bobDevice = $this->bridge->registerDevice('bob');
 		$this->assertRefused(Invalid::class, 'wrapped_key.device_id: not a registered device of yours', fn () => $create($this->creation($id, ['wrapped_key' => $this->laptop->wrapFor($id, $bobDevice)])));
-		$this->assertRefused(Invalid::class, 'wrapped_key.wrapped_by: not a registered device of a member', fn () => $create($this->creation($id, ['wrapped_key' => $bobDevice->wrapFor($id, $this->laptop)])));
+		$this->assertRefused(Invalid::class, 'wrapped_key.wrapped_by: not a registered device of yours', fn () => $create($this->creation($id, ['wrapped_key' => $bobDevice->wrapFor($id, $this->laptop)])));
 		$this->assertSame(0, $this->bridge->folderStore->countFolders());
 	}
 

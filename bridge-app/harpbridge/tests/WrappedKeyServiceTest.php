@@ -40,8 +40,19 @@ final class WrappedKeyServiceTest extends BridgeTestCase {
 		$first = $this->bobPhone->wrapFor($this->folderId, $bobLaptop);
 		$this->put('bob', $bobLaptop->id, $first);
 		$second = $this->laptop->wrapFor($this->folderId, $bobLaptop);
-		$this->put('bob', $bobLaptop->id, $second);
+		$this->put('alice', $bobLaptop->id, $second);
 		$this->assertSame($second, $this->bridge->keys->get('bob', $this->folderId, $bobLaptop->id));
+	}
+
+	public function testAMemberCannotStoreAKeyVouchedForByAnotherUsersDevice(): void {
+		// Alice's laptop signed it, but Bob sends it: refused, as by the Rust bridge,
+		// whatever device it is for and even though the signature verifies.
+		foreach ([$this->laptop, $this->bobPhone] as $recipient) {
+			$body = $this->laptop->wrapFor($this->folderId, $recipient);
+			$error = $this->assertRefused(Invalid::class, 'wrapped_by: not a registered device of yours', fn () => $this->put('bob', $recipient->id, $body));
+			$this->assertFalse($error instanceof Invalid && $error->isBadSignature(), 'not a failed proof');
+		}
+		$this->assertRefused(NotFound::class, 'no key for that device yet', fn () => $this->bridge->keys->get('bob', $this->folderId, $this->bobPhone->id));
 	}
 
 	public function testAForgedVoucherIsRefused(): void {
@@ -64,9 +75,12 @@ final class WrappedKeyServiceTest extends BridgeTestCase {
 		$this->assertRefused(NotFound::class, 'no such device of a member', fn () => $this->put('alice', $unregistered->id, $this->laptop->wrapFor($this->folderId, $unregistered)));
 	}
 
-	public function testTheVoucherMustBeADeviceOfAMember(): void {
+	public function testTheVoucherMustBeADeviceOfTheCaller(): void {
 		$carolDevice = $this->bridge->registerDevice('carol');
-		$this->assertRefused(Invalid::class, 'wrapped_by: not a registered device of a member', fn () => $this->put('alice', $this->bobPhone->id, $carolDevice->wrapFor($this->folderId, $this->bobPhone)));
+		$this->assertRefused(Invalid::class, 'wrapped_by: not a registered device of yours', fn () => $this->put('alice', $this->bobPhone->id, $carolDevice->wrapFor($this->folderId, $this->bobPhone)));
+		$this->assertRefused(Invalid::class, 'wrapped_by: not a registered device of yours', fn () => $this->put('alice', $this->bobPhone->id, TestDevice::create()->wrapFor($this->folderId, $this->bobPhone)));
+		// Checked before the recipient, as in the Rust bridge: 422, not 404.
+		$this->assertRefused(Invalid::class, 'wrapped_by: not a registered device of yours', fn () => $this->put('alice', $carolDevice->id, $carolDevice->wrapFor($this->folderId, $carolDevice)));
 	}
 
 	public function testThePathAndBodyNameOneDevice(): void {

@@ -44,9 +44,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         _ => bridge::login_flow(
             &url,
             |login| {
-                eprintln!(
-                    "Open this address in a browser and grant access to Harp:\n\n  {login}\n"
-                );
+                // The address alone on standard output, for scripts; the words on standard error.
+                eprintln!("Open this address in a browser and grant access to Harp:");
+                println!("{login}");
                 eprintln!("Waiting for the login (up to 20 minutes)...");
             },
             Duration::from_secs(20 * 60),

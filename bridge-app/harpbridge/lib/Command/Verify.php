@@ -57,7 +57,7 @@ class Verify extends Command {
 			));
 		}
 		if (!$report->holds()) {
-			$output->writeln($report->entryCount === 0 ? 'no entries' : 'does not hold');
+			$output->writeln('does not hold');
 			return Command::FAILURE;
 		}
 		$output->writeln('holds');

@@ -36,10 +36,24 @@ class ChainEntryMapper extends QBMapper implements EntryRepository {
 		}
 	}
 
-	public function hasSeq(string $folderId, string $fileId, int $seq): bool {
-		$qb = $this->fileQuery($folderId, $fileId, 'id');
-		$qb->andWhere($qb->expr()->eq('seq', $qb->createNamedParameter($seq, IQueryBuilder::PARAM_INT)));
-		return $this->exists($qb);
+	public function findGenesis(string $folderId, string $fileId): ?string {
+		$qb = $this->fileQuery($folderId, $fileId, 'prev');
+		$qb->andWhere($qb->expr()->eq('seq', $qb->createNamedParameter(1, IQueryBuilder::PARAM_INT)))
+			->orderBy('id', 'ASC')
+			->setMaxResults(1);
+		$result = $qb->executeQuery();
+		$prev = $result->fetchOne();
+		$result->closeCursor();
+		return is_string($prev) ? $prev : null;
+	}
+
+	public function removeLink(string $folderId, string $fileId, string $head): void {
+		$qb = $this->db->getQueryBuilder();
+		$qb->delete($this->getTableName())
+			->where($qb->expr()->eq('folder_id', $qb->createNamedParameter($folderId)))
+			->andWhere($qb->expr()->eq('file_id', $qb->createNamedParameter($fileId)))
+			->andWhere($qb->expr()->eq('head', $qb->createNamedParameter($head)))
+			->executeStatement();
 	}
 
 	public function findLatest(string $folderId, string $fileId): ?ChainLink {

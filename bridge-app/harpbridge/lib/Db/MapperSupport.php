@@ -6,7 +6,6 @@ namespace OCA\HarpBridge\Db;
 
 use OCA\HarpBridge\Store\DuplicateKey;
 use OCP\DB\Exception;
-use OCP\DB\QueryBuilder\IQueryBuilder;
 
 /**
  * What the mappers share: unique-index violations become DuplicateKey (the
@@ -40,14 +39,5 @@ trait MapperSupport {
 		$count = (int)$result->fetchOne();
 		$result->closeCursor();
 		return $count;
-	}
-
-	/** Whether the query finds at least one row. */
-	private function exists(IQueryBuilder $qb): bool {
-		$qb->setMaxResults(1);
-		$result = $qb->executeQuery();
-		$found = $result->fetchOne() !== false;
-		$result->closeCursor();
-		return $found;
 	}
 }

@@ -51,14 +51,21 @@ final class ChainAuditService {
 		return $record->fileId;
 	}
 
-	/** @throws NotFound */
+	/**
+	 * @throws NotFound the folder is not visible, or the file has no chain
+	 *                  entries (a file the bridge does not know, as for the Rust bridge)
+	 */
 	public function audit(string $userId, string $folderId, string $fileId): AuditReport {
 		$folder = $this->access->visibleFolder($userId, $folderId);
-		return ChainAudit::audit(
+		$report = ChainAudit::audit(
 			(string)Hex::decode($folder->folderId, Ids::FOLDER_ID_BYTES),
 			(string)Hex::decode($fileId, Ids::FILE_ID_BYTES),
 			$this->allLinks($folder->folderId, $fileId),
 		);
+		if ($report->entryCount === 0) {
+			throw new NotFound("no chain entries for file $fileId");
+		}
+		return $report;
 	}
 
 	/**

@@ -24,8 +24,10 @@ use OCA\HarpBridge\Store\EntryRepository;
 /**
  * Files' hash chains. The bridge checks everything it can without the folder
  * key (the genesis link needs it): the entry decodes, names this folder and
- * file, follows a stored entry, hashes to the head it claims, and is signed by
- * a member device over the link before it. It stores every branch.
+ * file, hashes to the head it claims, is signed by a member device over the
+ * link before it, and follows a stored entry of the seq before (a first entry:
+ * starts from the same link as the file's stored first entries). It stores
+ * every branch.
  *
  * In server_authoritative folders an append is a compare-and-swap on the
  * file's head, so there is one history; in crdt folders forks are kept and the
@@ -60,7 +62,10 @@ final class EntryService {
 
 	/**
 	 * Appends one entry: 201 with the link, or 200 with the stored one for a
-	 * replay.
+	 * replay. The checks run in the order of the Rust bridge (bridge/src/rules.rs),
+	 * so both answer a bad entry with the same code: wrong_file, seq_gap (seq 0),
+	 * wrong_head, then the replay, unknown_author, bad_signature, the
+	 * compare-and-swap (server_authoritative), then the link to the stored chain.
 	 *
 	 * @throws NotFound
 	 * @throws Invalid the message is a field name or one of malformed,
@@ -82,30 +87,40 @@ final class EntryService {
 			|| $entry->fileId !== Hex::decode($fileId, Ids::FILE_ID_BYTES)) {
 			throw new Invalid('wrong_file');
 		}
+		if ($entry->seq < 1) {
+			// 0, or above 2^63 (read as negative): no chain gets there.
+			throw new Invalid('seq_gap');
+		}
+		$prevBytes = (string)Hex::decode($prev, 32);
+		if (Hex::encode(ChainHash::link($prevBytes, $entry->bytes)) !== $head) {
+			throw new Invalid('wrong_head');
+		}
 		$replay = $this->findReplay($folder, $fileId, $prev, $entry, $head);
 		if ($replay !== null) {
 			return Outcome::ok($replay->toApi());
 		}
-		if ($folder->isServerAuthoritative()) {
-			$this->checkHeadUnmoved($folder, $fileId, $expectedHead);
-		}
-		$this->checkPlace($folder, $fileId, $entry, $prev);
-		if (Hex::encode(ChainHash::link((string)Hex::decode($prev, 32), $entry->bytes)) !== $head) {
-			throw new Invalid('wrong_head');
-		}
 		if ($this->access->memberDevice($folder, $entry->authorDeviceId()) === null) {
 			throw new Invalid('unknown_author');
 		}
-		$message = ChainHash::signingMessage((string)Hex::decode($prev, 32), $entry->bytes);
-		if (!Signatures::verify($entry->signature, $message, $entry->author)) {
+		if (!Signatures::verify($entry->signature, ChainHash::signingMessage($prevBytes, $entry->bytes), $entry->author)) {
 			throw new Invalid('bad_signature');
 		}
+		if ($folder->isServerAuthoritative()) {
+			$this->checkHeadUnmoved($folder, $fileId, $entry, $expectedHead);
+		}
+		$this->checkLink($folder, $fileId, $entry, $prev);
 
 		$link = new ChainLink($folder->folderId, $fileId, $entry->seq, $prev, $entry->bytes, $head, $entry->authorDeviceId());
 		try {
 			$this->entries->addLink($link, $this->slot($folder, $link));
 		} catch (DuplicateKey) {
 			return $this->settleRace($folder, $fileId, $prev, $entry, $head);
+		}
+		if ($entry->seq === 1 && $this->entries->findGenesis($folder->folderId, $fileId) !== $prev) {
+			// A first entry from another genesis landed just before this one:
+			// the earlier one stays, this one goes (what checkLink would have said).
+			$this->entries->removeLink($folder->folderId, $fileId, $head);
+			throw new Invalid('wrong_link');
 		}
 		return Outcome::created($link->toApi());
 	}
@@ -150,43 +165,38 @@ final class EntryService {
 	/**
 	 * The compare-and-swap: the writer must have seen the stored head
 	 * (null: no entry yet), else it keeps its version as a conflict copy and
-	 * rebases on the head this 409 carries.
+	 * rebases on the head this 409 carries. The entry must then be the next
+	 * seq after that head.
 	 *
 	 * @throws Conflict
+	 * @throws Invalid seq_gap
 	 */
-	private function checkHeadUnmoved(Folder $folder, string $fileId, ?string $expectedHead): void {
+	private function checkHeadUnmoved(Folder $folder, string $fileId, ChainEntry $entry, ?string $expectedHead): void {
 		$latest = $this->entries->findLatest($folder->folderId, $fileId);
 		if ($latest?->head !== $expectedHead) {
 			throw $this->headMoved($latest);
 		}
+		if ($entry->seq !== ($latest === null ? 1 : $latest->seq + 1)) {
+			throw new Invalid('seq_gap');
+		}
 	}
 
 	/**
-	 * The entry's seq follows a stored entry (or is 1) and its prev is that
-	 * entry's head. In server_authoritative folders that entry is the head.
+	 * The entry's place in the stored chain, in both modes: after seq 1 its
+	 * prev is the head of a stored entry with the seq before (else wrong_link,
+	 * also when it skips seqs); at seq 1 its prev is the one every stored first
+	 * entry of the file starts from, since a file has one genesis (the bridge
+	 * cannot check the genesis itself: that needs the folder key).
 	 *
-	 * @throws Invalid seq_gap or wrong_link
+	 * @throws Invalid wrong_link
 	 */
-	private function checkPlace(Folder $folder, string $fileId, ChainEntry $entry, string $prev): void {
-		if ($folder->isServerAuthoritative()) {
-			$latest = $this->entries->findLatest($folder->folderId, $fileId);
-			if ($entry->seq !== ($latest === null ? 1 : $latest->seq + 1)) {
-				throw new Invalid('seq_gap');
-			}
-			if ($latest !== null && $latest->head !== $prev) {
+	private function checkLink(Folder $folder, string $fileId, ChainEntry $entry, string $prev): void {
+		if ($entry->seq === 1) {
+			$genesis = $this->entries->findGenesis($folder->folderId, $fileId);
+			if ($genesis !== null && $genesis !== $prev) {
 				throw new Invalid('wrong_link');
 			}
 			return;
-		}
-		if ($entry->seq < 1) {
-			throw new Invalid('seq_gap');
-		}
-		if ($entry->seq === 1) {
-			// The genesis link needs the folder key: any prev is accepted.
-			return;
-		}
-		if (!$this->entries->hasSeq($folder->folderId, $fileId, $entry->seq - 1)) {
-			throw new Invalid('seq_gap');
 		}
 		$before = $this->entries->findByHead($folder->folderId, $fileId, $prev);
 		if ($before === null || $before->seq !== $entry->seq - 1) {

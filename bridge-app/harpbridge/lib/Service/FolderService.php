@@ -75,7 +75,7 @@ final class FolderService {
 			throw new Conflict('folder_id: exists');
 		}
 		// The owner is the only member yet, so the voucher must be the caller's device.
-		$this->wrappedKeys->checkVoucher($folder, $key, 'wrapped_key');
+		$this->wrappedKeys->checkVoucher($userId, $folder, $key, 'wrapped_key');
 		try {
 			$this->folders->addFolder($folder);
 		} catch (DuplicateKey) {

@@ -15,9 +15,9 @@ use OCA\HarpBridge\Model\WrappedKey;
 use OCA\HarpBridge\Store\WrappedKeyRepository;
 
 /**
- * Folder keys wrapped for devices. Any member device may store one for any
- * device of a member, vouching for it with its signature; a device fetches
- * only its own.
+ * Folder keys wrapped for devices. Any member may store one for any device
+ * of a member, vouching for it with the signature of one of their own
+ * devices; a device's user fetches only that device's key.
  */
 final class WrappedKeyService {
 	public function __construct(
@@ -46,10 +46,12 @@ final class WrappedKeyService {
 	}
 
 	/**
-	 * Stores a key wrapped for a device of a member.
+	 * Stores a key wrapped for a device of a member, vouched for by one of the
+	 * caller's own devices (as in the Rust bridge: a member cannot store a
+	 * voucher another user's device signed, so it cannot replay one either).
 	 *
 	 * @throws NotFound the folder is not visible, or the device is not a member's
-	 * @throws Invalid malformed, the voucher is not a member device, or its signature does not verify
+	 * @throws Invalid malformed, the voucher is not a device of the caller, or its signature does not verify
 	 */
 	public function put(string $userId, string $folderId, string $deviceId, JsonObject $body): void {
 		$folder = $this->access->visibleFolder($userId, $folderId);
@@ -57,10 +59,11 @@ final class WrappedKeyService {
 		if ($key->deviceId !== $deviceId) {
 			throw new Invalid('device_id: must be the device of the path');
 		}
+		$this->checkWrapper($userId, $folder, $key);
 		if ($this->access->memberDevice($folder, $key->deviceId) === null) {
 			throw new NotFound('no such device of a member');
 		}
-		$this->checkVoucher($folder, $key);
+		$this->checkSignature($folder, $key);
 		$this->keys->putKey($key);
 	}
 
@@ -81,18 +84,28 @@ final class WrappedKeyService {
 	}
 
 	/**
-	 * Checks that a member device vouched for the key: `wrapped_by` is a
-	 * registered device of a member and signed
+	 * Checks that one of the caller's devices vouched for the key: `wrapped_by`
+	 * is a registered device of $userId (a member of the folder) and signed
 	 * "harp bridge wrap v1" 0x00 ‖ folder id ‖ device id ‖ ephemeral public ‖ nonce ‖ ciphertext.
 	 *
 	 * @param string $field where the key sits in the body, for messages ('' at the top)
 	 * @throws Invalid
 	 */
-	public function checkVoucher(Folder $folder, WrappedKey $key, string $field = ''): void {
-		$prefix = $field === '' ? '' : $field . '.';
-		if ($this->access->memberDevice($folder, $key->wrappedBy) === null) {
-			throw new Invalid($prefix . 'wrapped_by: not a registered device of a member');
+	public function checkVoucher(string $userId, Folder $folder, WrappedKey $key, string $field = ''): void {
+		$this->checkWrapper($userId, $folder, $key, $field);
+		$this->checkSignature($folder, $key, $field);
+	}
+
+	/** @throws Invalid `wrapped_by` is not a registered device of the caller */
+	private function checkWrapper(string $userId, Folder $folder, WrappedKey $key, string $field = ''): void {
+		$wrapper = $this->access->memberDevice($folder, $key->wrappedBy);
+		if ($wrapper === null || $wrapper->userId !== $userId) {
+			throw new Invalid(($field === '' ? '' : $field . '.') . 'wrapped_by: not a registered device of yours');
 		}
+	}
+
+	/** @throws Invalid the signature of `wrapped_by` does not verify (a failed proof: throttled) */
+	private function checkSignature(Folder $folder, WrappedKey $key, string $field = ''): void {
 		$message = Signatures::keyWrap(
 			(string)Hex::decode($folder->folderId, Ids::FOLDER_ID_BYTES),
 			(string)Ids::deviceKey($key->deviceId),
@@ -102,7 +115,7 @@ final class WrappedKeyService {
 		);
 		$signature = (string)Base64::decode($key->signature);
 		if (!Signatures::verify($signature, $message, (string)Ids::deviceKey($key->wrappedBy))) {
-			throw Invalid::badSignature($prefix . 'signature: does not verify');
+			throw Invalid::badSignature(($field === '' ? '' : $field . '.') . 'signature: does not verify');
 		}
 	}
 

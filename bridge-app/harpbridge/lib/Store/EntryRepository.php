@@ -16,14 +16,20 @@ use OCA\HarpBridge\Model\ChainLink;
 interface EntryRepository {
 	public function findByHead(string $folderId, string $fileId, string $head): ?ChainLink;
 
-	/** Whether any entry of the file has this seq. */
-	public function hasSeq(string $folderId, string $fileId, int $seq): bool;
+	/**
+	 * The prev of the file's first stored seq-1 entry (the genesis link every
+	 * first entry of the file must start from), or null when there is none.
+	 */
+	public function findGenesis(string $folderId, string $fileId): ?string;
 
 	/** The entry with the highest seq (the latest stored of those), or null. */
 	public function findLatest(string $folderId, string $fileId): ?ChainLink;
 
 	/** @throws DuplicateKey when the head or the slot is taken */
 	public function addLink(ChainLink $link, string $slot): void;
+
+	/** Deletes the file's entry with this head (one that lost a race), if stored. */
+	public function removeLink(string $folderId, string $fileId, string $head): void;
 
 	/**
 	 * Entries with seq ≥ $fromSeq, by seq, then in the order they were stored.

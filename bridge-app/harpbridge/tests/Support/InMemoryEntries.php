@@ -25,13 +25,20 @@ final class InMemoryEntries implements EntryRepository {
 		return null;
 	}
 
-	public function hasSeq(string $folderId, string $fileId, int $seq): bool {
+	public function findGenesis(string $folderId, string $fileId): ?string {
 		foreach ($this->rows as $row) {
-			if ($this->sameFile($row['link'], $folderId, $fileId) && $row['link']->seq === $seq) {
-				return true;
+			if ($this->sameFile($row['link'], $folderId, $fileId) && $row['link']->seq === 1) {
+				return $row['link']->prev;
 			}
 		}
-		return false;
+		return null;
+	}
+
+	public function removeLink(string $folderId, string $fileId, string $head): void {
+		$this->rows = array_values(array_filter(
+			$this->rows,
+			fn (array $row): bool => !($this->sameFile($row['link'], $folderId, $fileId) && $row['link']->head === $head),
+		));
 	}
 
 	public function findLatest(string $folderId, string $fileId): ?ChainLink {
