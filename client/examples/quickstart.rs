@@ -1,16 +1,17 @@
-//! The quickstart: two Harp devices on this machine keep a folder in sync.
+//! The quickstart: an embedded bridge and two Harp devices on this machine keep a folder in
+//! sync.
 //!
 //! `cargo run --release -p harp --example quickstart`
 //!
-//! It sets up two devices (A and B) in a scratch directory, shares A's folder with B by
-//! invitation, starts both daemons as separate processes talking over libp2p on loopback,
-//! writes sample files on both sides and shows them converge; then it makes a conflict (both
-//! edit one file while B is offline) and shows that both versions survive; last it writes a
-//! version proof of a file on B and verifies it offline. Every step prints the `harp` command
-//! it runs, so you can repeat it by hand.
-//!
-//! (Until the bridge lands, the devices find each other by the address B is given when it
-//! joins; nothing else is installed or contacted.)
+//! It starts a metadata bridge inside this process (the `harp-bridge` server on loopback, with
+//! one user), sets up two devices (A and B) of that user in a scratch directory and logs both
+//! in. A adds a folder; its daemon puts it on the bridge and wraps the folder key for B; B
+//! accepts it and finds A through the bridge (no address is typed anywhere). Both daemons run
+//! as separate processes talking over libp2p on loopback; sample files are written on both
+//! sides and converge; then a conflict (both edit one file while B is offline) keeps both
+//! versions; last a version proof of a file on B is verified offline. Every step prints the
+//! `harp` command it runs, so you can repeat it by hand. Nothing outside this machine is
+//! contacted.
 //!
 //! The daemons are this same program run as the `harp` command line (the environment variable
 //! `HARP_QUICKSTART_AS_CLI` set), so the example needs no separate build of the binary.
@@ -186,12 +187,43 @@ fn wait_converged(a: &Device, b: &Device, what: &str) -> anyhow::Result<Duration
     }
 }
 
+/// Starts the bridge in this process on a free loopback port; returns its URL and an app
+/// password of its one user, alice.
+fn embedded_bridge(dir: &Path) -> anyhow::Result<(String, String)> {
+    let conn = harp_bridge::db::open(&dir.join("bridge.sqlite"))?;
+    let bridge = harp_bridge::rules::Bridge::new(conn, harp_bridge::rules::Versioning::Crdt);
+    let password = bridge
+        .add_user("alice")
+        .map_err(|e| anyhow::anyhow!("creating the bridge user: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    std::thread::spawn(move || {
+        let served = runtime.block_on(harp_bridge::http::serve(
+            harp_bridge::http::App::new(bridge),
+            listener,
+        ));
+        if let Err(e) = served {
+            eprintln!("the embedded bridge stopped: {e}");
+        }
+    });
+    Ok((url, password))
+}
+
 fn run() -> anyhow::Result<()> {
     let base = std::env::temp_dir().join(format!("harp-quickstart-{}", std::process::id()));
     std::fs::create_dir_all(&base)?;
     println!(
-        "Harp quickstart: two devices on this machine, in {}\n",
+        "Harp quickstart: a bridge and two devices on this machine, in {}\n",
         base.display()
+    );
+    let (bridge_url, app_password) = embedded_bridge(&base)?;
+    println!(
+        "0. The bridge (harp-bridge, embedded) listens on {bridge_url}; user alice\n   \
+         (standalone: harp-bridge user add alice; harp-bridge serve)\n"
     );
     let a = Device {
         name: "A",
@@ -224,16 +256,31 @@ fn run() -> anyhow::Result<()> {
     }
     println!("  A is {}\n  B is {}\n", ids[0], ids[1]);
 
-    println!("2. A creates a folder and shares it with B (an invitation carries the key)");
-    a.harp(&[
+    println!("2. Both log in to the bridge as alice (a Nextcloud with harpbridge works the same)");
+    for d in [&a, &b] {
+        d.harp(&[
+            "login",
+            &bridge_url,
+            "--user",
+            "alice",
+            "--app-password",
+            &app_password,
+        ])?;
+    }
+
+    println!("\n   A creates a folder (its daemon puts it on the bridge, the key wrapped for B)");
+    let added = a.harp(&[
         "folder",
         "add",
         a.folder.to_str().context("path")?,
         "--label",
         "Shared",
+        "--json",
     ])?;
-    let invite = a.harp(&["folder", "share", "Shared", "--with", &ids[1]])?;
-    let invite = invite.trim().to_owned();
+    let folder_id = serde_json::from_str::<serde_json::Value>(&added)?["id"]
+        .as_str()
+        .context("folder id")?
+        .to_owned();
 
     println!("\n3. Sample files on both sides");
     std::fs::create_dir_all(a.folder.join("notes"))?;
@@ -251,16 +298,28 @@ fn run() -> anyhow::Result<()> {
     std::os::unix::fs::symlink("notes/todo.txt", a.folder.join("todo-link"))?;
     println!("  A: notes/todo.txt, README.txt, video.bin (64 MiB), todo-link -> notes/todo.txt");
 
-    println!("\n4. Start both daemons; B joins A's folder");
-    let (da, addr_a) = a.daemon()?;
-    b.harp(&[
-        "folder",
-        "join",
-        &invite,
-        b.folder.to_str().context("path")?,
-        "--peer-addr",
-        &addr_a,
-    ])?;
+    println!("\n4. Start A's daemon; B accepts the folder from the bridge and starts");
+    let (da, _) = a.daemon()?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let accepted = b.harp(&[
+            "folder",
+            "accept",
+            &folder_id,
+            b.folder.to_str().context("path")?,
+        ]);
+        match accepted {
+            Ok(_) => break,
+            Err(e) if Instant::now() < deadline => {
+                println!(
+                    "  (not yet: {})",
+                    e.to_string().lines().last().unwrap_or("")
+                );
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
     std::fs::create_dir_all(&b.folder)?;
     std::fs::write(b.folder.join("from-b.txt"), "Written on device B.\n")?;
     println!("  B: from-b.txt");
