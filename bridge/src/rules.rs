@@ -1064,7 +1064,7 @@ impl Bridge {
                 return Err(Failure::Invalid("tokens: at most 64".into()));
             }
             for t in &e.tokens {
-                wire::hex_id::<32>("tokens", t)?;
+                wire::hex_id::<16>("tokens", t)?;
             }
             if e.size < 0 {
                 return Err(Failure::Invalid("size: not negative".into()));
@@ -1094,7 +1094,7 @@ impl Bridge {
             ));
         }
         for t in tokens {
-            wire::hex_id::<32>("token", t)?;
+            wire::hex_id::<16>("token", t)?;
         }
         let db = self.db();
         let (_, _, index_mode, _) = Self::visible(&db, folder, user)?;

@@ -227,7 +227,7 @@ pub struct IndexEntry {
     /// Plaintext path (plaintext folders only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Keyed hashes of words (64 hex each).
+    /// Keyed hashes of words (32 hex each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<String>,
     /// Bytes.

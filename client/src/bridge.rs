@@ -138,8 +138,25 @@ pub struct FolderInfo {
     pub owner: String,
     /// `crdt` or `server_authoritative`.
     pub versioning: String,
+    /// Whether the search index holds plaintext names (else keyed word tokens).
+    pub plaintext_index: bool,
     /// Every member's devices, with their users.
     pub devices: Vec<(String, DeviceId)>,
+}
+
+/// One file as the search index holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexHit {
+    /// The file.
+    pub file: FileId,
+    /// Its size.
+    pub size: u64,
+    /// Its modification time, ms.
+    pub mtime_ms: i64,
+    /// Deleted.
+    pub deleted: bool,
+    /// Its path (plaintext indexes only).
+    pub name: Option<String>,
 }
 
 /// Sealed changes as read: (cursor, bytes), and the cursor to go on from (`None`: the end).
@@ -318,6 +335,7 @@ impl Client {
             label: d["label"].as_str().unwrap_or("").to_owned(),
             owner: d["owner"].as_str().unwrap_or("").to_owned(),
             versioning: d["versioning"].as_str().unwrap_or("crdt").to_owned(),
+            plaintext_index: d["index_mode"] == "plaintext",
             devices,
         })
     }
@@ -500,6 +518,66 @@ impl Client {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+impl Client {
+    /// Upserts search index entries (at most 5000 per call).
+    pub fn put_index(&self, folder: &FolderId, entries: &[Value]) -> Result<()> {
+        for batch in entries.chunks(5000) {
+            self.call(
+                "PUT",
+                &format!("/folders/{folder}/index"),
+                Some(&json!({ "entries": batch })),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Searches a folder's index: by name substring (plaintext) or by tokens (encrypted).
+    pub fn search(
+        &self,
+        folder: &FolderId,
+        q: Option<&str>,
+        tokens: &[[u8; 16]],
+    ) -> Result<Vec<IndexHit>> {
+        let mut query: Vec<String> = tokens
+            .iter()
+            .take(16)
+            .map(|t| format!("token={}", HEXLOWER.encode(t)))
+            .collect();
+        if let Some(q) = q {
+            let enc: String = q
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            query.push(format!("q={enc}"));
+        }
+        let (_, d) = self.call(
+            "GET",
+            &format!("/folders/{folder}/index?{}", query.join("&")),
+            None,
+        )?;
+        Ok(d.as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|e| {
+                Some(IndexHit {
+                    file: e["file_id"].as_str()?.parse().ok()?,
+                    size: e["size"].as_u64().unwrap_or(0),
+                    mtime_ms: e["mtime_ms"].as_i64().unwrap_or(0),
+                    deleted: e["deleted"].as_bool().unwrap_or(false),
+                    name: e["name"].as_str().map(str::to_owned),
+                })
+            })
+            .collect())
     }
 }
 

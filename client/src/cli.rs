@@ -21,6 +21,7 @@ pub mod login;
 pub mod proof;
 pub mod relay;
 pub mod scan;
+pub mod search;
 pub mod verify;
 pub mod versions;
 
@@ -51,6 +52,8 @@ pub enum Command {
     Proof(proof::Args),
     /// Check a version proof offline: exits 0 if it holds, 1 if not, with one line saying why.
     Verify(verify::Args),
+    /// Find files by name through the bridge's search index (encrypted words, or names).
+    Search(search::Args),
     /// Connect this device to a bridge (Nextcloud with harpbridge, or harp-bridge).
     Login(login::Args),
     /// Run this device: network node, chunk server, folder watchers, control API.
@@ -91,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Relay(args) => relay::run(&args),
         Command::Daemon(args) => daemon::run(&args),
         Command::Login(args) => login::run(&args),
+        Command::Search(args) => search::run(&args),
         Command::Peers(args) => daemon::peers(&args),
         Command::Status(args) => daemon::status(&args),
         Command::Bench(cmd) => bench::run(&cmd),

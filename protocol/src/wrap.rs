@@ -220,6 +220,33 @@ pub fn open_change(
         .map_err(|_| WrapError::Decrypt)
 }
 
+/// Context of the key search tokens are made with.
+pub const SEARCH_CONTEXT: &str = "harp 2026-11-22 search token key v1";
+
+/// The search tokens of a text (a path, or a query) for a folder whose bridge index is
+/// encrypted: its words (letters and digits, lower-cased, two characters or more, at most 64
+/// distinct), each the first 16 bytes of `B3k(B3d(SEARCH_CONTEXT, folder key), word)` (128
+/// bits: tokens are compared for equality, never attacked for collisions). Members find a file
+/// by any of its words; the bridge sees only which files share a word.
+pub fn search_tokens(key: &FolderKey, text: &str) -> Vec<[u8; 16]> {
+    let token_key = blake3::derive_key(SEARCH_CONTEXT, key.as_bytes());
+    let lower = text.to_lowercase();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for word in lower.split(|c: char| !c.is_alphanumeric()) {
+        if word.chars().count() < 2 || !seen.insert(word) {
+            continue;
+        }
+        let mut token = [0u8; 16];
+        token.copy_from_slice(&blake3::keyed_hash(&token_key, word.as_bytes()).as_bytes()[..16]);
+        out.push(token);
+        if out.len() == 64 {
+            break;
+        }
+    }
+    out
+}
+
 /// The message a device signs to register with a bridge as `user`.
 pub fn registration_message(user: &str, device: &DeviceId, x25519_public: &[u8; 32]) -> Vec<u8> {
     let mut m = b"harp bridge device v1\0".to_vec();
@@ -299,6 +326,26 @@ mod tests {
             unwrap(&folder, &w, &bob_id, &[8; 32], |_| true).err(),
             Some(WrapError::Decrypt)
         );
+    }
+
+    #[test]
+    fn search_tokens_are_per_word_case_blind_and_per_folder() {
+        let (_, key, ..) = setup();
+        let path = search_tokens(&key, "Photos/Summer 2026/Beach-Day.JPG");
+        assert_eq!(path.len(), 6, "photos, summer, 2026, beach, day, jpg");
+        let query = search_tokens(&key, "beach SUMMER");
+        assert!(query.iter().all(|t| path.contains(t)));
+        assert!(
+            search_tokens(&key, "a/b/c").is_empty(),
+            "one-letter words are not indexed"
+        );
+        let other = FolderKey::from_bytes([1; 32]);
+        assert!(
+            search_tokens(&other, "beach")
+                .iter()
+                .all(|t| !path.contains(t))
+        );
+        assert_eq!(search_tokens(&key, &"word ".repeat(100)).len(), 1);
     }
 
     #[test]

@@ -587,7 +587,7 @@ fn the_index_holds_names_only_where_the_folder_allows_them() {
         a.status, 422,
         "a plaintext name in an encrypted folder: {a:?}"
     );
-    let (t1, t2) = (hex_id::<32>(), hex_id::<32>());
+    let (t1, t2) = (hex_id::<16>(), hex_id::<16>());
     let tokens = json!({ "entries": [
         { "file_id": f1, "tokens": [t1, t2], "size": 5, "mtime_ms": 3, "deleted": false },
         { "file_id": f2, "tokens": [t2], "size": 6, "mtime_ms": 4, "deleted": false },

@@ -159,6 +159,14 @@ fn two_users_sync_100_mib_through_the_bridge_which_sees_only_metadata() {
     // Let both links upload what they have (their passes run every few seconds).
     std::thread::sleep(std::time::Duration::from_secs(12));
 
+    // Search through the bridge's encrypted index, from either side (each device indexed the
+    // files it wrote; the bridge holds keyed word tokens, not names).
+    let hits = ok(&b.home, &["search", "NOTES"]);
+    assert!(hits.contains("notes.txt"), "{hits}");
+    let hits = ok(&a.home, &["search", "bob", "from"]);
+    assert!(hits.trim().ends_with("from-bob.txt"), "{hits}");
+    assert!(ok(&a.home, &["search", "nothing-like-this"]).contains("Nothing found"));
+
     let db = bridge.db.as_ref().unwrap();
     let status: serde_json::Value =
         serde_json::from_str(&bridge_cli(db, &["status"]).unwrap()).unwrap();

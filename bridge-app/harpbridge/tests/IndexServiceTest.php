@@ -63,24 +63,24 @@ final class IndexServiceTest extends BridgeTestCase {
 
 	public function testEncryptedFoldersRefuseNamesAndSearchByTokens(): void {
 		$folder = $this->bridge->createFolder('alice', $this->laptop, 'encrypted');
-		$tokenA = bin2hex(random_bytes(32));
-		$tokenB = bin2hex(random_bytes(32));
+		$tokenA = bin2hex(random_bytes(16));
+		$tokenB = bin2hex(random_bytes(16));
 		$this->assertRefused(Invalid::class, 'entries[0].name: a plaintext name in a folder with an encrypted index', fn () => $this->put($folder, [self::record(['name' => 'secret.txt'])]));
 		$both = self::record(['tokens' => [$tokenA, $tokenB]]);
 		$onlyA = self::record(['tokens' => [$tokenA]]);
 		$this->put($folder, [$both, $onlyA]);
 		$this->assertSame([$both], $this->search($folder, "token=$tokenA&token=$tokenB"));
 		$this->assertCount(2, $this->search($folder, "token[]=$tokenA"));
-		$this->assertSame([], $this->search($folder, 'token=' . bin2hex(random_bytes(32))));
+		$this->assertSame([], $this->search($folder, 'token=' . bin2hex(random_bytes(16))));
 		$this->assertRefused(Invalid::class, 'q: this folder has an encrypted index', fn () => $this->search($folder, 'q=secret'));
-		$this->assertRefused(Invalid::class, 'token[0]: must be 64 lowercase hex', fn () => $this->search($folder, 'token=' . strtoupper($tokenA)));
+		$this->assertRefused(Invalid::class, 'token[0]: must be 32 lowercase hex', fn () => $this->search($folder, 'token=' . strtoupper($tokenA)));
 	}
 
 	public function testPlaintextFoldersRefuseTokensAndNeedNames(): void {
 		$folder = $this->bridge->createFolder('alice', $this->laptop, 'plaintext');
 		$this->assertRefused(Invalid::class, 'entries[0].tokens: only in folders with an encrypted index', fn () => $this->put($folder, [self::record(['name' => 'a', 'tokens' => []])]));
 		$this->assertRefused(Invalid::class, 'entries[0].name: required', fn () => $this->put($folder, [self::record()]));
-		$this->assertRefused(Invalid::class, 'token: this folder has a plaintext index', fn () => $this->search($folder, 'token=' . bin2hex(random_bytes(32))));
+		$this->assertRefused(Invalid::class, 'token: this folder has a plaintext index', fn () => $this->search($folder, 'token=' . bin2hex(random_bytes(16))));
 	}
 
 	public function testRecordsAreCheckedField(): void {
@@ -103,7 +103,7 @@ final class IndexServiceTest extends BridgeTestCase {
 
 	public function testSizeLimits(): void {
 		$encrypted = $this->bridge->createFolder('alice', $this->laptop, 'encrypted');
-		$tooMany = array_map(static fn (): string => bin2hex(random_bytes(32)), range(1, 65));
+		$tooMany = array_map(static fn (): string => bin2hex(random_bytes(16)), range(1, 65));
 		$this->assertRefused(Invalid::class, 'entries[0].tokens: at most 64 items', fn () => $this->put($encrypted, [self::record(['tokens' => $tooMany])]));
 		$this->assertRefused(Invalid::class, 'entries: at most 5000 items', fn () => $this->put($encrypted, array_fill(0, 5001, self::record())));
 		$this->assertRefused(Invalid::class, 'token: at most 16 tokens', fn () => $this->search($encrypted, implode('&', array_map(static fn (string $t): string => "token=$t", array_slice($tooMany, 0, 17)))));

@@ -68,6 +68,9 @@ struct FolderState {
     synced_heads: Vec<String>,
     /// Chain links already appended.
     links_sent: HashSet<String>,
+    /// Search index entries sent: file id → digest of the record they describe.
+    #[serde(default)]
+    indexed: HashMap<String, String>,
     /// The Automerge actors this device wrote as (one per daemon start): each device uploads
     /// its own changes only, so the bridge holds every change once.
     my_actors: HashSet<String>,
@@ -104,7 +107,9 @@ struct Progress {
     on_bridge: HashSet<FolderId>,
     states: HashMap<FolderId, FolderState>,
     last_links_heads: HashMap<FolderId, Vec<automerge::ChangeHash>>,
+    last_index_heads: HashMap<FolderId, Vec<automerge::ChangeHash>>,
     authoritative: HashSet<FolderId>,
+    plaintext_index: HashSet<FolderId>,
     refused_links: HashSet<String>,
     conflicts: u64,
 }
@@ -130,7 +135,9 @@ impl Link {
                 })
                 .collect(),
             last_links_heads: HashMap::new(),
+            last_index_heads: HashMap::new(),
             authoritative: HashSet::new(),
+            plaintext_index: HashSet::new(),
             refused_links: HashSet::new(),
             conflicts: 0,
         };
@@ -226,6 +233,7 @@ impl Link {
             }
             self.upload(p, f)?;
             self.send_links(p, f)?;
+            self.send_index(p, f)?;
         }
         Ok(())
     }
@@ -290,6 +298,11 @@ impl Link {
             }
         };
         p.on_bridge.insert(f.id);
+        if info.plaintext_index {
+            p.plaintext_index.insert(f.id);
+        } else {
+            p.plaintext_index.remove(&f.id);
+        }
         if info.versioning == "server_authoritative" {
             p.authoritative.insert(f.id);
         } else {
@@ -491,6 +504,76 @@ impl Link {
             self.save_state(&f.id, state);
         }
         p.last_links_heads.insert(f.id, heads);
+        Ok(())
+    }
+
+    /// Sends the search index entries of the files whose last version this device wrote (each
+    /// device indexes its own changes, so every file is indexed once): names in plaintext
+    /// folders, keyed word tokens in encrypted ones.
+    fn send_index(&self, p: &mut Progress, f: &LinkFolder) -> Result<(), Error> {
+        let me = self.me();
+        let (files, heads, authors) = {
+            let mut doc = f.doc.lock().unwrap_or_else(|e| e.into_inner());
+            let heads = doc.heads();
+            if p.last_index_heads.get(&f.id) == Some(&heads) {
+                return Ok(());
+            }
+            let files = doc.files();
+            let authors: HashMap<ChainHash, DeviceId> = files
+                .values()
+                .flatten()
+                .filter_map(|r| {
+                    doc.entry(&r.chain_head)
+                        .map(|(_, e)| (r.chain_head, e.author))
+                })
+                .collect();
+            (files, heads, authors)
+        };
+        let plaintext = p.plaintext_index.contains(&f.id);
+        let state = p.states.entry(f.id).or_default();
+        let mut entries = Vec::new();
+        let mut sent = Vec::new();
+        for (id, values) in &files {
+            // Concurrent values: the one furthest along its chain (ties: the larger digest).
+            let Some(r) = values.iter().max_by_key(|r| (r.seq, r.digest())) else {
+                continue;
+            };
+            if r.kind == harp_protocol::manifest::EntryKind::Directory
+                || authors.get(&r.chain_head) != Some(&me)
+            {
+                continue;
+            }
+            let digest = data_encoding::HEXLOWER.encode(&r.digest().0);
+            let key = id.to_hex();
+            if state.indexed.get(&key) == Some(&digest) {
+                continue;
+            }
+            let mut e = json!({
+                "file_id": key,
+                "size": r.size,
+                "mtime_ms": r.mtime_ns / 1_000_000,
+                "deleted": r.deleted,
+            });
+            if plaintext {
+                e["name"] = json!(r.path);
+            } else {
+                e["tokens"] = json!(
+                    harp_protocol::wrap::search_tokens(&f.key, &r.path)
+                        .iter()
+                        .map(|t| data_encoding::HEXLOWER.encode(t))
+                        .collect::<Vec<_>>()
+                );
+            }
+            entries.push(e);
+            sent.push((key, digest));
+        }
+        if !entries.is_empty() {
+            self.client.put_index(&f.id, &entries)?;
+            state.indexed.extend(sent);
+            self.save_state(&f.id, state);
+            tracing::debug!(folder = %f.label, "bridge: {} search index entries sent", entries.len());
+        }
+        p.last_index_heads.insert(f.id, heads);
         Ok(())
     }
 }

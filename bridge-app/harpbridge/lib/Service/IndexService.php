@@ -69,8 +69,8 @@ final class IndexService {
 			throw new Invalid('token: at most ' . Limits::MAX_SEARCH_TOKENS . ' tokens');
 		}
 		foreach ($tokens as $index => $token) {
-			if (!Hex::isLower($token, 32)) {
-				throw new Invalid("token[$index]: must be 64 lowercase hex characters");
+			if (!Hex::isLower($token, 16)) {
+				throw new Invalid("token[$index]: must be 32 lowercase hex characters");
 			}
 		}
 		if ($folder->hasPlaintextIndex()) {
@@ -105,10 +105,10 @@ final class IndexService {
 				throw new Invalid($item->path('name') . ': a plaintext name in a folder with an encrypted index');
 			}
 			$name = null;
-			$tokens = $item->has('tokens') ? $item->stringList('tokens', Limits::MAX_INDEX_TOKENS, 64, 64) : [];
+			$tokens = $item->has('tokens') ? $item->stringList('tokens', Limits::MAX_INDEX_TOKENS, 32, 32) : [];
 			foreach ($tokens as $index => $token) {
-				if (!Hex::isLower($token, 32)) {
-					throw new Invalid($item->path('tokens') . "[$index]: must be 64 lowercase hex characters");
+				if (!Hex::isLower($token, 16)) {
+					throw new Invalid($item->path('tokens') . "[$index]: must be 32 lowercase hex characters");
 				}
 			}
 			$tokens = array_values(array_unique($tokens));
