@@ -309,20 +309,7 @@ impl Bridge {
 
     /// `GET /devices`.
     pub fn list_devices(&self, user: &str) -> Result<Vec<wire::Device>> {
-        let db = self.db();
-        let ids: Vec<String> = db
-            .prepare(
-                "SELECT device_id FROM devices WHERE user_id = ?1 ORDER BY created_ms, device_id",
-            )?
-            .query_map([user], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut out = Vec::new();
-        for id in ids {
-            if let Some((d, _)) = Self::device_row(&db, &id)? {
-                out.push(d);
-            }
-        }
-        Ok(out)
+        self.all_devices(Some(user))
     }
 
     /// `POST /devices`: the device and whether it was new.
@@ -1165,7 +1152,10 @@ impl Bridge {
     pub fn all_devices(&self, user: Option<&str>) -> Result<Vec<wire::Device>> {
         let db = self.db();
         let ids: Vec<String> = db
-            .prepare("SELECT device_id FROM devices WHERE ?1 IS NULL OR user_id = ?1 ORDER BY user_id, created_ms")?
+            .prepare(
+                "SELECT device_id FROM devices WHERE ?1 IS NULL OR user_id = ?1
+                 ORDER BY user_id, created_ms, device_id",
+            )?
             .query_map([user], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::new();

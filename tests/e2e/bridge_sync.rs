@@ -5,47 +5,31 @@
 //! within 64 KiB per GiB synced.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 
 use harp_e2e::bridge::{CountingProxy, Target, bridge_cli};
-use harp_e2e::{Proc, dirs, edit_config, fill, harp, init_device, tree, wait_for};
-
-struct Side {
-    home: PathBuf,
-    folder: PathBuf,
-}
+use harp_e2e::{Proc, Side, dirs, fill, harp, tree, wait_for};
 
 fn side(tmp: &Path, name: &str) -> Side {
-    let home = tmp.join(name);
-    std::fs::create_dir_all(&home).unwrap();
-    init_device(&home).unwrap();
-    edit_config(&home, |c| {
-        c.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".to_owned()];
-        c.mdns = false;
-        c.watch_delay_ms = 200;
-    })
-    .unwrap();
-    Side {
-        folder: home.join("sync"),
-        home,
-    }
+    Side::new(tmp, name).unwrap()
 }
 
 fn ok(home: &Path, args: &[&str]) -> String {
-    let out = harp(home, args).unwrap();
-    assert!(
-        out.status.success(),
-        "harp {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    harp_e2e::harp(home, args)
+        .map(|o| {
+            assert!(
+                o.status.success(),
+                "harp {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        })
+        .unwrap()
 }
 
 fn start(s: &Side) -> Proc {
-    let p = Proc::start(&[], &s.home, &["daemon"]).unwrap();
-    p.until("daemon ready").unwrap();
-    p
+    s.start().unwrap().0
 }
 
 #[test]

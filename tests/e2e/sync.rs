@@ -4,32 +4,13 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use harp::index::Index;
-use harp_e2e::{Proc, dirs, edit_config, fill, harp, init_device, tree, wait_for};
-
-struct Side {
-    home: PathBuf,
-    id: String,
-    folder: PathBuf,
-}
+use harp_e2e::{Proc, Side, dirs, edit_config, fill, harp, tree, wait_for};
 
 fn side(tmp: &Path, name: &str) -> Side {
-    let home = tmp.join(name);
-    std::fs::create_dir_all(&home).unwrap();
-    let id = init_device(&home).unwrap();
-    edit_config(&home, |c| {
-        c.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".to_owned()];
-        c.mdns = false;
-        c.watch_delay_ms = 200;
-    })
-    .unwrap();
-    Side {
-        folder: home.join("sync"),
-        home,
-        id,
-    }
+    Side::new(tmp, name).unwrap()
 }
 
 fn ok(home: &Path, args: &[&str]) -> String {
@@ -43,14 +24,7 @@ fn ok(home: &Path, args: &[&str]) -> String {
 }
 
 fn start(s: &Side) -> (Proc, String) {
-    let p = Proc::start(&[], &s.home, &["daemon"]).unwrap();
-    let lines = p.until("daemon ready").unwrap();
-    let addr = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("listening on "))
-        .unwrap()
-        .to_owned();
-    (p, addr)
+    s.start().unwrap()
 }
 
 /// A shares its folder with B; B joins knowing A's address. Returns the daemons.

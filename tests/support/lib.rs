@@ -251,3 +251,55 @@ pub fn tree(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     walk(root, root, &mut out);
     out
 }
+
+/// A device for the sync tests: its home, id and synced folder (`home/sync`, not created).
+#[derive(Debug, Clone)]
+pub struct Side {
+    /// Its home (`HOME` and the XDG directories of its `harp` runs).
+    pub home: PathBuf,
+    /// Its device id.
+    pub id: String,
+    /// The folder it syncs.
+    pub folder: PathBuf,
+}
+
+impl Side {
+    /// A new device under `tmp/name`, listening on loopback QUIC only, without mDNS (so
+    /// peers meet only the way a test arranges), its watcher quick to react.
+    pub fn new(tmp: &Path, name: &str) -> Result<Self> {
+        let home = tmp.join(name);
+        std::fs::create_dir_all(&home)?;
+        let id = init_device(&home)?;
+        edit_config(&home, |c| {
+            c.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".to_owned()];
+            c.mdns = false;
+            c.watch_delay_ms = 200;
+        })?;
+        Ok(Self {
+            folder: home.join("sync"),
+            home,
+            id,
+        })
+    }
+
+    /// Runs `harp ARGS` for this device; its stdout, or an error with its stderr.
+    pub fn harp(&self, args: &[&str]) -> Result<String> {
+        let out = harp(&self.home, args)?;
+        if !out.status.success() {
+            bail!("harp {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Starts its daemon and waits until it is ready; returns it and its first address.
+    pub fn start(&self) -> Result<(Proc, String)> {
+        let p = Proc::start(&[], &self.home, &["daemon"])?;
+        let lines = p.until("daemon ready")?;
+        let addr = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("listening on "))
+            .context("the daemon printed no address")?
+            .to_owned();
+        Ok((p, addr))
+    }
+}
