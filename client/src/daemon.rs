@@ -86,6 +86,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
     let mut shared = HashMap::new();
     let mut workers = Vec::new();
     let mut link_folders = Vec::new();
+    let creds = crate::bridge::Credentials::load(&node.dirs)?;
     let me = node.device_id();
     for f in &c.folders {
         let mut set: HashSet<DeviceId> = [me].into();
@@ -107,6 +108,12 @@ pub fn run(node: Node) -> anyhow::Result<()> {
         let wakes = scan::watch::channel();
         let wake_tx = wakes.0.clone();
         let link_wake = wakes.0.clone();
+        let ordering = crate::bridge::link::Ordered::default();
+        let orderer = creds.as_ref().map(|c| crate::bridge::link::Orderer {
+            client: crate::bridge::Client::new(c),
+            folder: f.id,
+            ordering: ordering.clone(),
+        });
         link_folders.push(crate::bridge::link::LinkFolder {
             id: f.id,
             label: f.label.clone(),
@@ -118,6 +125,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
             wake: Box::new(move || {
                 let _ = link_wake.try_send(Wake::Other);
             }),
+            ordering,
         });
         shared.insert(
             f.id,
@@ -136,6 +144,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
                 doc,
                 status,
                 members,
+                orderer,
                 handle: handle.clone(),
                 runtime: runtime.handle().clone(),
                 pushed: pushed.clone(),
@@ -146,7 +155,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
     }
     let shared: meta::Folders = Arc::new(shared);
     let bridge_status = Arc::new(Mutex::new(Value::Null));
-    match crate::bridge::Credentials::load(&node.dirs)? {
+    match creds {
         Some(creds) => {
             let link = crate::bridge::link::Link {
                 client: crate::bridge::Client::new(&creds),
@@ -230,6 +239,8 @@ struct Worker {
     /// What `harp status` shows of this folder.
     status: Arc<Mutex<Value>>,
     members: Members,
+    /// The bridge as the orderer of `server_authoritative` folders (when logged in).
+    orderer: Option<crate::bridge::link::Orderer>,
     handle: Handle,
     runtime: tokio::runtime::Handle,
     /// Notified when this device published changes (peers are due a session).
@@ -326,6 +337,10 @@ fn sync_rounds(
         device,
         members: &members,
         fetcher,
+        authority: w
+            .orderer
+            .as_ref()
+            .map(|o| o as &dyn crate::sync::apply::Authority),
     };
     let mut retry = None;
     for _ in 0..MAX_ROUNDS {

@@ -293,3 +293,102 @@ fn login_flow_v2_grants_a_device_its_own_app_password_once() {
     );
     assert_eq!(ok(&a.home, &["folder", "offers", "--json"]).trim(), "[]");
 }
+
+/// A `server_authoritative` bridge orders each file's versions: while B is offline both edit
+/// one file; A's edit reaches the bridge first, so when B comes back its edit becomes the
+/// conflict copy on both devices, and the bridge holds one unforked history.
+#[test]
+fn server_authoritative_folders_keep_the_bridge_s_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bridge = Target::start(&[&["config", "versioning", "server_authoritative"]]).unwrap();
+    let (a, b) = (side(tmp.path(), "a"), side(tmp.path(), "b"));
+    let pw = &bridge.users[0].1;
+    for s in [&a, &b] {
+        ok(
+            &s.home,
+            &[
+                "login",
+                &bridge.base,
+                "--user",
+                "alice",
+                "--app-password",
+                pw,
+            ],
+        );
+    }
+    let added: serde_json::Value = serde_json::from_str(&ok(
+        &a.home,
+        &[
+            "folder",
+            "add",
+            a.folder.to_str().unwrap(),
+            "--label",
+            "ordered",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    let folder_id = added["id"].as_str().unwrap().to_owned();
+    std::fs::write(a.folder.join("plan.txt"), b"v1").unwrap();
+    let _pa = start(&a);
+    assert!(
+        wait_for(60, || {
+            harp(
+                &b.home,
+                &["folder", "accept", &folder_id, b.folder.to_str().unwrap()],
+            )
+            .unwrap()
+            .status
+            .success()
+        })
+        .is_some()
+    );
+    let pb = start(&b);
+    assert!(
+        wait_for(60, || tree(&a.folder) == tree(&b.folder)).is_some(),
+        "first sync"
+    );
+
+    drop(pb);
+    std::fs::write(a.folder.join("plan.txt"), b"A's plan").unwrap();
+    // A's daemon claims its version on the bridge (its link appends nothing else).
+    let db = bridge.db.as_ref().unwrap();
+    let entries = || {
+        serde_json::from_str::<serde_json::Value>(&bridge_cli(db, &["status"]).unwrap()).unwrap()["entries"]
+            .as_i64()
+            .unwrap()
+    };
+    let before = entries();
+    assert!(
+        wait_for(30, || entries() > before).is_some(),
+        "A's edit never reached the bridge"
+    );
+    std::fs::write(b.folder.join("plan.txt"), b"B's plan, offline").unwrap();
+    let _pb = start(&b);
+    let settled = wait_for(90, || {
+        let t = tree(&b.folder);
+        t == tree(&a.folder) && t.keys().any(|k| k.contains(".conflict-"))
+    });
+    assert!(
+        settled.is_some(),
+        "A: {:?}\nB: {:?}",
+        tree(&a.folder).keys().collect::<Vec<_>>(),
+        tree(&b.folder).keys().collect::<Vec<_>>()
+    );
+    let t = tree(&a.folder);
+    assert_eq!(t["plan.txt"], b"A's plan");
+    let copy = t.iter().find(|(k, _)| k.contains(".conflict-")).unwrap();
+    assert_eq!(copy.1, b"B's plan, offline");
+    // The bridge's history of plan.txt: v1, then A's plan; B's edit is not in it.
+    let id = harp::index::Index::open(&dirs(&a.home).index())
+        .unwrap()
+        .file(&folder_id.parse().unwrap(), "plan.txt")
+        .unwrap()
+        .unwrap()
+        .file_id;
+    let verified = bridge_cli(db, &["verify", "alice", &folder_id, &id.to_hex()]).unwrap();
+    assert!(
+        verified.contains("2 entries") && verified.contains("1 tip(s)"),
+        "{verified}"
+    );
+}

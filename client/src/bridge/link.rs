@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,87 @@ pub struct LinkFolder {
     pub members: Members,
     /// Wakes the folder's worker (document changed).
     pub wake: Box<dyn Fn() + Send + Sync>,
+    /// The folder's versioning as the bridge says (shared with the worker's [`Orderer`]).
+    pub ordering: Ordered,
+}
+
+/// What a folder's versioning is known to be: shared by the link (which learns it) and the
+/// folder's worker (which claims links when the bridge orders them).
+#[derive(Debug, Clone, Default)]
+pub struct Ordered(Arc<std::sync::atomic::AtomicU8>);
+
+impl Ordered {
+    const UNKNOWN: u8 = 0;
+    const CRDT: u8 = 1;
+    const SERVER: u8 = 2;
+
+    fn set(&self, server_authoritative: bool) {
+        let v = if server_authoritative {
+            Self::SERVER
+        } else {
+            Self::CRDT
+        };
+        self.0.store(v, AtomicOrdering::Relaxed);
+    }
+
+    fn get(&self) -> Option<bool> {
+        match self.0.load(AtomicOrdering::Relaxed) {
+            Self::UNKNOWN => None,
+            v => Some(v == Self::SERVER),
+        }
+    }
+}
+
+/// The bridge as the orderer of a `server_authoritative` folder: claims a file's next chain
+/// link by compare-and-swap (see [`crate::sync::apply::Authority`]).
+pub struct Orderer {
+    /// The bridge.
+    pub client: Client,
+    /// The folder.
+    pub folder: FolderId,
+    /// Its versioning, as the link learnt it.
+    pub ordering: Ordered,
+}
+
+impl crate::sync::apply::Authority for Orderer {
+    fn orders(&self) -> bool {
+        if let Some(known) = self.ordering.get() {
+            return known;
+        }
+        // Not learnt yet (the link's first pass is under way): ask once. A bridge that cannot
+        // be reached leaves the folder unordered for now: offline-first beats blocking.
+        match self.client.folder(&self.folder) {
+            Ok(Some(info)) => {
+                let ordered = info.versioning == "server_authoritative";
+                self.ordering.set(ordered);
+                ordered
+            }
+            Ok(None) | Err(_) => false,
+        }
+    }
+
+    fn claim(
+        &self,
+        file: &harp_protocol::ids::FileId,
+        prev: &ChainHash,
+        entry: &harp_protocol::chain::Entry,
+        head: &ChainHash,
+    ) -> Result<crate::sync::apply::Claim, String> {
+        use crate::sync::apply::Claim;
+        let expected = (entry.seq > 1).then_some(*prev);
+        match self.client.append_entry(
+            &self.folder,
+            file,
+            prev,
+            &entry.encode(),
+            head,
+            expected.as_ref(),
+        ) {
+            Ok(Appended::Stored) => Ok(Claim::Accepted),
+            Ok(Appended::HeadMoved(now)) => Ok(Claim::Lost(now)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
 }
 
 /// What the link remembers per folder across restarts.
@@ -71,6 +152,9 @@ struct FolderState {
     /// Search index entries sent: file id → digest of the record they describe.
     #[serde(default)]
     indexed: HashMap<String, String>,
+    /// The folder's versioning as last learnt (`server_authoritative` or not).
+    #[serde(default)]
+    server_authoritative: Option<bool>,
     /// The Automerge actors this device wrote as (one per daemon start): each device uploads
     /// its own changes only, so the bridge holds every change once.
     my_actors: HashSet<String>,
@@ -127,6 +211,9 @@ impl Link {
                 .iter()
                 .map(|f| {
                     let mut s = self.load_state(&f.id);
+                    if let Some(known) = s.server_authoritative {
+                        f.ordering.set(known);
+                    }
                     let actor = f.doc.lock().unwrap_or_else(|e| e.into_inner()).actor();
                     if s.my_actors.insert(actor) {
                         self.save_state(&f.id, &s);
@@ -142,7 +229,7 @@ impl Link {
             conflicts: 0,
         };
         let mut last_full: Option<Instant> = None;
-        while !self.stop.load(Ordering::Relaxed) {
+        while !self.stop.load(AtomicOrdering::Relaxed) {
             let full = last_full.is_none_or(|t| t.elapsed() >= FULL_EVERY);
             let outcome = self.pass(&mut p, full);
             let state = match &outcome {
@@ -167,7 +254,7 @@ impl Link {
                 } else {
                     FULL_EVERY / 4
                 };
-            while Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
+            while Instant::now() < until && !self.stop.load(AtomicOrdering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
@@ -303,10 +390,17 @@ impl Link {
         } else {
             p.plaintext_index.remove(&f.id);
         }
-        if info.versioning == "server_authoritative" {
+        let ordered = info.versioning == "server_authoritative";
+        f.ordering.set(ordered);
+        if ordered {
             p.authoritative.insert(f.id);
         } else {
             p.authoritative.remove(&f.id);
+        }
+        let state = p.states.entry(f.id).or_default();
+        if state.server_authoritative != Some(ordered) {
+            state.server_authoritative = Some(ordered);
+            self.save_state(&f.id, state);
         }
         let me = self.me();
         let devices: Vec<DeviceId> = info.devices.iter().map(|(_, d)| *d).collect();

@@ -207,6 +207,31 @@ impl Report {
     }
 }
 
+/// What the bridge said to a claim on a file's next chain link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The link is the file's head now (or was already).
+    Accepted,
+    /// Another device's version got there first: the head is this one.
+    Lost(Option<ChainHash>),
+}
+
+/// The orderer of `server_authoritative` folders: each new chain link is claimed by a
+/// compare-and-swap on the file's head before the version is published. A lost claim makes
+/// the local version a conflict copy once the winner's metadata is here.
+pub trait Authority {
+    /// Whether the folder is `server_authoritative` now (else nothing is claimed).
+    fn orders(&self) -> bool;
+    /// Appends the link `prev → head` (the entry) if `prev` is still the file's head.
+    fn claim(
+        &self,
+        file: &FileId,
+        prev: &ChainHash,
+        entry: &harp_protocol::chain::Entry,
+        head: &ChainHash,
+    ) -> Result<Claim, String>;
+}
+
 /// Everything a round needs besides the index and the document.
 pub struct Context<'a> {
     /// The folder.
@@ -217,6 +242,8 @@ pub struct Context<'a> {
     pub members: &'a HashSet<DeviceId>,
     /// Where missing blobs come from.
     pub fetcher: &'a dyn Fetcher,
+    /// The bridge, for folders it orders (`server_authoritative`); `None`: nothing to claim.
+    pub authority: Option<&'a dyn Authority>,
 }
 
 /// Why an action could not run now.
@@ -224,6 +251,8 @@ pub struct Context<'a> {
 enum Defer {
     #[error("{0}")]
     Later(String),
+    #[error("another device's version of this file is the head on the bridge")]
+    Lost(Option<ChainHash>),
     #[error("refused: {0}")]
     Refused(String),
     #[error(transparent)]
@@ -424,9 +453,17 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
             }
             current_window = Some(w);
         }
-        let what = describe(&action);
+        let mut what = describe(&action);
         let result = match action {
-            Action::Publish { id, record } => publish(index, doc, ctx, &id, &record, &mut pending),
+            Action::Publish { id, record } => {
+                match publish(index, doc, ctx, &id, &record, &mut pending) {
+                    Err(Defer::Lost(head)) => {
+                        what.0 = "keep a conflict copy of";
+                        lost_claim(index, doc, ctx, &id, &record, head, &mut report)
+                    }
+                    other => other,
+                }
+            }
             Action::Adopt { id, digest } => index
                 .write(|w| w.set_base(&ctx.folder.id, &id, &digest))
                 .map_err(Defer::from),
@@ -549,12 +586,69 @@ fn publish(
     record: &Record,
     pending: &mut Vec<(FileId, Digest)>,
 ) -> Result<(), Defer> {
+    if let Some(authority) = ctx.authority.filter(|a| a.orders()) {
+        claim_links(index, doc, ctx, authority, id)?;
+    }
     put_links(index, doc, ctx, id)?;
     lock(doc).put_record(id, record)?;
     // The base is recorded once the document holding the record is saved (end of round): a
     // base ahead of the saved document would, after a crash, read as "the peer went back".
     pending.push((*id, record.digest()));
     Ok(())
+}
+
+/// Claims, oldest first, every link of the local chain of `id` that the document does not
+/// hold yet (in an ordered folder the document holds only claimed links).
+fn claim_links(
+    index: &Index,
+    doc: &Doc,
+    ctx: &Context<'_>,
+    authority: &dyn Authority,
+    id: &FileId,
+) -> Result<(), Defer> {
+    let links = index.chain_links(&ctx.folder.id, id)?;
+    let mut prev = chain::genesis(&ctx.folder.id, id, &ctx.folder.keys.chain_seed);
+    for (entry, head) in &links {
+        if lock(doc).entry(head).is_none() {
+            match authority.claim(id, &prev, entry, head) {
+                Ok(Claim::Accepted) => {}
+                Ok(Claim::Lost(now)) => return Err(Defer::Lost(now)),
+                Err(e) => return Err(later(format!("waiting for the bridge to order it: {e}"))),
+            }
+        }
+        prev = *head;
+    }
+    Ok(())
+}
+
+/// A claim was lost: the version another device got in first wins. Once its record is in the
+/// document, the local version is kept as a conflict copy and the winner installed; until
+/// then the local file stays as it is, unpublished.
+fn lost_claim(
+    index: &mut Index,
+    doc: &Doc,
+    ctx: &Context<'_>,
+    id: &FileId,
+    local: &Record,
+    head: Option<ChainHash>,
+    report: &mut Report,
+) -> Result<(), Defer> {
+    let winner = lock(doc)
+        .files()
+        .remove(id)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|r| Some(r.chain_head) == head);
+    match winner {
+        Some(w) => {
+            tracing::info!(folder = %ctx.folder.id, "{}: another device's version was first on the bridge", local.path);
+            keep_conflict(index, doc, ctx, id, local, &w, false, report)
+        }
+        None => Err(later(format!(
+            "another device's version of {} is first on the bridge; waiting for it",
+            local.path
+        ))),
+    }
 }
 
 /// Puts every link of the local chain of `id` into the document (idempotent).

@@ -67,6 +67,16 @@ impl Device {
 
     /// Scan, then one sync round fetching from `peers`.
     fn round(&mut self, members: &HashSet<DeviceId>, peers: &[&Device]) -> Report {
+        self.round_with(members, peers, None)
+    }
+
+    /// A round with an orderer (a `server_authoritative` folder).
+    fn round_with(
+        &mut self,
+        members: &HashSet<DeviceId>,
+        peers: &[&Device],
+        authority: Option<&dyn super::apply::Authority>,
+    ) -> Report {
         self.scan();
         let fetcher = Peers(
             peers
@@ -84,6 +94,7 @@ impl Device {
             device: &self.key,
             members,
             fetcher: &fetcher,
+            authority,
         };
         let r = sync_once(&mut self.index, &self.doc, &ctx).unwrap();
         assert!(
@@ -313,6 +324,7 @@ fn a_stranger_s_changes_are_refused() {
         device: &b.key,
         members: &only_b,
         fetcher: &super::apply::NoPeers,
+        authority: None,
     };
     let r = sync_once(&mut b.index, &b.doc, &ctx).unwrap();
     assert_eq!(r.installed, 0);
@@ -696,6 +708,7 @@ fn a_vanished_folder_is_never_written_into() {
         device: &b.key,
         members: &m,
         fetcher: &super::apply::NoPeers,
+        authority: None,
     };
     let err = sync_once(&mut b.index, &b.doc, &ctx).unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
@@ -746,6 +759,7 @@ fn chunks_a_fetcher_claims_but_never_delivers_leave_no_file_behind() {
         device: &b.key,
         members: &m,
         fetcher: &lying,
+        authority: None,
     };
     let r = sync_once(&mut b.index, &b.doc, &ctx).unwrap();
     assert_eq!(r.installed, 0, "{r:?}");
@@ -826,5 +840,173 @@ fn hostile_names_and_symlinked_parents_never_lead_outside_the_folder() {
     assert_eq!(
         std::fs::read(b.path("link/x.txt")).unwrap(),
         b"would land outside"
+    );
+}
+
+/// The rules of the real bridge (`harp-bridge`, in process, its own SQLite file) as the
+/// orderer of a `server_authoritative` folder.
+struct BridgeOrderer {
+    _dir: tempfile::TempDir,
+    bridge: harp_bridge::rules::Bridge,
+    folder: FolderId,
+}
+
+impl BridgeOrderer {
+    /// A bridge with user alice, her devices `keys` registered, and the folder created.
+    fn new(folder: FolderId, key: &FolderKey, keys: &[&SigningKey]) -> Self {
+        use data_encoding::BASE64;
+        use harp_bridge::{db, rules, wire};
+        let dir = tempfile::tempdir().unwrap();
+        let bridge = rules::Bridge::new(
+            db::open(&dir.path().join("bridge.sqlite")).unwrap(),
+            rules::Versioning::ServerAuthoritative,
+        );
+        bridge.add_user("alice").unwrap();
+        for k in keys {
+            let id = DeviceId::of_signing_key(k);
+            let x = harp_protocol::wrap::x25519_public(&[9; 32]);
+            let sig = ed25519_dalek::Signer::sign(
+                *k,
+                &harp_protocol::wrap::registration_message("alice", &id, &x),
+            );
+            let reg = wire::DeviceRegistration {
+                device_id: id.to_base32(),
+                name: "test".into(),
+                x25519_public: BASE64.encode(&x),
+                signature: BASE64.encode(&sig.to_bytes()),
+            };
+            bridge.register_device("alice", &reg).unwrap();
+        }
+        let me = DeviceId::of_signing_key(keys[0]);
+        let w = harp_protocol::wrap::wrap(
+            &folder,
+            key,
+            &me,
+            &harp_protocol::wrap::x25519_public(&[9; 32]),
+            keys[0],
+            [5; 32],
+            [6; 24],
+        );
+        let creation = wire::FolderCreation {
+            folder_id: folder.to_string(),
+            label: "ordered".into(),
+            index_mode: "encrypted".into(),
+            versioning: Some("server_authoritative".into()),
+            wrapped_key: wire::WrappedKey {
+                device_id: me.to_base32(),
+                ephemeral_public: BASE64.encode(&w.ephemeral_public),
+                nonce: BASE64.encode(&w.nonce),
+                ciphertext: BASE64.encode(&w.ciphertext),
+                wrapped_by: me.to_base32(),
+                signature: BASE64.encode(&w.signature),
+            },
+        };
+        bridge.create_folder("alice", &creation).unwrap();
+        Self {
+            _dir: dir,
+            bridge,
+            folder,
+        }
+    }
+}
+
+impl super::apply::Authority for BridgeOrderer {
+    fn orders(&self) -> bool {
+        true
+    }
+
+    fn claim(
+        &self,
+        file: &harp_protocol::ids::FileId,
+        prev: &harp_protocol::ids::ChainHash,
+        entry: &harp_protocol::chain::Entry,
+        head: &harp_protocol::ids::ChainHash,
+    ) -> Result<super::apply::Claim, String> {
+        use harp_bridge::rules::Failure;
+        let body = harp_bridge::wire::NewEntry {
+            prev: prev.to_hex(),
+            entry: data_encoding::BASE64.encode(&entry.encode()),
+            head: head.to_hex(),
+            expected_head: (entry.seq > 1).then(|| prev.to_hex()),
+        };
+        match self
+            .bridge
+            .append_entry("alice", &self.folder.to_string(), &file.to_hex(), &body)
+        {
+            Ok(_) => Ok(super::apply::Claim::Accepted),
+            Err(Failure::HeadMoved { head, .. }) => Ok(super::apply::Claim::Lost(head)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+#[test]
+fn server_authoritative_the_first_claim_wins_and_the_loser_keeps_a_conflict_copy() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    let m = members(&[&a, &b]);
+    let orderer = BridgeOrderer::new(
+        a.folder.id,
+        &FolderKey::from_bytes([2; 32]),
+        &[&a.key, &b.key],
+    );
+    a.write("x.txt", b"v1");
+    a.round_with(&m, &[], Some(&orderer));
+    exchange(&mut a, &mut b);
+    b.round_with(&m, &[&a], Some(&orderer));
+    assert_eq!(std::fs::read(b.path("x.txt")).unwrap(), b"v1");
+
+    // Both edit before hearing of each other; A reaches the bridge first.
+    a.write("x.txt", b"A's edit");
+    b.write("x.txt", b"B's edit!");
+    let ra = a.round_with(&m, &[&b], Some(&orderer));
+    assert_eq!(ra.published, 1, "{ra:?}");
+    let rb = b.round_with(&m, &[&a], Some(&orderer));
+    assert_eq!(rb.published, 0, "B lost the compare-and-swap: {rb:?}");
+    assert!(
+        rb.deferred
+            .iter()
+            .any(|(_, why)| why.contains("first on the bridge")),
+        "{rb:?}"
+    );
+    assert_eq!(
+        std::fs::read(b.path("x.txt")).unwrap(),
+        b"B's edit!",
+        "nothing is lost meanwhile"
+    );
+    // B's losing version never reached its document (only v1 is there).
+    let b_doc = b.doc.lock().unwrap().files();
+    assert!(b_doc.values().flatten().all(|r| r.seq == 1), "{b_doc:?}");
+
+    // Once A's version is known, B keeps its own as a conflict copy and takes A's.
+    for _ in 0..4 {
+        exchange(&mut a, &mut b);
+        b.round_with(&m, &[&a], Some(&orderer));
+        exchange(&mut a, &mut b);
+        a.round_with(&m, &[&b], Some(&orderer));
+    }
+    assert_eq!(a.tree(), b.tree());
+    let tree = b.tree();
+    assert_eq!(tree.get("x.txt").map(Vec::as_slice), Some(&b"A's edit"[..]));
+    let copies: Vec<_> = tree
+        .iter()
+        .filter(|(k, _)| k.contains(".conflict-"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{:?}", tree.keys());
+    assert_eq!(copies[0].1, b"B's edit!");
+    // The bridge holds one history of x.txt: v1 then A's edit.
+    let id = a
+        .index
+        .file(&a.folder.id, "x.txt")
+        .unwrap()
+        .unwrap()
+        .file_id;
+    let report = orderer
+        .bridge
+        .verify_file("alice", &a.folder.id.to_string(), &id.to_hex())
+        .unwrap();
+    assert_eq!(
+        (report.entries, report.last_seq, report.tips.len()),
+        (2, 2, 1)
     );
 }
