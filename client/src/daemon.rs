@@ -96,7 +96,10 @@ pub fn run(node: Node) -> anyhow::Result<()> {
                     .with_context(|| format!("folder {}: member {m:?}", f.label))?,
             );
         }
-        let members = Members::new(set);
+        let members = Members::new(set.clone());
+        // Whose chain entries are accepted: every device that ever was a member (a revoked
+        // device's past versions stay valid history), while `members` is who is served now.
+        let signers = Members::new(set);
         let doc_path = node
             .dirs
             .data
@@ -122,6 +125,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
             )?),
             doc: doc.clone(),
             members: members.clone(),
+            signers: signers.clone(),
             wake: Box::new(move || {
                 let _ = link_wake.try_send(Wake::Other);
             }),
@@ -144,6 +148,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
                 doc,
                 status,
                 members,
+                signers,
                 orderer,
                 handle: handle.clone(),
                 runtime: runtime.handle().clone(),
@@ -239,6 +244,8 @@ struct Worker {
     /// What `harp status` shows of this folder.
     status: Arc<Mutex<Value>>,
     members: Members,
+    /// Devices whose chain entries are accepted (members past and present).
+    signers: Members,
     /// The bridge as the orderer of `server_authoritative` folders (when logged in).
     orderer: Option<crate::bridge::link::Orderer>,
     handle: Handle,
@@ -331,7 +338,7 @@ fn sync_rounds(
     fetcher: &NetFetcher,
     label: &str,
 ) -> Option<Duration> {
-    let members = w.members.snapshot();
+    let members = w.signers.snapshot();
     let ctx = apply::Context {
         folder,
         device,

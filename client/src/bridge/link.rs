@@ -53,8 +53,10 @@ pub struct LinkFolder {
     pub key: FolderKey,
     /// Its document.
     pub doc: Arc<Mutex<FolderDoc>>,
-    /// Its member devices (grown from the bridge).
+    /// Its member devices now (set from the bridge): who is served.
     pub members: Members,
+    /// Every device that was a member (grown from the bridge): whose chain entries count.
+    pub signers: Members,
     /// Wakes the folder's worker (document changed).
     pub wake: Box<dyn Fn() + Send + Sync>,
     /// The folder's versioning as the bridge says (shared with the worker's [`Orderer`]).
@@ -403,9 +405,19 @@ impl Link {
             self.save_state(&f.id, state);
         }
         let me = self.me();
+        // The bridge is the authority on a folder it holds: its members' devices, and this
+        // one. A revoked device, or one of a user the folder is no longer shared with, stops
+        // being served at once (its sessions and chunk requests are refused).
         let devices: Vec<DeviceId> = info.devices.iter().map(|(_, d)| *d).collect();
-        for d in f.members.extend(devices.iter().copied()) {
+        f.signers.extend(devices.iter().copied());
+        let (added, removed) = f
+            .members
+            .replace(devices.iter().copied().chain([me]).collect());
+        for d in added {
             tracing::info!(folder = %f.label, "bridge: {d} is a member device now");
+        }
+        for d in removed {
+            tracing::warn!(folder = %f.label, "bridge: {d} is no longer a member device");
         }
         let peers = self
             .runtime
