@@ -14,6 +14,7 @@ pub mod bench;
 mod bench_sync;
 mod bench_syncthing;
 mod bench_transfer;
+pub mod check;
 pub mod daemon;
 pub mod folder;
 pub mod init;
@@ -50,6 +51,8 @@ pub enum Command {
     Restore(versions::RestoreArgs),
     /// Write a proof of a file's version history, for `harp verify`.
     Proof(proof::Args),
+    /// Verify the index, every chain and manifest (and with --read-data every file's bytes).
+    Check(check::Args),
     /// Check a version proof offline: exits 0 if it holds, 1 if not, with one line saying why.
     Verify(verify::Args),
     /// Find files by name through the bridge's search index (encrypted words, or names).
@@ -94,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Relay(args) => relay::run(&args),
         Command::Daemon(args) => daemon::run(&args),
         Command::Login(args) => login::run(&args),
+        Command::Check(args) => check::run(&args),
         Command::Search(args) => search::run(&args),
         Command::Peers(args) => daemon::peers(&args),
         Command::Status(args) => daemon::status(&args),

@@ -459,6 +459,16 @@ impl Index {
         .collect()
     }
 
+    /// Every file of a folder that has chain entries.
+    pub fn chained_files(&self, folder: &FolderId) -> Result<Vec<FileId>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT DISTINCT file_id FROM chain_entry WHERE folder = ?1")?;
+        let rows = stmt.query_map([folder.as_bytes()], |r| r.get::<_, Vec<u8>>(0))?;
+        rows.map(|r| Ok(FileId::from_bytes(blob(r?, "file id")?)))
+            .collect()
+    }
+
     /// The chain of a file with the hash after each entry, oldest first.
     pub fn chain_links(&self, folder: &FolderId, file: &FileId) -> Result<Vec<(Entry, ChainHash)>> {
         let mut stmt = self.conn.prepare_cached(

@@ -21,6 +21,7 @@
 //! `docs/architecture.md` shows where each one sits.
 
 pub mod bridge;
+pub mod check;
 pub mod chunk;
 pub mod cli;
 pub mod config;

@@ -150,6 +150,11 @@ fn two_users_sync_100_mib_through_the_bridge_which_sees_only_metadata() {
     let hits = ok(&a.home, &["search", "bob", "from"]);
     assert!(hits.trim().ends_with("from-bob.txt"), "{hits}");
     assert!(ok(&a.home, &["search", "nothing-like-this"]).contains("Nothing found"));
+    // What the sync installed is sound: chains, manifests, chunk rows and bytes.
+    for s in [&a, &b] {
+        let out = ok(&s.home, &["check", "--read-data"]);
+        assert!(out.contains("shared: ok"), "{out}");
+    }
 
     let db = bridge.db.as_ref().unwrap();
     let status: serde_json::Value =

@@ -248,6 +248,9 @@ fn a_receiver_killed_mid_transfer_never_shows_a_partial_file_and_converges() {
         let v = harp(&b.home, &["verify", proof.to_str().unwrap()]).unwrap();
         assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
     }
+    // And the whole record is sound: every chain, manifest, chunk row, and the bytes.
+    let out = ok(&b.home, &["check", "--read-data"]);
+    assert!(out.contains("shared: ok"), "{out}");
     let leftovers: Vec<_> = std::fs::read_dir(b.folder.join(".harp/tmp"))
         .map(|d| d.map_while(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -352,5 +355,10 @@ fn three_daemons_with_random_changes_and_an_outage_converge() {
     }
     wait_same(&a.folder, &b.folder, "A and B at the end");
     wait_same(&a.folder, &c.folder, "A and C at the end");
+    // Every device's record of what it holds is sound, bytes included.
+    for s in sides {
+        let out = ok(&s.home, &["check", "--read-data"]);
+        assert!(out.contains("shared: ok"), "{out}");
+    }
     drop(procs);
 }
