@@ -196,6 +196,10 @@ pub struct Config {
     /// Try to turn relayed connections into direct ones (hole punching).
     #[serde(default = "default_true")]
     pub hole_punching: bool,
+    /// Where the daemon serves Prometheus metrics (`/metrics`), e.g. `127.0.0.1:9464`; unset:
+    /// not served. Metrics hold counts only, no names; keep it on loopback anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
     /// Known peers and their addresses.
     #[serde(default, rename = "peer")]
     pub peers: Vec<PeerConfig>,
@@ -242,6 +246,7 @@ impl Config {
             relays: Vec::new(),
             mdns: true,
             hole_punching: true,
+            metrics_listen: None,
             peers: Vec::new(),
             folders: Vec::new(),
         }

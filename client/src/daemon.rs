@@ -86,6 +86,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
     let mut shared = HashMap::new();
     let mut workers = Vec::new();
     let mut link_folders = Vec::new();
+    let mut folder_metrics = Vec::new();
     let creds = crate::bridge::Credentials::load(&node.dirs)?;
     let me = node.device_id();
     for f in &c.folders {
@@ -149,6 +150,11 @@ pub fn run(node: Node) -> anyhow::Result<()> {
                 status,
                 members,
                 signers,
+                metrics: {
+                    let m = Arc::new(crate::metrics::FolderMetrics::new(&f.label));
+                    folder_metrics.push(m.clone());
+                    m
+                },
                 orderer,
                 handle: handle.clone(),
                 runtime: runtime.handle().clone(),
@@ -189,6 +195,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
         pushed,
         statuses,
         bridge_status,
+        folder_metrics,
     ));
     stop.store(true, Ordering::Relaxed);
     for w in workers {
@@ -246,6 +253,8 @@ struct Worker {
     members: Members,
     /// Devices whose chain entries are accepted (members past and present).
     signers: Members,
+    /// This folder's counters for `/metrics`.
+    metrics: Arc<crate::metrics::FolderMetrics>,
     /// The bridge as the orderer of `server_authoritative` folders (when logged in).
     orderer: Option<crate::bridge::link::Orderer>,
     handle: Handle,
@@ -303,6 +312,11 @@ fn start_worker(
                 wakes,
                 |index, scanned| {
                     match scanned {
+                        Some(Ok(s)) => w.metrics.scanned(Some(s.elapsed)),
+                        Some(Err(_)) => w.metrics.scanned(None),
+                        None => {}
+                    }
+                    match scanned {
                         Some(Ok(s)) if s.created + s.modified + s.renamed + s.deleted > 0 => {
                             tracing::info!(
                                 folder = %label,
@@ -353,7 +367,10 @@ fn sync_rounds(
     for _ in 0..MAX_ROUNDS {
         let heads = w.doc.lock().unwrap_or_else(|e| e.into_inner()).heads();
         let report = match sync_once(index, &w.doc, &ctx) {
-            Ok(r) => r,
+            Ok(r) => {
+                w.metrics.synced(&r);
+                r
+            }
             Err(e) => {
                 tracing::error!(folder = %label, "sync round failed: {e}");
                 return Some(RETRY_DEFERRED);
@@ -468,6 +485,7 @@ async fn serve(
     pushed: Arc<Notify>,
     statuses: Vec<(FolderId, Arc<Mutex<Value>>)>,
     bridge: Arc<Mutex<Value>>,
+    folder_metrics: Vec<Arc<crate::metrics::FolderMetrics>>,
 ) -> anyhow::Result<()> {
     let c = &node.config;
     let me = node.device_id();
@@ -495,6 +513,35 @@ async fn serve(
             handle.add_address(peer, a.clone()).await?;
         }
         tokio::spawn(keep_connected(handle.clone(), peer, addrs));
+    }
+
+    if let Some(addr) = &c.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("metrics_listen {addr}"))?;
+        println!("metrics on http://{}/metrics", listener.local_addr()?);
+        let (h, folders) = (handle.clone(), Arc::new(folder_metrics));
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let (h, folders) = (h.clone(), folders.clone());
+                async move {
+                    let peers = h.peers().await.unwrap_or_default();
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        crate::metrics::render(&h.stats, &peers, &folders),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("metrics server stopped: {e}");
+            }
+        });
     }
 
     let socket = node.dirs.control_socket();

@@ -29,6 +29,7 @@ pub mod daemon;
 pub mod index;
 pub mod invite;
 pub mod members;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod scan;

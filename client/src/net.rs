@@ -215,6 +215,8 @@ struct StatsInner {
     relayed_only: HashSet<PeerId>,
     direct_bytes: u64,
     relayed_bytes: u64,
+    chunks_verified: u64,
+    chunks_rejected: u64,
 }
 
 impl Stats {
@@ -238,6 +240,22 @@ impl Stats {
                 s.direct_bytes += bytes;
             }
         });
+    }
+
+    /// Counts a received blob that matched its id (`true`) or did not.
+    pub fn checked(&self, ok: bool) {
+        self.with(|s| {
+            if ok {
+                s.chunks_verified += 1;
+            } else {
+                s.chunks_rejected += 1;
+            }
+        });
+    }
+
+    /// Received blobs that matched their id, and those that did not.
+    pub fn verified_and_rejected(&self) -> (u64, u64) {
+        self.with(|s| (s.chunks_verified, s.chunks_rejected))
     }
 
     /// Chunk bytes (in, out) exchanged with a peer.

@@ -362,3 +362,95 @@ fn three_daemons_with_random_changes_and_an_outage_converge() {
     }
     drop(procs);
 }
+
+/// `metrics_listen` serves Prometheus metrics that count what the daemon did.
+#[test]
+fn metrics_count_bytes_chunks_and_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = side(tmp.path(), "a");
+    let b = side(tmp.path(), "b");
+    edit_config(&b.home, |c| {
+        c.metrics_listen = Some("127.0.0.1:0".to_owned())
+    })
+    .unwrap();
+    ok(
+        &a.home,
+        &[
+            "folder",
+            "add",
+            a.folder.to_str().unwrap(),
+            "--label",
+            "shared",
+        ],
+    );
+    let invite = ok(&a.home, &["folder", "share", "shared", "--with", &b.id]);
+    std::fs::write(a.folder.join("data.bin"), fill(b"metrics", 300_000)).unwrap();
+    let (_pa, addr_a) = start(&a);
+    ok(
+        &b.home,
+        &[
+            "folder",
+            "join",
+            invite.trim(),
+            b.folder.to_str().unwrap(),
+            "--peer-addr",
+            &addr_a,
+        ],
+    );
+    let pb = Proc::start(&[], &b.home, &["daemon"]).unwrap();
+    let lines = pb.until("daemon ready").unwrap();
+    let url = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("metrics on "))
+        .expect("the daemon prints where metrics are")
+        .to_owned();
+    wait_same(&a.folder, &b.folder, "first sync");
+    let value = |text: &str, sample: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample).map(str::trim))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {sample} in\n{text}"))
+    };
+    let got = wait_for(30, || {
+        let text = ureq::get(&url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        value(&text, "harp_versions_installed_total{folder=\"shared\"}") >= 1.0
+    });
+    assert!(got.is_some());
+    let text = ureq::get(&url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        value(&text, "harp_chunk_bytes_total{path=\"direct\"}") >= 300_000.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "harp_chunk_bytes_total{path=\"relayed\"}"),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(value(&text, "harp_direct_ratio"), 1.0, "{text}");
+    assert!(value(&text, "harp_chunks_verified_total") >= 1.0, "{text}");
+    assert_eq!(value(&text, "harp_chunks_rejected_total"), 0.0, "{text}");
+    assert_eq!(value(&text, "harp_peers{path=\"direct\"}"), 1.0, "{text}");
+    assert!(
+        value(&text, "harp_fetched_bytes_total{folder=\"shared\"}") >= 300_000.0,
+        "{text}"
+    );
+    assert!(
+        value(&text, "harp_scans_total{folder=\"shared\"}") >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "harp_conflicts_total{folder=\"shared\"}"),
+        0.0,
+        "{text}"
+    );
+}

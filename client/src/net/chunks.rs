@@ -429,7 +429,9 @@ async fn run_worker(
         };
         match msg {
             Message::Blob { data, .. } => {
-                if blob::check_id(&id, &data).is_err() {
+                let sound = blob::check_id(&id, &data).is_ok();
+                shared.stats.checked(sound);
+                if !sound {
                     return Err(StreamError::BadBlob(id));
                 }
                 shared.stats.count(&peer, data.len() as u64, true);
