@@ -14,6 +14,8 @@
 //! - [`manifest`]: a file version's chunk list as a content-defined tree, and its record.
 //! - [`chain`]: per-file SHA3-256 hash chains of signed entries.
 //! - [`proof`]: self-contained version proofs and their offline verification.
+//! - [`tlog`]: transparency logs (RFC 6962 Merkle trees, inclusion and consistency proofs)
+//!   and the C2SP checkpoint, signed-note and cosignature formats.
 //! - [`wire`]: the peer-to-peer chunk protocol's messages and framing.
 //! - [`wrap`]: what travels through the bridge: folder keys wrapped to a device, sealed
 //!   metadata changes, signed device registrations.
@@ -62,6 +64,7 @@ pub mod keys;
 pub mod manifest;
 pub mod proof;
 pub mod record;
+pub mod tlog;
 pub mod wire;
 pub mod wrap;
 
