@@ -9,7 +9,8 @@ use std::path::Path;
 use rusqlite::Connection;
 
 /// The schema steps, in order; `user_version` counts how many ran.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -87,7 +88,27 @@ CREATE TABLE index_entries (
     deleted   INTEGER NOT NULL,
     PRIMARY KEY (folder_id, file_id)
 );
-"];
+",
+    r"
+-- Each folder's transparency log: one leaf per chain entry stored as new, in that order.
+CREATE TABLE log_leaves (
+    folder_id TEXT NOT NULL,
+    idx       INTEGER NOT NULL,
+    hash      BLOB NOT NULL,
+    PRIMARY KEY (folder_id, idx)
+);
+ALTER TABLE entries ADD COLUMN log_index INTEGER;
+-- Witness cosignature lines, per checkpoint size (one per name and key id).
+CREATE TABLE cosignatures (
+    folder_id TEXT NOT NULL,
+    size      INTEGER NOT NULL,
+    name      TEXT NOT NULL,
+    key_id    BLOB NOT NULL,
+    line      TEXT NOT NULL,
+    PRIMARY KEY (folder_id, size, name, key_id)
+);
+",
+];
 
 /// Opens (creating if needed) and migrates the database at `path`.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {

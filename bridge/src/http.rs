@@ -104,9 +104,11 @@ pub fn router(app: Shared) -> Router {
         )
         .route("/folders/{folder}/index", get(search_index).put(put_index))
         .route("/folders/{folder}/checkpoint", get(checkpoint))
+        .route("/folders/{folder}/log/inclusion", get(inclusion))
+        .route("/folders/{folder}/log/consistency", get(consistency))
         .route(
             "/folders/{folder}/checkpoint/cosignatures",
-            post(checkpoint),
+            post(add_cosignature),
         )
         .fallback(|| async { envelope(Err(Failure::NotFound("no such endpoint".into()))) });
     Router::new()
@@ -556,10 +558,62 @@ async fn checkpoint(
     Path(folder): Path<String>,
 ) -> Response {
     run(app, h, p, None, move |b, u, _| {
-        b.get_folder(u, &folder)?;
-        Err(Failure::NotFound(
-            "no checkpoint yet (the transparency log is not built)".into(),
-        ))
+        let (size, note) = b.checkpoint(u, &folder)?;
+        ok(json!({ "size": size, "note": note }))
+    })
+    .await
+}
+
+async fn add_cosignature(
+    State(app): State<Shared>,
+    ConnectInfo(p): Conn,
+    h: HeaderMap,
+    Path(folder): Path<String>,
+    body: Body,
+) -> Response {
+    run(app, h, p, Some(body), move |b, u, body| {
+        b.add_cosignature(u, &folder, &wire::parse(body)?)?;
+        no_content()
+    })
+    .await
+}
+
+fn u64_param(q: &HashMap<String, Vec<String>>, name: &str) -> Result<u64, Failure> {
+    q.get(name)
+        .and_then(|v| v.first())
+        .ok_or_else(|| Failure::Invalid(format!("{name}: required")))?
+        .parse()
+        .map_err(|_| Failure::Invalid(format!("{name}: not a non-negative integer")))
+}
+
+async fn inclusion(
+    State(app): State<Shared>,
+    ConnectInfo(p): Conn,
+    h: HeaderMap,
+    Path(folder): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    run(app, h, p, None, move |b, u, _| {
+        let q = query(raw)?;
+        let (index, size) = (u64_param(&q, "index")?, u64_param(&q, "size")?);
+        let proof = b.inclusion(u, &folder, index, size)?;
+        ok(json!({ "index": index, "size": size, "proof": proof }))
+    })
+    .await
+}
+
+async fn consistency(
+    State(app): State<Shared>,
+    ConnectInfo(p): Conn,
+    h: HeaderMap,
+    Path(folder): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    run(app, h, p, None, move |b, u, _| {
+        let q = query(raw)?;
+        let (old, new) = (u64_param(&q, "old")?, u64_param(&q, "new")?);
+        let proof = b.consistency(u, &folder, old, new)?;
+        ok(json!({ "old": old, "new": new, "proof": proof }))
     })
     .await
 }

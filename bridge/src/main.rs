@@ -31,7 +31,9 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Read or set a setting (`versioning`: `crdt` or `server_authoritative`).
+    /// Read or set a setting: `versioning` (`crdt` or `server_authoritative`, for folders
+    /// created afterwards), `log-name` (the key name checkpoints are signed under; say the
+    /// host people know the bridge by).
     Config {
         /// The setting.
         key: String,
@@ -100,12 +102,9 @@ fn main() -> Result<()> {
         .unwrap_or_else(|| PathBuf::from("harp-bridge.sqlite"));
     let conn = db::open(&path).with_context(|| format!("opening {}", path.display()))?;
     if let Command::Config { key, value } = &cli.command {
-        if key != "versioning" {
-            bail!("unknown setting {key:?} (known: versioning)");
-        }
-        match value {
-            None => println!("{}", versioning(&conn)?.name()),
-            Some(v) => {
+        match (key.as_str(), value) {
+            ("versioning", None) => println!("{}", versioning(&conn)?.name()),
+            ("versioning", Some(v)) => {
                 let v = Versioning::parse(v)
                     .with_context(|| format!("{v:?}: expected crdt or server_authoritative"))?;
                 conn.execute(
@@ -114,11 +113,35 @@ fn main() -> Result<()> {
                 )?;
                 println!("versioning = {}", v.name());
             }
+            ("log-name", None) => {
+                let name: Option<String> = conn
+                    .query_row(
+                        "SELECT value FROM settings WHERE key = 'log_name'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .ok();
+                println!("{}", name.as_deref().unwrap_or("harp-bridge"));
+            }
+            ("log-name", Some(name)) => {
+                if name.is_empty()
+                    || name.contains(['+', ' '])
+                    || name.chars().any(char::is_control)
+                {
+                    bail!("{name:?}: a key name has no spaces, '+' or control characters");
+                }
+                conn.execute(
+                    "INSERT OR REPLACE INTO settings (key, value) VALUES ('log_name', ?1)",
+                    [name],
+                )?;
+                println!("log-name = {name} (checkpoints are signed under this name from now on)");
+            }
+            _ => bail!("unknown setting {key:?} (known: versioning, log-name)"),
         }
         return Ok(());
     }
     let mode = versioning(&conn)?;
-    let bridge = Bridge::new(conn, mode);
+    let bridge = Bridge::new(conn, mode).map_err(|e| anyhow::anyhow!("opening the bridge: {e}"))?;
     let fail = |e: rules::Failure| anyhow::anyhow!("{e}");
     match cli.command {
         Command::Serve { listen } => {

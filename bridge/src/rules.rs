@@ -13,6 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 use ed25519_dalek::{Signature, VerifyingKey};
 use harp_protocol::chain::{self, ENTRY_LEN, Entry};
 use harp_protocol::ids::{ChainHash, DeviceId};
+use harp_protocol::tlog;
 use rusqlite::{Connection, OptionalExtension, params};
 use thiserror::Error;
 
@@ -138,10 +139,27 @@ fn not_found() -> Failure {
     Failure::NotFound("no such folder".into())
 }
 
-/// The bridge: one database and the server-wide default versioning.
+/// The bridge: one database, the server-wide default versioning, and the key that signs the
+/// folders' log checkpoints.
 pub struct Bridge {
     conn: Mutex<Connection>,
     versioning: Versioning,
+    log_key: ed25519_dalek::SigningKey,
+    log_name: String,
+    /// Each folder's log, loaded on first use (locked after `conn`, never before).
+    trees: Mutex<std::collections::HashMap<String, tlog::Tree>>,
+}
+
+/// The origin line of a folder's log.
+pub fn log_origin(folder: &str) -> String {
+    format!("harp/{folder}")
+}
+
+fn setting(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+        r.get(0)
+    })
+    .optional()
 }
 
 /// What `harp-bridge status` prints.
@@ -176,11 +194,30 @@ pub struct ChainReport {
 
 impl Bridge {
     /// A bridge over an open database.
-    pub fn new(conn: Connection, versioning: Versioning) -> Self {
-        Self {
+    pub fn new(conn: Connection, versioning: Versioning) -> Result<Self> {
+        // The log key is made on first use and kept in the database: checkpoints signed
+        // before a restart stay verifiable after it.
+        let seed = match setting(&conn, "log_seed")? {
+            Some(hex) => wire::hex_id::<32>("log_seed", &hex)
+                .map_err(|_| Failure::Internal("the stored log key is damaged".into()))?,
+            None => {
+                let mut seed = [0u8; 32];
+                getrandom::getrandom(&mut seed).map_err(|e| Failure::Internal(e.to_string()))?;
+                conn.execute(
+                    "INSERT INTO settings (key, value) VALUES ('log_seed', ?1)",
+                    [data_encoding::HEXLOWER.encode(&seed)],
+                )?;
+                seed
+            }
+        };
+        let log_name = setting(&conn, "log_name")?.unwrap_or_else(|| "harp-bridge".to_owned());
+        Ok(Self {
             conn: Mutex::new(conn),
             versioning,
-        }
+            log_key: ed25519_dalek::SigningKey::from_bytes(&seed),
+            log_name,
+            trees: Mutex::new(std::collections::HashMap::new()),
+        })
     }
 
     fn db(&self) -> MutexGuard<'_, Connection> {
@@ -270,6 +307,7 @@ impl Bridge {
                 max_change_bytes: MAX_CHANGE,
                 max_addresses: MAX_ADDRESSES,
             },
+            log_key: tlog::verifier_key(&self.log_name, &self.log_key.verifying_key()),
         }
     }
 
@@ -840,6 +878,9 @@ impl Bridge {
             prev: data_encoding::HEXLOWER.encode(&r.get::<_, Vec<u8>>(1)?),
             entry: wire::to_b64(&r.get::<_, Vec<u8>>(2)?),
             head: data_encoding::HEXLOWER.encode(&r.get::<_, Vec<u8>>(3)?),
+            log_index: r
+                .get::<_, Option<i64>>(4)?
+                .and_then(|i| u64::try_from(i).ok()),
         })
     }
 
@@ -860,7 +901,7 @@ impl Bridge {
         Self::visible(&db, folder, user)?;
         Ok(db
             .prepare(
-                "SELECT seq, prev, entry, head FROM entries
+                "SELECT seq, prev, entry, head, log_index FROM entries
                  WHERE folder_id = ?1 AND file_id = ?2 AND seq >= ?3 ORDER BY seq, head LIMIT ?4",
             )?
             .query_map(params![folder, file, from_seq, limit], Self::link_of)?
@@ -905,8 +946,7 @@ impl Bridge {
                 "wrong_head: head is not SHA3-256(prev ‖ entry)".into(),
             ));
         }
-        let select =
-            "SELECT seq, prev, entry, head FROM entries WHERE folder_id = ?1 AND file_id = ?2";
+        let select = "SELECT seq, prev, entry, head, log_index FROM entries WHERE folder_id = ?1 AND file_id = ?2";
         if let Some(link) = tx
             .query_row(
                 &format!("{select} AND head = ?3"),
@@ -988,27 +1028,187 @@ impl Bridge {
         }
         let seq = i64::try_from(entry.seq)
             .map_err(|_| Failure::Invalid("seq_gap: seq too large".into()))?;
+        let leaf = tlog::chain_leaf(&entry.file, entry.seq, &head);
+        let log_index: i64 = tx.query_row(
+            "SELECT count(*) FROM log_leaves WHERE folder_id = ?1",
+            [folder],
+            |r| r.get(0),
+        )?;
         tx.execute(
-            "INSERT INTO entries (folder_id, file_id, seq, prev, entry, head) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO log_leaves (folder_id, idx, hash) VALUES (?1, ?2, ?3)",
+            params![folder, log_index, leaf.as_slice()],
+        )?;
+        tx.execute(
+            "INSERT INTO entries (folder_id, file_id, seq, prev, entry, head, log_index) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 folder,
                 file,
                 seq,
                 prev.as_bytes().as_slice(),
                 raw.as_slice(),
-                head.as_bytes().as_slice()
+                head.as_bytes().as_slice(),
+                log_index
             ],
         )?;
         tx.commit()?;
+        if let Some(tree) = self.trees_lock().get_mut(folder) {
+            tree.push(leaf);
+        }
         Ok((
             wire::ChainLink {
                 seq: entry.seq,
                 prev: prev.to_hex(),
                 entry: e.entry.clone(),
                 head: head.to_hex(),
+                log_index: u64::try_from(log_index).ok(),
             },
             true,
         ))
+    }
+
+    // --- transparency log ----------------------------------------------------------------
+
+    fn trees_lock(&self) -> MutexGuard<'_, std::collections::HashMap<String, tlog::Tree>> {
+        self.trees
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the folder's log (loaded from the database on first use). The caller holds
+    /// the database lock, so no append can slip in between.
+    fn with_tree<T>(
+        &self,
+        db: &Connection,
+        folder: &str,
+        f: impl FnOnce(&tlog::Tree) -> T,
+    ) -> Result<T> {
+        let mut trees = self.trees_lock();
+        if !trees.contains_key(folder) {
+            let mut tree = tlog::Tree::new();
+            let mut stmt =
+                db.prepare("SELECT hash FROM log_leaves WHERE folder_id = ?1 ORDER BY idx")?;
+            for h in stmt.query_map([folder], |r| r.get::<_, Vec<u8>>(0))? {
+                let h: tlog::Hash = h?
+                    .try_into()
+                    .map_err(|_| Failure::Internal("a damaged log leaf".into()))?;
+                tree.push(h);
+            }
+            trees.insert(folder.to_owned(), tree);
+        }
+        let tree = trees
+            .get(folder)
+            .ok_or_else(|| Failure::Internal("the log vanished".into()))?;
+        Ok(f(tree))
+    }
+
+    /// `GET /folders/{id}/checkpoint`: the size and the signed note (with stored cosignatures).
+    pub fn checkpoint(&self, user: &str, folder: &str) -> Result<(u64, String)> {
+        let db = self.db();
+        Self::visible(&db, folder, user)?;
+        let (size, root) = self.with_tree(&db, folder, |t| (t.size(), t.root(t.size())))?;
+        let root = root.map_err(|e| Failure::Internal(e.to_string()))?;
+        let body = tlog::Checkpoint {
+            origin: log_origin(folder),
+            size,
+            root,
+        }
+        .body();
+        let mut note = tlog::sign_note(&body, &self.log_name, &self.log_key)
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        let lines: Vec<String> = db
+            .prepare(
+                "SELECT line FROM cosignatures WHERE folder_id = ?1 AND size = ?2 ORDER BY name",
+            )?
+            .query_map(
+                params![folder, i64::try_from(size).unwrap_or(i64::MAX)],
+                |r| r.get(0),
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        for l in lines {
+            note.push_str(&l);
+        }
+        Ok((size, note))
+    }
+
+    /// `POST /folders/{id}/checkpoint/cosignatures`.
+    pub fn add_cosignature(
+        &self,
+        user: &str,
+        folder: &str,
+        c: &wire::NewCosignature,
+    ) -> Result<()> {
+        let bad = |why: &str| Failure::Invalid(format!("cosignature: {why}"));
+        let line = c.cosignature.trim_end_matches('\n');
+        if line.len() > 512 || line.contains('\n') {
+            return Err(bad("one line of at most 512 bytes"));
+        }
+        let rest = line
+            .strip_prefix("\u{2014} ")
+            .ok_or_else(|| bad("a C2SP signature line starts with an em dash and a space"))?;
+        let (name, b64) = rest.split_once(' ').ok_or_else(|| bad("no key name"))?;
+        if name.is_empty() || name.contains('+') || name.chars().any(char::is_control) {
+            return Err(bad("bad key name"));
+        }
+        let bytes = data_encoding::BASE64
+            .decode(b64.as_bytes())
+            .map_err(|_| bad("not base64"))?;
+        if bytes.len() != 4 + 8 + 64 {
+            return Err(bad("not key id, timestamp and an Ed25519 signature"));
+        }
+        let db = self.db();
+        Self::visible(&db, folder, user)?;
+        let size = self.with_tree(&db, folder, tlog::Tree::size)?;
+        if c.size > size {
+            return Err(Failure::Invalid(format!("size: the log has {size} leaves")));
+        }
+        let size = i64::try_from(c.size).map_err(|_| bad("size too large"))?;
+        let count: i64 = db.query_row(
+            "SELECT count(*) FROM cosignatures WHERE folder_id = ?1 AND size = ?2 AND NOT (name = ?3 AND key_id = ?4)",
+            params![folder, size, name, &bytes[..4]],
+            |r| r.get(0),
+        )?;
+        if count >= 16 {
+            return Err(Failure::Invalid(
+                "at most 16 cosignatures per checkpoint".into(),
+            ));
+        }
+        db.execute(
+            "INSERT OR REPLACE INTO cosignatures (folder_id, size, name, key_id, line) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![folder, size, name, &bytes[..4], format!("{line}\n")],
+        )?;
+        Ok(())
+    }
+
+    /// `GET /folders/{id}/log/inclusion`.
+    pub fn inclusion(
+        &self,
+        user: &str,
+        folder: &str,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<String>> {
+        let db = self.db();
+        Self::visible(&db, folder, user)?;
+        self.with_tree(&db, folder, |t| t.inclusion(index, size))?
+            .map(|p| {
+                p.iter()
+                    .map(|h| data_encoding::HEXLOWER.encode(h))
+                    .collect()
+            })
+            .map_err(|e| Failure::Invalid(e.to_string()))
+    }
+
+    /// `GET /folders/{id}/log/consistency`.
+    pub fn consistency(&self, user: &str, folder: &str, old: u64, new: u64) -> Result<Vec<String>> {
+        let db = self.db();
+        Self::visible(&db, folder, user)?;
+        self.with_tree(&db, folder, |t| t.consistency(old, new))?
+            .map(|p| {
+                p.iter()
+                    .map(|h| data_encoding::HEXLOWER.encode(h))
+                    .collect()
+            })
+            .map_err(|e| Failure::Invalid(e.to_string()))
     }
 
     // --- search index --------------------------------------------------------------------
@@ -1185,7 +1385,7 @@ impl Bridge {
             .ok_or_else(|| Failure::NotFound(format!("no file {path} in the index")))?
         };
         let rows: Vec<StoredLink> = db
-            .prepare("SELECT seq, prev, entry, head FROM entries WHERE folder_id = ?1 AND file_id = ?2 ORDER BY seq")?
+            .prepare("SELECT seq, prev, entry, head, log_index FROM entries WHERE folder_id = ?1 AND file_id = ?2 ORDER BY seq")?
             .query_map([folder, &file], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<rusqlite::Result<_>>()?;
         if rows.is_empty() {

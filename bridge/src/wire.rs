@@ -29,6 +29,8 @@ pub struct Capabilities {
     pub login_flow_v2: bool,
     /// Size limits.
     pub limits: Limits,
+    /// The C2SP verifier key of the bridge's checkpoint signatures.
+    pub log_key: String,
 }
 
 /// Size limits the bridge enforces.
@@ -208,6 +210,18 @@ pub struct ChainLink {
     pub entry: String,
     /// 64 hex.
     pub head: String,
+    /// Its leaf in the folder's transparency log.
+    pub log_index: Option<u64>,
+}
+
+/// `POST /folders/{id}/checkpoint/cosignatures`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCosignature {
+    /// The checkpoint size it cosigns.
+    pub size: u64,
+    /// The C2SP cosignature line.
+    pub cosignature: String,
 }
 
 /// `PUT /folders/{id}/index`.

@@ -191,7 +191,8 @@ fn wait_converged(a: &Device, b: &Device, what: &str) -> anyhow::Result<Duration
 /// password of its one user, alice.
 fn embedded_bridge(dir: &Path) -> anyhow::Result<(String, String)> {
     let conn = harp_bridge::db::open(&dir.join("bridge.sqlite"))?;
-    let bridge = harp_bridge::rules::Bridge::new(conn, harp_bridge::rules::Versioning::Crdt);
+    let bridge = harp_bridge::rules::Bridge::new(conn, harp_bridge::rules::Versioning::Crdt)
+        .map_err(|e| anyhow::anyhow!("opening the bridge: {e}"))?;
     let password = bridge
         .add_user("alice")
         .map_err(|e| anyhow::anyhow!("creating the bridge user: {e}"))?;

@@ -7,6 +7,8 @@
 //! -p harp-e2e --test bridge_conformance` (the tests that need a fresh server's setting, such
 //! as the server-wide versioning mode, create their folders with an explicit mode instead).
 
+#![allow(clippy::unwrap_used)]
+
 use data_encoding::{BASE64, HEXLOWER};
 use ed25519_dalek::SigningKey;
 use harp_e2e::bridge::{Client, Device, Target, create_folder, hex_id, random};
@@ -607,7 +609,7 @@ fn the_index_holds_names_only_where_the_folder_allows_them() {
 }
 
 #[test]
-fn unknown_paths_malformed_ids_and_reserved_endpoints_answer_cleanly() {
+fn unknown_paths_malformed_ids_and_an_empty_log_answer_cleanly() {
     let t = target();
     let alice = t.client(0);
     let da = Device::new();
@@ -618,21 +620,182 @@ fn unknown_paths_malformed_ids_and_reserved_endpoints_answer_cleanly() {
     assert_eq!(alice.get("/folders/not-hex").status, 404);
     let a = alice.get(&format!("/folders/{folder}/files/not-a-file-id/entries"));
     assert!(a.status == 404 || a.status == 422, "{a:?}");
-    assert_eq!(
-        alice.get(&format!("/folders/{folder}/checkpoint")).status,
-        404
-    );
-    let cosign = alice.raw(
-        "POST",
-        &format!("/folders/{folder}/checkpoint/cosignatures"),
-        Some("\u{2014} witness.example AAAA\n".as_bytes().to_vec()),
-    );
-    assert_eq!(
-        cosign.status, 404,
-        "reserved until the proofs issue: {cosign:?}"
-    );
+    // An empty log has a checkpoint too: size 0, the empty tree's root.
+    let a = alice.get(&format!("/folders/{folder}/checkpoint"));
+    assert_eq!((a.status, a.data["size"].clone()), (200, json!(0)), "{a:?}");
+    let body = harp_protocol::tlog::Note::parse(a.data["note"].as_str().unwrap())
+        .unwrap()
+        .body;
+    let cp = harp_protocol::tlog::Checkpoint::parse(&body).unwrap();
+    assert_eq!(cp.root, harp_protocol::tlog::empty_root());
     // Every answer, failures included, is an OCS envelope with the status mirrored.
     let a = alice.get(&format!("/folders/{}", hex_id::<16>()));
     assert_eq!(a.body["ocs"]["meta"]["statuscode"], 404);
     assert_eq!(a.error(), "not_found");
+}
+
+/// Parses a C2SP verifier key `name+hex(key id)+base64(0x01 ‖ key)`.
+fn verifier_key(s: &str) -> (String, ed25519_dalek::VerifyingKey) {
+    let mut parts = s.splitn(3, '+');
+    let (name, _id, key) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let bytes = BASE64.decode(key.as_bytes()).unwrap();
+    assert_eq!(bytes[0], 1, "an Ed25519 verifier key");
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes[1..].try_into().unwrap()).unwrap();
+    (name.to_owned(), key)
+}
+
+fn hashes(v: &Value) -> Vec<harp_protocol::tlog::Hash> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            HEXLOWER
+                .decode(h.as_str().unwrap().as_bytes())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn the_folder_log_is_signed_provable_append_only_and_takes_cosignatures() {
+    use harp_protocol::tlog::{self, Checkpoint, Note, Tree};
+    let t = target();
+    let (alice, bob) = (t.client(0), t.client(1));
+    let da = Device::new();
+    let _da_registered = da.register(&alice);
+    let folder = create_folder(&alice, &da, "plaintext", Some("crdt"));
+    let (log_name, log_key) =
+        verifier_key(alice.get("/capabilities").data["log_key"].as_str().unwrap());
+
+    // Entries of two files, interleaved; each new one gets the next leaf.
+    let files = [hex_id::<16>(), hex_id::<16>()];
+    let mut chains: Vec<Chain> = files.iter().map(|f| Chain::new(&folder, f)).collect();
+    let mut local = Tree::new();
+    let mut leaves = Vec::new();
+    let mut append = |k: usize, local: &mut Tree, leaves: &mut Vec<tlog::Hash>| {
+        let (body, tip) = chains[k].next(&da);
+        let a = alice.post(
+            &format!("/folders/{folder}/files/{}/entries", files[k]),
+            &body,
+        );
+        assert_eq!(a.status, 201, "{a:?}");
+        assert_eq!(a.data["log_index"], local.size(), "{a:?}");
+        let id: FileId = files[k].parse().unwrap();
+        let leaf = tlog::chain_leaf(&id, tip.seq, &tip.head);
+        local.push(leaf);
+        leaves.push(leaf);
+        chains[k].tip = tip;
+        body
+    };
+    let first = append(0, &mut local, &mut leaves);
+    for k in [1, 0, 1, 0] {
+        append(k, &mut local, &mut leaves);
+    }
+    // A replay keeps its place.
+    let replay = alice.post(
+        &format!("/folders/{folder}/files/{}/entries", files[0]),
+        &first,
+    );
+    assert_eq!(
+        (replay.status, replay.data["log_index"].clone()),
+        (200, json!(0))
+    );
+
+    let checkpoint = |c: &Client| -> (Checkpoint, Note) {
+        let a = c.get(&format!("/folders/{folder}/checkpoint"));
+        assert_eq!(a.status, 200, "{a:?}");
+        let note = Note::parse(a.data["note"].as_str().unwrap()).unwrap();
+        let body = note.verified_by(&log_name, &log_key).unwrap().to_owned();
+        let cp = Checkpoint::parse(&body).unwrap();
+        assert_eq!(a.data["size"], cp.size);
+        (cp, note)
+    };
+    let (cp5, _) = checkpoint(&alice);
+    assert_eq!(cp5.origin, format!("harp/{folder}"));
+    assert_eq!((cp5.size, cp5.root), (5, local.root(5).unwrap()));
+    for index in 0..5u64 {
+        let a = alice.get(&format!(
+            "/folders/{folder}/log/inclusion?index={index}&size=5"
+        ));
+        assert_eq!(a.status, 200, "{a:?}");
+        let proof = hashes(&a.data["proof"]);
+        assert_eq!(
+            proof,
+            local.inclusion(index, 5).unwrap(),
+            "the RFC 6962 path"
+        );
+        tlog::verify_inclusion(&leaves[index as usize], index, 5, &proof, &cp5.root).unwrap();
+    }
+    // Two more, then the new checkpoint extends the old one.
+    append(1, &mut local, &mut leaves);
+    append(0, &mut local, &mut leaves);
+    let (cp7, _) = checkpoint(&alice);
+    assert_eq!((cp7.size, cp7.root), (7, local.root(7).unwrap()));
+    let a = alice.get(&format!("/folders/{folder}/log/consistency?old=5&new=7"));
+    assert_eq!(a.status, 200, "{a:?}");
+    tlog::verify_consistency(5, 7, &hashes(&a.data["proof"]), &cp5.root, &cp7.root).unwrap();
+
+    // A witness cosigns size 7; the note then carries its line.
+    let witness = SigningKey::from_bytes(&random());
+    let line = tlog::cosign(&cp7.body(), "witness.example/w1", &witness, 1_763_700_000).unwrap();
+    let path = format!("/folders/{folder}/checkpoint/cosignatures");
+    let a = alice.post(&path, &json!({ "size": 7, "cosignature": line }));
+    assert_eq!(a.status, 204, "{a:?}");
+    let (_, note) = checkpoint(&alice);
+    assert_eq!(
+        note.cosigned_by("witness.example/w1", &witness.verifying_key())
+            .unwrap(),
+        1_763_700_000
+    );
+    assert_eq!(
+        alice
+            .post(&path, &json!({ "size": 7, "cosignature": "not a line" }))
+            .status,
+        422
+    );
+    assert_eq!(
+        alice
+            .post(&path, &json!({ "size": 99, "cosignature": line }))
+            .status,
+        422
+    );
+    // Bad ranges, and a stranger.
+    assert_eq!(
+        alice
+            .get(&format!("/folders/{folder}/log/inclusion?index=7&size=7"))
+            .status,
+        422
+    );
+    assert_eq!(
+        alice
+            .get(&format!("/folders/{folder}/log/consistency?old=7&new=5"))
+            .status,
+        422
+    );
+    assert_eq!(
+        alice
+            .get(&format!("/folders/{folder}/log/inclusion?index=0&size=99"))
+            .status,
+        422
+    );
+    assert_eq!(
+        bob.get(&format!("/folders/{folder}/checkpoint")).status,
+        404
+    );
+    assert_eq!(
+        bob.get(&format!("/folders/{folder}/log/consistency?old=5&new=7"))
+            .status,
+        404
+    );
+    assert_eq!(
+        bob.post(&path, &json!({ "size": 7, "cosignature": line }))
+            .status,
+        404
+    );
 }

@@ -860,7 +860,8 @@ impl BridgeOrderer {
         let bridge = rules::Bridge::new(
             db::open(&dir.path().join("bridge.sqlite")).unwrap(),
             rules::Versioning::ServerAuthoritative,
-        );
+        )
+        .unwrap();
         bridge.add_user("alice").unwrap();
         for k in keys {
             let id = DeviceId::of_signing_key(k);
