@@ -72,6 +72,10 @@ pub struct Credentials {
     pub user: String,
     /// App password.
     pub app_password: String,
+    /// The bridge's checkpoint key (C2SP verifier key), pinned at login: a bridge that later
+    /// signs with another key is not believed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_key: Option<String>,
 }
 
 impl Credentials {
@@ -242,6 +246,49 @@ impl Client {
             });
         }
         Ok((status, data))
+    }
+
+    /// The bridge's checkpoint key (C2SP verifier key string), if it has one.
+    pub fn log_key(&self) -> Result<Option<String>> {
+        let (_, d) = self.call("GET", "/capabilities", None)?;
+        Ok(d["log_key"].as_str().map(str::to_owned))
+    }
+
+    /// A folder log's newest checkpoint: its size and the signed note.
+    pub fn checkpoint(&self, folder: &FolderId) -> Result<(u64, String)> {
+        let (_, d) = self.call("GET", &format!("/folders/{folder}/checkpoint"), None)?;
+        let size = d["size"]
+            .as_u64()
+            .ok_or_else(|| Error::Malformed("checkpoint without a size".into()))?;
+        let note = d["note"]
+            .as_str()
+            .ok_or_else(|| Error::Malformed("checkpoint without a note".into()))?;
+        Ok((size, note.to_owned()))
+    }
+
+    /// The consistency proof of a folder's log from `old` to `new` leaves.
+    pub fn consistency(
+        &self,
+        folder: &FolderId,
+        old: u64,
+        new: u64,
+    ) -> Result<Vec<harp_protocol::tlog::Hash>> {
+        let (_, d) = self.call(
+            "GET",
+            &format!("/folders/{folder}/log/consistency?old={old}&new={new}"),
+            None,
+        )?;
+        d["proof"]
+            .as_array()
+            .ok_or_else(|| Error::Malformed("consistency without a proof".into()))?
+            .iter()
+            .map(|h| {
+                h.as_str()
+                    .and_then(|h| HEXLOWER.decode(h.as_bytes()).ok())
+                    .and_then(|b| <harp_protocol::tlog::Hash>::try_from(b).ok())
+                    .ok_or_else(|| Error::Malformed("a proof hash is not 64 hex".into()))
+            })
+            .collect()
     }
 
     /// The caller's user id (what registrations sign).
@@ -690,6 +737,7 @@ pub fn login_flow(url: &str, show: impl Fn(&str), give_up: Duration) -> Result<C
             url: server.trim_end_matches('/').to_owned(),
             user: user.to_owned(),
             app_password: pw.to_owned(),
+            log_key: None,
         });
     }
     Err(Error::Transport("the login was not granted in time".into()))
@@ -701,11 +749,12 @@ pub fn login_with_password(
     dirs: &Dirs,
     device: &SigningKey,
     device_name: &str,
-    creds: Credentials,
+    mut creds: Credentials,
 ) -> Result<String> {
     let client = Client::new(&creds);
     let user = client.user_id()?;
     client.register(device, &x25519_secret(dirs)?, device_name)?;
+    creds.log_key = client.log_key()?;
     creds.save(dirs)?;
     Ok(user)
 }

@@ -179,6 +179,8 @@ pub fn run(node: Node) -> anyhow::Result<()> {
                 folders: link_folders,
                 stop: stop.clone(),
                 status: bridge_status.clone(),
+                credentials: creds.clone(),
+                dirs: node.dirs.clone(),
             };
             workers.push(
                 std::thread::Builder::new()

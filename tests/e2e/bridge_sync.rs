@@ -397,3 +397,94 @@ fn server_authoritative_folders_keep_the_bridge_s_order() {
         "{verified}"
     );
 }
+
+/// A lying bridge: after the daemon accepted a checkpoint of the folder's log, the bridge's
+/// database is rolled back, then rewritten; the daemon catches each and says so in `harp
+/// status`, and does not accept the lie.
+#[test]
+fn a_bridge_that_rolls_back_or_rewrites_a_log_is_caught() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bridge = Target::start(&[]).unwrap();
+    let a = side(tmp.path(), "a");
+    ok(
+        &a.home,
+        &[
+            "login",
+            &bridge.base,
+            "--user",
+            "alice",
+            "--app-password",
+            &bridge.users[0].1,
+        ],
+    );
+    ok(
+        &a.home,
+        &[
+            "folder",
+            "add",
+            a.folder.to_str().unwrap(),
+            "--label",
+            "shared",
+        ],
+    );
+    for i in 0..3 {
+        std::fs::write(a.folder.join(format!("f{i}.txt")), format!("file {i}")).unwrap();
+    }
+    let daemon = || {
+        let p = Proc::start_with_env(&[], &a.home, &["daemon"], &[("HARP_BRIDGE_POLL_SECS", "1")])
+            .unwrap();
+        p.until("daemon ready").unwrap();
+        p
+    };
+    let log = || -> serde_json::Value {
+        let out = harp(&a.home, &["status", "--json"]).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["bridge"]["logs"]["shared"].clone()
+    };
+    let _pa = daemon();
+    let verified = wait_for(60, || {
+        log()["state"] == "verified" && log()["size"].as_u64() >= Some(3)
+    });
+    assert!(verified.is_some(), "{}", log());
+    let size = log()["size"].as_u64().unwrap();
+
+    // Rolled back: the newest leaf removed.
+    bridge
+        .restart(|db| {
+            let c = rusqlite::Connection::open(db).unwrap();
+            c.execute(
+                "DELETE FROM log_leaves WHERE idx = (SELECT max(idx) FROM log_leaves)",
+                [],
+            )
+            .unwrap();
+        })
+        .unwrap();
+    let caught = wait_for(30, || log()["state"] == "alarm");
+    assert!(caught.is_some(), "{}", log());
+    assert!(
+        log()["problem"].as_str().unwrap().contains("rolled back"),
+        "{}",
+        log()
+    );
+
+    // Rewritten: the first leaf changed, and the log longer than before.
+    bridge
+        .restart(|db| {
+            let c = rusqlite::Connection::open(db).unwrap();
+            c.execute("UPDATE log_leaves SET hash = randomblob(32) WHERE idx = 0", []).unwrap();
+            for idx in [size - 1, size] {
+                c.execute(
+                    "INSERT OR REPLACE INTO log_leaves (folder_id, idx, hash) SELECT folder_id, ?1, randomblob(32) FROM log_leaves LIMIT 1",
+                    [idx as i64],
+                )
+                .unwrap();
+            }
+        })
+        .unwrap();
+    let caught = wait_for(30, || {
+        log()["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("not an extension"))
+    });
+    assert!(caught.is_some(), "{}", log());
+}

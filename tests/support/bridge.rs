@@ -124,6 +124,35 @@ impl Target {
         })
     }
 
+    /// Stops this bridge and starts it again on the same address and database (a test that
+    /// tampers with the database does it in between: the bridge caches its logs in memory).
+    pub fn restart(&mut self, between: impl FnOnce(&std::path::Path)) -> Result<()> {
+        let db = self.db.clone().context("not a bridge this test started")?;
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        between(&db);
+        let listen = self.base.trim_start_matches("http://").to_owned();
+        let mut child = Command::new(binary("harp-bridge")?)
+            .arg("--db")
+            .arg(&db)
+            .args(["serve", "--listen", &listen])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("restarting harp-bridge")?;
+        let out = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(out).read_line(&mut line)?;
+        if !line.contains(&listen) {
+            bail!("harp-bridge did not come back on {listen}: {line:?}");
+        }
+        self.child = Some(child);
+        Ok(())
+    }
+
     /// A client for user `n` (0: alice, 1: bob).
     pub fn client(&self, n: usize) -> Client {
         let (user, password) = self.users[n].clone();

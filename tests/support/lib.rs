@@ -153,6 +153,16 @@ impl Proc {
     /// Starts `harp ARGS` for `home`, inside `wrapper` (e.g. `ip netns exec NS`) if not empty.
     /// Daemon logs go to the test's stderr, filtered by `HARP_TEST_LOG` (default: warnings).
     pub fn start(wrapper: &[&str], home: &Path, args: &[&str]) -> Result<Self> {
+        Self::start_with_env(wrapper, home, args, &[])
+    }
+
+    /// [`Proc::start`] with extra environment variables.
+    pub fn start_with_env(
+        wrapper: &[&str],
+        home: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let bin = binary("harp")?;
         let mut cmd = match wrapper.split_first() {
             Some((first, rest)) => {
@@ -171,6 +181,7 @@ impl Proc {
                 "RUST_LOG",
                 std::env::var("HARP_TEST_LOG").unwrap_or_else(|_| "warn,libp2p_kad=error".into()),
             )
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

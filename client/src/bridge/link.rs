@@ -38,6 +38,14 @@ const PASS_EVERY: Duration = Duration::from_secs(5);
 /// How often membership, keys, addresses and dials are refreshed, and changes downloaded.
 /// (A Nextcloud answers each request with a full PHP bootstrap: idle devices must be quiet.)
 pub const FULL_EVERY: Duration = Duration::from_secs(30);
+
+/// [`FULL_EVERY`], or `HARP_BRIDGE_POLL_SECS` (for tests that cannot wait 30 s per step).
+fn full_every() -> Duration {
+    std::env::var("HARP_BRIDGE_POLL_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(FULL_EVERY, Duration::from_secs)
+}
 /// How long published addresses stay valid; they are republished well before.
 const ADDRESS_TTL: u64 = 600;
 /// Most bytes of sealed changes in one upload request.
@@ -160,6 +168,10 @@ struct FolderState {
     /// The Automerge actors this device wrote as (one per daemon start): each device uploads
     /// its own changes only, so the bridge holds every change once.
     my_actors: HashSet<String>,
+    /// The newest checkpoint of the folder's log this device accepted: size, root (base64).
+    /// Every later one must extend it (a consistency proof), or the bridge rewrote history.
+    #[serde(default)]
+    checkpoint: Option<(u64, String)>,
 }
 
 /// Everything the link thread needs.
@@ -184,6 +196,10 @@ pub struct Link {
     pub stop: Arc<AtomicBool>,
     /// What `harp status` shows of the bridge.
     pub status: Arc<Mutex<Value>>,
+    /// The login (its pinned log key; saved once learnt).
+    pub credentials: super::Credentials,
+    /// Where the login is saved.
+    pub dirs: crate::config::Dirs,
 }
 
 struct Progress {
@@ -198,6 +214,10 @@ struct Progress {
     plaintext_index: HashSet<FolderId>,
     refused_links: HashSet<String>,
     conflicts: u64,
+    /// The bridge's checkpoint key: (name, key).
+    log_key: Option<(String, ed25519_dalek::VerifyingKey)>,
+    /// Per folder: the log as last checked ("verified at size N", or what is wrong).
+    logs: HashMap<FolderId, Value>,
 }
 
 impl Link {
@@ -229,10 +249,12 @@ impl Link {
             plaintext_index: HashSet::new(),
             refused_links: HashSet::new(),
             conflicts: 0,
+            log_key: None,
+            logs: HashMap::new(),
         };
         let mut last_full: Option<Instant> = None;
         while !self.stop.load(AtomicOrdering::Relaxed) {
-            let full = last_full.is_none_or(|t| t.elapsed() >= FULL_EVERY);
+            let full = last_full.is_none_or(|t| t.elapsed() >= full_every());
             let outcome = self.pass(&mut p, full);
             let state = match &outcome {
                 Ok(()) => "linked".to_owned(),
@@ -249,12 +271,17 @@ impl Link {
                 "user": self.client.user,
                 "state": state,
                 "server_authoritative_conflicts": p.conflicts,
+                "logs": self
+                    .folders
+                    .iter()
+                    .filter_map(|f| p.logs.get(&f.id).map(|v| (f.label.clone(), v.clone())))
+                    .collect::<serde_json::Map<String, Value>>(),
             });
             let until = Instant::now()
                 + if outcome.is_ok() {
                     PASS_EVERY
                 } else {
-                    FULL_EVERY / 4
+                    full_every() / 4
                 };
             while Instant::now() < until && !self.stop.load(AtomicOrdering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(200));
@@ -319,6 +346,7 @@ impl Link {
             }
             if full {
                 self.download(p, f)?;
+                self.audit_log(p, f)?;
             }
             self.upload(p, f)?;
             self.send_links(p, f)?;
@@ -682,4 +710,106 @@ impl Link {
         p.last_index_heads.insert(f.id, heads);
         Ok(())
     }
+
+    /// The pinned checkpoint key, learnt from the bridge on first use (and saved with the
+    /// login) when the login did not pin one.
+    fn log_key(
+        &self,
+        p: &mut Progress,
+    ) -> Result<Option<(String, ed25519_dalek::VerifyingKey)>, Error> {
+        if p.log_key.is_none() {
+            let text = match &self.credentials.log_key {
+                Some(k) => Some(k.clone()),
+                None => {
+                    let learnt = self.client.log_key()?;
+                    if let Some(k) = &learnt {
+                        let mut creds = self.credentials.clone();
+                        creds.log_key = Some(k.clone());
+                        creds.save(&self.dirs)?;
+                        tracing::info!("bridge: pinned its checkpoint key {k}");
+                    }
+                    learnt
+                }
+            };
+            p.log_key = text.as_deref().and_then(parse_verifier_key);
+        }
+        Ok(p.log_key.clone())
+    }
+
+    /// Checks the folder log's newest checkpoint: signed by the pinned key, for this folder,
+    /// and an extension of the last one accepted (a consistency proof). A rollback, a rewritten
+    /// history or a bad signature is an alarm: logged, shown by `harp status`, and the
+    /// checkpoint is not accepted.
+    fn audit_log(&self, p: &mut Progress, f: &LinkFolder) -> Result<(), Error> {
+        use harp_protocol::tlog::{self, Checkpoint, Note};
+        let Some((name, key)) = self.log_key(p)? else {
+            return Ok(());
+        };
+        let (_, text) = match self.client.checkpoint(&f.id) {
+            Ok(c) => c,
+            Err(e) if e.status() == Some(404) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let alarm = |p: &mut Progress, why: String| -> Result<(), Error> {
+            tracing::error!(folder = %f.label, "the bridge's log of this folder: {why}");
+            p.logs
+                .insert(f.id, json!({ "state": "alarm", "problem": why }));
+            Ok(())
+        };
+        let checked = Note::parse(&text)
+            .and_then(|n| n.verified_by(&name, &key).map(str::to_owned))
+            .and_then(|body| Checkpoint::parse(&body));
+        let cp = match checked {
+            Ok(cp) if cp.origin == format!("harp/{}", f.id) => cp,
+            Ok(cp) => {
+                return alarm(p, format!("a checkpoint of another log ({})", cp.origin));
+            }
+            Err(e) => return alarm(p, format!("a checkpoint that does not verify: {e}")),
+        };
+        let state = p.states.entry(f.id).or_default();
+        if let Some((size, root_b64)) = &state.checkpoint {
+            let old_root: tlog::Hash = match data_encoding::BASE64
+                .decode(root_b64.as_bytes())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+            {
+                Some(r) => r,
+                None => return Ok(()),
+            };
+            let problem = if cp.size < *size {
+                Some(format!("rolled back from {size} entries to {}", cp.size))
+            } else if cp.size == *size {
+                (cp.root != old_root).then(|| format!("two different logs of {size} entries"))
+            } else {
+                let proof = self.client.consistency(&f.id, *size, cp.size)?;
+                tlog::verify_consistency(*size, cp.size, &proof, &old_root, &cp.root)
+                    .err()
+                    .map(|e| format!("not an extension of the {size} entries accepted before: {e}"))
+            };
+            if let Some(why) = problem {
+                return alarm(p, why);
+            }
+        }
+        let root = data_encoding::BASE64.encode(&cp.root);
+        if state.checkpoint.as_ref() != Some(&(cp.size, root.clone())) {
+            state.checkpoint = Some((cp.size, root));
+            self.save_state(&f.id, state);
+        }
+        p.logs
+            .insert(f.id, json!({ "state": "verified", "size": cp.size }));
+        Ok(())
+    }
+}
+
+/// Parses a C2SP verifier key `name+hex(key id)+base64(0x01 ‖ Ed25519 key)`.
+fn parse_verifier_key(s: &str) -> Option<(String, ed25519_dalek::VerifyingKey)> {
+    let mut parts = s.splitn(3, '+');
+    let (name, _, key) = (parts.next()?, parts.next()?, parts.next()?);
+    let bytes = data_encoding::BASE64.decode(key.as_bytes()).ok()?;
+    let (kind, key) = bytes.split_first()?;
+    if *kind != 1 {
+        return None;
+    }
+    let key = ed25519_dalek::VerifyingKey::from_bytes(key.try_into().ok()?).ok()?;
+    (harp_protocol::tlog::verifier_key(name, &key) == s).then(|| (name.to_owned(), key))
 }

@@ -39,6 +39,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 url,
                 user: user.clone(),
                 app_password,
+                log_key: None,
             }
         }
         _ => bridge::login_flow(
