@@ -23,6 +23,17 @@ fn ok(home: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `harp check --read-data` passes (its findings are shown when it does not).
+fn check_ok(home: &Path) {
+    let out = harp(home, &["check", "--read-data"]).unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("shared: ok"),
+        "harp check: {text}"
+    );
+}
+
 fn start(s: &Side) -> (Proc, String) {
     s.start().unwrap()
 }
@@ -249,8 +260,7 @@ fn a_receiver_killed_mid_transfer_never_shows_a_partial_file_and_converges() {
         assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
     }
     // And the whole record is sound: every chain, manifest, chunk row, and the bytes.
-    let out = ok(&b.home, &["check", "--read-data"]);
-    assert!(out.contains("shared: ok"), "{out}");
+    check_ok(&b.home);
     let leftovers: Vec<_> = std::fs::read_dir(b.folder.join(".harp/tmp"))
         .map(|d| d.map_while(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -357,8 +367,7 @@ fn three_daemons_with_random_changes_and_an_outage_converge() {
     wait_same(&a.folder, &c.folder, "A and C at the end");
     // Every device's record of what it holds is sound, bytes included.
     for s in sides {
-        let out = ok(&s.home, &["check", "--read-data"]);
-        assert!(out.contains("shared: ok"), "{out}");
+        check_ok(&s.home);
     }
     drop(procs);
 }

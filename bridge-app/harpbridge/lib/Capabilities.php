@@ -15,8 +15,17 @@ class Capabilities implements ICapability {
 	public function __construct(private readonly CapabilityService $capabilities) {
 	}
 
-	/** @return array{harpbridge: array<string, mixed>} */
+	/**
+	 * Without `log_key` when the stored log key is broken: that is for
+	 * `/capabilities` to report, not a reason to break every app's capabilities.
+	 *
+	 * @return array{harpbridge: array<string, mixed>}
+	 */
 	public function getCapabilities(): array {
-		return ['harpbridge' => $this->capabilities->serverWide()];
+		try {
+			return ['harpbridge' => $this->capabilities->serverWide()];
+		} catch (\RuntimeException) {
+			return ['harpbridge' => $this->capabilities->serverWide(false)];
+		}
 	}
 }

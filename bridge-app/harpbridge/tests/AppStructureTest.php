@@ -54,7 +54,7 @@ final class AppStructureTest extends TestCase {
 			self::routes(),
 		);
 		sort($served);
-		$this->assertCount(21, self::yamlOperations(), 'the yaml parser found the operations');
+		$this->assertCount(23, self::yamlOperations(), 'the yaml parser found the operations');
 		$this->assertSame(self::yamlOperations(), $served);
 	}
 
@@ -133,13 +133,25 @@ final class AppStructureTest extends TestCase {
 				}
 			}
 		}
-		$this->assertCount(7, BridgeTables::all());
+		$this->assertCount(9, BridgeTables::all());
 	}
 
-	public function testTheMigrationIsNamedAsNextcloudFindsIt(): void {
+	/**
+	 * Nextcloud runs each migration once, when the app is installed or its
+	 * version goes up: every migration creates what is missing of the schema,
+	 * so a later one brings an installed server's tables up to BridgeTables.
+	 */
+	public function testTheMigrationsAreNamedAsNextcloudFindsThemAndCreateWhatIsMissing(): void {
 		$migrations = glob(self::APP . '/lib/Migration/Version*.php');
-		$this->assertCount(1, $migrations);
-		$this->assertMatchesRegularExpression('#/Version\d+Date\d{14}\.php$#', $migrations[0]);
+		$this->assertCount(2, $migrations);
+		foreach ($migrations as $migration) {
+			$this->assertMatchesRegularExpression('#/Version\d+Date\d{14}\.php$#', $migration);
+			$source = (string)file_get_contents($migration);
+			$this->assertStringContainsString('use CreatesMissingSchema;', $source, $migration);
+			$this->assertStringContainsString('return $this->createMissing($schema) ? $schema : null;', $source, $migration);
+		}
+		$info = simplexml_load_file(self::APP . '/appinfo/info.xml');
+		$this->assertSame('1.1.0', (string)$info->version, 'a new migration comes with a new app version');
 	}
 
 	public function testInfoXmlDeclaresTheAppAndItsCommands(): void {
@@ -164,7 +176,7 @@ final class AppStructureTest extends TestCase {
 
 	public function testEveryRepositoryHasItsImplementationRegistered(): void {
 		$application = (string)file_get_contents(self::APP . '/lib/AppInfo/Application.php');
-		foreach ([...glob(self::APP . '/lib/Store/*Repository.php'), self::APP . '/lib/Store/UserDirectory.php', self::APP . '/lib/Service/Clock.php', self::APP . '/lib/Service/VersioningSource.php'] as $file) {
+		foreach ([...glob(self::APP . '/lib/Store/*Repository.php'), self::APP . '/lib/Store/UserDirectory.php', self::APP . '/lib/Service/Clock.php', self::APP . '/lib/Service/VersioningSource.php', self::APP . '/lib/Service/LogKeySource.php'] as $file) {
 			$interface = basename($file, '.php');
 			$this->assertMatchesRegularExpression("#\\b$interface::class => (\\w+)::class#", $application, $interface);
 			preg_match("#\\b$interface::class => (\\w+)::class#", $application, $m);

@@ -78,6 +78,18 @@ final class ChainAuditTest extends BridgeTestCase {
 		$this->assertEquals([$writer->headHex() => 2, $other->headHex() => 3], $report->tips());
 	}
 
+	public function testTheFilesPlacesInTheLogAreShownBySeq(): void {
+		$writer = new ChainWriter($this->folderId, $this->fileId);
+		$this->append($writer->next($this->laptop));
+		$otherFile = bin2hex(random_bytes(16));
+		$this->bridge->entries->append('alice', $this->folderId, $otherFile, JsonObject::fromArray((new ChainWriter($this->folderId, $otherFile))->next($this->laptop)));
+		$this->append($writer->next($this->laptop));
+		// One stored before the log existed has no place in it.
+		$this->store($writer->next($this->laptop));
+		$this->assertSame([0, 2, null], $this->bridge->audit->logIndexes('alice', $this->folderId, $this->fileId));
+		$this->assertRefused(NotFound::class, 'no such folder', fn () => $this->bridge->audit->logIndexes('bob', $this->folderId, $this->fileId));
+	}
+
 	public function testTamperedStorageIsFound(): void {
 		$writer = new ChainWriter($this->folderId, $this->fileId);
 		$this->append($writer->next($this->laptop));

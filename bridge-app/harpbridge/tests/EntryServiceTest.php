@@ -55,11 +55,12 @@ final class EntryServiceTest extends BridgeTestCase {
 			$bodies[] = $body = $writer->next($this->laptop);
 			$outcome = $this->append($folder, $body);
 			$this->assertSame(201, $outcome->status);
-			$this->assertSame(['seq' => $i, 'prev' => $body['prev'], 'entry' => $body['entry'], 'head' => $body['head']], $outcome->data);
+			$this->assertSame(['seq' => $i, 'prev' => $body['prev'], 'entry' => $body['entry'], 'head' => $body['head'], 'log_index' => $i - 1], $outcome->data);
 		}
 		$read = $this->read($folder);
 		$this->assertSame([1, 2, 3, 4, 5], array_column($read, 'seq'));
 		$this->assertSame(array_column($bodies, 'head'), array_column($read, 'head'));
+		$this->assertSame([0, 1, 2, 3, 4], array_column($read, 'log_index'));
 		$this->assertSame([3, 4], array_column($this->read($folder, 'from_seq=3&limit=2'), 'seq'));
 		$this->assertSame([], $this->bridge->entries->read('alice', $folder, bin2hex(random_bytes(16)), QueryString::parse('')));
 	}
@@ -74,6 +75,7 @@ final class EntryServiceTest extends BridgeTestCase {
 		$this->assertSame(200, $replay->status);
 		$this->assertSame($first['head'], $replay->data['head']);
 		$this->assertSame(1, $replay->data['seq']);
+		$this->assertSame(0, $replay->data['log_index']);
 		$this->assertSame(2, $this->bridge->entryStore->countLinks());
 	}
 
@@ -245,6 +247,8 @@ final class EntryServiceTest extends BridgeTestCase {
 		$this->assertSame(201, $this->append($folder, $again, 'bob')->status);
 		$this->assertSame(2, count($this->read($folder, 'limit=2')));
 		$this->assertSame([1, 1], array_column($this->read($folder, 'limit=2'), 'seq'));
+		// Every branch is in the log, in the order the bridge stored them (read by seq).
+		$this->assertSame([0, 7, 1, 6, 2, 3, 4, 5], array_column($this->read($folder), 'log_index'));
 	}
 
 	public function testServerAuthoritativeAppendsAreACompareAndSwap(): void {
@@ -306,6 +310,7 @@ final class EntryServiceTest extends BridgeTestCase {
 		};
 		$error = $this->assertRefused(Conflict::class, 'the head moved', fn () => $this->append($folder, $writer->next($this->laptop) + ['expected_head' => $first['head']]));
 		$this->assertSame($theirs['head'], $error->toApi()['head']);
+		$this->assertSame(1, $this->bridge->logStore->logSize($folder), 'only entries the service stored as new are logged');
 	}
 
 	public function testARaceWithItselfIsAReplay(): void {
@@ -316,6 +321,7 @@ final class EntryServiceTest extends BridgeTestCase {
 		};
 		$this->assertSame(200, $this->append($folder, $body)->status);
 		$this->assertSame(1, $this->bridge->entryStore->countLinks());
+		$this->assertSame(1, $this->bridge->logStore->logSize($folder), 'logged once');
 	}
 
 	public function testReadQueryIsChecked(): void {

@@ -13,7 +13,8 @@ use Symfony\Component\Console\Output\OutputInterface;
 
 /**
  * `occ harpbridge:verify USER FOLDER PATH`: checks a file's chain as stored on
- * this server (links, seqs, heads, operations, signatures), every branch. The
+ * this server (links, seqs, heads, operations, signatures), every branch, and
+ * shows where its entries are in the folder's transparency log. The
  * genesis link needs the folder's secret, so it is shown, not checked: a
  * member proves it with `harp verify --folder-key`.
  */
@@ -47,6 +48,7 @@ class Verify extends Command {
 		foreach ($report->tips() as $head => $seq) {
 			$output->writeln("branch ends at seq $seq, head $head");
 		}
+		$this->writeLogIndexes($output, $this->audit->logIndexes($user, $folder, $fileId));
 		foreach ($report->problems() as $problem) {
 			$output->writeln(sprintf(
 				'<error>seq %d %s: %s%s</error>',
@@ -62,5 +64,17 @@ class Verify extends Command {
 		}
 		$output->writeln('holds');
 		return Command::SUCCESS;
+	}
+
+	/** @param list<int|null> $indexes the entries' places in the folder's log, by seq */
+	private function writeLogIndexes(OutputInterface $output, array $indexes): void {
+		$logged = array_values(array_filter($indexes, static fn (?int $index): bool => $index !== null));
+		if ($logged !== []) {
+			$output->writeln('in the folder\'s log at ' . implode(', ', $logged) . ' (by seq)');
+		}
+		$unlogged = count($indexes) - count($logged);
+		if ($unlogged > 0) {
+			$output->writeln("$unlogged entries not in the log (stored before it existed)");
+		}
 	}
 }

@@ -27,6 +27,8 @@ use OCP\AppFramework\Db\Entity;
  * @method void setSlot(?string $slot)
  * @method ?int getCreatedAt()
  * @method void setCreatedAt(?int $createdAt)
+ * @method ?int getLogIndex()
+ * @method void setLogIndex(?int $logIndex)
  */
 class ChainEntryEntity extends Entity {
 	protected ?string $folderId = null;
@@ -38,6 +40,7 @@ class ChainEntryEntity extends Entity {
 	protected ?string $author = null;
 	protected ?string $slot = null;
 	protected ?int $createdAt = null;
+	protected ?int $logIndex = null;
 
 	public function __construct() {
 		$this->addType('folderId', 'string');
@@ -49,5 +52,6 @@ class ChainEntryEntity extends Entity {
 		$this->addType('author', 'string');
 		$this->addType('slot', 'string');
 		$this->addType('createdAt', 'integer');
+		$this->addType('logIndex', 'integer');
 	}
 }

@@ -47,6 +47,16 @@ class ChainEntryMapper extends QBMapper implements EntryRepository {
 		return is_string($prev) ? $prev : null;
 	}
 
+	public function setLogIndex(string $folderId, string $fileId, string $head, int $logIndex): void {
+		$qb = $this->db->getQueryBuilder();
+		$qb->update($this->getTableName())
+			->set('log_index', $qb->createNamedParameter($logIndex, IQueryBuilder::PARAM_INT))
+			->where($qb->expr()->eq('folder_id', $qb->createNamedParameter($folderId)))
+			->andWhere($qb->expr()->eq('file_id', $qb->createNamedParameter($fileId)))
+			->andWhere($qb->expr()->eq('head', $qb->createNamedParameter($head)))
+			->executeStatement();
+	}
+
 	public function removeLink(string $folderId, string $fileId, string $head): void {
 		$qb = $this->db->getQueryBuilder();
 		$qb->delete($this->getTableName())
@@ -108,6 +118,7 @@ class ChainEntryMapper extends QBMapper implements EntryRepository {
 			(string)Base64::decode((string)$e->getEntry()),
 			(string)$e->getHead(),
 			(string)$e->getAuthor(),
+			$e->getLogIndex(),
 		);
 	}
 }

@@ -73,4 +73,17 @@ final class QueryString {
 		}
 		return $number;
 	}
+
+	/**
+	 * A decimal integer parameter that must be given, within bounds.
+	 *
+	 * @throws Invalid
+	 */
+	public function requiredInt(string $name, int $min, int $max): int {
+		$value = $this->one($name);
+		if ($value === null || $value === '') {
+			throw new Invalid("$name: required");
+		}
+		return $this->int($name, $min, $min, $max);
+	}
 }

@@ -22,6 +22,8 @@ final class BridgeTables {
 	public const CHANGES = 'harp_changes';
 	public const ENTRIES = 'harp_entries';
 	public const INDEX = 'harp_index';
+	public const LOG = 'harp_log_leaves';
+	public const COSIGNATURES = 'harp_cosignatures';
 
 	/**
 	 * @return array<string, array{
@@ -127,6 +129,8 @@ final class BridgeTables {
 					// what may exist once per file: the head (crdt) or "seq:N" (server_authoritative)
 					'slot' => ['string', ['notnull' => true, 'length' => 64]],
 					'created_at' => $time,
+					// its leaf in the folder's log (null: not logged, e.g. stored before the log existed)
+					'log_index' => ['bigint', ['notnull' => false]],
 				],
 				'unique' => [
 					'harp_ent_head_uniq' => ['folder_id', 'file_id', 'head'],
@@ -150,6 +154,45 @@ final class BridgeTables {
 					'updated_at' => $time,
 				],
 				'unique' => ['harp_idx_file_uniq' => ['folder_id', 'file_id']],
+				'index' => [],
+			],
+			self::LOG => [
+				'entity' => 'LogLeafEntity',
+				'columns' => [
+					'id' => $id,
+					'folder_id' => $folderId,
+					// 0, 1, 2, … per folder, in the order the entries were stored
+					'log_index' => ['bigint', ['notnull' => true]],
+					// hex of SHA-256(0x00 ‖ file id ‖ seq ‖ head)
+					'leaf_hash' => $hash,
+					'created_at' => $time,
+				],
+				'unique' => [
+					'harp_log_index_uniq' => ['folder_id', 'log_index'],
+					'harp_log_leaf_uniq' => ['folder_id', 'leaf_hash'],
+				],
+				'index' => [],
+			],
+			self::COSIGNATURES => [
+				'entity' => 'CosignatureEntity',
+				'columns' => [
+					'id' => $id,
+					'folder_id' => $folderId,
+					// the checkpoint size it cosigns
+					'size' => ['bigint', ['notnull' => true]],
+					// 0 to 15 among the lines of that size
+					'place' => ['bigint', ['notnull' => true]],
+					'name' => ['string', ['notnull' => true, 'length' => 512]],
+					// hex of the 4-byte key id
+					'key_id' => ['string', ['notnull' => true, 'length' => 8]],
+					// "— <name> <base64>\n"
+					'line' => ['string', ['notnull' => true, 'length' => 520]],
+					'created_at' => $time,
+				],
+				'unique' => [
+					'harp_cosig_place_uniq' => ['folder_id', 'size', 'place'],
+					'harp_cosig_key_uniq' => ['folder_id', 'size', 'key_id', 'name'],
+				],
 				'index' => [],
 			],
 		];

@@ -6,22 +6,35 @@ namespace OCA\HarpBridge\Service;
 
 /**
  * What this bridge supports, for `/capabilities` and Nextcloud's capabilities
- * (key `harpbridge`), so a client can check a server before it relies on it.
+ * (key `harpbridge`), so a client can check a server before it relies on it,
+ * and the key its checkpoints are signed with (`log_key`).
  */
 final class CapabilityService {
 	public const API_VERSION = 1;
 
-	public function __construct(private readonly VersioningPolicy $versioning) {
+	public function __construct(
+		private readonly VersioningPolicy $versioning,
+		private readonly LogKeyService $logKey,
+	) {
 	}
 
-	/** @return array<string, mixed> the server-wide part, without a user */
-	public function serverWide(): array {
-		return [
+	/**
+	 * The server-wide part, without a user.
+	 *
+	 * @return array<string, mixed>
+	 * @throws \RuntimeException with the log key: the stored key is broken
+	 */
+	public function serverWide(bool $withLogKey = true): array {
+		$all = [
 			'api_version' => self::API_VERSION,
 			'versioning' => $this->versioning->defaultMode(),
 			'login_flow_v2' => true,
 			'limits' => Limits::toApi(),
 		];
+		if ($withLogKey) {
+			$all['log_key'] = $this->logKey->verifierKey();
+		}
+		return $all;
 	}
 
 	/**
@@ -38,6 +51,7 @@ final class CapabilityService {
 			'versioning' => $all['versioning'],
 			'login_flow_v2' => $all['login_flow_v2'],
 			'limits' => $all['limits'],
+			'log_key' => $all['log_key'],
 		];
 	}
 }

@@ -69,6 +69,22 @@ final class ChainAuditService {
 	}
 
 	/**
+	 * Where the file's entries are in the folder's transparency log, by seq
+	 * (null: not logged, e.g. stored before the log existed).
+	 *
+	 * @return list<int|null>
+	 * @throws NotFound the folder is not visible
+	 */
+	public function logIndexes(string $userId, string $folderId, string $fileId): array {
+		$folder = $this->access->visibleFolder($userId, $folderId);
+		$indexes = [];
+		foreach ($this->allLinks($folder->folderId, $fileId) as $link) {
+			$indexes[] = $link->logIndex;
+		}
+		return $indexes;
+	}
+
+	/**
 	 * Every link of the file by seq, read in pages. Pages restart at the last
 	 * seq read, since forks put several links at one seq, and skip what was
 	 * already seen.

@@ -32,18 +32,22 @@ use OCA\HarpBridge\Store\EntryRepository;
  * In server_authoritative folders an append is a compare-and-swap on the
  * file's head, so there is one history; in crdt folders forks are kept and the
  * folder document picks the winner.
+ *
+ * Every entry stored as new is appended to the folder's transparency log
+ * (LogService), and every link it answers carries its `log_index`.
  */
 final class EntryService {
 	public function __construct(
 		private readonly EntryRepository $entries,
 		private readonly FolderAccess $access,
+		private readonly LogService $log,
 	) {
 	}
 
 	/**
 	 * Entries of a file from a seq on, by seq.
 	 *
-	 * @return list<array<string, int|string>>
+	 * @return list<array<string, int|string|null>>
 	 * @throws NotFound
 	 * @throws Invalid
 	 */
@@ -97,7 +101,7 @@ final class EntryService {
 		}
 		$replay = $this->findReplay($folder, $fileId, $prev, $entry, $head);
 		if ($replay !== null) {
-			return Outcome::ok($replay->toApi());
+			return Outcome::ok($this->logged($replay)->toApi());
 		}
 		if ($this->access->memberDevice($folder, $entry->authorDeviceId()) === null) {
 			throw new Invalid('unknown_author');
@@ -122,7 +126,22 @@ final class EntryService {
 			$this->entries->removeLink($folder->folderId, $fileId, $head);
 			throw new Invalid('wrong_link');
 		}
-		return Outcome::created($link->toApi());
+		return Outcome::created($this->logged($link)->toApi());
+	}
+
+	/**
+	 * The link with its place in the folder's log, appending it there first
+	 * when it has none yet: a new entry, or a replay of one whose request
+	 * ended between storing and logging it (logging is idempotent, so a
+	 * replay racing the original request gets the same index).
+	 */
+	private function logged(ChainLink $link): ChainLink {
+		if ($link->logIndex !== null) {
+			return $link;
+		}
+		$logIndex = $this->log->append($link);
+		$this->entries->setLogIndex($link->folderId, $link->fileId, $link->head, $logIndex);
+		return $link->withLogIndex($logIndex);
 	}
 
 	/**
@@ -214,7 +233,7 @@ final class EntryService {
 	private function settleRace(Folder $folder, string $fileId, string $prev, ChainEntry $entry, string $head): Outcome {
 		$replay = $this->findReplay($folder, $fileId, $prev, $entry, $head);
 		if ($replay !== null) {
-			return Outcome::ok($replay->toApi());
+			return Outcome::ok($this->logged($replay)->toApi());
 		}
 		throw $this->headMoved($this->entries->findLatest($folder->folderId, $fileId));
 	}

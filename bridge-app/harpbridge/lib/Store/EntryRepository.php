@@ -28,6 +28,9 @@ interface EntryRepository {
 	/** @throws DuplicateKey when the head or the slot is taken */
 	public function addLink(ChainLink $link, string $slot): void;
 
+	/** Records the entry's leaf in the folder's transparency log. */
+	public function setLogIndex(string $folderId, string $fileId, string $head, int $logIndex): void;
+
 	/** Deletes the file's entry with this head (one that lost a race), if stored. */
 	public function removeLink(string $folderId, string $fileId, string $head): void;
 

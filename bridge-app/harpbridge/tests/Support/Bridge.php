@@ -13,6 +13,8 @@ use OCA\HarpBridge\Service\EntryService;
 use OCA\HarpBridge\Service\FolderAccess;
 use OCA\HarpBridge\Service\FolderService;
 use OCA\HarpBridge\Service\IndexService;
+use OCA\HarpBridge\Service\LogKeyService;
+use OCA\HarpBridge\Service\LogService;
 use OCA\HarpBridge\Service\StatusService;
 use OCA\HarpBridge\Service\VersioningPolicy;
 use OCA\HarpBridge\Service\WrappedKeyService;
@@ -29,10 +31,15 @@ final class Bridge {
 	public readonly InMemoryChanges $changeStore;
 	public readonly InMemoryEntries $entryStore;
 	public readonly InMemoryIndex $indexStore;
+	public readonly InMemoryLog $logStore;
+	public readonly InMemoryCosignatures $cosignatureStore;
+	public readonly FixedLogKey $logKeySource;
 	public readonly FixedClock $clock;
 	public readonly FixedVersioning $versioningSource;
 	public readonly VersioningPolicy $versioning;
 	public readonly FolderAccess $access;
+	public readonly LogKeyService $logKey;
+	public readonly LogService $log;
 	public readonly DeviceService $devices;
 	public readonly WrappedKeyService $keys;
 	public readonly FolderService $folders;
@@ -52,10 +59,15 @@ final class Bridge {
 		$this->changeStore = new InMemoryChanges();
 		$this->entryStore = new InMemoryEntries();
 		$this->indexStore = new InMemoryIndex();
+		$this->logStore = new InMemoryLog();
+		$this->cosignatureStore = new InMemoryCosignatures();
+		$this->logKeySource = new FixedLogKey(null, null, 'https://cloud.example.org/nextcloud');
 		$this->clock = new FixedClock();
 		$this->versioningSource = new FixedVersioning();
 		$this->versioning = new VersioningPolicy($this->versioningSource);
 		$this->access = new FolderAccess($this->folderStore, $this->memberStore, $this->deviceStore);
+		$this->logKey = new LogKeyService($this->logKeySource);
+		$this->log = new LogService($this->logStore, $this->cosignatureStore, $this->access, $this->logKey);
 		$this->devices = new DeviceService($this->deviceStore, $this->keyStore, $this->access, $this->clock);
 		$this->keys = new WrappedKeyService($this->keyStore, $this->access);
 		$this->folders = new FolderService(
@@ -69,7 +81,7 @@ final class Bridge {
 			new KnownUsers($users),
 		);
 		$this->changes = new ChangeService($this->changeStore, $this->deviceStore, $this->access);
-		$this->entries = new EntryService($this->entryStore, $this->access);
+		$this->entries = new EntryService($this->entryStore, $this->access, $this->log);
 		$this->index = new IndexService($this->indexStore, $this->access);
 		$this->status = new StatusService(
 			$this->deviceStore,
@@ -82,7 +94,7 @@ final class Bridge {
 			$this->versioning,
 		);
 		$this->audit = new ChainAuditService($this->entryStore, $this->indexStore, $this->access);
-		$this->capabilities = new CapabilityService($this->versioning);
+		$this->capabilities = new CapabilityService($this->versioning, $this->logKey);
 	}
 
 	public function registerDevice(string $userId, string $name = 'laptop'): TestDevice {

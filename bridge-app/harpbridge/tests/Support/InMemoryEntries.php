@@ -34,6 +34,14 @@ final class InMemoryEntries implements EntryRepository {
 		return null;
 	}
 
+	public function setLogIndex(string $folderId, string $fileId, string $head, int $logIndex): void {
+		foreach ($this->rows as $i => $row) {
+			if ($this->sameFile($row['link'], $folderId, $fileId) && $row['link']->head === $head) {
+				$this->rows[$i]['link'] = $row['link']->withLogIndex($logIndex);
+			}
+		}
+	}
+
 	public function removeLink(string $folderId, string $fileId, string $head): void {
 		$this->rows = array_values(array_filter(
 			$this->rows,
