@@ -487,6 +487,19 @@ impl Index {
         .collect()
     }
 
+    /// Runs `f` inside one read transaction: every read sees the same snapshot of the
+    /// database, whatever a running daemon commits meanwhile (WAL mode).
+    pub fn snapshot<T>(&self, f: impl FnOnce(&Index) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        // The snapshot starts at the first read, not at BEGIN: take it now.
+        let started = self
+            .conn
+            .query_row("SELECT count(*) FROM folder", [], |r| r.get::<_, i64>(0));
+        let out = started.map_err(Error::from).and_then(|_| f(self));
+        self.conn.execute_batch("COMMIT")?;
+        out
+    }
+
     /// Runs `f` in one write transaction: all of its writes land, or none.
     pub fn write<T>(&mut self, f: impl FnOnce(&Writer<'_>) -> Result<T>) -> Result<T> {
         let tx = self
