@@ -210,15 +210,11 @@ where
     F: FnOnce(&Bridge, &str, &[u8]) -> Answer + Send + 'static,
 {
     let bytes = match body {
-        Some(b) => match axum::body::to_bytes(b, MAX_BODY).await {
+        Some(b) => match read_body(b).await {
             Ok(b) => b,
-            Err(_) => {
-                return envelope(Err(Failure::TooLarge(format!(
-                    "the body is over {MAX_BODY} bytes"
-                ))));
-            }
+            Err(f) => return envelope(Err(f)),
         },
-        None => Default::default(),
+        None => Vec::new(),
     };
     let answer = tokio::task::spawn_blocking(move || {
         let user = authenticate(&app, &headers, peer.ip())?;
@@ -227,6 +223,36 @@ where
     .await
     .unwrap_or_else(|e| Err(Failure::Internal(format!("handler: {e}"))));
     envelope(answer)
+}
+
+/// Bytes of an oversized body read (and dropped) before answering 413, so that a client still
+/// sending gets the answer instead of a broken pipe; beyond it the connection is cut.
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// Reads a request body of at most [`MAX_BODY`] bytes; a larger one is drained (up to
+/// [`DRAIN_LIMIT`]) without being kept, then refused.
+async fn read_body(mut body: Body) -> Result<Vec<u8>, Failure> {
+    use http_body_util::BodyExt;
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Failure::Invalid(format!("body: {e}")))?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        total += data.len();
+        if total <= MAX_BODY {
+            kept.extend_from_slice(data);
+        } else if total > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if total > MAX_BODY {
+        return Err(Failure::TooLarge(format!(
+            "the body is over {MAX_BODY} bytes"
+        )));
+    }
+    Ok(kept)
 }
 
 fn ok(v: impl serde::Serialize) -> Answer {
