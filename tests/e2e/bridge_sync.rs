@@ -466,6 +466,8 @@ fn a_bridge_that_rolls_back_or_rewrites_a_log_is_caught() {
         "{}",
         log()
     );
+    let text = String::from_utf8(harp(&a.home, &["status"]).unwrap().stdout).unwrap();
+    assert!(text.contains("log of shared: ALARM: rolled back"), "{text}");
 
     // Rewritten: the first leaf changed, and the log longer than before.
     bridge

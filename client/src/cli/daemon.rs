@@ -101,6 +101,27 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         };
         println!("  listening ({kind}) on {a}");
     }
+    let bridge = &v["bridge"];
+    if !bridge.is_null() {
+        println!(
+            "  bridge {} as {}: {}",
+            bridge["url"].as_str().unwrap_or("?"),
+            bridge["user"].as_str().unwrap_or("?"),
+            bridge["state"].as_str().unwrap_or("starting")
+        );
+        for (label, log) in bridge["logs"].as_object().into_iter().flatten() {
+            match log["state"].as_str() {
+                Some("verified") => println!(
+                    "    log of {label}: verified, {} entries",
+                    log["size"].as_u64().unwrap_or(0)
+                ),
+                _ => println!(
+                    "    log of {label}: ALARM: {} (the bridge's history is not accepted)",
+                    log["problem"].as_str().unwrap_or("?")
+                ),
+            }
+        }
+    }
     for f in v["folders"].as_array().into_iter().flatten() {
         let sync = &f["sync"];
         println!(
