@@ -16,16 +16,7 @@ fn side(tmp: &Path, name: &str) -> Side {
 }
 
 fn ok(home: &Path, args: &[&str]) -> String {
-    harp_e2e::harp(home, args)
-        .map(|o| {
-            assert!(
-                o.status.success(),
-                "harp {args:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            String::from_utf8_lossy(&o.stdout).into_owned()
-        })
-        .unwrap()
+    harp_e2e::harp_ok(home, args).unwrap()
 }
 
 fn start(s: &Side) -> Proc {

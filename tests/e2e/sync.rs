@@ -14,13 +14,7 @@ fn side(tmp: &Path, name: &str) -> Side {
 }
 
 fn ok(home: &Path, args: &[&str]) -> String {
-    let out = harp(home, args).unwrap();
-    assert!(
-        out.status.success(),
-        "harp {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    harp_e2e::harp_ok(home, args).unwrap()
 }
 
 /// `harp check --read-data` passes (its findings are shown when it does not).

@@ -59,6 +59,16 @@ pub fn harp(home: &Path, args: &[&str]) -> Result<Output> {
         .with_context(|| format!("running {}", bin.display()))
 }
 
+/// Runs `harp` like [`harp()`] and returns its stdout, or an error with its stderr when it
+/// exits non-zero.
+pub fn harp_ok(home: &Path, args: &[&str]) -> Result<String> {
+    let out = harp(home, args)?;
+    if !out.status.success() {
+        bail!("harp {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
@@ -295,11 +305,7 @@ impl Side {
 
     /// Runs `harp ARGS` for this device; its stdout, or an error with its stderr.
     pub fn harp(&self, args: &[&str]) -> Result<String> {
-        let out = harp(&self.home, args)?;
-        if !out.status.success() {
-            bail!("harp {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        harp_ok(&self.home, args)
     }
 
     /// Starts its daemon and waits until it is ready; returns it and its first address.
