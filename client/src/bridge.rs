@@ -278,17 +278,53 @@ impl Client {
             &format!("/folders/{folder}/log/consistency?old={old}&new={new}"),
             None,
         )?;
-        d["proof"]
-            .as_array()
-            .ok_or_else(|| Error::Malformed("consistency without a proof".into()))?
-            .iter()
-            .map(|h| {
-                h.as_str()
-                    .and_then(|h| HEXLOWER.decode(h.as_bytes()).ok())
-                    .and_then(|b| <harp_protocol::tlog::Hash>::try_from(b).ok())
-                    .ok_or_else(|| Error::Malformed("a proof hash is not 64 hex".into()))
-            })
-            .collect()
+        proof_hashes(&d)
+    }
+
+    /// The inclusion proof of leaf `index` in the folder log's tree of `size` leaves.
+    pub fn inclusion(
+        &self,
+        folder: &FolderId,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<harp_protocol::tlog::Hash>> {
+        let (_, d) = self.call(
+            "GET",
+            &format!("/folders/{folder}/log/inclusion?index={index}&size={size}"),
+            None,
+        )?;
+        proof_hashes(&d)
+    }
+
+    /// Where the bridge logged the link `head` (version `seq` of `file`), if it did.
+    pub fn log_index(
+        &self,
+        folder: &FolderId,
+        file: &FileId,
+        seq: u64,
+        head: &ChainHash,
+    ) -> Result<Option<u64>> {
+        let (_, d) = self.call(
+            "GET",
+            &format!("/folders/{folder}/files/{file}/entries?from_seq={seq}&limit=16"),
+            None,
+        )?;
+        let head = head.to_hex();
+        Ok(d.as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["seq"].as_u64() == Some(seq) && l["head"].as_str() == Some(&head))
+            .and_then(|l| l["log_index"].as_u64()))
+    }
+
+    /// Stores a witness's cosignature line of the folder log's checkpoint at `size`.
+    pub fn add_cosignature(&self, folder: &FolderId, size: u64, line: &str) -> Result<()> {
+        self.call(
+            "POST",
+            &format!("/folders/{folder}/checkpoint/cosignatures"),
+            Some(&json!({ "size": size, "cosignature": line })),
+        )?;
+        Ok(())
     }
 
     /// The caller's user id (what registrations sign).
@@ -566,6 +602,21 @@ impl Client {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The `proof` array of an inclusion or consistency answer.
+fn proof_hashes(d: &Value) -> Result<Vec<harp_protocol::tlog::Hash>> {
+    d["proof"]
+        .as_array()
+        .ok_or_else(|| Error::Malformed("an answer without a proof".into()))?
+        .iter()
+        .map(|h| {
+            h.as_str()
+                .and_then(|h| HEXLOWER.decode(h.as_bytes()).ok())
+                .and_then(|b| <harp_protocol::tlog::Hash>::try_from(b).ok())
+                .ok_or_else(|| Error::Malformed("a proof hash is not 64 hex".into()))
+        })
+        .collect()
 }
 
 impl Client {

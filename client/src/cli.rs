@@ -25,6 +25,7 @@ pub mod scan;
 pub mod search;
 pub mod verify;
 pub mod versions;
+pub mod witness;
 
 /// Harp: peer-to-peer folder sync with verifiable version history.
 #[derive(Debug, Parser)]
@@ -67,6 +68,9 @@ pub enum Command {
     Status(daemon::StatusArgs),
     /// Run a public relay node (on a VPS): relay, DHT and reachability server for peers.
     Relay(relay::Args),
+    /// Run a witness that cosigns bridges' checkpoints, or print its key.
+    #[command(subcommand)]
+    Witness(witness::Command),
     /// Measure Harp on this machine.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -95,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Restore(args) => versions::restore(&args),
         Command::Proof(args) => proof::run(&args),
         Command::Relay(args) => relay::run(&args),
+        Command::Witness(cmd) => witness::run(&cmd),
         Command::Daemon(args) => daemon::run(&args),
         Command::Login(args) => login::run(&args),
         Command::Check(args) => check::run(&args),

@@ -103,6 +103,16 @@ impl Dirs {
         self.config.join("folders").join(format!("{id}.key"))
     }
 
+    /// A folder's trust policy (`harp folder policy`; see `harp_protocol::policy`).
+    pub fn folder_policy(&self, id: &FolderId) -> PathBuf {
+        self.config.join("folders").join(format!("{id}.policy"))
+    }
+
+    /// The key and state of this machine's witness (`harp witness`).
+    pub fn witness(&self) -> PathBuf {
+        self.data.join("witness")
+    }
+
     /// The SQLite index.
     pub fn index(&self) -> PathBuf {
         self.data.join("index.sqlite3")

@@ -8,7 +8,15 @@
 //! Modules follow the data's path (each depends only on those after it):
 //!
 //! - [`cli`]: the command line, one file per subcommand.
-//! - [`daemon`]: `harp daemon`: the node, chunk server, watchers and the control API.
+//! - [`daemon`]: `harp daemon`: the node, chunk server, watchers, sync and the control API.
+//! - [`witness`]: `harp witness`: cosigns bridges' checkpoints that extend what it saw.
+//! - [`bridge`]: the bridge client and the daemon's link to it (membership, keys, changes,
+//!   chain entries, search index, the audit of each folder's transparency log).
+//! - [`sync`]: the folder document (Automerge), the plan, and applying it to disk.
+//! - [`check`]: `harp check`, the whole record checked against itself and the disk.
+//! - [`metrics`]: Prometheus counters of a running daemon.
+//! - [`members`], [`invite`]: who may fetch a folder's chunks; invitations.
+//! - [`trust`]: a folder's trust policy (log key, witnesses, quorum) on this device.
 //! - [`node`]: this device's identity and folders, as the commands open them.
 //! - [`scan`]: walk a folder, find what changed, record it with signed chain entries.
 //! - [`chunk`]: read files into keyed FastCDC chunks and seal them, on `hashing_threads`.
@@ -17,7 +25,6 @@
 //! - [`index`]: the SQLite index (files, chunk locations, manifest nodes, chains, versions).
 //! - [`config`]: directories, `config.toml`, key files.
 //!
-//! The network node, the sync engine and the bridge client arrive with their issues;
 //! `docs/architecture.md` shows where each one sits.
 
 pub mod bridge;
@@ -35,6 +42,8 @@ pub mod node;
 pub mod scan;
 pub mod store;
 pub mod sync;
+pub mod trust;
+pub mod witness;
 
 #[cfg(test)]
 mod testutil;

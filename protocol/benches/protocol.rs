@@ -4,7 +4,10 @@
 //! - blobs: seal and open 1 MiB chunks and cut 1 MiB into chunks, next to raw BLAKE3 of 1 MiB;
 //! - transparency log: append rate; in a log of 1,000,000 leaves, make and verify an inclusion
 //!   and a consistency proof; verify a checkpoint note signed by the log and cosigned by three
-//!   witnesses (aims: proof ≤ 2 KiB, verify ≤ 1 ms), next to one raw SHA-256 of 64 bytes.
+//!   witnesses (aims: proof ≤ 2 KiB, verify ≤ 1 ms), next to one raw SHA-256 of 64 bytes;
+//! - the whole witnessed proof: a 10-version file whose links are leaves of a log of
+//!   1,000,000, with the checkpoint signed by the log and cosigned by three witnesses: make it
+//!   (inclusion proof, section, encoding) and verify it under a policy that asks for all of it.
 //!
 //! Run: `cargo bench -p harp-protocol --bench protocol`. Figures go to `docs/benchmarks.md`.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -48,7 +51,7 @@ fn proofs(c: &mut Criterion) {
     let bytes = Proof::make(&chain, 10).unwrap().encode();
     let policy = Policy {
         chain_seed: Some(&keys.chain_seed),
-        trusted_devices: None,
+        ..Policy::default()
     };
     let mut g = c.benchmark_group("proof_10_versions");
     g.bench_function("make", |b| {
@@ -174,5 +177,85 @@ fn transparency_log(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, proofs, blobs, manifests, transparency_log);
+fn witnessed_proof(c: &mut Criterion) {
+    use harp_protocol::tlog::{self, Checkpoint, LogProof, Tree, VerifierKey};
+    const N: u64 = 1_000_000;
+    let (chain, keys) = ten_version_chain();
+    let file = FileId::from_bytes([2; 16]);
+    let mut tree = Tree::new();
+    let mut head = chain.genesis();
+    let mut at = Vec::new();
+    let step = N / 10;
+    let mut entries = chain.entries().iter();
+    for i in 0..N {
+        if i % step == step / 2
+            && let Some(e) = entries.next()
+        {
+            head = harp_protocol::chain::link(&head, &e.encode());
+            at.push(tree.push(tlog::chain_leaf(&file, e.seq, &head)));
+        } else {
+            tree.push(tlog::leaf_hash(&i.to_be_bytes()));
+        }
+    }
+    let index = *at.last().unwrap();
+    let log_key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let body = Checkpoint {
+        origin: format!("harp/{}", FolderId::from_bytes([1; 16])),
+        size: N,
+        root: tree.root(N).unwrap(),
+    }
+    .body();
+    let mut note = tlog::sign_note(&body, "bridge.example", &log_key).unwrap();
+    let witnesses: Vec<_> = (0..3u8)
+        .map(|i| ed25519_dalek::SigningKey::from_bytes(&[10 + i; 32]))
+        .collect();
+    let mut witness_keys = Vec::new();
+    for (i, w) in witnesses.iter().enumerate() {
+        let name = format!("w{i}.example");
+        note.push_str(&tlog::cosign(&body, &name, w, 1_763_700_000).unwrap());
+        witness_keys.push(VerifierKey::witness(&name, &w.verifying_key()));
+    }
+    let make = || {
+        Proof::make(&chain, 10)
+            .unwrap()
+            .with_log_proof(&LogProof {
+                index,
+                hashes: tree.inclusion(index, N).unwrap(),
+                checkpoint: note.clone(),
+            })
+            .encode()
+    };
+    let bytes = make();
+    let log = VerifierKey::log("bridge.example", &log_key.verifying_key());
+    let policy = Policy {
+        chain_seed: Some(&keys.chain_seed),
+        log_key: Some(&log),
+        witnesses: &witness_keys,
+        quorum: 3,
+        ..Policy::default()
+    };
+    let s = proof::verify(&bytes, &policy).unwrap();
+    assert_eq!(s.log.unwrap().cosigned_by.len(), 3);
+    let section = bytes.len() - Proof::make(&chain, 10).unwrap().encode().len();
+    println!(
+        "witnessed proof of a 10-version file in a log of {N}: {} bytes, of which the log section (tlog-proof: index, {} hashes, checkpoint, 3 cosignatures) {section}",
+        bytes.len(),
+        tree.inclusion(index, N).unwrap().len()
+    );
+    let mut g = c.benchmark_group("witnessed_proof_10_versions_1M_log");
+    g.bench_function("make", |b| b.iter(|| black_box(make())));
+    g.bench_function("verify", |b| {
+        b.iter(|| black_box(proof::verify(black_box(&bytes), &policy).unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    proofs,
+    blobs,
+    manifests,
+    transparency_log,
+    witnessed_proof
+);
 criterion_main!(benches);

@@ -14,6 +14,7 @@
 //! - [`manifest`]: a file version's chunk list as a content-defined tree, and its record.
 //! - [`chain`]: per-file SHA3-256 hash chains of signed entries.
 //! - [`proof`]: self-contained version proofs and their offline verification.
+//! - [`policy`]: trust policies (the log key, witnesses and their quorum, trusted devices).
 //! - [`tlog`]: transparency logs (RFC 6962 Merkle trees, inclusion and consistency proofs)
 //!   and the C2SP checkpoint, signed-note and cosignature formats.
 //! - [`wire`]: the peer-to-peer chunk protocol's messages and framing.
@@ -48,7 +49,7 @@
 //! })?;
 //!
 //! let bytes = proof::Proof::make(&file, 1)?.encode();
-//! let policy = proof::Policy { chain_seed: Some(&keys.chain_seed), trusted_devices: None };
+//! let policy = proof::Policy { chain_seed: Some(&keys.chain_seed), ..Default::default() };
 //! let summary = proof::verify(&bytes, &policy)?;
 //! assert_eq!(summary.content_root, tree.root);
 //! assert_eq!(blob::open(&keys, blob::BlobKind::Chunk, &chunk_id, &ciphertext)?, b"hello, world");
@@ -62,6 +63,7 @@ pub mod codec;
 pub mod ids;
 pub mod keys;
 pub mod manifest;
+pub mod policy;
 pub mod proof;
 pub mod record;
 pub mod tlog;

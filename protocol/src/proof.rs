@@ -11,15 +11,20 @@
 //! sections  u8  number of sections (≤ MAX_SECTIONS), then each: tag u8 | len u32 | bytes
 //! ```
 //!
-//! Sections carry what later formats add without changing the core: a transparency-log
-//! inclusion proof (tag 1), the log checkpoint it leads to (tag 2) and witness cosignatures
-//! (tag 3). A v1 verifier fails closed on a section it cannot check rather than skipping it:
-//! a proof never claims more than its verifier checked.
+//! Sections carry what the core does not: tag 1 is the proven link's place in the folder's
+//! transparency log, a C2SP tlog-proof (text: index, inclusion hashes, and the checkpoint the
+//! bridge signed with any witness cosignatures, see [`crate::tlog::LogProof`]). Tags 2 and 3
+//! stay reserved. A verifier fails closed on a section it cannot check rather than skipping
+//! it (an older one refuses tag 1): a proof never claims more than its verifier checked.
 //!
 //! What verification establishes: every entry is signed by its author over its predecessor,
 //! the sequence is consecutive from 1 and every operation was legal. With the folder's chain
 //! seed (members have it) it also checks the genesis link, which no server can forge; with a
-//! list of trusted devices it also checks every author is one of them.
+//! list of trusted devices it also checks every author is one of them. With a log section it
+//! checks the proven link (`file ‖ seq ‖ head`) is a leaf of the checkpoint's tree; with the
+//! log's key, that the bridge signed that checkpoint; with witnesses and a quorum, that at
+//! least that many of them cosigned it (each cosignature says the witness saw no other
+//! history of this log up to that size).
 
 use thiserror::Error;
 
@@ -27,6 +32,7 @@ use crate::chain::{self, ChainError, ENTRY_LEN, Entry, Op};
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::ids::{ChainHash, ContentRoot, DeviceId, FileId, FolderId};
 use crate::keys::SecretKey;
+use crate::tlog::{self, Checkpoint, LogError, LogProof, Note, VerifierKey};
 
 /// The magic bytes of proof format v1.
 pub const MAGIC_V1: [u8; 8] = *b"HARPPRF\x01";
@@ -37,13 +43,14 @@ pub const MAX_SECTIONS: usize = 16;
 /// The largest section.
 pub const MAX_SECTION_LEN: usize = 64 * 1024;
 
-/// Section tags reserved for the transparency log and witnesses.
+/// Section tags.
 pub mod section {
-    /// An inclusion proof of the chain head in the folder's transparency log.
-    pub const LOG_INCLUSION: u8 = 1;
-    /// The signed checkpoint the inclusion proof leads to.
+    /// The proven link's inclusion in the folder's transparency log, with the checkpoint and
+    /// its cosignatures: a C2SP tlog-proof (UTF-8 text).
+    pub const LOG_PROOF: u8 = 1;
+    /// Reserved (a checkpoint apart from its inclusion proof).
     pub const CHECKPOINT: u8 = 2;
-    /// A witness cosignature of the checkpoint.
+    /// Reserved (a cosignature apart from its checkpoint).
     pub const COSIGNATURE: u8 = 3;
 }
 
@@ -78,6 +85,44 @@ pub enum ProofError {
     /// The proof carries a section this verifier cannot check.
     #[error("proof carries section {0}, which this verifier cannot check")]
     UnsupportedSection(u8),
+    /// The log section is malformed, or its inclusion proof or signature does not hold.
+    #[error("transparency log: {0}")]
+    Log(#[from] LogError),
+    /// Two log sections.
+    #[error("the proof carries section {0} twice")]
+    DuplicateSection(u8),
+    /// The policy asks for a log checkpoint (a log key or witnesses) and the proof has none.
+    #[error(
+        "the policy asks for a logged, checkpointed version and the proof carries no log section"
+    )]
+    NoLogProof,
+    /// The checkpoint is of another folder's log.
+    #[error("the checkpoint is of log {0}, not this folder's")]
+    WrongLog(String),
+    /// A cosignature by a witness of the policy that does not verify.
+    #[error("the cosignature of witness {0} does not verify")]
+    BadCosignature(String),
+    /// Fewer than the quorum of the policy's witnesses cosigned, and lines by witnesses the
+    /// policy does not name are there instead.
+    #[error(
+        "cosigned by {name}, a witness the policy does not name; {got} of the {need} cosignatures it asks for"
+    )]
+    UnknownWitness {
+        /// The name on an unknown cosignature line.
+        name: String,
+        /// Valid cosignatures by the policy's witnesses.
+        got: usize,
+        /// The quorum.
+        need: usize,
+    },
+    /// Fewer than the quorum of the policy's witnesses cosigned.
+    #[error("{got} of the {need} witness cosignatures the policy asks for")]
+    TooFewCosignatures {
+        /// Valid cosignatures by the policy's witnesses.
+        got: usize,
+        /// The quorum.
+        need: usize,
+    },
     /// The version asked for is not in the chain.
     #[error("version {asked} does not exist (the chain has {len} entries)")]
     NoSuchVersion {
@@ -97,6 +142,13 @@ impl ProofError {
             ProofError::Chain(e) => e.code(),
             ProofError::UnsupportedSection(_) => "unsupported_section",
             ProofError::NoSuchVersion { .. } => "no_such_version",
+            ProofError::Log(e) => e.code(),
+            ProofError::DuplicateSection(_) => "duplicate_section",
+            ProofError::NoLogProof => "no_log_proof",
+            ProofError::WrongLog(_) => "wrong_log",
+            ProofError::BadCosignature(_) => "bad_cosignature",
+            ProofError::UnknownWitness { .. } => "unknown_witness",
+            ProofError::TooFewCosignatures { .. } => "too_few_cosignatures",
         }
     }
 }
@@ -108,6 +160,26 @@ pub struct Policy<'a> {
     pub chain_seed: Option<&'a SecretKey>,
     /// The devices allowed to author entries: when given, every author must be one.
     pub trusted_devices: Option<&'a [DeviceId]>,
+    /// The key of the folder log's checkpoints: when given, the proof must carry a log section
+    /// whose checkpoint it signed.
+    pub log_key: Option<&'a VerifierKey>,
+    /// The witnesses whose cosignatures count.
+    pub witnesses: &'a [VerifierKey],
+    /// How many of them must have cosigned the checkpoint (0: none needed).
+    pub quorum: usize,
+}
+
+/// What the log section established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSummary {
+    /// The proven link's leaf index.
+    pub index: u64,
+    /// The checkpoint's tree size.
+    pub size: u64,
+    /// Whether the checkpoint's signature was checked against the policy's log key.
+    pub signer_checked: bool,
+    /// The policy's witnesses that cosigned, with their timestamps (seconds since the epoch).
+    pub cosigned_by: Vec<(String, u64)>,
 }
 
 /// What a valid proof establishes about the proven version.
@@ -135,6 +207,8 @@ pub struct Summary {
     pub genesis_checked: bool,
     /// Whether every author was checked against trusted devices.
     pub authors_checked: bool,
+    /// What the log section established, if the proof has one.
+    pub log: Option<LogSummary>,
 }
 
 impl Proof {
@@ -215,8 +289,15 @@ impl Proof {
 
     /// Checks everything the proof claims under `policy`.
     pub fn verify(&self, policy: &Policy<'_>) -> Result<Summary, ProofError> {
-        if let Some((tag, _)) = self.sections.first() {
-            return Err(ProofError::UnsupportedSection(*tag));
+        let mut log_section = None;
+        for (tag, bytes) in &self.sections {
+            match *tag {
+                section::LOG_PROOF if log_section.is_some() => {
+                    return Err(ProofError::DuplicateSection(*tag));
+                }
+                section::LOG_PROOF => log_section = Some(bytes),
+                other => return Err(ProofError::UnsupportedSection(other)),
+            }
         }
         if let Some(seed) = policy.chain_seed
             && chain::genesis(&self.folder, &self.file, seed) != self.genesis
@@ -234,6 +315,13 @@ impl Proof {
             .into());
         }
         let last = self.entries.last().ok_or(ChainError::Empty)?;
+        let log = match log_section {
+            Some(bytes) => Some(self.verify_log(bytes, verified.seq, &verified.head, policy)?),
+            None if policy.log_key.is_some() || policy.quorum > 0 => {
+                return Err(ProofError::NoLogProof);
+            }
+            None => None,
+        };
         Ok(Summary {
             folder: self.folder,
             file: self.file,
@@ -246,6 +334,110 @@ impl Proof {
             head: verified.head,
             genesis_checked: policy.chain_seed.is_some(),
             authors_checked: policy.trusted_devices.is_some(),
+            log,
+        })
+    }
+
+    /// Adds the log section: the link after version `seq` of the proven chain is leaf
+    /// `index` of `checkpoint`, whose note `note` the bridge signed (with cosignatures).
+    pub fn with_log_proof(mut self, proof: &LogProof) -> Self {
+        self.sections.retain(|(t, _)| *t != section::LOG_PROOF);
+        self.sections
+            .push((section::LOG_PROOF, proof.encode().into_bytes()));
+        self
+    }
+
+    /// The log section, if the proof has one that parses.
+    pub fn log_proof(&self) -> Option<Result<LogProof, ProofError>> {
+        let (_, bytes) = self
+            .sections
+            .iter()
+            .find(|(t, _)| *t == section::LOG_PROOF)?;
+        Some(
+            std::str::from_utf8(bytes)
+                .map_err(|_| {
+                    ProofError::Log(LogError::Malformed {
+                        what: "tlog-proof",
+                        why: "not UTF-8",
+                    })
+                })
+                .and_then(|text| Ok(LogProof::parse(text)?)),
+        )
+    }
+
+    fn verify_log(
+        &self,
+        bytes: &[u8],
+        seq: u64,
+        head: &ChainHash,
+        policy: &Policy<'_>,
+    ) -> Result<LogSummary, ProofError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| LogError::Malformed {
+            what: "tlog-proof",
+            why: "not UTF-8",
+        })?;
+        let proof = LogProof::parse(text)?;
+        let note = Note::parse(&proof.checkpoint)?;
+        let checkpoint = Checkpoint::parse(&note.body)?;
+        if checkpoint.origin != format!("harp/{}", self.folder) {
+            return Err(ProofError::WrongLog(checkpoint.origin));
+        }
+        let leaf = tlog::chain_leaf(&self.file, seq, head);
+        tlog::verify_inclusion(
+            &leaf,
+            proof.index,
+            checkpoint.size,
+            &proof.hashes,
+            &checkpoint.root,
+        )?;
+        if let Some(key) = policy.log_key {
+            note.verified_by(&key.name, &key.key)?;
+        }
+        let mut cosigned_by = Vec::new();
+        for w in policy.witnesses {
+            let lines = note
+                .signatures
+                .iter()
+                .filter(|(n, id, _)| *n == w.name && *id == w.id())
+                .count();
+            if lines == 0 {
+                continue;
+            }
+            let t = note
+                .cosigned_by(&w.name, &w.key)
+                .map_err(|_| ProofError::BadCosignature(w.name.clone()))?;
+            cosigned_by.push((w.name.clone(), t));
+        }
+        if cosigned_by.len() < policy.quorum {
+            let known = |n: &str, id: &[u8; 4]| {
+                policy
+                    .witnesses
+                    .iter()
+                    .any(|w| w.name == n && w.id() == *id)
+                    || policy.log_key.is_some_and(|k| k.name == n && k.id() == *id)
+            };
+            let (got, need) = (cosigned_by.len(), policy.quorum);
+            // A line of cosignature shape (timestamp ‖ signature) by a key nobody named.
+            return Err(
+                match note
+                    .signatures
+                    .iter()
+                    .find(|(n, id, p)| p.len() == 72 && !known(n, id))
+                {
+                    Some((name, _, _)) => ProofError::UnknownWitness {
+                        name: name.clone(),
+                        got,
+                        need,
+                    },
+                    None => ProofError::TooFewCosignatures { got, need },
+                },
+            );
+        }
+        Ok(LogSummary {
+            index: proof.index,
+            size: checkpoint.size,
+            signer_checked: policy.log_key.is_some(),
+            cosigned_by,
         })
     }
 }
@@ -299,6 +491,7 @@ mod tests {
             &Policy {
                 chain_seed: Some(&seed),
                 trusted_devices: Some(&trusted),
+                ..Policy::default()
             },
         )
         .unwrap();
@@ -321,13 +514,13 @@ mod tests {
         let wrong_seed = SecretKey::from_bytes([0; 32]);
         let p = Policy {
             chain_seed: Some(&wrong_seed),
-            trusted_devices: None,
+            ..Policy::default()
         };
         assert_eq!(proof.verify(&p).unwrap_err().code(), "bad_genesis");
         let stranger = [DeviceId::from_bytes([1; 32])];
         let p = Policy {
-            chain_seed: None,
             trusted_devices: Some(&stranger),
+            ..Policy::default()
         };
         assert_eq!(proof.verify(&p).unwrap_err().code(), "untrusted_author");
         let mut with_section = proof.clone();
@@ -374,6 +567,179 @@ mod tests {
         assert_eq!(
             verify(&v2, &Policy::default()).unwrap_err().code(),
             "unknown_version"
+        );
+    }
+
+    /// A 10-version chain logged among other files' links, a checkpoint signed by the log
+    /// and cosigned by `cosigners` of three witnesses, and the proof of the last version.
+    struct Logged {
+        proof: Proof,
+        log: VerifierKey,
+        witnesses: Vec<VerifierKey>,
+    }
+
+    fn logged(cosigners: &[u8], stranger: bool) -> Logged {
+        let (c, _, _) = chain_of(10);
+        let log_key = SigningKey::from_bytes(&[40; 32]);
+        let mut tree = tlog::Tree::new();
+        let mut index = 0;
+        let mut head = c.genesis();
+        for (i, e) in c.entries().iter().enumerate() {
+            // Other files' links between this file's.
+            tree.push(tlog::chain_leaf(
+                &FileId::from_bytes([9; 16]),
+                i as u64 + 1,
+                &head,
+            ));
+            head = chain::link(&head, &e.encode());
+            index = tree.push(tlog::chain_leaf(&e.file, e.seq, &head));
+        }
+        tree.push(tlog::chain_leaf(&FileId::from_bytes([8; 16]), 1, &head));
+        let size = tree.size();
+        let body = Checkpoint {
+            origin: format!("harp/{}", FolderId::from_bytes([1; 16])),
+            size,
+            root: tree.root(size).unwrap(),
+        }
+        .body();
+        let mut note = tlog::sign_note(&body, "bridge.example", &log_key).unwrap();
+        let witness_keys: Vec<SigningKey> = (0..3)
+            .map(|i| SigningKey::from_bytes(&[50 + i; 32]))
+            .collect();
+        for &i in cosigners {
+            let name = format!("w{i}.example");
+            note.push_str(
+                &tlog::cosign(
+                    &body,
+                    &name,
+                    &witness_keys[i as usize],
+                    1_700_000_000 + u64::from(i),
+                )
+                .unwrap(),
+            );
+        }
+        if stranger {
+            let k = SigningKey::from_bytes(&[99; 32]);
+            note.push_str(&tlog::cosign(&body, "stranger.example", &k, 1_700_000_000).unwrap());
+        }
+        let proof = Proof::make(&c, 10).unwrap().with_log_proof(&LogProof {
+            index,
+            hashes: tree.inclusion(index, size).unwrap(),
+            checkpoint: note,
+        });
+        Logged {
+            proof,
+            log: VerifierKey::log("bridge.example", &log_key.verifying_key()),
+            witnesses: witness_keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| VerifierKey::witness(&format!("w{i}.example"), &k.verifying_key()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_logged_cosigned_proof_verifies_under_its_policy_and_round_trips() {
+        let l = logged(&[0, 1, 2], false);
+        let back = Proof::decode(&l.proof.encode()).unwrap();
+        assert_eq!(back, l.proof);
+        let p = Policy {
+            log_key: Some(&l.log),
+            witnesses: &l.witnesses,
+            quorum: 3,
+            ..Policy::default()
+        };
+        let s = back.verify(&p).unwrap();
+        let log = s.log.unwrap();
+        assert_eq!((log.index, log.size), (19, 21));
+        assert!(log.signer_checked);
+        assert_eq!(log.cosigned_by.len(), 3);
+        assert_eq!(log.cosigned_by[2], ("w2.example".into(), 1_700_000_002));
+        // Without a policy the inclusion is still checked, and the summary says the signer
+        // was not.
+        let s = back.verify(&Policy::default()).unwrap();
+        assert!(!s.log.unwrap().signer_checked);
+        // The tlog-proof text is the C2SP shape.
+        let text = String::from_utf8(back.sections[0].1.clone()).unwrap();
+        assert!(
+            text.starts_with("c2sp.org/tlog-proof@v1\nindex 19\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn each_log_and_witness_failure_has_its_own_error() {
+        let full = logged(&[0, 1, 2], false);
+        let policy = |quorum| Policy {
+            log_key: Some(&full.log),
+            witnesses: &full.witnesses,
+            quorum,
+            ..Policy::default()
+        };
+        let code = |l: &Logged, quorum| l.proof.verify(&policy(quorum)).unwrap_err().code();
+        assert_eq!(code(&logged(&[0, 1], false), 3), "too_few_cosignatures");
+        assert_eq!(code(&logged(&[0], true), 2), "unknown_witness");
+        // A stranger's line next to a met quorum is ignored (C2SP signed-note).
+        assert!(logged(&[0, 1], true).proof.verify(&policy(2)).is_ok());
+
+        let with = |f: &dyn Fn(&mut LogProof)| {
+            let mut lp = full.proof.log_proof().unwrap().unwrap();
+            f(&mut lp);
+            Logged {
+                proof: full.proof.clone().with_log_proof(&lp),
+                log: full.log.clone(),
+                witnesses: full.witnesses.clone(),
+            }
+        };
+        let tampered_hash = with(&|lp| lp.hashes[1][0] ^= 1);
+        assert_eq!(code(&tampered_hash, 0), "not_included");
+        let other_index = with(&|lp| lp.index -= 2);
+        assert_eq!(code(&other_index, 0), "not_included");
+        let short = with(&|lp| {
+            lp.hashes.pop();
+        });
+        assert_eq!(code(&short, 0), "proof_length");
+        // A cosignature line of a named witness, one byte of its signature flipped.
+        let bad_cosig = with(&|lp| {
+            let mut lines: Vec<String> = lp.checkpoint.lines().map(str::to_owned).collect();
+            let last = lines.len() - 1;
+            let (head, b64) = lines[last].rsplit_once(' ').unwrap();
+            let mut bytes = data_encoding::BASE64.decode(b64.as_bytes()).unwrap();
+            bytes[20] ^= 1;
+            lines[last] = format!("{head} {}", data_encoding::BASE64.encode(&bytes));
+            lp.checkpoint = lines.join("\n") + "\n";
+        });
+        assert_eq!(code(&bad_cosig, 2), "bad_cosignature");
+        // Another log's key: the bridge's signature is not the one the policy names.
+        let other = VerifierKey::log(
+            "bridge.example",
+            &SigningKey::from_bytes(&[41; 32]).verifying_key(),
+        );
+        let p = Policy {
+            log_key: Some(&other),
+            ..Policy::default()
+        };
+        assert_eq!(
+            full.proof.verify(&p).unwrap_err().code(),
+            "bad_log_signature"
+        );
+        // A policy that asks for the log, and a proof without it.
+        let bare = Proof {
+            sections: Vec::new(),
+            ..full.proof.clone()
+        };
+        assert_eq!(bare.verify(&policy(0)).unwrap_err().code(), "no_log_proof");
+        let mut twice = full.proof.clone();
+        twice.sections.push(twice.sections[0].clone());
+        assert_eq!(
+            twice.verify(&Policy::default()).unwrap_err().code(),
+            "duplicate_section"
+        );
+        let mut garbage = full.proof.clone();
+        garbage.sections[0].1 = b"c2sp.org/tlog-proof@v1\nindex x\n".to_vec();
+        assert_eq!(
+            garbage.verify(&Policy::default()).unwrap_err().code(),
+            "malformed"
         );
     }
 

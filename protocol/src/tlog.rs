@@ -561,15 +561,172 @@ pub fn cosign(
     ))
 }
 
-/// A verifier key string (C2SP signed-note): `name+hex(key id)+base64(0x01 ‖ public key)`.
+/// A log's verifier key string (C2SP signed-note): `name+hex(key id)+base64(0x01 ‖ key)`.
 pub fn verifier_key(name: &str, key: &VerifyingKey) -> String {
-    let mut bytes = vec![SIG_ED25519];
-    bytes.extend_from_slice(key.as_bytes());
-    format!(
-        "{name}+{}+{}",
-        data_encoding::HEXLOWER.encode(&key_id(name, SIG_ED25519, key)),
-        BASE64.encode(&bytes)
-    )
+    VerifierKey::log(name, key).to_string()
+}
+
+/// The signature type of a C2SP verifier key: an Ed25519 note signature (logs).
+pub const KEY_ED25519: u8 = SIG_ED25519;
+/// The signature type of a C2SP verifier key: an Ed25519 checkpoint cosignature (witnesses).
+pub const KEY_COSIGNATURE: u8 = SIG_COSIGNATURE;
+
+/// A C2SP signed-note verifier key, `name+hex(key id)+base64(type ‖ Ed25519 key)`, of type
+/// [`KEY_ED25519`] (a log) or [`KEY_COSIGNATURE`] (a witness).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifierKey {
+    /// The key's name (a log's or witness's name, as on its signature lines).
+    pub name: String,
+    /// [`KEY_ED25519`] or [`KEY_COSIGNATURE`].
+    pub kind: u8,
+    /// The public key.
+    pub key: VerifyingKey,
+}
+
+impl VerifierKey {
+    /// A log's key (note signatures).
+    pub fn log(name: &str, key: &VerifyingKey) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind: KEY_ED25519,
+            key: *key,
+        }
+    }
+
+    /// A witness's key (cosignatures).
+    pub fn witness(name: &str, key: &VerifyingKey) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind: KEY_COSIGNATURE,
+            key: *key,
+        }
+    }
+
+    /// The 4-byte key id its signature lines start with.
+    pub fn id(&self) -> [u8; 4] {
+        key_id(&self.name, self.kind, &self.key)
+    }
+
+    /// Parses a verifier key; the key id must match the rest.
+    pub fn parse(s: &str) -> Result<Self, LogError> {
+        let bad = |why| LogError::Malformed {
+            what: "verifier key",
+            why,
+        };
+        let mut parts = s.trim().splitn(3, '+');
+        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad("not name+id+key"));
+        };
+        check_name(name)?;
+        let bytes = BASE64
+            .decode(key.as_bytes())
+            .map_err(|_| bad("the key is not base64"))?;
+        let (&kind, key) = bytes.split_first().ok_or_else(|| bad("no key"))?;
+        if kind != KEY_ED25519 && kind != KEY_COSIGNATURE {
+            return Err(bad("not an Ed25519 (0x01) or cosignature (0x04) key"));
+        }
+        let key = <[u8; 32]>::try_from(key)
+            .ok()
+            .and_then(|k| VerifyingKey::from_bytes(&k).ok())
+            .ok_or_else(|| bad("not an Ed25519 public key"))?;
+        let parsed = Self {
+            name: name.to_owned(),
+            kind,
+            key,
+        };
+        if data_encoding::HEXLOWER.encode(&parsed.id()) != id {
+            return Err(bad("the key id does not match the key"));
+        }
+        Ok(parsed)
+    }
+}
+
+impl std::fmt::Display for VerifierKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut bytes = vec![self.kind];
+        bytes.extend_from_slice(self.key.as_bytes());
+        write!(
+            f,
+            "{}+{}+{}",
+            self.name,
+            data_encoding::HEXLOWER.encode(&self.id()),
+            BASE64.encode(&bytes)
+        )
+    }
+}
+
+/// The header line of a C2SP tlog-proof.
+pub const TLOG_PROOF_HEADER: &str = "c2sp.org/tlog-proof@v1";
+
+/// A C2SP tlog-proof: the index of a leaf, its inclusion proof, and the signed checkpoint
+/// (with any cosignatures) the proof leads to. The leaf itself is not in it: the reader
+/// computes it from what is being proven (for Harp, [`chain_leaf`] of a chain link).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogProof {
+    /// The leaf's index in the log.
+    pub index: u64,
+    /// The inclusion proof, leaf to root.
+    pub hashes: Vec<Hash>,
+    /// The signed note of the checkpoint, signature and cosignature lines included.
+    pub checkpoint: String,
+}
+
+impl LogProof {
+    /// The text form: header, `index N`, one base64 hash per line, a blank line, the note.
+    pub fn encode(&self) -> String {
+        let mut s = format!("{TLOG_PROOF_HEADER}\nindex {}\n", self.index);
+        for h in &self.hashes {
+            s.push_str(&BASE64.encode(h));
+            s.push('\n');
+        }
+        s.push('\n');
+        s.push_str(&self.checkpoint);
+        s
+    }
+
+    /// Parses the text form (an `extra` line is refused: Harp's leaves carry no extra data).
+    pub fn parse(text: &str) -> Result<Self, LogError> {
+        let bad = |why| LogError::Malformed {
+            what: "tlog-proof",
+            why,
+        };
+        let rest = text
+            .strip_prefix(TLOG_PROOF_HEADER)
+            .and_then(|r| r.strip_prefix('\n'))
+            .ok_or_else(|| bad("no c2sp.org/tlog-proof@v1 header"))?;
+        let (index_line, mut rest) = rest.split_once('\n').ok_or_else(|| bad("no index"))?;
+        let index = index_line
+            .strip_prefix("index ")
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|n| n.len() == 1 || !n.starts_with('0'))
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| bad("the second line is not `index N`"))?;
+        let mut hashes = Vec::new();
+        loop {
+            let (l, r) = rest
+                .split_once('\n')
+                .ok_or_else(|| bad("no blank line before the checkpoint"))?;
+            rest = r;
+            if l.is_empty() {
+                break;
+            }
+            if hashes.len() == 64 {
+                return Err(bad("over 64 proof hashes"));
+            }
+            let h = BASE64
+                .decode(l.as_bytes())
+                .ok()
+                .and_then(|b| <Hash>::try_from(b).ok())
+                .ok_or_else(|| bad("a proof line that is not a base64 hash"))?;
+            hashes.push(h);
+        }
+        Note::parse(rest)?;
+        Ok(Self {
+            index,
+            hashes,
+            checkpoint: rest.to_owned(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -796,5 +953,51 @@ mod tests {
         assert!(
             verifier_key("bridge.example", &log.verifying_key()).starts_with("bridge.example+")
         );
+    }
+
+    #[test]
+    fn verifier_keys_round_trip_and_refuse_a_wrong_id() {
+        let k = SigningKey::from_bytes(&[3; 32]).verifying_key();
+        for v in [
+            VerifierKey::log("l.example", &k),
+            VerifierKey::witness("w.example", &k),
+        ] {
+            let text = v.to_string();
+            assert_eq!(VerifierKey::parse(&text).unwrap(), v);
+            let mut wrong = text.clone().into_bytes();
+            wrong[v.name.len() + 1] ^= 1;
+            let e = VerifierKey::parse(std::str::from_utf8(&wrong).unwrap()).unwrap_err();
+            assert_eq!(e.code(), "malformed");
+        }
+        assert_ne!(
+            VerifierKey::log("a", &k).to_string(),
+            VerifierKey::witness("a", &k).to_string()
+        );
+        assert_eq!(verifier_key("a", &k), VerifierKey::log("a", &k).to_string());
+    }
+
+    #[test]
+    fn tlog_proofs_round_trip_and_refuse_bad_text() {
+        let k = SigningKey::from_bytes(&[4; 32]);
+        let note = sign_note("o\n1\nAAAA\n", "o", &k).unwrap();
+        let p = LogProof {
+            index: 7,
+            hashes: vec![[1; 32], [2; 32]],
+            checkpoint: note,
+        };
+        assert_eq!(LogProof::parse(&p.encode()).unwrap(), p);
+        let text = p.encode();
+        for bad in [
+            text.replacen("tlog-proof@v1", "tlog-proof@v2", 1),
+            text.replacen("index 7", "index 07", 1),
+            text.replacen("index 7\n", "index 7\n!!!\n", 1),
+            text.replacen("\n\no\n", "\no\n", 1),
+        ] {
+            assert_eq!(
+                LogProof::parse(&bad).unwrap_err().code(),
+                "malformed",
+                "{bad}"
+            );
+        }
     }
 }

@@ -468,6 +468,7 @@ fn verify_with(proof_hex: &Value, policy: &Value) -> Result<proof::Summary, proo
         &Policy {
             chain_seed: use_seed.then_some(&k.chain_seed),
             trusted_devices: trusted.as_deref(),
+            ..Policy::default()
         },
     )
 }

@@ -172,6 +172,10 @@ struct FolderState {
     /// Every later one must extend it (a consistency proof), or the bridge rewrote history.
     #[serde(default)]
     checkpoint: Option<(u64, String)>,
+    /// Per witness of the folder's policy: the size it last cosigned, as far as this device
+    /// knows (the `old` of its next `add-checkpoint`; a 409 corrects it).
+    #[serde(default)]
+    witnessed: HashMap<String, u64>,
 }
 
 /// Everything the link thread needs.
@@ -797,19 +801,120 @@ impl Link {
         }
         p.logs
             .insert(f.id, json!({ "state": "verified", "size": cp.size }));
+        self.witness(p, f, &cp, &text)
+    }
+
+    /// Has the folder policy's witnesses cosign the accepted checkpoint `cp` (signed note
+    /// `text`) and stores their cosignatures on the bridge, so proofs carry them. A witness
+    /// that refuses because the checkpoint does not extend what it cosigned has been shown
+    /// another history of this log (a split view): an alarm.
+    fn witness(
+        &self,
+        p: &mut Progress,
+        f: &LinkFolder,
+        cp: &harp_protocol::tlog::Checkpoint,
+        text: &str,
+    ) -> Result<(), Error> {
+        use crate::witness::{Submitted, submit};
+        let policy = match crate::trust::load(&self.dirs, &f.id) {
+            Ok(policy) => policy,
+            Err(e) => {
+                tracing::warn!(folder = %f.label, "the folder's policy: {e:#}");
+                return Ok(());
+            }
+        };
+        if policy.witnesses.is_empty() {
+            return Ok(());
+        }
+        let Ok(note) = harp_protocol::tlog::Note::parse(text) else {
+            return Ok(());
+        };
+        let mut cosigned = Vec::new();
+        let mut alarm = None;
+        for w in &policy.witnesses {
+            let name = &w.key.name;
+            if note.cosigned_by(name, &w.key.key).is_ok() {
+                cosigned.push(name.clone());
+                continue;
+            }
+            let Some(url) = &w.url else { continue };
+            let state = p.states.entry(f.id).or_default();
+            let mut old = state
+                .witnessed
+                .get(name)
+                .copied()
+                .filter(|&s| s <= cp.size)
+                .unwrap_or(0);
+            for attempt in 0..2 {
+                let proof = if old == 0 || old == cp.size {
+                    Vec::new()
+                } else {
+                    self.client.consistency(&f.id, old, cp.size)?
+                };
+                match submit(url, old, &proof, text) {
+                    Ok(Submitted::Cosigned(line)) => {
+                        let line = line.trim_end_matches('\n');
+                        let valid = harp_protocol::tlog::Note::parse(&format!("{text}{line}\n"))
+                            .and_then(|n| n.cosigned_by(name, &w.key.key))
+                            .is_ok();
+                        if !valid || line.contains('\n') {
+                            tracing::warn!(folder = %f.label, "witness {name} answered with no valid cosignature");
+                            break;
+                        }
+                        self.client.add_cosignature(&f.id, cp.size, line)?;
+                        state.witnessed.insert(name.clone(), cp.size);
+                        self.save_state(&f.id, state);
+                        tracing::info!(folder = %f.label, size = cp.size, "cosigned by witness {name}");
+                        cosigned.push(name.clone());
+                        break;
+                    }
+                    Ok(Submitted::Conflict(latest)) if attempt == 0 && latest <= cp.size => {
+                        old = latest;
+                    }
+                    Ok(Submitted::Conflict(latest)) => {
+                        // It cosigned more than the bridge shows this device: another device
+                        // was shown a newer checkpoint since; the next pass catches up.
+                        tracing::info!(folder = %f.label, "witness {name} is at {latest} entries, this device at {}", cp.size);
+                        break;
+                    }
+                    Ok(Submitted::Refused(422, why)) => {
+                        alarm = Some(format!(
+                            "witness {name} refuses the checkpoint of {} entries: it does not extend the history the witness cosigned ({})",
+                            cp.size,
+                            why.trim()
+                        ));
+                        break;
+                    }
+                    Ok(Submitted::Refused(status, why)) => {
+                        tracing::warn!(folder = %f.label, "witness {name} refused ({status}): {}", why.trim());
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(folder = %f.label, "witness {name}: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        let mut status = json!({
+            "state": "verified",
+            "size": cp.size,
+            "cosigned_by": cosigned,
+            "quorum": policy.quorum,
+        });
+        if let Some(why) = alarm {
+            tracing::error!(folder = %f.label, "the bridge's log of this folder: {why}");
+            status = json!({ "state": "alarm", "problem": why });
+        }
+        p.logs.insert(f.id, status);
         Ok(())
     }
 }
 
-/// Parses a C2SP verifier key `name+hex(key id)+base64(0x01 ‖ Ed25519 key)`.
+/// Parses a log's C2SP verifier key.
 fn parse_verifier_key(s: &str) -> Option<(String, ed25519_dalek::VerifyingKey)> {
-    let mut parts = s.splitn(3, '+');
-    let (name, _, key) = (parts.next()?, parts.next()?, parts.next()?);
-    let bytes = data_encoding::BASE64.decode(key.as_bytes()).ok()?;
-    let (kind, key) = bytes.split_first()?;
-    if *kind != 1 {
-        return None;
-    }
-    let key = ed25519_dalek::VerifyingKey::from_bytes(key.try_into().ok()?).ok()?;
-    (harp_protocol::tlog::verifier_key(name, &key) == s).then(|| (name.to_owned(), key))
+    harp_protocol::tlog::VerifierKey::parse(s)
+        .ok()
+        .filter(|k| k.kind == harp_protocol::tlog::KEY_ED25519)
+        .map(|k| (k.name, k.key))
 }

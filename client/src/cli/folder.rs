@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+
 /// `harp folder` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -73,6 +75,17 @@ pub enum Command {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Show the folder's trust policy (the bridge's log key, witnesses and their quorum,
+    /// trusted devices), or replace it with `--set FILE`. The daemon has the policy's
+    /// witnesses cosign the folder log's checkpoints; proofs are verified against it.
+    Policy {
+        /// The folder (label, id or path).
+        folder: String,
+        /// A policy file to use from now on (lines `log KEY`, `witness KEY [URL]`, `quorum K`,
+        /// `device ID`).
+        #[arg(long, value_name = "FILE")]
+        set: Option<PathBuf>,
     },
     /// List the folders.
     List {
@@ -293,6 +306,22 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                 );
                 println!("Next: harp daemon (restart it if it runs)");
             }
+        }
+        Command::Policy { folder, set } => {
+            let cfg = node.config.folder(folder)?.clone();
+            if let Some(file) = set {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let p = crate::trust::save(&node.dirs, &cfg.id, &text)?;
+                eprintln!(
+                    "Policy of {} set: {} witness(es), quorum {} (a running daemon reads it \
+                     at its next full bridge pass)",
+                    cfg.label,
+                    p.witnesses.len(),
+                    p.quorum,
+                );
+            }
+            print!("{}", crate::trust::load(&node.dirs, &cfg.id)?.encode());
         }
         Command::List { json } => {
             if *json {

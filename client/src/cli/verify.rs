@@ -2,14 +2,19 @@
 //!
 //! Exit status 0 means every check the proof and the policy allow passed; the line printed
 //! says which (signatures and sequence always; the genesis link only with the folder key;
-//! authors only with `--trust`). Exit status 1 means the proof does not hold, or could not be
-//! read, and the line says what is wrong.
+//! authors only with `--trust` or `device` lines; the log inclusion when the proof carries
+//! it; the checkpoint's signer with a log key; cosignatures with witnesses). Exit status 1
+//! means the proof does not hold, or could not be read, and the line says what is wrong.
+//!
+//! The policy is `--policy FILE` (see `harp_protocol::policy`), or else, when this device
+//! syncs the proof's folder, that folder's policy (`harp folder policy`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use harp_protocol::ids::DeviceId;
 use harp_protocol::keys::FolderKey;
+use harp_protocol::policy::TrustPolicy;
 use harp_protocol::proof::{self, Policy, Summary};
 
 /// Arguments of `harp verify`.
@@ -25,6 +30,10 @@ pub struct Args {
     /// one of them.
     #[arg(long = "trust", value_name = "DEVICE_ID")]
     pub trusted: Vec<DeviceId>,
+    /// A trust policy file: the log key, witnesses and quorum, trusted devices (default: the
+    /// folder's policy on this device, if it syncs the folder).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -47,8 +56,28 @@ fn describe(s: &Summary) -> String {
     if s.authors_checked {
         checked.push("trusted authors");
     }
+    let log = match &s.log {
+        None => String::new(),
+        Some(l) => {
+            let signer = if l.signer_checked {
+                "signed by the bridge's log key"
+            } else {
+                "signer NOT checked (no log key in the policy)"
+            };
+            let names: Vec<&str> = l.cosigned_by.iter().map(|(n, _)| n.as_str()).collect();
+            let cosigned = if names.is_empty() {
+                String::new()
+            } else {
+                format!(", cosigned by {}", names.join(", "))
+            };
+            format!(
+                "; logged as leaf {} of {} ({signer}{cosigned})",
+                l.index, l.size
+            )
+        }
+    };
     format!(
-        "ok: version {} ({}) of file {} in folder {}, content {} ({} bytes) by {}; head {}; checked: {}",
+        "ok: version {} ({}) of file {} in folder {}, content {} ({} bytes) by {}; head {}{log}; checked: {}",
         s.seq,
         s.op.name(),
         s.file,
@@ -75,29 +104,58 @@ fn json_line(s: &Summary) -> String {
         "head": s.head.to_string(),
         "genesis_checked": s.genesis_checked,
         "authors_checked": s.authors_checked,
+        "log": s.log.as_ref().map(|l| serde_json::json!({
+            "index": l.index,
+            "size": l.size,
+            "signer_checked": l.signer_checked,
+            "cosigned_by": l.cosigned_by.iter()
+                .map(|(n, t)| serde_json::json!({"witness": n, "timestamp": t}))
+                .collect::<Vec<_>>(),
+        })),
     })
     .to_string()
 }
 
-/// The keys of the proof's folder, if this device syncs it: then the genesis is checked
-/// without the user passing the key.
-fn local_folder_keys(proof_bytes: &[u8]) -> Option<harp_protocol::keys::FolderKeys> {
+/// The keys and policy of the proof's folder, if this device syncs it: then the genesis is
+/// checked without the user passing the key, and the folder's policy applies.
+fn local_folder(
+    proof_bytes: &[u8],
+) -> Option<(harp_protocol::keys::FolderKeys, anyhow::Result<TrustPolicy>)> {
     let folder = proof::Proof::decode(proof_bytes).ok()?.folder;
     let node = crate::node::Node::open(crate::config::Dirs::from_env().ok()?).ok()?;
     let cfg = node.config.folders.iter().find(|f| f.id == folder)?;
-    Some(node.open_folder(cfg).ok()?.keys)
+    let keys = node.open_folder(cfg).ok()?.keys;
+    Some((keys, crate::trust::load(&node.dirs, &folder)))
 }
 
 fn check(args: &Args) -> Result<Summary, String> {
     let bytes = std::fs::read(&args.proof)
         .map_err(|e| format!("cannot read {}: {e}", args.proof.display()))?;
+    let local = local_folder(&bytes);
     let keys = match args.folder_key.as_deref() {
         Some(hex) => Some(parse_folder_key(hex)?.schedule()),
-        None => local_folder_keys(&bytes),
+        None => local.as_ref().map(|(k, _)| k.clone()),
     };
+    let trust = match (&args.policy, local) {
+        (Some(file), _) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            TrustPolicy::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?
+        }
+        (None, Some((_, folder_policy))) => {
+            folder_policy.map_err(|e| format!("the folder's policy: {e:#}"))?
+        }
+        (None, None) => TrustPolicy::default(),
+    };
+    let mut trusted = trust.devices.clone();
+    trusted.extend(args.trusted.iter().copied());
+    let witnesses = trust.witness_keys();
     let policy = Policy {
         chain_seed: keys.as_ref().map(|k| &k.chain_seed),
-        trusted_devices: (!args.trusted.is_empty()).then_some(args.trusted.as_slice()),
+        trusted_devices: (!trusted.is_empty()).then_some(trusted.as_slice()),
+        log_key: trust.log.as_ref(),
+        witnesses: &witnesses,
+        quorum: trust.quorum,
     };
     proof::verify(&bytes, &policy).map_err(|e| format!("proof does not hold: {e} [{}]", e.code()))
 }
