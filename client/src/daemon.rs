@@ -166,6 +166,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
     }
     let shared: meta::Folders = Arc::new(shared);
     let bridge_status = Arc::new(Mutex::new(Value::Null));
+    let book = net::checkpoints::Book::default();
     match creds {
         Some(creds) => {
             let link = crate::bridge::link::Link {
@@ -181,6 +182,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
                 status: bridge_status.clone(),
                 credentials: creds.clone(),
                 dirs: node.dirs.clone(),
+                book: book.clone(),
             };
             workers.push(
                 std::thread::Builder::new()
@@ -190,6 +192,11 @@ pub fn run(node: Node) -> anyhow::Result<()> {
         }
         None => drop(link_folders),
     }
+    runtime.spawn(net::checkpoints::serve(
+        handle.clone(),
+        shared.clone(),
+        book,
+    ));
     let result = runtime.block_on(serve(
         &node,
         handle,

@@ -32,6 +32,7 @@ use libp2p::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+pub mod checkpoints;
 pub mod chunks;
 pub mod meta;
 pub mod source;

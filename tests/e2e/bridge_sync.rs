@@ -481,3 +481,94 @@ fn a_bridge_that_rolls_back_or_rewrites_a_log_is_caught() {
     });
     assert!(caught.is_some(), "{}", log());
 }
+
+#[test]
+fn a_bridge_that_shows_two_devices_two_histories_is_caught_when_they_compare() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bridge = Target::start(&[]).unwrap();
+    let (a, b) = (side(tmp.path(), "a"), side(tmp.path(), "b"));
+    for s in [&a, &b] {
+        ok(
+            &s.home,
+            &[
+                "login",
+                &bridge.base,
+                "--user",
+                "alice",
+                "--app-password",
+                &bridge.users[0].1,
+            ],
+        );
+    }
+    let added: serde_json::Value = serde_json::from_str(&ok(
+        &a.home,
+        &[
+            "folder",
+            "add",
+            a.folder.to_str().unwrap(),
+            "--label",
+            "shared",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    let folder_id = added["id"].as_str().unwrap().to_owned();
+    for i in 0..3 {
+        std::fs::write(a.folder.join(format!("f{i}.txt")), format!("file {i}")).unwrap();
+    }
+    let daemon = |home: &Path| {
+        let p = Proc::start_with_env(&[], home, &["daemon"], &[("HARP_BRIDGE_POLL_SECS", "1")])
+            .unwrap();
+        p.until("daemon ready").unwrap();
+        p
+    };
+    let log = |home: &Path| -> serde_json::Value {
+        let out = harp(home, &["status", "--json"]).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["bridge"]["logs"]["shared"].clone()
+    };
+    let _pa = daemon(&a.home);
+    let verified = wait_for(60, || {
+        log(&a.home)["state"] == "verified" && log(&a.home)["size"].as_u64() >= Some(3)
+    });
+    assert!(verified.is_some(), "{}", log(&a.home));
+    // Alice's second device joins (her first device wraps the folder key to it).
+    let accepted = wait_for(60, || {
+        harp(
+            &b.home,
+            &["folder", "accept", &folder_id, b.folder.to_str().unwrap()],
+        )
+        .unwrap()
+        .status
+        .success()
+    });
+    assert!(accepted.is_some(), "the second device never got the key");
+
+    // From here the bridge answers the second device from another history: the same size,
+    // the first leaf rewritten. Alone, that device cannot tell (it has accepted nothing yet).
+    let fork = bridge
+        .fork(|db| {
+            let c = rusqlite::Connection::open(db).unwrap();
+            c.execute(
+                "UPDATE log_leaves SET hash = randomblob(32) WHERE idx = 0",
+                [],
+            )
+            .unwrap();
+        })
+        .unwrap();
+    let creds = dirs(&b.home).config.join("bridge.json");
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&creds).unwrap()).unwrap();
+    c["url"] = fork.base.clone().into();
+    std::fs::write(&creds, serde_json::to_vec(&c).unwrap()).unwrap();
+    let _pb = daemon(&b.home);
+    // The two devices tell each other, peer to peer, which checkpoint they accepted, and
+    // neither history extends the other.
+    for home in [&a.home, &b.home] {
+        let caught = wait_for(90, || {
+            log(home)["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains("split view"))
+        });
+        assert!(caught.is_some(), "{}", log(home));
+    }
+}

@@ -161,6 +161,11 @@ fn witnesses_cosign_proofs_carry_their_cosignatures_and_a_forged_log_is_refused(
         s["size"].as_u64() >= Some(3) && s["cosigned_by"].as_array().is_some_and(|c| c.len() == 2)
     });
     assert!(cosigned.is_some(), "{}", log_status(&a.home));
+    let text = String::from_utf8(harp(&a.home, &["status"]).unwrap().stdout).unwrap();
+    assert!(
+        text.contains("cosigned by w1.test, w2.test (2 of the 2 the policy asks for)"),
+        "{text}"
+    );
 
     // The proof carries the checkpoint with both cosignatures.
     let proof = tmp.path().join("notes.harpproof");

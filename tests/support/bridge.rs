@@ -57,6 +57,28 @@ pub fn bridge_cli(db: &std::path::Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Starts `harp-bridge serve` on `db`; its base URL and process.
+fn serve(db: &std::path::Path, listen: &str) -> Result<(String, Child)> {
+    let mut child = Command::new(binary("harp-bridge")?)
+        .arg("--db")
+        .arg(db)
+        .args(["serve", "--listen", listen])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting harp-bridge")?;
+    let out = child.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line)?;
+    let base = line
+        .trim()
+        .strip_prefix("harp-bridge listening on ")
+        .with_context(|| format!("unexpected first line {line:?}"))?
+        .to_owned();
+    Ok((base, child))
+}
+
 impl Target {
     /// The bridge named by `HARP_BRIDGE_URL`, or a fresh `harp-bridge`.
     pub fn get() -> Result<Self> {
@@ -98,26 +120,30 @@ impl Target {
             let pw = bridge_cli(&db, &["user", "add", name])?;
             users.push((name.to_owned(), pw.trim().to_owned()));
         }
-        let mut child = Command::new(binary("harp-bridge")?)
-            .arg("--db")
-            .arg(&db)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting harp-bridge")?;
-        let out = child.stdout.take().context("no stdout")?;
-        let mut line = String::new();
-        BufReader::new(out).read_line(&mut line)?;
-        let base = line
-            .trim()
-            .strip_prefix("harp-bridge listening on ")
-            .with_context(|| format!("unexpected first line {line:?}"))?
-            .to_owned();
+        let (base, child) = serve(&db, "127.0.0.1:0")?;
         Ok(Self {
             base,
             users,
+            db: Some(db),
+            child: Some(child),
+            _dir: Some(dir),
+        })
+    }
+
+    /// A second bridge with a copy of this one's database (the same log key, users and
+    /// history), changed by `tamper` before it starts: one bridge that shows two devices two
+    /// histories, as far as they can tell.
+    pub fn fork(&self, tamper: impl FnOnce(&std::path::Path)) -> Result<Self> {
+        let from = self.db.as_ref().context("not a bridge this test started")?;
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("bridge.sqlite");
+        rusqlite::Connection::open(from)?
+            .execute("VACUUM INTO ?1", [db.to_str().context("a temp path")?])?;
+        tamper(&db);
+        let (base, child) = serve(&db, "127.0.0.1:0")?;
+        Ok(Self {
+            base,
+            users: self.users.clone(),
             db: Some(db),
             child: Some(child),
             _dir: Some(dir),
@@ -134,20 +160,9 @@ impl Target {
         }
         between(&db);
         let listen = self.base.trim_start_matches("http://").to_owned();
-        let mut child = Command::new(binary("harp-bridge")?)
-            .arg("--db")
-            .arg(&db)
-            .args(["serve", "--listen", &listen])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("restarting harp-bridge")?;
-        let out = child.stdout.take().context("no stdout")?;
-        let mut line = String::new();
-        BufReader::new(out).read_line(&mut line)?;
-        if !line.contains(&listen) {
-            bail!("harp-bridge did not come back on {listen}: {line:?}");
+        let (base, child) = serve(&db, &listen)?;
+        if base != self.base {
+            bail!("harp-bridge did not come back on {listen}: {base}");
         }
         self.child = Some(child);
         Ok(())

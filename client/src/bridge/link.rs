@@ -204,6 +204,8 @@ pub struct Link {
     pub credentials: super::Credentials,
     /// Where the login is saved.
     pub dirs: crate::config::Dirs,
+    /// The checkpoints this device and its peers accepted (exchanged peer to peer).
+    pub book: net::checkpoints::Book,
 }
 
 struct Progress {
@@ -222,6 +224,8 @@ struct Progress {
     log_key: Option<(String, ed25519_dalek::VerifyingKey)>,
     /// Per folder: the log as last checked ("verified at size N", or what is wrong).
     logs: HashMap<FolderId, Value>,
+    /// Another device's checkpoint already found consistent: (its size, this device's size).
+    peer_checked: HashMap<(FolderId, DeviceId), (u64, u64)>,
 }
 
 impl Link {
@@ -255,6 +259,7 @@ impl Link {
             conflicts: 0,
             log_key: None,
             logs: HashMap::new(),
+            peer_checked: HashMap::new(),
         };
         let mut last_full: Option<Instant> = None;
         while !self.stop.load(AtomicOrdering::Relaxed) {
@@ -799,9 +804,115 @@ impl Link {
             state.checkpoint = Some((cp.size, root));
             self.save_state(&f.id, state);
         }
+        if let Some(why) = self.exchange_checkpoints(p, f, &cp, &text, &name, &key)? {
+            return alarm(p, why);
+        }
         p.logs
             .insert(f.id, json!({ "state": "verified", "size": cp.size }));
         self.witness(p, f, &cp, &text)
+    }
+
+    /// Tells the folder's connected member devices which checkpoint this device accepted and
+    /// hears theirs (`/harp/checkpoints/1`, peer to peer), then checks each: it must be this
+    /// one, or be proven by the bridge to extend it or to be extended by it. A bridge that
+    /// shows two devices two histories cannot prove that: a split view.
+    fn exchange_checkpoints(
+        &self,
+        p: &mut Progress,
+        f: &LinkFolder,
+        cp: &harp_protocol::tlog::Checkpoint,
+        text: &str,
+        name: &str,
+        key: &ed25519_dalek::VerifyingKey,
+    ) -> Result<Option<String>, Error> {
+        use harp_protocol::tlog::{self, Checkpoint, Note, VerifierKey};
+        let me = self.me();
+        if let Ok(note) = Note::parse(text) {
+            // Only the bridge's own signature line: cosignatures are not the point here.
+            let id = VerifierKey::log(name, key).id();
+            if let Some((_, _, payload)) = note
+                .signatures
+                .iter()
+                .find(|(n, i, _)| n == name && *i == id)
+            {
+                let mut bytes = id.to_vec();
+                bytes.extend_from_slice(payload);
+                let own = format!(
+                    "{}\n\u{2014} {name} {}\n",
+                    note.body,
+                    data_encoding::BASE64.encode(&bytes)
+                );
+                self.book.set_mine(&f.id, &own);
+            }
+        }
+        let peers = self
+            .runtime
+            .block_on(self.handle.peers())
+            .unwrap_or_default();
+        for peer in peers {
+            if !peer
+                .device
+                .is_some_and(|d| d != me && f.members.contains(&d))
+            {
+                continue;
+            }
+            let result = self.runtime.block_on(net::checkpoints::exchange(
+                &self.handle,
+                &self.book,
+                peer.peer,
+                f.id,
+            ));
+            if let Err(e) = result {
+                tracing::debug!(folder = %f.label, peer = %peer.peer, "checkpoint exchange: {e}");
+            }
+        }
+        for (device, note_text) in self.book.theirs(&f.id) {
+            if device == me {
+                continue;
+            }
+            let peer = match Note::parse(&note_text)
+                .and_then(|n| n.verified_by(name, key).map(str::to_owned))
+                .and_then(|body| Checkpoint::parse(&body))
+            {
+                Ok(c) if c.origin == cp.origin => c,
+                Ok(_) | Err(_) => {
+                    tracing::warn!(folder = %f.label, "device {device} recorded a checkpoint that is not this log's, signed by the bridge");
+                    continue;
+                }
+            };
+            if p.peer_checked.get(&(f.id, device)) == Some(&(peer.size, cp.size)) {
+                continue;
+            }
+            let (small, big) = if peer.size <= cp.size {
+                (&peer, cp)
+            } else {
+                (cp, &peer)
+            };
+            let consistent = if small.size == big.size {
+                small.root == big.root
+            } else {
+                match self.client.consistency(&f.id, small.size, big.size) {
+                    Ok(proof) => tlog::verify_consistency(
+                        small.size,
+                        big.size,
+                        &proof,
+                        &small.root,
+                        &big.root,
+                    )
+                    .is_ok(),
+                    Err(e) if e.status().is_some_and(|s| (400..500).contains(&s)) => false,
+                    Err(e) => return Err(e),
+                }
+            };
+            if !consistent {
+                return Ok(Some(format!(
+                    "split view: device {device} was shown a log of {} entries, and this device one of {} that the bridge cannot prove to be the same history",
+                    peer.size, cp.size
+                )));
+            }
+            p.peer_checked.insert((f.id, device), (peer.size, cp.size));
+        }
+        Ok(None)
     }
 
     /// Has the folder policy's witnesses cosign the accepted checkpoint `cp` (signed note

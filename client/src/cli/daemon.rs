@@ -111,12 +111,33 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         );
         for (label, log) in bridge["logs"].as_object().into_iter().flatten() {
             match log["state"].as_str() {
-                Some("verified") => println!(
-                    "    log of {label}: verified, {} entries",
-                    log["size"].as_u64().unwrap_or(0)
-                ),
+                Some("verified") => {
+                    let witnesses = match log["cosigned_by"].as_array() {
+                        Some(names) => {
+                            let names: Vec<&str> =
+                                names.iter().filter_map(|n| n.as_str()).collect();
+                            let quorum = log["quorum"].as_u64().unwrap_or(0);
+                            if names.is_empty() {
+                                format!(
+                                    "; no witness cosigned it yet (the policy asks for {quorum})"
+                                )
+                            } else {
+                                format!(
+                                    "; cosigned by {} ({} of the {quorum} the policy asks for)",
+                                    names.join(", "),
+                                    names.len()
+                                )
+                            }
+                        }
+                        None => String::new(),
+                    };
+                    println!(
+                        "    log of {label}: verified, {} entries{witnesses}",
+                        log["size"].as_u64().unwrap_or(0)
+                    )
+                }
                 _ => println!(
-                    "    log of {label}: ALARM: {} (the bridge's history is not accepted)",
+                    "    log of {label}: ALARM: {}",
                     log["problem"].as_str().unwrap_or("?")
                 ),
             }

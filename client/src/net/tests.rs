@@ -389,3 +389,84 @@ async fn without_a_direct_path_chunks_flow_through_the_relay() {
     let to_b = info.iter().find(|p| p.peer == b.peer_id).unwrap();
     assert!(!to_b.is_direct(), "{to_b:?}");
 }
+
+/// A folder's shared state with `members`, for the metadata and checkpoint protocols.
+fn shared_folders(folder: FolderId, members: &[DeviceId]) -> super::meta::Folders {
+    let mut map = std::collections::HashMap::new();
+    map.insert(
+        folder,
+        super::meta::SharedFolder {
+            doc: Arc::new(std::sync::Mutex::new(
+                crate::sync::doc::FolderDoc::in_memory(),
+            )),
+            members: crate::members::Members::new(members.iter().copied().collect()),
+            on_change: Box::new(|| {}),
+        },
+    );
+    Arc::new(map)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_exchange_checkpoints_and_a_stranger_learns_nothing() {
+    use super::checkpoints::{self, Book, ExchangeError};
+    let (a, _) = node(31).await;
+    let (b, b_addr) = node(32).await;
+    let (c, _) = node(33).await;
+    let folder = FolderId::from_bytes([7; 16]);
+    let (book_a, book_b, book_c) = (Book::default(), Book::default(), Book::default());
+    book_a.set_mine(&folder, "note of a\n");
+    book_b.set_mine(&folder, "note of b\n");
+    book_c.set_mine(&folder, "forged by c\n");
+    tokio::spawn(checkpoints::serve(
+        b.clone(),
+        shared_folders(folder, &[device(31), device(32)]),
+        book_b.clone(),
+    ));
+    a.dial(b_addr.clone()).await.unwrap();
+    c.dial(b_addr).await.unwrap();
+
+    checkpoints::exchange(&a, &book_a, b.peer_id, folder)
+        .await
+        .unwrap();
+    assert_eq!(
+        book_a.theirs(&folder),
+        vec![(device(32), "note of b\n".to_owned())]
+    );
+    assert_eq!(
+        book_b.theirs(&folder),
+        vec![(device(31), "note of a\n".to_owned())]
+    );
+
+    // Not a member: refused, and its note is not kept.
+    let e = checkpoints::exchange(&c, &book_c, b.peer_id, folder)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ExchangeError::Refused), "{e}");
+    assert!(book_c.theirs(&folder).is_empty());
+    assert_eq!(book_b.theirs(&folder).len(), 1);
+    // Another folder: the same refusal.
+    let other = FolderId::from_bytes([8; 16]);
+    let e = checkpoints::exchange(&a, &book_a, b.peer_id, other)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ExchangeError::Refused), "{e}");
+
+    // An oversized frame ends the stream without an answer; the server goes on serving.
+    let mut s = a
+        .control()
+        .open_stream(b.peer_id, checkpoints::PROTOCOL)
+        .await
+        .unwrap();
+    s.write_all(&[0, 1, 0, 0, 1]).await.unwrap();
+    s.close().await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures::AsyncReadExt::read_to_end(&mut s, &mut buf),
+    )
+    .await;
+    assert!(read.is_ok() && buf.is_empty(), "{buf:?}");
+    checkpoints::exchange(&a, &book_a, b.peer_id, folder)
+        .await
+        .unwrap();
+}
