@@ -1388,6 +1388,14 @@ impl Bridge {
             .prepare("SELECT seq, prev, entry, head, log_index FROM entries WHERE folder_id = ?1 AND file_id = ?2 ORDER BY seq")?
             .query_map([folder, &file], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<rusqlite::Result<_>>()?;
+        let log_indices: Vec<Option<i64>> = db
+            .prepare(
+                "SELECT log_index FROM entries WHERE folder_id = ?1 AND file_id = ?2 ORDER BY seq",
+            )?
+            .query_map([folder, &file], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let file_bytes = harp_protocol::ids::FileId::from_bytes(wire::hex_id::<16>("file", &file)?);
+        let log_size = self.with_tree(&db, folder, tlog::Tree::size)?;
         if rows.is_empty() {
             return Err(Failure::NotFound(format!("no chain entries for {file}")));
         }
@@ -1419,6 +1427,29 @@ impl Bridge {
             }
             heads.insert(head.clone(), *seq);
             last = last.max(entry.seq);
+        }
+        // Every link is the leaf of the folder's log it was given when stored.
+        for ((seq, _, _, head), idx) in rows.iter().zip(&log_indices) {
+            let Some(idx) = idx else { continue };
+            let head = ChainHash::from_bytes(
+                head.as_slice()
+                    .try_into()
+                    .map_err(|_| Failure::Invalid(format!("seq {seq}: bad head")))?,
+            );
+            let want = tlog::chain_leaf(&file_bytes, u64::try_from(*seq).unwrap_or(0), &head);
+            let leaf: Option<Vec<u8>> = db
+                .query_row(
+                    "SELECT hash FROM log_leaves WHERE folder_id = ?1 AND idx = ?2",
+                    params![folder, idx],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let in_tree = u64::try_from(*idx).is_ok_and(|i| i < log_size);
+            if !in_tree || leaf.as_deref() != Some(want.as_slice()) {
+                return Err(Failure::Invalid(format!(
+                    "seq {seq}: not_in_log (leaf {idx} of the folder's log is not this link)"
+                )));
+            }
         }
         let mut tips: Vec<String> = heads
             .keys()

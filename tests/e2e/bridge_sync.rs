@@ -390,10 +390,13 @@ fn server_authoritative_folders_keep_the_bridge_s_order() {
 }
 
 /// A lying bridge: after the daemon accepted a checkpoint of the folder's log, the bridge's
-/// database is rolled back, then rewritten; the daemon catches each and says so in `harp
-/// status`, and does not accept the lie.
+/// database is rolled back, has an entry dropped, entries reordered, an entry rewritten; the
+/// daemon catches each (each time from the honest history, put back in between, which it
+/// accepts again) and says so in `harp status`, and the bridge's own check names the link
+/// whose leaf is gone. A forged device signature in the bridge's copy of a chain is named by
+/// that check too. (Split views: the next test; witnesses: `witness.rs`.)
 #[test]
-fn a_bridge_that_rolls_back_or_rewrites_a_log_is_caught() {
+fn a_lying_bridge_is_caught_whatever_it_does_to_the_log() {
     let tmp = tempfile::tempdir().unwrap();
     let mut bridge = Target::start(&[]).unwrap();
     let a = side(tmp.path(), "a");
@@ -437,49 +440,154 @@ fn a_bridge_that_rolls_back_or_rewrites_a_log_is_caught() {
         log()["state"] == "verified" && log()["size"].as_u64() >= Some(3)
     });
     assert!(verified.is_some(), "{}", log());
-    let size = log()["size"].as_u64().unwrap();
+    let size = log()["size"].as_u64().unwrap() as i64;
+    // The honest database, put back before each lie so that each is caught on its own.
+    let db = bridge.db.clone().unwrap();
+    let honest = tmp.path().join("honest.sqlite");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("VACUUM INTO ?1", [honest.to_str().unwrap()])
+        .unwrap();
+    let sql = |db: &Path, statements: &[String]| {
+        let c = rusqlite::Connection::open(db).unwrap();
+        for s in statements {
+            c.execute(s, []).unwrap();
+        }
+    };
+    let last = size - 1;
+    let cases: Vec<(&str, Vec<String>, String)> = vec![
+        (
+            "rolled back: the newest leaf removed",
+            vec![format!("DELETE FROM log_leaves WHERE idx = {last}")],
+            "rolled back".into(),
+        ),
+        (
+            "an entry dropped: leaf 1 removed, the later ones moved up",
+            vec![
+                "DELETE FROM log_leaves WHERE idx = 1".into(),
+                "UPDATE log_leaves SET idx = -idx WHERE idx > 1".into(),
+                "UPDATE log_leaves SET idx = -idx - 1 WHERE idx < 0".into(),
+            ],
+            format!("rolled back from {size} entries to {last}"),
+        ),
+        (
+            "entries reordered: leaves 0 and 1 swapped",
+            vec![
+                "UPDATE log_leaves SET idx = -1 WHERE idx = 0".into(),
+                "UPDATE log_leaves SET idx = 0 WHERE idx = 1".into(),
+                "UPDATE log_leaves SET idx = 1 WHERE idx = -1".into(),
+            ],
+            format!("two different logs of {size} entries"),
+        ),
+        (
+            "an entry rewritten, and the log longer than before",
+            vec![
+                "UPDATE log_leaves SET hash = randomblob(32) WHERE idx = 0".into(),
+                format!(
+                    "INSERT INTO log_leaves (folder_id, idx, hash) SELECT folder_id, {size}, randomblob(32) FROM log_leaves LIMIT 1"
+                ),
+            ],
+            "not an extension".into(),
+        ),
+    ];
+    for (what, statements, expected) in cases {
+        bridge
+            .restart(|db| {
+                std::fs::copy(&honest, db).unwrap();
+                let _ = std::fs::remove_file(db.with_extension("sqlite-wal"));
+                let _ = std::fs::remove_file(db.with_extension("sqlite-shm"));
+                sql(db, &statements);
+            })
+            .unwrap();
+        let caught = wait_for(30, || {
+            log()["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains(&expected))
+        });
+        assert!(caught.is_some(), "{what}: {}", log());
+        let text = String::from_utf8(harp(&a.home, &["status"]).unwrap().stdout).unwrap();
+        assert!(text.contains("log of shared: ALARM: "), "{what}: {text}");
+        // The bridge's own check names the link whose leaf is gone or moved.
+        if what.contains("dropped") || what.contains("reordered") {
+            let file = file_of(&db, 1);
+            let out = std::process::Command::new(harp_e2e::binary("harp-bridge").unwrap())
+                .arg("--db")
+                .arg(&db)
+                .args(["verify", "alice", &folder_of(&db), &file])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && err.contains("not_in_log"),
+                "{what}: {err}"
+            );
+        }
+        // Back to the honest history: accepted again.
+        bridge
+            .restart(|db| {
+                std::fs::copy(&honest, db).unwrap();
+                let _ = std::fs::remove_file(db.with_extension("sqlite-wal"));
+                let _ = std::fs::remove_file(db.with_extension("sqlite-shm"));
+            })
+            .unwrap();
+        let back = wait_for(30, || log()["state"] == "verified");
+        assert!(back.is_some(), "after {what}: {}", log());
+    }
 
-    // Rolled back: the newest leaf removed.
+    // A forged device signature in the bridge's copy of a chain (the link recomputed, so it
+    // hangs together): the bridge's own check names it.
     bridge
         .restart(|db| {
             let c = rusqlite::Connection::open(db).unwrap();
+            let (entry, prev): (Vec<u8>, Vec<u8>) = c
+                .query_row(
+                    "SELECT entry, prev FROM entries WHERE log_index = 0",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            let mut forged = entry.clone();
+            forged[200] ^= 1; // inside the Ed25519 signature (bytes 154..218)
+            let prev = harp_protocol::ids::ChainHash::from_bytes(prev.try_into().unwrap());
+            let head = harp_protocol::chain::link(&prev, &forged);
             c.execute(
-                "DELETE FROM log_leaves WHERE idx = (SELECT max(idx) FROM log_leaves)",
-                [],
+                "UPDATE entries SET entry = ?1, head = ?2 WHERE log_index = 0",
+                rusqlite::params![forged, head.as_bytes().to_vec()],
             )
             .unwrap();
         })
         .unwrap();
-    let caught = wait_for(30, || log()["state"] == "alarm");
-    assert!(caught.is_some(), "{}", log());
-    assert!(
-        log()["problem"].as_str().unwrap().contains("rolled back"),
-        "{}",
-        log()
-    );
-    let text = String::from_utf8(harp(&a.home, &["status"]).unwrap().stdout).unwrap();
-    assert!(text.contains("log of shared: ALARM: rolled back"), "{text}");
-
-    // Rewritten: the first leaf changed, and the log longer than before.
-    bridge
-        .restart(|db| {
-            let c = rusqlite::Connection::open(db).unwrap();
-            c.execute("UPDATE log_leaves SET hash = randomblob(32) WHERE idx = 0", []).unwrap();
-            for idx in [size - 1, size] {
-                c.execute(
-                    "INSERT OR REPLACE INTO log_leaves (folder_id, idx, hash) SELECT folder_id, ?1, randomblob(32) FROM log_leaves LIMIT 1",
-                    [idx as i64],
-                )
-                .unwrap();
-            }
-        })
+    let out = std::process::Command::new(harp_e2e::binary("harp-bridge").unwrap())
+        .arg("--db")
+        .arg(&db)
+        .args(["verify", "alice", &folder_of(&db), &file_of(&db, 0)])
+        .output()
         .unwrap();
-    let caught = wait_for(30, || {
-        log()["problem"]
-            .as_str()
-            .is_some_and(|p| p.contains("not an extension"))
-    });
-    assert!(caught.is_some(), "{}", log());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("bad_signature"),
+        "{err}"
+    );
+}
+
+/// The folder id in a bridge database (these tests make one folder).
+fn folder_of(db: &Path) -> String {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row("SELECT folder_id FROM folders LIMIT 1", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// The file whose link is leaf `idx` of the log.
+fn file_of(db: &Path, idx: i64) -> String {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row(
+            "SELECT file_id FROM entries WHERE log_index = ?1",
+            [idx],
+            |r| r.get(0),
+        )
+        .unwrap()
 }
 
 #[test]
