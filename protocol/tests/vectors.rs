@@ -336,6 +336,85 @@ fn proof_vectors() -> Value {
         "unsupported_section",
     );
 
+    // Proofs with a log section (a C2SP tlog-proof): the chain's ten links are leaves of a log
+    // of 25, the checkpoint signed by the bridge and cosigned by two of three witnesses.
+    let (logged, log_vk, witness_vks, other_origin) = logged_proof(&c);
+    let full = json!({"chain_seed": true, "trusted": null, "log": log_vk, "witnesses": [witness_vks[0], witness_vks[1]], "quorum": 2});
+    let logged_valid = logged.clone();
+    add(
+        "a third witness in the policy, quorum 3: two cosigned",
+        &logged,
+        &json!({"chain_seed": true, "trusted": null, "log": log_vk, "witnesses": witness_vks, "quorum": 3}),
+        "too_few_cosignatures",
+    );
+    add(
+        "only a witness that did not cosign is named, quorum 1",
+        &logged,
+        &json!({"chain_seed": true, "trusted": null, "log": log_vk, "witnesses": [witness_vks[2]], "quorum": 1}),
+        "unknown_witness",
+    );
+    let mallory_log = harp_protocol::tlog::VerifierKey::log(
+        "bridge.example",
+        &SigningKey::from_bytes(&MALLORY_SEED).verifying_key(),
+    )
+    .to_string();
+    add(
+        "the checkpoint is not signed by the policy's log key",
+        &logged,
+        &json!({"chain_seed": true, "trusted": null, "log": mallory_log, "witnesses": [], "quorum": 0}),
+        "bad_log_signature",
+    );
+    let with_lp = |f: &dyn Fn(&mut harp_protocol::tlog::LogProof)| {
+        let mut lp = logged.log_proof().unwrap().unwrap();
+        f(&mut lp);
+        logged.clone().with_log_proof(&lp)
+    };
+    add(
+        "an inclusion hash changed",
+        &with_lp(&|lp| lp.hashes[0][5] ^= 1),
+        &full,
+        "not_included",
+    );
+    add(
+        "the leaf index moved",
+        &with_lp(&|lp| lp.index += 1),
+        &full,
+        "not_included",
+    );
+    add(
+        "a checkpoint of another folder's log",
+        &with_lp(&|lp| lp.checkpoint = other_origin.clone()),
+        &full,
+        "wrong_log",
+    );
+    add(
+        "a witness's cosignature altered",
+        &with_lp(&|lp| {
+            let lines: Vec<&str> = lp.checkpoint.lines().collect();
+            let last = lines.len() - 1;
+            let (head, b64) = lines[last].rsplit_once(' ').unwrap();
+            let mut bytes = data_encoding::BASE64.decode(b64.as_bytes()).unwrap();
+            bytes[30] ^= 1;
+            let mut text = lines[..last].join("\n");
+            text.push_str(&format!(
+                "\n{head} {}\n",
+                data_encoding::BASE64.encode(&bytes)
+            ));
+            lp.checkpoint = text;
+        }),
+        &full,
+        "bad_cosignature",
+    );
+    add(
+        "the policy asks for the log and the proof has no section",
+        &good,
+        &full,
+        "no_log_proof",
+    );
+    let mut twice = logged.clone();
+    twice.sections.push(twice.sections[0].clone());
+    add("the log section twice", &twice, &full, "duplicate_section");
+
     let good_bytes = good.encode();
     let raw = |name: &str, bytes: &[u8], error: &str| json!({"name": name, "proof": hex(bytes), "policy": {"chain_seed": false, "trusted": null}, "error": error});
     broken.push(raw(
@@ -352,8 +431,9 @@ fn proof_vectors() -> Value {
     broken.push(raw("trailing byte", &trailing, "trailing_bytes"));
 
     let s = good.verify(&Policy::default()).unwrap();
+    let ls = verify_with(&json!(hex(&logged_valid.encode())), &full).unwrap();
     json!({
-        "description": "Proofs v1 of the chain in chain.json; policy.chain_seed = use the chain seed of keys.json, policy.trusted = device ids allowed to author (null = any)",
+        "description": "Proofs v1 of the chain in chain.json; policy.chain_seed = use the chain seed of keys.json, policy.trusted = device ids allowed to author (null = any); policy.log = the bridge's C2SP verifier key, policy.witnesses = witnesses' cosignature verifier keys, policy.quorum = how many must have cosigned (absent: none)",
         "valid": [{
             "proof": hex(&good_bytes),
             "policy": seed_policy,
@@ -362,9 +442,71 @@ fn proof_vectors() -> Value {
             "proof": hex(&Proof::make(&c, 3).unwrap().encode()),
             "policy": {"chain_seed": true, "trusted": null},
             "expect": {"seq": 3, "op": "rename", "head": chain::link(&chain::link(&chain::link(&c.genesis(), &c.entries()[0].encode()), &c.entries()[1].encode()), &c.entries()[2].encode()).to_hex()},
+        }, {
+            "proof": hex(&logged_valid.encode()),
+            "policy": full,
+            "expect": {"seq": 10, "op": s.op.name(), "head": s.head.to_hex(), "log": {"index": ls.log.as_ref().unwrap().index, "size": ls.log.as_ref().unwrap().size, "cosigned_by": ls.log.as_ref().unwrap().cosigned_by.iter().map(|(n, t)| json!({"witness": n, "timestamp": t})).collect::<Vec<_>>()}},
         }],
         "broken": broken,
     })
+}
+
+/// The proof of version 10 of `c` with a log section; the log's and three witnesses' verifier
+/// keys (the first two cosigned); and a signed checkpoint of another folder's log.
+fn logged_proof(c: &Chain) -> (Proof, String, Vec<String>, String) {
+    use harp_protocol::tlog::{self, Checkpoint, LogProof, VerifierKey};
+    let log_key = SigningKey::from_bytes(&[0x10; 32]);
+    let mut tree = tlog::Tree::new();
+    let mut head = c.genesis();
+    let mut index = 0;
+    for (i, e) in c.entries().iter().enumerate() {
+        tree.push(tlog::leaf_hash(
+            format!("another file's link {i}").as_bytes(),
+        ));
+        head = chain::link(&head, &e.encode());
+        index = tree.push(tlog::chain_leaf(&e.file, e.seq, &head));
+    }
+    for i in 0..5 {
+        tree.push(tlog::leaf_hash(format!("a later link {i}").as_bytes()));
+    }
+    let size = tree.size();
+    let checkpoint = |origin: String| {
+        Checkpoint {
+            origin,
+            size,
+            root: tree.root(size).unwrap(),
+        }
+        .body()
+    };
+    let body = checkpoint(format!("harp/{}", c.entries()[0].folder));
+    let mut note = tlog::sign_note(&body, "bridge.example", &log_key).unwrap();
+    let witnesses: Vec<SigningKey> = (0..3u8)
+        .map(|i| SigningKey::from_bytes(&[0x20 + i; 32]))
+        .collect();
+    for (i, w) in witnesses.iter().take(2).enumerate() {
+        let line = tlog::cosign(&body, &format!("w{i}.example"), w, 1_763_700_000 + i as u64);
+        note.push_str(&line.unwrap());
+    }
+    let other = tlog::sign_note(
+        &checkpoint(format!("harp/{}", FolderId::from_bytes([0xee; 16]))),
+        "bridge.example",
+        &log_key,
+    )
+    .unwrap();
+    let proof = Proof::make(c, 10).unwrap().with_log_proof(&LogProof {
+        index,
+        hashes: tree.inclusion(index, size).unwrap(),
+        checkpoint: note,
+    });
+    let log = VerifierKey::log("bridge.example", &log_key.verifying_key()).to_string();
+    let keys = witnesses
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            VerifierKey::witness(&format!("w{i}.example"), &w.verifying_key()).to_string()
+        })
+        .collect();
+    (proof, log, keys, other)
 }
 
 fn wire_vectors() -> Value {
@@ -461,14 +603,26 @@ fn policy_of(v: &Value) -> (bool, Option<Vec<DeviceId>>) {
 }
 
 fn verify_with(proof_hex: &Value, policy: &Value) -> Result<proof::Summary, proof::ProofError> {
+    use harp_protocol::tlog::VerifierKey;
     let k = keys();
     let (use_seed, trusted) = policy_of(policy);
+    let log = policy["log"]
+        .as_str()
+        .map(|s| VerifierKey::parse(s).unwrap());
+    let witnesses: Vec<VerifierKey> = policy["witnesses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| VerifierKey::parse(w.as_str().unwrap()).unwrap())
+        .collect();
     proof::verify(
         &unhex(proof_hex),
         &Policy {
             chain_seed: use_seed.then_some(&k.chain_seed),
             trusted_devices: trusted.as_deref(),
-            ..Policy::default()
+            log_key: log.as_ref(),
+            witnesses: &witnesses,
+            quorum: policy["quorum"].as_u64().unwrap_or(0) as usize,
         },
     )
 }
@@ -481,6 +635,15 @@ fn stored_proofs_verify_or_fail_with_their_error() {
         assert_eq!(s.seq, valid["expect"]["seq"].as_u64().unwrap());
         assert_eq!(s.head.to_hex(), valid["expect"]["head"].as_str().unwrap());
         assert_eq!(s.op.name(), valid["expect"]["op"].as_str().unwrap());
+        if let Some(log) = valid["expect"].get("log") {
+            let got = s.log.unwrap();
+            assert_eq!(got.index, log["index"].as_u64().unwrap());
+            assert_eq!(got.size, log["size"].as_u64().unwrap());
+            assert_eq!(
+                got.cosigned_by.len(),
+                log["cosigned_by"].as_array().unwrap().len()
+            );
+        }
     }
     let broken = v["broken"].as_array().unwrap();
     assert!(broken.len() >= 10);
