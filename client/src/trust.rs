@@ -23,14 +23,27 @@ fn read(dirs: &Dirs, id: &FolderId) -> anyhow::Result<Option<String>> {
     }
 }
 
-/// The folder's policy: its file (or an empty policy), with the pinned bridge log key when the
-/// file names no log.
-pub fn load(dirs: &Dirs, id: &FolderId) -> anyhow::Result<TrustPolicy> {
-    let mut policy = match read(dirs, id)? {
+/// The folder's policy file as it is (an empty policy when there is none).
+pub fn load_file(dirs: &Dirs, id: &FolderId) -> anyhow::Result<TrustPolicy> {
+    Ok(match read(dirs, id)? {
         Some(text) => TrustPolicy::parse(&text)
             .with_context(|| format!("{}", dirs.folder_policy(id).display()))?,
         None => TrustPolicy::default(),
-    };
+    })
+}
+
+/// Whether a proof must carry a log section under the folder's policy: only when the policy
+/// file asks for it (a `log` line or a quorum). The key pinned at login alone checks the
+/// checkpoint's signer when there is one, so a proof made offline still verifies (and says
+/// it was not logged).
+pub fn requires_log(file: &TrustPolicy) -> bool {
+    file.log.is_some() || file.quorum > 0
+}
+
+/// The folder's policy: its file (or an empty policy), with the pinned bridge log key when the
+/// file names no log.
+pub fn load(dirs: &Dirs, id: &FolderId) -> anyhow::Result<TrustPolicy> {
+    let mut policy = load_file(dirs, id)?;
     if policy.log.is_none()
         && let Some(key) = crate::bridge::Credentials::load(dirs)?.and_then(|c| c.log_key)
     {

@@ -58,6 +58,42 @@ fn a_valid_proof_verifies_with_and_without_the_folder_key() {
     assert_eq!(json["head"], valid["expect"]["head"]);
     assert_eq!(json["genesis_checked"], true);
     assert_eq!(json["authors_checked"], true);
+
+    // The witnessed proof, under its policy: log key, two witnesses, quorum 2.
+    let witnessed = &v["valid"][2];
+    let file = write_proof(
+        home.path(),
+        "logged.proof",
+        witnessed["proof"].as_str().unwrap(),
+    );
+    let policy = policy_file(home.path(), 99, &witnessed["policy"]).unwrap();
+    let out = harp(
+        home.path(),
+        &["verify", &file, "--folder-key", &key, "--policy", &policy],
+    )
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        line.contains("logged as leaf 19 of 25 (signed by the bridge's log key, cosigned by w0.example, w1.example)"),
+        "{line}"
+    );
+}
+
+/// A `--policy` file for a vector's log key, witnesses and quorum (none when it has no log).
+fn policy_file(dir: &std::path::Path, i: usize, policy: &serde_json::Value) -> Option<String> {
+    let log = policy["log"].as_str()?;
+    let mut text = format!("log {log}\n");
+    for w in policy["witnesses"].as_array().into_iter().flatten() {
+        text.push_str(&format!("witness {}\n", w.as_str().unwrap()));
+    }
+    text.push_str(&format!(
+        "quorum {}\n",
+        policy["quorum"].as_u64().unwrap_or(0)
+    ));
+    let path = dir.join(format!("policy{i}.txt"));
+    std::fs::write(&path, text).unwrap();
+    Some(path.to_str().unwrap().to_owned())
 }
 
 #[test]
@@ -76,6 +112,9 @@ fn every_broken_proof_exits_1_naming_what_is_wrong() {
         }
         for t in b["policy"]["trusted"].as_array().into_iter().flatten() {
             args.extend(["--trust".to_owned(), t.as_str().unwrap().to_owned()]);
+        }
+        if let Some(policy) = policy_file(home.path(), i, &b["policy"]) {
+            args.extend(["--policy".to_owned(), policy]);
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = harp(home.path(), &refs).unwrap();

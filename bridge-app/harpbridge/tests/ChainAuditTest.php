@@ -111,6 +111,69 @@ final class ChainAuditTest extends BridgeTestCase {
 		$this->assertEqualsCanonicalizing(['bad_signature', 'wrong_head', 'wrong_link', 'illegal_op'], $this->codes());
 	}
 
+	public function testLoggedLinksAreTheLeavesOfTheFoldersLog(): void {
+		$writer = new ChainWriter($this->folderId, $this->fileId);
+		$this->append($writer->next($this->laptop));
+		$otherFile = bin2hex(random_bytes(16));
+		$this->bridge->entries->append('alice', $this->folderId, $otherFile, JsonObject::fromArray((new ChainWriter($this->folderId, $otherFile))->next($this->laptop)));
+		$this->append($writer->next($this->laptop));
+		$this->store($writer->next($this->laptop));
+		$this->assertSame([0, 2, null], $this->bridge->audit->logIndexes('alice', $this->folderId, $this->fileId));
+		// The leaf at each index is RFC 6962's hash of file id ‖ seq (u64 BE) ‖ head.
+		$links = $this->bridge->entryStore->listFrom($this->folderId, $this->fileId, 1, 10);
+		$this->assertSame(
+			hash('sha256', "\x00" . hex2bin($this->fileId) . pack('J', 2) . hex2bin($links[1]->head)),
+			$this->bridge->logStore->leafAt($this->folderId, 2),
+		);
+		$report = $this->bridge->audit->audit('alice', $this->folderId, $this->fileId);
+		$this->assertTrue($report->holds());
+		$this->assertSame(3, $report->entryCount);
+	}
+
+	public function testALinkWhoseLeafIsAnotherIsNotInTheLog(): void {
+		$writer = new ChainWriter($this->folderId, $this->fileId);
+		$this->append($writer->next($this->laptop));
+		$this->append($writer->next($this->laptop));
+		$this->append($writer->next($this->laptop));
+		// Leaves 0 and 1 swapped: the chain still verifies, the log does not hold it.
+		$log = $this->bridge->logStore;
+		[$first, $second] = [$log->leafAt($this->folderId, 0), $log->leafAt($this->folderId, 1)];
+		$log->replaceLeaf($this->folderId, 0, $second);
+		$log->replaceLeaf($this->folderId, 1, $first);
+		$report = $this->bridge->audit->audit('alice', $this->folderId, $this->fileId);
+		$this->assertFalse($report->holds());
+		$this->assertSame([
+			[1, 'not_in_log', "leaf 0 of the folder's log is not this link"],
+			[2, 'not_in_log', "leaf 1 of the folder's log is not this link"],
+		], array_map(static fn (array $p): array => [$p['seq'], $p['code'], $p['detail']], $report->problems()));
+	}
+
+	public function testALinkWhoseLeafIsMissingIsNotInTheLog(): void {
+		$writer = new ChainWriter($this->folderId, $this->fileId);
+		$this->append($writer->next($this->laptop));
+		$this->append($writer->next($this->laptop));
+		$this->assertSame([], $this->codes());
+		$this->bridge->logStore->replaceLeaf($this->folderId, 1, null);
+		$report = $this->bridge->audit->audit('alice', $this->folderId, $this->fileId);
+		$this->assertSame(
+			[['seq' => 2, 'head' => $writer->headHex(), 'code' => 'not_in_log', 'detail' => "leaf 1 of the folder's log is not this link"]],
+			$report->problems(),
+		);
+		// An index past the log's size names no leaf either.
+		$this->bridge->entryStore->setLogIndex($this->folderId, $this->fileId, $writer->headHex(), 7);
+		$this->assertSame(["leaf 7 of the folder's log is not this link"], array_column($this->bridge->audit->audit('alice', $this->folderId, $this->fileId)->problems(), 'detail'));
+	}
+
+	public function testALinkPastTheLogsSizeIsNotInTheLog(): void {
+		$writer = new ChainWriter($this->folderId, $this->fileId);
+		$this->append($writer->next($this->laptop));
+		$this->append($writer->next($this->laptop));
+		// Leaf 0 dropped: the stored log has a gap, and holds one leaf, so leaf 1
+		// is past its size although it is still stored.
+		$this->bridge->logStore->replaceLeaf($this->folderId, 0, null);
+		$this->assertSame(['not_in_log', 'not_in_log'], $this->codes());
+	}
+
 	public function testTwoGenesisLinksCannotBothBeGenuine(): void {
 		$this->append((new ChainWriter($this->folderId, $this->fileId))->next($this->laptop));
 		$other = (new ChainWriter($this->folderId, $this->fileId))->next($this->laptop);

@@ -168,12 +168,17 @@ final class ChainVectorsTest extends TestCase {
 	 * proofs.json carries broken copies of this chain; the chain-level ones
 	 * (and the container ones, through the test's proof reader) fail with the
 	 * codes the vectors name, and the valid ones prove what they expect.
+	 * Vectors whose policy names a log key (proofs with a transparency-log
+	 * section, checked by `harp verify`) are left out: the app stores
+	 * checkpoints and cosignatures but does not verify proofs.
 	 */
 	public function testProofVectorsFailWithTheirCodes(): void {
 		$v = self::load(self::PROOFS);
 		$seed = (string)hex2bin(self::load(self::CHAIN)['chain_seed']);
 		$this->assertNotEmpty($v['broken']);
-		foreach ($v['broken'] as $case) {
+		$chainLevel = static fn (array $case): bool => !isset($case['policy']['log']);
+		$this->assertGreaterThanOrEqual(10, count(array_filter($v['broken'], $chainLevel)));
+		foreach (array_filter($v['broken'], $chainLevel) as $case) {
 			$trusted = $case['policy']['trusted'] === null ? null : array_map('hex2bin', $case['policy']['trusted']);
 			try {
 				ProofReader::verify((string)hex2bin($case['proof']), $case['policy']['chain_seed'] ? $seed : null, $trusted);
@@ -182,7 +187,7 @@ final class ChainVectorsTest extends TestCase {
 				$this->assertSame($case['error'], $e->errorCode, $case['name']);
 			}
 		}
-		foreach ($v['valid'] as $case) {
+		foreach (array_filter($v['valid'], $chainLevel) as $case) {
 			$trusted = $case['policy']['trusted'] === null ? null : array_map('hex2bin', $case['policy']['trusted']);
 			$verified = ProofReader::verify((string)hex2bin($case['proof']), $case['policy']['chain_seed'] ? $seed : null, $trusted);
 			$this->assertSame($case['expect']['head'], bin2hex($verified->head));

@@ -74,6 +74,23 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .entries
         .last()
         .context("a proof has at least one entry")?;
+    if policy.quorum > 0 || proof.log_proof().is_some() {
+        let witnesses = policy.witness_keys();
+        let full = Policy {
+            chain_seed: Some(&folder.keys.chain_seed),
+            log_key: policy.log.as_ref(),
+            witnesses: &witnesses,
+            quorum: policy.quorum,
+            ..Policy::default()
+        };
+        if let Err(e) = proof.verify(&full) {
+            eprintln!(
+                "harp proof: under the folder's policy this proof does not hold yet: {e} [{}] \
+                 (the bridge or the witnesses may not have caught up: make it again later)",
+                e.code()
+            );
+        }
+    }
     let logged = match proof.log_proof() {
         Some(Ok(lp)) => {
             let cosigs = tlog::Note::parse(&lp.checkpoint)

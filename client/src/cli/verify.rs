@@ -62,7 +62,7 @@ fn describe(s: &Summary) -> String {
             let signer = if l.signer_checked {
                 "signed by the bridge's log key"
             } else {
-                "signer NOT checked (no log key in the policy)"
+                "signer not checked: no log key in the policy"
             };
             let names: Vec<&str> = l.cosigned_by.iter().map(|(n, _)| n.as_str()).collect();
             let cosigned = if names.is_empty() {
@@ -121,11 +121,19 @@ fn json_line(s: &Summary) -> String {
 fn local_folder(
     proof_bytes: &[u8],
 ) -> Option<(harp_protocol::keys::FolderKeys, anyhow::Result<TrustPolicy>)> {
-    let folder = proof::Proof::decode(proof_bytes).ok()?.folder;
+    let proof = proof::Proof::decode(proof_bytes).ok()?;
+    let folder = proof.folder;
     let node = crate::node::Node::open(crate::config::Dirs::from_env().ok()?).ok()?;
     let cfg = node.config.folders.iter().find(|f| f.id == folder)?;
     let keys = node.open_folder(cfg).ok()?.keys;
-    Some((keys, crate::trust::load(&node.dirs, &folder)))
+    let policy = crate::trust::load_file(&node.dirs, &folder).and_then(|file| {
+        if proof.log_proof().is_some() || crate::trust::requires_log(&file) {
+            crate::trust::load(&node.dirs, &folder)
+        } else {
+            Ok(file)
+        }
+    });
+    Some((keys, policy))
 }
 
 fn check(args: &Args) -> Result<Summary, String> {

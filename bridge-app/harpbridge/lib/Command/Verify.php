@@ -14,7 +14,8 @@ use Symfony\Component\Console\Output\OutputInterface;
 /**
  * `occ harpbridge:verify USER FOLDER PATH`: checks a file's chain as stored on
  * this server (links, seqs, heads, operations, signatures), every branch, and
- * shows where its entries are in the folder's transparency log. The
+ * shows where its entries are in the folder's transparency log, checking each
+ * logged entry is the leaf at its place there (not_in_log otherwise). The
  * genesis link needs the folder's secret, so it is shown, not checked: a
  * member proves it with `harp verify --folder-key`.
  */

@@ -35,6 +35,17 @@ class LogLeafMapper extends QBMapper implements LogRepository {
 		return $last === null || $last === false ? 0 : (int)$last + 1;
 	}
 
+	public function countLeaves(string $folderId): int {
+		$qb = $this->db->getQueryBuilder();
+		$qb->select($qb->func()->count('log_index'))
+			->from($this->getTableName())
+			->where($qb->expr()->eq('folder_id', $qb->createNamedParameter($folderId)));
+		$result = $qb->executeQuery();
+		$count = $result->fetchOne();
+		$result->closeCursor();
+		return (int)$count;
+	}
+
 	public function findLeaf(string $folderId, string $leafHash): ?int {
 		$qb = $this->db->getQueryBuilder();
 		$qb->select('log_index')
@@ -46,6 +57,19 @@ class LogLeafMapper extends QBMapper implements LogRepository {
 		$index = $result->fetchOne();
 		$result->closeCursor();
 		return $index === null || $index === false ? null : (int)$index;
+	}
+
+	public function leafAt(string $folderId, int $logIndex): ?string {
+		$qb = $this->db->getQueryBuilder();
+		$qb->select('leaf_hash')
+			->from($this->getTableName())
+			->where($qb->expr()->eq('folder_id', $qb->createNamedParameter($folderId)))
+			->andWhere($qb->expr()->eq('log_index', $qb->createNamedParameter($logIndex, IQueryBuilder::PARAM_INT)))
+			->setMaxResults(1);
+		$result = $qb->executeQuery();
+		$hash = $result->fetchOne();
+		$result->closeCursor();
+		return $hash === null || $hash === false ? null : (string)$hash;
 	}
 
 	public function addLeaf(string $folderId, int $logIndex, string $leafHash): void {

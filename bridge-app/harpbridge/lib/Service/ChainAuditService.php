@@ -10,13 +10,17 @@ use OCA\HarpBridge\Codec\Hex;
 use OCA\HarpBridge\Codec\Ids;
 use OCA\HarpBridge\Exception\Invalid;
 use OCA\HarpBridge\Exception\NotFound;
+use OCA\HarpBridge\Log\MerkleTree;
 use OCA\HarpBridge\Model\ChainLink;
 use OCA\HarpBridge\Store\EntryRepository;
 use OCA\HarpBridge\Store\IndexRepository;
+use OCA\HarpBridge\Store\LogRepository;
 
 /**
  * `occ harpbridge:verify`: audits a file's stored chain as a given user sees
- * it, finding the file by a path in the plaintext index or by its file id.
+ * it, finding the file by a path in the plaintext index or by its file id,
+ * and checks that its logged links are the leaves of the folder's
+ * transparency log they were given.
  */
 final class ChainAuditService {
 	private const PAGE = 1000;
@@ -24,6 +28,7 @@ final class ChainAuditService {
 	public function __construct(
 		private readonly EntryRepository $entries,
 		private readonly IndexRepository $index,
+		private readonly LogRepository $log,
 		private readonly FolderAccess $access,
 	) {
 	}
@@ -52,19 +57,25 @@ final class ChainAuditService {
 	}
 
 	/**
+	 * The chain's problems (ChainAudit), then not_in_log for every logged link
+	 * that is not the leaf of the folder's log at its log_index.
+	 *
 	 * @throws NotFound the folder is not visible, or the file has no chain
 	 *                  entries (a file the bridge does not know, as for the Rust bridge)
 	 */
 	public function audit(string $userId, string $folderId, string $fileId): AuditReport {
 		$folder = $this->access->visibleFolder($userId, $folderId);
+		$fileBytes = (string)Hex::decode($fileId, Ids::FILE_ID_BYTES);
+		$logged = [];
 		$report = ChainAudit::audit(
 			(string)Hex::decode($folder->folderId, Ids::FOLDER_ID_BYTES),
-			(string)Hex::decode($fileId, Ids::FILE_ID_BYTES),
-			$this->allLinks($folder->folderId, $fileId),
+			$fileBytes,
+			self::keepLogged($this->allLinks($folder->folderId, $fileId), $logged),
 		);
 		if ($report->entryCount === 0) {
 			throw new NotFound("no chain entries for file $fileId");
 		}
+		$this->checkLogged($report, $folder->folderId, $fileBytes, $logged);
 		return $report;
 	}
 
@@ -82,6 +93,50 @@ final class ChainAuditService {
 			$indexes[] = $link->logIndex;
 		}
 		return $indexes;
+	}
+
+	/**
+	 * Every logged link is the leaf of the folder's log it was given when
+	 * stored, as the Rust bridge checks: the log has a leaf at its log_index,
+	 * below the log's size (the leaves it holds), and that leaf is
+	 * chain_leaf(file id, seq, head). A log rewritten under the chain, or a
+	 * link moved to another place in it, is not_in_log.
+	 *
+	 * @param string $fileId raw 16 bytes
+	 * @param list<ChainLink> $logged the file's links that have a log_index
+	 */
+	private function checkLogged(AuditReport $report, string $folderId, string $fileId, array $logged): void {
+		if ($logged === []) {
+			return;
+		}
+		$size = $this->log->countLeaves($folderId);
+		foreach ($logged as $link) {
+			$index = (int)$link->logIndex;
+			$stored = $index >= 0 && $index < $size ? $this->log->leafAt($folderId, $index) : null;
+			$leaf = $stored === null ? null : Hex::decode($stored, MerkleTree::HASH_BYTES);
+			$head = Hex::decode($link->head, 32);
+			if ($leaf === null || $head === null || $link->seq < 0 || strlen($fileId) !== Ids::FILE_ID_BYTES
+				|| MerkleTree::chainLeaf($fileId, $link->seq, $head) !== $leaf) {
+				$report->addProblem($link->seq, $link->head, 'not_in_log', "leaf $index of the folder's log is not this link");
+			}
+		}
+	}
+
+	/**
+	 * Passes $links on, keeping those with a log_index in $logged, so the
+	 * links are read once for both checks.
+	 *
+	 * @param iterable<ChainLink> $links
+	 * @param list<ChainLink> $logged
+	 * @return \Generator<ChainLink>
+	 */
+	private static function keepLogged(iterable $links, array &$logged): \Generator {
+		foreach ($links as $link) {
+			if ($link->logIndex !== null) {
+				$logged[] = $link;
+			}
+			yield $link;
+		}
 	}
 
 	/**

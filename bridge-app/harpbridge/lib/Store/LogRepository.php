@@ -15,8 +15,17 @@ interface LogRepository {
 	/** Leaves in the folder's log: its highest index plus one (0 when empty). */
 	public function logSize(string $folderId): int;
 
+	/**
+	 * Leaves the folder's log holds: its size, unless the stored log has a
+	 * gap (then fewer, as a tree built from the stored leaves has).
+	 */
+	public function countLeaves(string $folderId): int;
+
 	/** The index of this leaf hash in the folder's log, or null. */
 	public function findLeaf(string $folderId, string $leafHash): ?int;
+
+	/** The leaf hash (hex) at this index of the folder's log, or null. */
+	public function leafAt(string $folderId, int $logIndex): ?string;
 
 	/** @throws DuplicateKey when the index or the leaf is taken */
 	public function addLeaf(string $folderId, int $logIndex, string $leafHash): void;

@@ -93,7 +93,7 @@ final class Bridge {
 			$this->indexStore,
 			$this->versioning,
 		);
-		$this->audit = new ChainAuditService($this->entryStore, $this->indexStore, $this->access);
+		$this->audit = new ChainAuditService($this->entryStore, $this->indexStore, $this->logStore, $this->access);
 		$this->capabilities = new CapabilityService($this->versioning, $this->logKey);
 	}
 

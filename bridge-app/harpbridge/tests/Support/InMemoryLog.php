@@ -25,6 +25,10 @@ final class InMemoryLog implements LogRepository {
 		return $index === false ? null : $index;
 	}
 
+	public function leafAt(string $folderId, int $logIndex): ?string {
+		return $this->leaves[$folderId][$logIndex] ?? null;
+	}
+
 	public function addLeaf(string $folderId, int $logIndex, string $leafHash): void {
 		if ($this->beforeNextAdd !== null) {
 			$race = $this->beforeNextAdd;
@@ -45,5 +49,14 @@ final class InMemoryLog implements LogRepository {
 
 	public function countLeaves(string $folderId): int {
 		return count($this->leaves[$folderId] ?? []);
+	}
+
+	/** Overwrites (or, with null, drops) a leaf past the unique indexes, as a tampered database would hold it. */
+	public function replaceLeaf(string $folderId, int $logIndex, ?string $leafHash): void {
+		if ($leafHash === null) {
+			unset($this->leaves[$folderId][$logIndex]);
+		} else {
+			$this->leaves[$folderId][$logIndex] = $leafHash;
+		}
 	}
 }
