@@ -15,6 +15,7 @@ mod bench_sync;
 mod bench_syncthing;
 mod bench_transfer;
 pub mod check;
+pub mod conflicts;
 pub mod daemon;
 pub mod folder;
 pub mod init;
@@ -46,6 +47,8 @@ pub enum Command {
     Folder(folder::Command),
     /// Scan a folder for changes and record them.
     Scan(scan::Args),
+    /// List the conflict copies sync set aside, and the file each belongs to.
+    Conflicts(conflicts::Args),
     /// List the kept old versions of a file.
     Versions(versions::ListArgs),
     /// Put an old version of a file back (the current one is kept as a version).
@@ -66,6 +69,8 @@ pub enum Command {
     Peers(daemon::PeersArgs),
     /// Show the running daemon's device, addresses (direct and relayed) and folders.
     Status(daemon::StatusArgs),
+    /// Print the address of the running daemon's web UI, with its access token.
+    Ui(daemon::UiArgs),
     /// Run a public relay node (on a VPS): relay, DHT and reachability server for peers.
     Relay(relay::Args),
     /// Run a witness that cosigns bridges' checkpoints, or print its key.
@@ -95,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init::run(&args),
         Command::Folder(cmd) => folder::run(&cmd),
         Command::Scan(args) => scan::run(&args),
+        Command::Conflicts(args) => conflicts::run(&args),
         Command::Versions(args) => versions::list(&args),
         Command::Restore(args) => versions::restore(&args),
         Command::Proof(args) => proof::run(&args),
@@ -106,6 +112,7 @@ pub fn main() -> ExitCode {
         Command::Search(args) => search::run(&args),
         Command::Peers(args) => daemon::peers(&args),
         Command::Status(args) => daemon::status(&args),
+        Command::Ui(args) => daemon::ui(&args),
         Command::Bench(cmd) => bench::run(&cmd),
     };
     match result {

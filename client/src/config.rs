@@ -166,6 +166,10 @@ pub struct FolderConfig {
     pub members: Vec<String>,
 }
 
+fn default_web_listen() -> String {
+    "127.0.0.1:7384".to_owned()
+}
+
 /// A peer device and where to reach it (until the bridge publishes addresses).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,6 +214,18 @@ pub struct Config {
     /// not served. Metrics hold counts only, no names; keep it on loopback anyway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
+    /// Where the daemon serves the local web UI and its REST API (loopback only; a token
+    /// guards the API: `harp ui` prints the address with it). Empty: not served. Port 0 picks
+    /// a free port (`harp status` shows it).
+    #[serde(default = "default_web_listen")]
+    pub web_listen: String,
+    /// The most file data (chunk bytes) per second the daemon sends to peers, in KiB; 0: no
+    /// limit.
+    #[serde(default)]
+    pub max_send_kib_per_sec: u64,
+    /// The most file data per second the daemon receives from peers, in KiB; 0: no limit.
+    #[serde(default)]
+    pub max_recv_kib_per_sec: u64,
     /// Known peers and their addresses.
     #[serde(default, rename = "peer")]
     pub peers: Vec<PeerConfig>,
@@ -257,6 +273,9 @@ impl Config {
             mdns: true,
             hole_punching: true,
             metrics_listen: None,
+            web_listen: default_web_listen(),
+            max_send_kib_per_sec: 0,
+            max_recv_kib_per_sec: 0,
             peers: Vec::new(),
             folders: Vec::new(),
         }
@@ -398,6 +417,50 @@ pub(crate) mod display_fromstr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every key of `config.toml` (with every optional part present) is described in
+    /// `docs/config.md`.
+    #[test]
+    fn every_config_key_is_documented() {
+        let mut c = Config::new("laptop".into());
+        c.metrics_listen = Some("127.0.0.1:9464".into());
+        c.peers.push(PeerConfig {
+            device: "d".into(),
+            addresses: vec!["/ip4/127.0.0.1/tcp/1".into()],
+        });
+        c.folders.push(FolderConfig {
+            id: FolderId::from_bytes([1; 16]),
+            path: "/f".into(),
+            label: "f".into(),
+            versioning: Versioning::default(),
+            members: vec!["d".into()],
+        });
+        let value = toml::Value::try_from(&c).unwrap();
+        let mut keys = Vec::new();
+        fn walk(v: &toml::Value, keys: &mut Vec<String>) {
+            match v {
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        keys.push(k.clone());
+                        walk(v, keys);
+                    }
+                }
+                toml::Value::Array(a) => a.iter().for_each(|v| walk(v, keys)),
+                _ => {}
+            }
+        }
+        walk(&value, &mut keys);
+        let doc = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.md"),
+        )
+        .unwrap();
+        let missing: Vec<&String> = keys
+            .iter()
+            .filter(|k| !doc.contains(&format!("`{k}`")) && !doc.contains(&format!("{k} =")))
+            .collect();
+        assert!(keys.len() >= 20, "{keys:?}");
+        assert!(missing.is_empty(), "not in docs/config.md: {missing:?}");
+    }
 
     #[test]
     fn config_round_trips_and_rejects_unknown_keys() {

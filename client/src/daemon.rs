@@ -73,6 +73,8 @@ pub fn run(node: Node) -> anyhow::Result<()> {
         relay_server: false,
         hole_punching: c.hole_punching,
         idle_timeout: Duration::from_secs(120),
+        max_send_bytes_per_sec: c.max_send_kib_per_sec.saturating_mul(1024),
+        max_recv_bytes_per_sec: c.max_recv_kib_per_sec.saturating_mul(1024),
     };
     let (handle, event_loop) = {
         let _in_runtime = runtime.enter();
@@ -235,7 +237,7 @@ fn clear_temp_area(folder: &scan::Folder) {
 
 /// Takes the data dir's daemon lock (held until the process ends): a second daemon on the
 /// same data would race the first one's index, documents and temp files.
-fn lock_data_dir(node: &Node) -> anyhow::Result<std::fs::File> {
+pub(crate) fn lock_data_dir(node: &Node) -> anyhow::Result<std::fs::File> {
     std::fs::create_dir_all(&node.dirs.data)?;
     let path = node.dirs.data.join("daemon.lock");
     let file = std::fs::OpenOptions::new()
@@ -553,6 +555,8 @@ async fn serve(
         });
     }
 
+    let web = start_web(node, &handle, me, &bridge, &statuses).await;
+
     let socket = node.dirs.control_socket();
     let _ = std::fs::remove_file(&socket);
     let listener =
@@ -571,6 +575,7 @@ async fn serve(
     let state = Arc::new(State {
         handle,
         device: me,
+        web,
         bridge,
         folders: c
             .folders
@@ -614,6 +619,64 @@ async fn serve(
     Ok(())
 }
 
+/// Starts the web UI on `web_listen`, if set; its address. A port in use is a warning, not a
+/// failure: the daemon's work does not depend on it.
+async fn start_web(
+    node: &Node,
+    handle: &Handle,
+    me: DeviceId,
+    bridge: &Arc<Mutex<Value>>,
+    statuses: &[(FolderId, Arc<Mutex<Value>>)],
+) -> Option<String> {
+    let addr = node.config.web_listen.trim();
+    if addr.is_empty() {
+        return None;
+    }
+    let token = match crate::web::token(&node.dirs) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("web UI not started: {e:#}");
+            return None;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("web UI not started: web_listen {addr}: {e}");
+            return None;
+        }
+    };
+    let url = format!("http://{}/", listener.local_addr().ok()?);
+    let folders = node
+        .config
+        .folders
+        .iter()
+        .map(|f| {
+            let status = statuses
+                .iter()
+                .find(|(id, _)| *id == f.id)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
+            (f.clone(), status)
+        })
+        .collect();
+    let api = Arc::new(crate::web::Api::new(
+        handle.clone(),
+        me,
+        bridge.clone(),
+        folders,
+        node.dirs.clone(),
+        token,
+    ));
+    println!("web UI on {url} (`harp ui` prints it with its token)");
+    tokio::spawn(async move {
+        if let Err(e) = crate::web::serve(api, listener).await {
+            tracing::error!("{e:#}");
+        }
+    });
+    Some(url)
+}
+
 /// How long one dial attempt may take before the next address is tried.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(8);
 /// Pause between rounds of dials to a peer that is not connected.
@@ -644,6 +707,8 @@ async fn keep_connected(handle: Handle, peer: PeerId, addrs: Vec<Multiaddr>) {
 struct State {
     handle: Handle,
     device: DeviceId,
+    /// The web UI's address, if it is served.
+    web: Option<String>,
     /// The bridge link's status (null: not logged in).
     bridge: Arc<Mutex<Value>>,
     /// Each folder's fixed facts and its live sync status.
@@ -672,6 +737,7 @@ async fn answer(req: &Value, state: &State) -> anyhow::Result<Value> {
             "device_id": state.device.to_string(),
             "peer_id": h.peer_id.to_string(),
             "listen": h.listen_addrs().await?.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "web": state.web,
             "bridge": state.bridge.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             "folders": state.folders.iter().map(|(f, status)| {
                 let mut f = f.clone();

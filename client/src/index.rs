@@ -249,6 +249,29 @@ impl Index {
         Ok(())
     }
 
+    /// Forgets a folder: every row of it (files, chunk locations, manifest nodes, chain
+    /// entries, kept-version records, sync bases), in one transaction. Nothing on disk is
+    /// touched.
+    pub fn remove_folder(&mut self, id: &FolderId) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for table in [
+            "chunk",
+            "manifest_node",
+            "chain_entry",
+            "version",
+            "sync_base",
+            "file",
+        ] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE folder = ?1"),
+                [id.as_bytes()],
+            )?;
+        }
+        tx.execute("DELETE FROM folder WHERE id = ?1", [id.as_bytes()])?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// What the last scan of a folder saw.
     pub fn folder_state(&self, id: &FolderId) -> Result<FolderState> {
         Ok(self

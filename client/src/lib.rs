@@ -9,6 +9,7 @@
 //!
 //! - [`cli`]: the command line, one file per subcommand.
 //! - [`daemon`]: `harp daemon`: the node, chunk server, watchers, sync and the control API.
+//! - [`web`]: the daemon's local web UI and REST API (loopback, behind a token).
 //! - [`witness`]: `harp witness`: cosigns bridges' checkpoints that extend what it saw.
 //! - [`bridge`]: the bridge client and the daemon's link to it (membership, keys, changes,
 //!   chain entries, search index, the audit of each folder's transparency log).
@@ -43,6 +44,7 @@ pub mod scan;
 pub mod store;
 pub mod sync;
 pub mod trust;
+pub mod web;
 pub mod witness;
 
 #[cfg(test)]

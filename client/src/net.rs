@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub mod checkpoints;
 pub mod chunks;
+pub mod limit;
 pub mod meta;
 pub mod source;
 #[cfg(test)]
@@ -89,6 +90,10 @@ pub struct Config {
     pub hole_punching: bool,
     /// How long an idle connection is kept.
     pub idle_timeout: Duration,
+    /// Chunk bytes per second this node sends, and receives (0: unlimited).
+    pub max_send_bytes_per_sec: u64,
+    /// See `max_send_bytes_per_sec`.
+    pub max_recv_bytes_per_sec: u64,
 }
 
 impl Default for Config {
@@ -107,6 +112,8 @@ impl Default for Config {
             relay_server: false,
             hole_punching: true,
             idle_timeout: Duration::from_secs(60),
+            max_send_bytes_per_sec: 0,
+            max_recv_bytes_per_sec: 0,
         }
     }
 }
@@ -297,6 +304,8 @@ pub struct Handle {
     pub peer_id: PeerId,
     /// Traffic counters.
     pub stats: Arc<Stats>,
+    /// Bandwidth limits of chunk traffic.
+    pub limits: Arc<limit::Limits>,
 }
 
 impl std::fmt::Debug for Handle {
@@ -455,6 +464,10 @@ pub fn start(key: identity::Keypair, config: &Config) -> Result<(Handle, EventLo
         control: swarm.behaviour().stream.new_control(),
         peer_id: *swarm.local_peer_id(),
         stats: stats.clone(),
+        limits: Arc::new(limit::Limits {
+            send: limit::Bucket::new(config.max_send_bytes_per_sec),
+            recv: limit::Bucket::new(config.max_recv_bytes_per_sec),
+        }),
     };
     Ok((
         handle,

@@ -393,6 +393,42 @@ fn five_percent_loss_still_delivers_every_chunk_intact() {
 }
 
 #[test]
+fn forty_ms_each_way_and_five_percent_loss_still_deliver_every_chunk_intact() {
+    let Some(s) = scene("dl", "cone", "cone", |lab| {
+        lab.ctl(&["delay", "A", "40"]);
+        lab.ctl(&["loss", "A", "5"]);
+        lab.ctl(&["loss", "B", "5"]);
+    }) else {
+        return;
+    };
+    s.connected()
+        .expect("A never connected to B through the delay line");
+    let got = s.fetch();
+    // The delay is really on the path: A measures at least 2 × 40 ms to B.
+    let rtt = wait("A measured its RTT to B", 30, || {
+        peer(&s.a_home, &s.b_id).is_some_and(|p| p["rtt_ms"].as_f64().is_some())
+    });
+    assert!(rtt.is_some());
+    let entry = peer(&s.a_home, &s.b_id).unwrap();
+    let rtt_ms = entry["rtt_ms"].as_f64().unwrap();
+    eprintln!(
+        "NAT cell cone<->cone, 40 ms each way at A + 5% loss each router: connected ({}), RTT {rtt_ms:.0} ms, fetched {} blobs in {} s",
+        if entry["direct"] == true {
+            "direct"
+        } else {
+            "relayed"
+        },
+        got["fetched"],
+        got["seconds"]
+    );
+    assert!(
+        rtt_ms >= 80.0,
+        "RTT {rtt_ms} ms: the delay line is not on the path"
+    );
+    assert_eq!(got["fetched"].as_u64(), Some(s.ids.len() as u64), "{got}");
+}
+
+#[test]
 fn a_five_second_uplink_cut_mid_transfer_resumes_and_completes() {
     let Some(s) = scene_with("ct", "cone", "cone", |_| {}, true, 48) else {
         return;

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use harp::index::Index;
-use harp_e2e::{Proc, Side, dirs, edit_config, fill, harp, tree, wait_for};
+use harp_e2e::{Proc, Side, dirs, edit_config, fill, harp, pair, tree, wait_for, wait_same};
 
 fn side(tmp: &Path, name: &str) -> Side {
     Side::new(tmp, name).unwrap()
@@ -32,85 +32,10 @@ fn start(s: &Side) -> (Proc, String) {
     s.start().unwrap()
 }
 
-/// A shares its folder with B; B joins knowing A's address. Returns the daemons.
-fn pair(tmp: &Path) -> (Side, Side, Proc, Proc) {
-    let a = side(tmp, "a");
-    let b = side(tmp, "b");
-    ok(
-        &a.home,
-        &[
-            "folder",
-            "add",
-            a.folder.to_str().unwrap(),
-            "--label",
-            "shared",
-        ],
-    );
-    let invite = ok(&a.home, &["folder", "share", "shared", "--with", &b.id]);
-    let (pa, addr_a) = start(&a);
-    ok(
-        &b.home,
-        &[
-            "folder",
-            "join",
-            invite.trim(),
-            b.folder.to_str().unwrap(),
-            "--peer-addr",
-            &addr_a,
-        ],
-    );
-    let (pb, _) = start(&b);
-    (a, b, pa, pb)
-}
-
-fn same(a: &Path, b: &Path) -> bool {
-    tree(a) == tree(b)
-}
-
-fn wait_same(a: &Path, b: &Path, what: &str) {
-    if wait_for(60, || same(a, b)).is_none() {
-        let (ta, tb) = (tree(a), tree(b));
-        let show = |v: Option<&Vec<u8>>| match v {
-            None => "missing".to_string(),
-            Some(v) if v.len() <= 40 => format!("{:?}", String::from_utf8_lossy(v)),
-            Some(v) => format!(
-                "{} bytes, blake3 {}",
-                v.len(),
-                &blake3::hash(v).to_hex()[..12]
-            ),
-        };
-        let differing: Vec<String> = ta
-            .keys()
-            .chain(tb.keys())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .filter(|k| ta.get(*k) != tb.get(*k))
-            .map(|k| format!("{k}: {} | {}", show(ta.get(k)), show(tb.get(k))))
-            .collect();
-        // For post-mortems: HARP_TEST_KEEP=DIR keeps both devices' homes (index, document).
-        if let (Ok(keep), Some(home)) = (
-            std::env::var("HARP_TEST_KEEP"),
-            a.parent().and_then(Path::parent),
-        ) {
-            let _ = std::process::Command::new("cp")
-                .arg("-a")
-                .arg(home)
-                .arg(keep)
-                .status();
-        }
-        panic!(
-            "{what}: trees differ ({} vs {})\n{}",
-            a.display(),
-            b.display(),
-            differing.join("\n")
-        );
-    }
-}
-
 #[test]
 fn two_daemons_keep_a_folder_identical_both_ways() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, _pa, _pb) = pair(tmp.path());
+    let (a, b, _pa, _pb) = pair(tmp.path()).unwrap();
     // A's content arrives at B.
     let big = fill(b"sync-big", 3 << 20);
     std::fs::write(a.folder.join("big.bin"), &big).unwrap();
@@ -147,12 +72,33 @@ fn two_daemons_keep_a_folder_identical_both_ways() {
         &["versions", a.folder.join("link").to_str().unwrap()],
     );
     assert!(versions.contains("delete"), "{versions}");
+
+    // A byte flipped in A's synced copy behind the scanner's back (same size, mtime put
+    // back): only `harp check --read-data` can see it, and it names the file.
+    check_ok(&a.home);
+    let big = a.folder.join("big.bin");
+    let mtime = std::fs::metadata(&big).unwrap().modified().unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&big)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut byte, 12_345).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[byte[0] ^ 0x20], 12_345).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    let out = harp(&a.home, &["check", "--read-data"]).unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("big.bin: its bytes differ"), "{text}");
 }
 
 #[test]
 fn concurrent_edits_while_one_side_is_offline_keep_both_versions() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, _pa, pb) = pair(tmp.path());
+    let (a, b, _pa, pb) = pair(tmp.path()).unwrap();
     std::fs::write(a.folder.join("plan.txt"), b"v1").unwrap();
     std::fs::write(a.folder.join("other.txt"), b"unrelated").unwrap();
     wait_same(&a.folder, &b.folder, "first sync");
@@ -193,7 +139,7 @@ const KILLS: u64 = 50;
 #[test]
 fn a_receiver_killed_mid_transfer_never_shows_a_partial_file_and_converges() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, _pa, pb) = pair(tmp.path());
+    let (a, b, _pa, pb) = pair(tmp.path()).unwrap();
     std::fs::write(a.folder.join("seed.txt"), b"seed").unwrap();
     wait_same(&a.folder, &b.folder, "first sync");
     pb.kill9();

@@ -15,7 +15,9 @@
 # Linux conntrack gives the later outbound packet another port and hole punching fails.
 #
 # Usage (root):  lab.sh up P NAT_A NAT_B | down P | exec P NODE CMD... |
-#                nat P A|B MODE | block-udp P A|B | loss P A|B PERCENT | cut P A|B | restore P A|B
+#                nat P A|B MODE | block-udp P A|B | loss P A|B PERCENT | cut P A|B | restore P A|B |
+#                delay P A|B MS   (each way, on the router's uplink: a user-space delay line,
+#                                  delayline.py, as this kernel has no netem)
 # NAT modes: cone (masquerade: keeps the source port, endpoint-independent mapping)
 #            symmetric (masquerade fully-random: a new port for every destination)
 set -euo pipefail
@@ -146,6 +148,32 @@ table inet harploss {
   }
 }
 NFT
+    ;;
+  delay)
+    r="r${1,,}" ms=$2
+    # The delay line re-sends the frames it reads: every frame on the path must be a real
+    # one, with its checksums filled in, so segmentation, receive and checksum offloads go
+    # off on every lab interface (else the far end drops what it re-sent: bad checksums).
+    for n in a1 a2 b1 ra rb relay net; do
+      for ifc in $(inns "$n" ls /sys/class/net); do
+        [ "$ifc" = lo ] && continue
+        inns "$n" ethtool -K "$ifc" tx off rx off >/dev/null 2>&1 || true
+        inns "$n" ethtool -K "$ifc" gro off gso off tso off tx-udp-segmentation off >/dev/null 2>&1 ||
+          inns "$n" ethtool -K "$ifc" gro off gso off tso off >/dev/null 2>&1 || true
+      done
+    done
+    # The router's uplink leaves the "internet" bridge; the delay line joins it to a new port.
+    inns net ip link set "p$r" nomaster
+    inns net ip link add "x$r" type veth peer name "y$r"
+    inns net ip link set "y$r" master inet
+    inns net ip link set "x$r" up
+    inns net ip link set "y$r" up
+    for ifc in "p$r" "x$r" "y$r"; do
+      inns net ethtool -K "$ifc" tx off rx off >/dev/null 2>&1 || true
+      inns net ethtool -K "$ifc" gro off gso off tso off tx-udp-segmentation off >/dev/null 2>&1 || true
+    done
+    setsid ip netns exec "$(ns net)" python3 "$(dirname "$0")/delayline.py" "p$r" "x$r" "$ms" \
+      </dev/null >/dev/null 2>&1 &
     ;;
   cut) inns "r${1,,}" ip link set wan down ;;
   restore) inns "r${1,,}" ip link set wan up ;;

@@ -295,6 +295,8 @@ impl Side {
             c.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".to_owned()];
             c.mdns = false;
             c.watch_delay_ms = 200;
+            // Each test daemon's web UI on a port of its own.
+            c.web_listen = "127.0.0.1:0".to_owned();
         })?;
         Ok(Self {
             folder: home.join("sync"),
@@ -318,5 +320,85 @@ impl Side {
             .context("the daemon printed no address")?
             .to_owned();
         Ok((p, addr))
+    }
+}
+
+/// Two devices under `tmp`: A adds the folder `shared` and shares it with B by invitation; B
+/// joins knowing A's address. Returns both and their running daemons.
+pub fn pair(tmp: &Path) -> Result<(Side, Side, Proc, Proc)> {
+    let a = Side::new(tmp, "a")?;
+    let b = Side::new(tmp, "b")?;
+    let (a_folder, b_folder) = (
+        a.folder
+            .to_str()
+            .context("a non-UTF-8 temp path")?
+            .to_owned(),
+        b.folder
+            .to_str()
+            .context("a non-UTF-8 temp path")?
+            .to_owned(),
+    );
+    harp_ok(&a.home, &["folder", "add", &a_folder, "--label", "shared"])?;
+    let invite = harp_ok(&a.home, &["folder", "share", "shared", "--with", &b.id])?;
+    let (pa, addr_a) = a.start()?;
+    harp_ok(
+        &b.home,
+        &[
+            "folder",
+            "join",
+            invite.trim(),
+            &b_folder,
+            "--peer-addr",
+            &addr_a,
+        ],
+    )?;
+    let (pb, _) = b.start()?;
+    Ok((a, b, pa, pb))
+}
+
+/// Whether two folders hold the same tree (see [`tree`]).
+pub fn same(a: &Path, b: &Path) -> bool {
+    tree(a) == tree(b)
+}
+
+/// Waits (60 s) until two folders hold the same tree; panics naming every difference (and,
+/// with `HARP_TEST_KEEP=DIR`, keeps both devices' homes there for a post-mortem).
+pub fn wait_same(a: &Path, b: &Path, what: &str) {
+    if wait_for(60, || same(a, b)).is_none() {
+        let (ta, tb) = (tree(a), tree(b));
+        let show = |v: Option<&Vec<u8>>| match v {
+            None => "missing".to_string(),
+            Some(v) if v.len() <= 40 => format!("{:?}", String::from_utf8_lossy(v)),
+            Some(v) => format!(
+                "{} bytes, blake3 {}",
+                v.len(),
+                &blake3::hash(v).to_hex()[..12]
+            ),
+        };
+        let differing: Vec<String> = ta
+            .keys()
+            .chain(tb.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter(|k| ta.get(*k) != tb.get(*k))
+            .map(|k| format!("{k}: {} | {}", show(ta.get(k)), show(tb.get(k))))
+            .collect();
+        // For post-mortems: HARP_TEST_KEEP=DIR keeps both devices' homes (index, document).
+        if let (Ok(keep), Some(home)) = (
+            std::env::var("HARP_TEST_KEEP"),
+            a.parent().and_then(Path::parent),
+        ) {
+            let _ = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(home)
+                .arg(keep)
+                .status();
+        }
+        panic!(
+            "{what}: trees differ ({} vs {})\n{}",
+            a.display(),
+            b.display(),
+            differing.join("\n")
+        );
     }
 }

@@ -101,6 +101,9 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         };
         println!("  listening ({kind}) on {a}");
     }
+    if let Some(web) = v["web"].as_str() {
+        println!("  web UI on {web} (`harp ui` prints it with its token)");
+    }
     let bridge = &v["bridge"];
     if !bridge.is_null() {
         println!(
@@ -161,6 +164,33 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 w["why"].as_str().unwrap_or("?")
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `harp ui`.
+#[derive(Debug, clap::Args)]
+pub struct UiArgs {
+    /// Print the address and token as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `harp ui`: the running daemon's web UI address, with the token in its fragment (it
+/// never reaches a server log; the page keeps it for the tab's session).
+pub fn ui(args: &UiArgs) -> anyhow::Result<ExitCode> {
+    let dirs = crate::config::Dirs::from_env()?;
+    let v = crate::daemon::request(&dirs.control_socket(), &json!({"cmd": "status"}))?;
+    let Some(web) = v["web"].as_str() else {
+        anyhow::bail!(
+            "the daemon serves no web UI: set web_listen in config.toml (e.g. \"127.0.0.1:7384\") and restart it"
+        );
+    };
+    let token = crate::web::token(&dirs)?;
+    if args.json {
+        println!("{}", json!({"url": web, "token": token}));
+    } else {
+        println!("{web}#token={token}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -86,6 +86,18 @@ pub enum Command {
         /// `device ID`).
         #[arg(long, value_name = "FILE")]
         set: Option<PathBuf>,
+        /// Print the policy as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop syncing a folder on this device. Its files stay where they are, `.harp/versions`
+    /// included; this device forgets its index rows and document (stop the daemon first).
+    Remove {
+        /// The folder (label, id or path).
+        folder: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List the folders.
     List {
@@ -307,7 +319,46 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                 println!("Next: harp daemon (restart it if it runs)");
             }
         }
-        Command::Policy { folder, set } => {
+        Command::Remove { folder, json } => {
+            let cfg = node.config.folder(folder)?.clone();
+            let _lock = crate::daemon::lock_data_dir(&node).map_err(|_| {
+                anyhow::anyhow!(
+                    "a harp daemon is running on this device: stop it first, then remove the folder"
+                )
+            })?;
+            node.config.folders.retain(|f| f.id != cfg.id);
+            node.config.save(&node.dirs)?;
+            node.index()?.remove_folder(&cfg.id)?;
+            for leftover in [
+                node.dirs
+                    .data
+                    .join("docs")
+                    .join(format!("{}.automerge", cfg.id)),
+                node.dirs
+                    .data
+                    .join("bridge")
+                    .join(format!("{}.json", cfg.id)),
+            ] {
+                match std::fs::remove_file(&leftover) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => eprintln!("harp: could not remove {}: {e}", leftover.display()),
+                }
+            }
+            if *json {
+                super::print_json(&folder_json(&cfg))?;
+            } else {
+                println!(
+                    "Removed folder {} ({}): this device no longer syncs it. Its files stay in {} \
+                     (old versions in .harp/versions); its key stays in {} for a later `harp folder join`.",
+                    cfg.label,
+                    cfg.id,
+                    cfg.path.display(),
+                    node.dirs.folder_key(&cfg.id).display()
+                );
+            }
+        }
+        Command::Policy { folder, set, json } => {
             let cfg = node.config.folder(folder)?.clone();
             if let Some(file) = set {
                 let text = std::fs::read_to_string(file)
@@ -321,7 +372,20 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                     p.quorum,
                 );
             }
-            print!("{}", crate::trust::load(&node.dirs, &cfg.id)?.encode());
+            let policy = crate::trust::load(&node.dirs, &cfg.id)?;
+            if *json {
+                super::print_json(&serde_json::json!({
+                    "folder": cfg.id.to_string(),
+                    "log": policy.log.as_ref().map(ToString::to_string),
+                    "witnesses": policy.witnesses.iter().map(|w| serde_json::json!({
+                        "key": w.key.to_string(), "url": w.url,
+                    })).collect::<Vec<_>>(),
+                    "quorum": policy.quorum,
+                    "devices": policy.devices.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                }))?;
+            } else {
+                print!("{}", policy.encode());
+            }
         }
         Command::List { json } => {
             if *json {

@@ -26,6 +26,9 @@ pub struct Args {
     /// Where to write the proof (default: `<file name>.harpproof` in the current directory).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Print what was written as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `harp proof`.
@@ -91,14 +94,29 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let logged = match proof.log_proof() {
-        Some(Ok(lp)) => {
-            let cosigs = tlog::Note::parse(&lp.checkpoint)
-                .map(|n| n.signatures.len().saturating_sub(1))
-                .unwrap_or(0);
-            format!(", logged as leaf {} with {cosigs} cosignature(s)", lp.index)
+    let log = proof.log_proof().and_then(Result::ok).map(|lp| {
+        let cosignatures = tlog::Note::parse(&lp.checkpoint)
+            .map(|n| n.signatures.len().saturating_sub(1))
+            .unwrap_or(0);
+        (lp.index, cosignatures)
+    });
+    if args.json {
+        super::print_json(&serde_json::json!({
+            "output": out,
+            "path": rel,
+            "version": seq,
+            "op": last.op.name(),
+            "entries": proof.entries.len(),
+            "log_index": log.map(|(i, _)| i),
+            "cosignatures": log.map(|(_, c)| c),
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let logged = match log {
+        Some((index, cosigs)) => {
+            format!(", logged as leaf {index} with {cosigs} cosignature(s)")
         }
-        _ => String::new(),
+        None => String::new(),
     };
     println!(
         "Wrote {}: version {seq} ({}) of {rel}, {} entries{logged}; check it with `harp verify {}`",

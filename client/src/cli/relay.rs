@@ -36,6 +36,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         relay_server: true,
         hole_punching: false,
         idle_timeout: std::time::Duration::from_secs(300),
+        ..net::Config::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

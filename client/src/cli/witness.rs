@@ -23,6 +23,9 @@ pub enum Command {
         /// Where its key and state live (default: `witness/` in Harp's data directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Print the name and key as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Serve `POST /add-checkpoint` until interrupted.
     Serve {
@@ -52,9 +55,15 @@ fn dir_of(dir: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
 /// Runs `harp witness ...`.
 pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Key { name, dir } => {
+        Command::Key { name, dir, json } => {
             let w = Witness::open(&dir_of(dir)?, name, Vec::new())?;
-            println!("{}", w.verifier_key());
+            if *json {
+                super::print_json(
+                    &serde_json::json!({"name": name, "key": w.verifier_key().to_string()}),
+                )?;
+            } else {
+                println!("{}", w.verifier_key());
+            }
         }
         Command::Serve {
             name,

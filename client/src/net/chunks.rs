@@ -118,13 +118,14 @@ pub async fn serve(handle: Handle, source: Arc<dyn BlobSource>) -> Result<(), su
         // Never wait in this loop: libp2p drops inbound streams that find it busy. A stream
         // that gets no slot within `SLOT_WAIT` is dropped (the fetcher retries).
         let (source, stats, slots) = (source.clone(), handle.stats.clone(), slots.clone());
+        let limits = handle.limits.clone();
         tokio::spawn(async move {
             let Ok(Ok(permit)) = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await
             else {
                 tracing::warn!(%peer, "chunk stream dropped: every serving slot is busy");
                 return;
             };
-            if let Err(e) = serve_stream(peer, stream, source, stats).await {
+            if let Err(e) = serve_stream(peer, stream, source, stats, &limits).await {
                 tracing::warn!(%peer, "chunk stream ended: {e}");
             }
             drop(permit);
@@ -138,6 +139,7 @@ async fn serve_stream(
     stream: libp2p::Stream,
     source: Arc<dyn BlobSource>,
     stats: Arc<Stats>,
+    limits: &super::limit::Limits,
 ) -> Result<(), StreamError> {
     let device = device_of(&peer);
     let (mut r, mut w) = stream.split();
@@ -175,6 +177,7 @@ async fn serve_stream(
                 while let Some((id, data)) = blobs.next().await {
                     let msg = match data {
                         Some(data) => {
+                            limits.send.take(data.len() as u64).await;
                             stats.count(&peer, data.len() as u64, false);
                             Message::Blob { req, id, data }
                         }
@@ -435,6 +438,7 @@ async fn run_worker(
                     return Err(StreamError::BadBlob(id));
                 }
                 shared.stats.count(&peer, data.len() as u64, true);
+                handle.limits.recv.take(data.len() as u64).await;
                 {
                     let mut f = shared.fetched.lock().unwrap_or_else(|e| e.into_inner());
                     f.0 += 1;

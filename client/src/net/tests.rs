@@ -470,3 +470,34 @@ async fn members_exchange_checkpoints_and_a_stranger_learns_nothing() {
         .await
         .unwrap();
 }
+
+/// A limit is a floor on the time a transfer takes: 3 MiB of blobs at 1 MiB/s, with one MiB
+/// of burst, cannot arrive in under two seconds, whichever side limits. (Only the lower bound
+/// is asserted: it holds on any machine.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bandwidth_limits_hold_on_the_sending_and_the_receiving_side() {
+    let limited = |send: u64, recv: u64| Config {
+        max_send_bytes_per_sec: send,
+        max_recv_bytes_per_sec: recv,
+        ..config()
+    };
+    for (server, client) in [
+        (limited(1 << 20, 0), config()),
+        (config(), limited(0, 1 << 20)),
+    ] {
+        let (a, _) = node_with(41, client).await;
+        let (b, b_addr) = node_with(42, server).await;
+        let (shared, source) = folder_source(&[device(41)]);
+        tokio::spawn(chunks::serve(b.clone(), source));
+        a.dial(b_addr).await.unwrap();
+        let started = std::time::Instant::now();
+        let (outcome, _) = collect(&a, &[b.peer_id], shared.folder.id, shared.ids.clone()).await;
+        let took = started.elapsed();
+        assert_eq!(outcome.fetched as usize, shared.ids.len(), "{outcome:?}");
+        assert!(outcome.bytes >= 3 << 20, "{outcome:?}");
+        assert!(
+            took >= Duration::from_millis(1900),
+            "3 MiB at 1 MiB/s in {took:?}"
+        );
+    }
+}

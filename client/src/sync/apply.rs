@@ -1217,6 +1217,47 @@ pub fn conflict_name(rel: &str, device: &DeviceId, ms: i64) -> String {
     )
 }
 
+/// What a conflict copy's name says: the file it is a copy of, when (`YYYYMMDD-HHMMSS` UTC)
+/// and the start of the device id that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictName {
+    /// The path of the file it is a conflict copy of.
+    pub original: String,
+    /// When it was set aside, `YYYYMMDD-HHMMSS` (UTC).
+    pub stamp: String,
+    /// The first characters of the device id whose version it holds.
+    pub device: String,
+}
+
+/// Reads a name made by [`conflict_name`]; `None` for any other name.
+pub fn parse_conflict_name(rel: &str) -> Option<ConflictName> {
+    let (dir, name) = match rel.rfind('/') {
+        Some(i) => (&rel[..=i], &rel[i + 1..]),
+        None => ("", rel),
+    };
+    // `<stem>.conflict-<YYYYMMDD-HHMMSS>-<device>[<.ext>]`
+    let (stem, rest) = name.rsplit_once(".conflict-")?;
+    let stamp = rest.get(..15)?;
+    let after = rest.get(15..)?.strip_prefix('-')?;
+    let (device, ext) = match after.find('.') {
+        Some(i) => (&after[..i], &after[i..]),
+        None => (after, ""),
+    };
+    let well_formed = stamp.as_bytes()[8] == b'-'
+        && stamp
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| i == 8 || b.is_ascii_digit())
+        && !device.is_empty()
+        && device.bytes().all(|b| b.is_ascii_alphanumeric())
+        && !stem.is_empty();
+    well_formed.then(|| ConflictName {
+        original: format!("{dir}{stem}{ext}"),
+        stamp: stamp.to_owned(),
+        device: device.to_owned(),
+    })
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1011,3 +1011,31 @@ fn server_authoritative_the_first_claim_wins_and_the_loser_keeps_a_conflict_copy
         (2, 2, 1)
     );
 }
+
+#[test]
+fn conflict_names_read_back_and_other_names_do_not() {
+    use super::apply::{conflict_name, parse_conflict_name};
+    let dev = DeviceId::of_signing_key(&SigningKey::from_bytes(&[9; 32]));
+    for rel in [
+        "plan.txt",
+        "docs/a.tar.gz",
+        "noext",
+        "dir.d/.bashrc",
+        "sub/x.conflict.txt",
+    ] {
+        let name = conflict_name(rel, &dev, 1_763_763_330_000);
+        let parsed = parse_conflict_name(&name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(parsed.original, rel, "{name}");
+        assert_eq!(parsed.stamp, "20251121-221530");
+        assert!(dev.to_string().starts_with(&parsed.device));
+    }
+    for other in [
+        "plan.txt",
+        "plan.conflict-2025-abc.txt",
+        "plan.conflict-20251121x221530-abc.txt",
+        "plan.conflict-20251121-221530-.txt",
+        ".conflict-20251121-221530-abc.txt",
+    ] {
+        assert_eq!(parse_conflict_name(other), None, "{other}");
+    }
+}

@@ -1,0 +1,171 @@
+//! Every `harp` command's exit code and `--json` output, through the real binary: 0 and one
+//! JSON document on stdout for each listing; 1 and one line on stderr, with a hint, for each
+//! failure; 2 for a usage error (clap). Commands that talk to the daemon are run without one
+//! (an error naming `harp daemon`) and with one.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::Path;
+
+use harp_e2e::{Side, harp};
+use serde_json::Value;
+
+/// Runs `harp ARGS`: exit code, stdout, stderr.
+fn run(home: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = harp(home, args).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// `harp ARGS` succeeds and prints exactly one JSON document.
+fn json(home: &Path, args: &[&str]) -> Value {
+    let (code, out, err) = run(home, args);
+    assert_eq!(code, 0, "harp {args:?}: {err}");
+    serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("harp {args:?} printed no JSON ({e}): {out}"))
+}
+
+/// `harp ARGS` fails with exit code 1 and one line on stderr containing `hint`.
+fn fails(home: &Path, args: &[&str], hint: &str) {
+    let (code, _, err) = run(home, args);
+    assert_eq!(code, 1, "harp {args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "harp {args:?}: {err}");
+    assert!(err.contains(hint), "harp {args:?}: {err}");
+}
+
+#[test]
+fn every_command_has_its_exit_codes_and_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Side::new(tmp.path(), "a").unwrap();
+    let h = a.home.as_path();
+    let docs = a.folder.to_str().unwrap();
+
+    // Before anything: a usage error is 2, and an unknown folder is 1 with a hint.
+    assert_eq!(run(h, &["folder", "frobnicate"]).0, 2);
+    assert_eq!(run(h, &["scan", "--no-such-flag"]).0, 2);
+    fails(h, &["scan", "docs"], "harp folder list");
+
+    let init = json(h, &["init", "--json"]);
+    assert!(init["device_id"].is_string(), "{init}");
+    let added = json(h, &["folder", "add", docs, "--label", "docs", "--json"]);
+    assert_eq!(added["label"], "docs");
+    std::fs::write(a.folder.join("report.txt"), b"first").unwrap();
+    std::fs::write(
+        a.folder.join("plan.conflict-20251121-221530-abcdefg.txt"),
+        b"theirs",
+    )
+    .unwrap();
+    json(h, &["scan", "docs", "--json"]);
+    std::fs::write(a.folder.join("report.txt"), b"second, longer").unwrap();
+    json(h, &["scan", "docs", "--json"]);
+
+    let list = json(h, &["folder", "list", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let policy = json(h, &["folder", "policy", "docs", "--json"]);
+    assert_eq!(policy["quorum"], 0, "{policy}");
+    let conflicts = json(h, &["conflicts", "--json"]);
+    assert_eq!(conflicts[0]["original"], "plan.txt", "{conflicts}");
+    assert_eq!(conflicts[0]["device"], "abcdefg", "{conflicts}");
+    assert_eq!(json(h, &["conflicts", "docs", "--json"]), conflicts);
+    let report = a.folder.join("report.txt");
+    let report = report.to_str().unwrap();
+    let versions = json(h, &["versions", report, "--json"]);
+    assert_eq!(
+        versions.as_array().unwrap().len(),
+        0,
+        "no replaced version yet: {versions}"
+    );
+    let proof_file = tmp.path().join("report.proof");
+    let proof = json(
+        h,
+        &[
+            "proof",
+            report,
+            "-o",
+            proof_file.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(
+        (proof["version"].as_u64(), proof["op"].as_str()),
+        (Some(2), Some("modify"))
+    );
+    let verified = json(h, &["verify", proof_file.to_str().unwrap(), "--json"]);
+    assert_eq!(verified["ok"], true, "{verified}");
+    let check = json(h, &["check", "--json"]);
+    assert!(check.is_array(), "{check}");
+    let key = json(
+        h,
+        &[
+            "witness",
+            "key",
+            "--name",
+            "w.example",
+            "--dir",
+            tmp.path().join("w").to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(
+        key["key"].as_str().unwrap().starts_with("w.example+"),
+        "{key}"
+    );
+
+    // Failures: one line each, with what to do.
+    fails(h, &["peers", "--json"], "harp daemon");
+    fails(h, &["status"], "harp daemon");
+    fails(h, &["ui"], "harp daemon");
+    fails(h, &["search", "report"], "harp login");
+    fails(h, &["restore", report, "--version", "9"], "version");
+    fails(h, &["versions", "/elsewhere/file"], "not inside");
+    let bad_policy = tmp.path().join("bad.policy");
+    std::fs::write(&bad_policy, "quorum 3\n").unwrap();
+    fails(
+        h,
+        &[
+            "folder",
+            "policy",
+            "docs",
+            "--set",
+            bad_policy.to_str().unwrap(),
+        ],
+        "never be met",
+    );
+    let (code, _, err) = run(h, &["verify", "/nonexistent.proof"]);
+    assert_eq!((code, err.lines().count()), (1, 1), "{err}");
+    let (code, out, _) = run(h, &["verify", "/nonexistent.proof", "--json"]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+
+    // With the daemon: its listings answer, and removing a folder it syncs is refused.
+    let (daemon, _) = a.start().unwrap();
+    let peers = json(h, &["peers", "--json"]);
+    assert!(peers["peers"].is_array(), "{peers}");
+    let status = json(h, &["status", "--json"]);
+    assert_eq!(status["folders"][0]["label"], "docs", "{status}");
+    let ui = json(h, &["ui", "--json"]);
+    assert!(
+        ui["url"].as_str().unwrap().starts_with("http://127.0.0.1:"),
+        "{ui}"
+    );
+    assert_eq!(ui["token"].as_str().unwrap().len(), 64);
+    fails(h, &["folder", "remove", "docs"], "stop it first");
+    drop(daemon);
+
+    // Removing a folder: the device forgets it, its files stay.
+    let removed = json(h, &["folder", "remove", "docs", "--json"]);
+    assert_eq!(removed["label"], "docs");
+    assert_eq!(
+        json(h, &["folder", "list", "--json"]),
+        serde_json::json!([])
+    );
+    assert_eq!(
+        std::fs::read(a.folder.join("report.txt")).unwrap(),
+        b"second, longer"
+    );
+    assert!(a.folder.join(".harp").is_dir());
+    fails(h, &["folder", "remove", "docs"], "harp folder list");
+}
