@@ -16,6 +16,23 @@ final class AppStructureTest extends TestCase {
 	private const APP = __DIR__ . '/..';
 	private const API = __DIR__ . '/../../../docs/bridge-api.yaml';
 
+	/**
+	 * The read-only routes the Harp page added, and the admin settings' routes
+	 * (Nextcloud only: harp-bridge has no admin API), which
+	 * docs/bridge-api.yaml does not document yet. They must be served; once
+	 * the yaml documents one, it counts from there and can leave this list.
+	 */
+	private const ROUTES_NOT_YET_IN_THE_YAML = [];
+
+	/** The admin settings' routes: for admins and the admins the settings are delegated to. */
+	private const ADMIN_ROUTES = [
+		'DELETE /api/v1/admin/devices/{deviceId}',
+		'GET /api/v1/admin/devices',
+		'GET /api/v1/admin/settings',
+		'GET /api/v1/admin/witnesses',
+		'PUT /api/v1/admin/settings',
+	];
+
 	/** @return list<string> "VERB /path" with placeholders as {} */
 	private static function yamlOperations(): array {
 		$operations = [];
@@ -54,20 +71,35 @@ final class AppStructureTest extends TestCase {
 			self::routes(),
 		);
 		sort($served);
-		$this->assertCount(23, self::yamlOperations(), 'the yaml parser found the operations');
-		$this->assertSame(self::yamlOperations(), $served);
+		$this->assertGreaterThanOrEqual(23, count(self::yamlOperations()), 'the yaml parser found the operations');
+		$expected = array_values(array_unique([...self::yamlOperations(), ...self::ROUTES_NOT_YET_IN_THE_YAML]));
+		sort($expected);
+		$this->assertSame($expected, $served);
 	}
 
-	public function testEveryRouteIsForUsersAndTakesItsPathParameters(): void {
+	public function testEveryRouteIsForUsersOrAdminsAndTakesItsPathParameters(): void {
+		$admin = [];
 		foreach (self::routes() as $route) {
 			$where = $route['file'] . '::' . $route['method'];
 			$this->assertStringStartsWith('/api/v1/', $route['url'], $where);
-			$this->assertStringContainsString('#[NoAdminRequired]', $route['attributes'], $where);
+			if (str_starts_with($route['url'], '/api/v1/admin/')) {
+				// No #[NoAdminRequired]: Nextcloud then lets only admins (and, by the
+				// attribute, those the Harp settings are delegated to) through.
+				$this->assertStringNotContainsString('NoAdminRequired', $route['attributes'], $where);
+				$this->assertStringContainsString('#[AuthorizedAdminSetting(settings: Admin::class)]', $route['attributes'], $where);
+				$admin[] = $route['verb'] . ' ' . $route['url'];
+			} else {
+				$this->assertStringContainsString('#[NoAdminRequired]', $route['attributes'], $where);
+				$this->assertStringNotContainsString('AuthorizedAdminSetting', $route['attributes'], $where);
+			}
 			$this->assertStringNotContainsString('PublicPage', $route['attributes'], $where);
 			preg_match_all('#\{(\w+)\}#', $route['url'], $placeholders);
 			preg_match_all('#\$(\w+)#', $route['params'], $params);
 			$this->assertSame($placeholders[1], $params[1], $where);
 		}
+		sort($admin);
+		$this->assertSame(self::ADMIN_ROUTES, $admin);
+		$this->assertStringContainsString('use OCA\\HarpBridge\\Settings\\Admin;', (string)file_get_contents(self::APP . '/lib/Controller/AdminController.php'));
 	}
 
 	public function testRoutesThatCheckSignaturesAreBruteForceProtected(): void {
@@ -143,7 +175,7 @@ final class AppStructureTest extends TestCase {
 	 */
 	public function testTheMigrationsAreNamedAsNextcloudFindsThemAndCreateWhatIsMissing(): void {
 		$migrations = glob(self::APP . '/lib/Migration/Version*.php');
-		$this->assertCount(2, $migrations);
+		$this->assertCount(3, $migrations);
 		foreach ($migrations as $migration) {
 			$this->assertMatchesRegularExpression('#/Version\d+Date\d{14}\.php$#', $migration);
 			$source = (string)file_get_contents($migration);
@@ -151,7 +183,7 @@ final class AppStructureTest extends TestCase {
 			$this->assertStringContainsString('return $this->createMissing($schema) ? $schema : null;', $source, $migration);
 		}
 		$info = simplexml_load_file(self::APP . '/appinfo/info.xml');
-		$this->assertSame('1.1.0', (string)$info->version, 'a new migration comes with a new app version');
+		$this->assertSame('1.2.0', (string)$info->version, 'a new migration comes with a new app version');
 	}
 
 	public function testInfoXmlDeclaresTheAppAndItsCommands(): void {
@@ -174,6 +206,41 @@ final class AppStructureTest extends TestCase {
 		$this->assertSame(['harpbridge:status', 'harpbridge:devices', 'harpbridge:verify'], $names);
 	}
 
+	/**
+	 * The Harp page and the admin settings as Nextcloud finds them: the
+	 * navigation entry's route is PageController::index, the settings classes
+	 * implement what info.xml registers them as, and the templates load the
+	 * scripts the Vite build makes (js/harpbridge-ENTRY.mjs).
+	 */
+	public function testInfoXmlDeclaresThePageAndTheAdminSettings(): void {
+		$info = simplexml_load_file(self::APP . '/appinfo/info.xml');
+		$this->assertNotFalse($info);
+		$this->assertCount(1, $info->navigations->navigation);
+		$navigation = $info->navigations->navigation[0];
+		$this->assertSame('Harp', (string)$navigation->name);
+		$this->assertSame('harpbridge.page.index', (string)$navigation->route);
+		$this->assertFileExists(self::APP . '/img/' . $navigation->icon);
+		$this->assertFileExists(self::APP . '/img/app-dark.svg');
+		$page = (string)file_get_contents(self::APP . '/lib/Controller/PageController.php');
+		$this->assertMatchesRegularExpression("#\\#\\[NoAdminRequired\\]\\s*\\#\\[NoCSRFRequired\\]\\s*\\#\\[FrontpageRoute\\(verb: 'GET', url: '/'\\)\\]\\s*public function index\\(\\): TemplateResponse#", $page);
+		$this->assertStringContainsString("new TemplateResponse(Application::APP_ID, 'main')", $page);
+
+		$this->assertSame('OCA\\HarpBridge\\Settings\\Admin', (string)$info->settings->admin);
+		$this->assertSame('OCA\\HarpBridge\\Sections\\AdminSection', (string)$info->settings->{'admin-section'});
+		$this->assertStringContainsString('class Admin implements IDelegatedSettings', (string)file_get_contents(self::APP . '/lib/Settings/Admin.php'));
+		$this->assertStringContainsString('class AdminSection implements IIconSection', (string)file_get_contents(self::APP . '/lib/Sections/AdminSection.php'));
+		$this->assertStringContainsString("new TemplateResponse(Application::APP_ID, 'admin'", (string)file_get_contents(self::APP . '/lib/Settings/Admin.php'));
+
+		$vite = (string)file_get_contents(self::APP . '/vite.config.js');
+		foreach (['main' => 'main', 'admin' => 'admin'] as $template => $entry) {
+			$source = (string)file_get_contents(self::APP . "/templates/$template.php");
+			$this->assertStringContainsString("\\OCP\\Util::addScript('harpbridge', 'harpbridge-$entry');", $source, $template);
+			$this->assertStringContainsString("\\OCP\\Util::addStyle('harpbridge', 'harpbridge-$entry');", $source, $template);
+			$this->assertMatchesRegularExpression("#\\b$entry: resolve\\('src/$entry\\.js'\\)#", $vite, $entry);
+			$this->assertFileExists(self::APP . "/src/$entry.js");
+		}
+	}
+
 	public function testEveryRepositoryHasItsImplementationRegistered(): void {
 		$application = (string)file_get_contents(self::APP . '/lib/AppInfo/Application.php');
 		foreach ([...glob(self::APP . '/lib/Store/*Repository.php'), self::APP . '/lib/Store/UserDirectory.php', self::APP . '/lib/Service/Clock.php', self::APP . '/lib/Service/VersioningSource.php', self::APP . '/lib/Service/LogKeySource.php'] as $file) {
@@ -187,7 +254,11 @@ final class AppStructureTest extends TestCase {
 	}
 
 	public function testEveryPhpFileIsStrictAndParses(): void {
-		$files = new \RecursiveIteratorIterator(new \RecursiveDirectoryIterator(self::APP, \FilesystemIterator::SKIP_DOTS));
+		// node_modules (npm ci) holds no file of the app.
+		$files = new \RecursiveIteratorIterator(new \RecursiveCallbackFilterIterator(
+			new \RecursiveDirectoryIterator(self::APP, \FilesystemIterator::SKIP_DOTS),
+			static fn (\SplFileInfo $file): bool => $file->getFilename() !== 'node_modules',
+		));
 		$count = 0;
 		foreach ($files as $file) {
 			if ($file->getExtension() !== 'php') {

@@ -6,6 +6,7 @@ namespace OCA\HarpBridge\Db;
 
 use OCA\HarpBridge\Migration\BridgeTables;
 use OCA\HarpBridge\Model\Cosignature;
+use OCA\HarpBridge\Model\CosignedSize;
 use OCA\HarpBridge\Store\CosignatureRepository;
 use OCP\AppFramework\Db\QBMapper;
 use OCP\DB\QueryBuilder\IQueryBuilder;
@@ -64,5 +65,23 @@ class CosignatureMapper extends QBMapper implements CosignatureRepository {
 			->andWhere($qb->expr()->eq('key_id', $qb->createNamedParameter($cosignature->keyId)))
 			->andWhere($qb->expr()->eq('name', $qb->createNamedParameter($cosignature->name)))
 			->executeStatement();
+	}
+
+	public function listNewestSizes(): array {
+		$qb = $this->db->getQueryBuilder();
+		$qb->select('name', 'key_id', 'folder_id')
+			->selectAlias($qb->func()->max('size'), 'newest')
+			->from($this->getTableName())
+			->groupBy('name', 'key_id', 'folder_id')
+			->orderBy('name', 'ASC')
+			->addOrderBy('key_id', 'ASC')
+			->addOrderBy('folder_id', 'ASC');
+		$result = $qb->executeQuery();
+		$found = [];
+		while (($row = $result->fetch()) !== false) {
+			$found[] = new CosignedSize((string)$row['folder_id'], (string)$row['name'], (string)$row['key_id'], (int)$row['newest']);
+		}
+		$result->closeCursor();
+		return $found;
 	}
 }

@@ -23,6 +23,8 @@ use OCP\AppFramework\Db\Entity;
  * @method void setAddressesExpire(?int $addressesExpire)
  * @method ?int getCreatedAt()
  * @method void setCreatedAt(?int $createdAt)
+ * @method ?int getAddressesPublished()
+ * @method void setAddressesPublished(?int $addressesPublished)
  */
 class DeviceEntity extends Entity {
 	protected ?string $deviceId = null;
@@ -32,6 +34,7 @@ class DeviceEntity extends Entity {
 	protected ?string $addresses = null;
 	protected ?int $addressesExpire = null;
 	protected ?int $createdAt = null;
+	protected ?int $addressesPublished = null;
 
 	public function __construct() {
 		$this->addType('deviceId', 'string');
@@ -41,5 +44,6 @@ class DeviceEntity extends Entity {
 		$this->addType('addresses', 'string');
 		$this->addType('addressesExpire', 'integer');
 		$this->addType('createdAt', 'integer');
+		$this->addType('addressesPublished', 'integer');
 	}
 }

@@ -54,6 +54,7 @@ class DeviceMapper extends QBMapper implements DeviceRepository {
 		$entity->setX25519Public($device->x25519Public);
 		$entity->setAddresses(json_encode($device->addresses, JSON_THROW_ON_ERROR));
 		$entity->setAddressesExpire($device->addressesExpire);
+		$entity->setAddressesPublished($device->addressesPublished);
 		$entity->setCreatedAt(time());
 		$this->unique(fn () => $this->insert($entity));
 	}
@@ -66,6 +67,7 @@ class DeviceMapper extends QBMapper implements DeviceRepository {
 		$entity->setName($device->name);
 		$entity->setAddresses(json_encode($device->addresses, JSON_THROW_ON_ERROR));
 		$entity->setAddressesExpire($device->addressesExpire);
+		$entity->setAddressesPublished($device->addressesPublished);
 		$this->update($entity);
 	}
 
@@ -101,6 +103,7 @@ class DeviceMapper extends QBMapper implements DeviceRepository {
 			(string)$e->getX25519Public(),
 			is_array($addresses) ? array_values(array_filter($addresses, 'is_string')) : [],
 			$e->getAddressesExpire(),
+			$e->getAddressesPublished(),
 		);
 	}
 }

@@ -63,6 +63,15 @@ class IndexEntryMapper extends QBMapper implements IndexRepository {
 		return array_map(fn (IndexEntryEntity $e): IndexRecord => $this->toModel($e), $this->findEntities($qb));
 	}
 
+	public function listPage(string $folderId, string $afterFileId, int $limit): array {
+		$qb = $this->folderQuery($folderId);
+		if ($afterFileId !== '') {
+			$qb->andWhere($qb->expr()->gt('file_id', $qb->createNamedParameter($afterFileId)));
+		}
+		$qb->orderBy('file_id', 'ASC')->setMaxResults($limit);
+		return array_map(fn (IndexEntryEntity $e): IndexRecord => $this->toModel($e), $this->findEntities($qb));
+	}
+
 	public function findByName(string $folderId, string $name): ?IndexRecord {
 		// `name` is a text column, which not every database compares with `=`:
 		// narrow with LIKE, then compare exactly here.

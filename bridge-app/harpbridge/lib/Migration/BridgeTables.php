@@ -54,6 +54,8 @@ final class BridgeTables {
 					'addresses' => ['text', ['notnull' => false]],
 					'addresses_expire' => ['bigint', ['notnull' => false]],
 					'created_at' => $time,
+					// when the addresses were last published (null: never, or before 1.2.0)
+					'addresses_published' => ['bigint', ['notnull' => false]],
 				],
 				'unique' => ['harp_dev_id_uniq' => ['device_id']],
 				'index' => ['harp_dev_user' => ['user_id']],

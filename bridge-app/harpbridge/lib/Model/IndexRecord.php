@@ -36,4 +36,20 @@ final class IndexRecord {
 		$out['deleted'] = $this->deleted;
 		return $out;
 	}
+
+	/**
+	 * The form the Harp page lists files in: the name (null where the index is
+	 * encrypted), never tokens.
+	 *
+	 * @return array{file_id: string, name: string|null, size: int, mtime_ms: int, deleted: bool}
+	 */
+	public function toListing(): array {
+		return [
+			'file_id' => $this->fileId,
+			'name' => $this->name,
+			'size' => $this->size,
+			'mtime_ms' => $this->mtimeMs,
+			'deleted' => $this->deleted,
+		];
+	}
 }

@@ -35,4 +35,14 @@ class NextcloudVersioningSource implements VersioningSource {
 		}
 		return $value === '' ? null : $value;
 	}
+
+	public function storeAppValue(string $mode): void {
+		try {
+			$this->appConfig->setValueString(Application::APP_ID, VersioningPolicy::APP_KEY, $mode);
+		} catch (AppConfigTypeConflictException) {
+			// Stored with another type before: the admin's choice replaces it.
+			$this->appConfig->deleteKey(Application::APP_ID, VersioningPolicy::APP_KEY);
+			$this->appConfig->setValueString(Application::APP_ID, VersioningPolicy::APP_KEY, $mode);
+		}
+	}
 }

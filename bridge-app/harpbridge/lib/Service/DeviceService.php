@@ -114,6 +114,33 @@ final class DeviceService {
 	}
 
 	/**
+	 * Every registered device, for the admin settings (by user, then device
+	 * id), with when each last published its addresses.
+	 *
+	 * @return list<array<string, mixed>>
+	 */
+	public function listAllForAdmin(): array {
+		$now = $this->clock->now();
+		return array_map(static fn (Device $d): array => $d->toAdminApi($now), $this->devices->listAll());
+	}
+
+	/**
+	 * Revokes any user's device (an admin's call; the controller's attribute
+	 * restricts it to admins) as its user would, deleting the folder keys
+	 * wrapped for it.
+	 *
+	 * @throws NotFound
+	 */
+	public function revokeAsAdmin(string $deviceId): void {
+		$device = Ids::isDeviceId($deviceId) ? $this->devices->findDevice($deviceId) : null;
+		if ($device === null) {
+			throw new NotFound('no such device');
+		}
+		$this->keys->removeKeysOfDevice($device->deviceId);
+		$this->devices->removeDevice($device->deviceId);
+	}
+
+	/**
 	 * Replaces where the device can be reached, for ttl_seconds. Addresses are
 	 * hints: peers authenticate each other by device keys, so they are only
 	 * checked for shape.
@@ -136,7 +163,8 @@ final class DeviceService {
 			}
 		}
 		$ttl = $body->int('ttl_seconds', Limits::MIN_TTL_SECONDS, Limits::MAX_TTL_SECONDS);
-		$this->devices->saveDevice($device->withAddresses($addresses, $this->clock->now() + $ttl));
+		$now = $this->clock->now();
+		$this->devices->saveDevice($device->withAddresses($addresses, $now, $now + $ttl));
 	}
 
 	/** @throws NotFound */

@@ -87,6 +87,34 @@ final class IndexService {
 		return array_map(static fn (IndexRecord $r): array => $r->toApi(), $found);
 	}
 
+	/**
+	 * The folder's files page by page, by file id, for the Harp page: the
+	 * index records with their names (null in a folder whose index is
+	 * encrypted: only member devices can read names there) and without
+	 * tokens. `after` is the last file id of the page before; `next` is the
+	 * one to ask after for the next page, or null after the last.
+	 *
+	 * @return array{index_mode: string, files: list<array<string, mixed>>, next: string|null}
+	 * @throws NotFound
+	 * @throws Invalid
+	 */
+	public function listFiles(string $userId, string $folderId, QueryString $query): array {
+		$folder = $this->access->visibleFolder($userId, $folderId);
+		$after = $query->one('after') ?? '';
+		if ($after !== '' && !Ids::isFileId($after)) {
+			throw new Invalid('after: must be 32 lowercase hex characters');
+		}
+		$limit = $query->int('limit', Limits::DEFAULT_FILES_LIMIT, 1, Limits::MAX_FILES_LIMIT);
+		// One more than asked tells whether more remain, without a count query.
+		$found = $this->index->listPage($folder->folderId, $after, $limit + 1);
+		$page = array_slice($found, 0, $limit);
+		return [
+			'index_mode' => $folder->indexMode,
+			'files' => array_map(static fn (IndexRecord $r): array => $r->toListing(), $page),
+			'next' => count($found) > $limit ? $page[count($page) - 1]->fileId : null,
+		];
+	}
+
 	/** @throws Invalid */
 	private function parseRecord(Folder $folder, JsonObject $item): IndexRecord {
 		$item->allowOnly('file_id', 'name', 'tokens', 'size', 'mtime_ms', 'deleted');

@@ -35,6 +35,12 @@ final class Limits {
 	public const MAX_CHANGES_LIMIT = 1000;
 	public const DEFAULT_ENTRIES_LIMIT = 1000;
 	public const MAX_ENTRIES_LIMIT = 1000;
+	/** GET /folders/{id}/files: index records per page */
+	public const DEFAULT_FILES_LIMIT = 100;
+	public const MAX_FILES_LIMIT = 500;
+	/** GET /folders/{id}/files/{id}/versions: chain entries per page */
+	public const DEFAULT_VERSIONS_LIMIT = 200;
+	public const MAX_VERSIONS_LIMIT = 1000;
 
 	/** @return array<string, int> the `limits` of the capabilities */
 	public static function toApi(): array {

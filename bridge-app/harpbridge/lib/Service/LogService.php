@@ -134,6 +134,32 @@ final class LogService {
 	}
 
 	/**
+	 * The witnesses the bridge has seen, for the admin settings: every key
+	 * (name and key id) whose cosignatures it stores, with the largest size
+	 * it cosigned of each folder's log beside that log's size now (a witness
+	 * behind the log has not seen its newest checkpoint), and the largest of
+	 * those sizes. By name, then key id; logs by folder id.
+	 *
+	 * @return list<array{name: string, key_id: string, newest_size: int, logs: list<array{folder_id: string, size: int, log_size: int}>}>
+	 */
+	public function witnesses(): array {
+		$byKey = [];
+		$logSizes = [];
+		foreach ($this->cosignatures->listNewestSizes() as $cosigned) {
+			$key = $cosigned->name . "\n" . $cosigned->keyId;
+			$byKey[$key] ??= ['name' => $cosigned->name, 'key_id' => $cosigned->keyId, 'newest_size' => 0, 'logs' => []];
+			$logSizes[$cosigned->folderId] ??= $this->log->logSize($cosigned->folderId);
+			$byKey[$key]['logs'][] = [
+				'folder_id' => $cosigned->folderId,
+				'size' => $cosigned->size,
+				'log_size' => $logSizes[$cosigned->folderId],
+			];
+			$byKey[$key]['newest_size'] = max($byKey[$key]['newest_size'], $cosigned->size);
+		}
+		return array_values($byKey);
+	}
+
+	/**
 	 * The inclusion proof of leaf `index` in the log of `size` leaves.
 	 *
 	 * @return array{index: int, size: int, proof: list<string>}

@@ -15,4 +15,7 @@ interface VersioningSource {
 
 	/** The app config value, or null when not set. */
 	public function appValue(): ?string;
+
+	/** Stores the app config value (the admin settings; `occ config:app:set` does the same). */
+	public function storeAppValue(string $mode): void;
 }

@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace OCA\HarpBridge\Store;
 
 use OCA\HarpBridge\Model\Cosignature;
+use OCA\HarpBridge\Model\CosignedSize;
 
 /**
  * Witnesses' cosignature lines per folder and checkpoint size.
@@ -22,4 +23,12 @@ interface CosignatureRepository {
 
 	/** Replaces the line of the stored cosignature with the same folder, size, name and key id. */
 	public function replaceCosignature(Cosignature $cosignature): void;
+
+	/**
+	 * For every witness key (name and key id) and every folder log it
+	 * cosigned: the largest size it cosigned there. By name, key id, folder.
+	 *
+	 * @return list<CosignedSize>
+	 */
+	public function listNewestSizes(): array;
 }

@@ -31,6 +31,14 @@ interface IndexRepository {
 	 */
 	public function searchTokens(string $folderId, array $tokens, int $limit): array;
 
+	/**
+	 * The folder's records with a file id above $afterFileId ('' for the
+	 * first page), by file id: a listing page by page.
+	 *
+	 * @return list<IndexRecord>
+	 */
+	public function listPage(string $folderId, string $afterFileId, int $limit): array;
+
 	/** The record whose name is exactly $name, or null. */
 	public function findByName(string $folderId, string $name): ?IndexRecord;
 

@@ -15,8 +15,10 @@ use OCA\HarpBridge\Service\FolderService;
 use OCA\HarpBridge\Service\IndexService;
 use OCA\HarpBridge\Service\LogKeyService;
 use OCA\HarpBridge\Service\LogService;
+use OCA\HarpBridge\Service\SettingsService;
 use OCA\HarpBridge\Service\StatusService;
 use OCA\HarpBridge\Service\VersioningPolicy;
+use OCA\HarpBridge\Service\VersionService;
 use OCA\HarpBridge\Service\WrappedKeyService;
 
 /**
@@ -49,6 +51,8 @@ final class Bridge {
 	public readonly StatusService $status;
 	public readonly ChainAuditService $audit;
 	public readonly CapabilityService $capabilities;
+	public readonly VersionService $versions;
+	public readonly SettingsService $settings;
 
 	/** @param list<string> $users */
 	public function __construct(array $users = ['alice', 'bob', 'carol']) {
@@ -95,6 +99,8 @@ final class Bridge {
 		);
 		$this->audit = new ChainAuditService($this->entryStore, $this->indexStore, $this->logStore, $this->access);
 		$this->capabilities = new CapabilityService($this->versioning, $this->logKey);
+		$this->versions = new VersionService($this->entryStore, $this->logStore, $this->cosignatureStore, $this->deviceStore, $this->access);
+		$this->settings = new SettingsService($this->versioning, $this->versioningSource);
 	}
 
 	public function registerDevice(string $userId, string $name = 'laptop'): TestDevice {

@@ -17,4 +17,8 @@ final class FixedVersioning implements VersioningSource {
 	public function appValue(): ?string {
 		return $this->app;
 	}
+
+	public function storeAppValue(string $mode): void {
+		$this->app = $mode;
+	}
 }

@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace OCA\HarpBridge\Tests\Support;
 
 use OCA\HarpBridge\Model\Cosignature;
+use OCA\HarpBridge\Model\CosignedSize;
 use OCA\HarpBridge\Store\CosignatureRepository;
 use OCA\HarpBridge\Store\DuplicateKey;
 
@@ -42,6 +43,18 @@ final class InMemoryCosignatures implements CosignatureRepository {
 				$this->rows[$i] = $cosignature->atPlace($stored->place);
 			}
 		}
+	}
+
+	public function listNewestSizes(): array {
+		$newest = [];
+		foreach ($this->rows as $row) {
+			$key = $row->name . "\n" . $row->keyId . "\n" . $row->folderId;
+			if (!isset($newest[$key]) || $newest[$key]->size < $row->size) {
+				$newest[$key] = new CosignedSize($row->folderId, $row->name, $row->keyId, $row->size);
+			}
+		}
+		ksort($newest, SORT_STRING);
+		return array_values($newest);
 	}
 
 	public function count(): int {

@@ -26,6 +26,10 @@ final class InMemoryIndex implements IndexRepository {
 		return $this->matching($folderId, $limit, static fn (IndexRecord $r): bool => array_diff($tokens, $r->tokens) === []);
 	}
 
+	public function listPage(string $folderId, string $afterFileId, int $limit): array {
+		return $this->matching($folderId, $limit, static fn (IndexRecord $r): bool => strcmp($r->fileId, $afterFileId) > 0);
+	}
+
 	public function findByName(string $folderId, string $name): ?IndexRecord {
 		foreach ($this->records[$folderId] ?? [] as $record) {
 			if ($record->name === $name) {
