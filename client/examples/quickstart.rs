@@ -253,6 +253,8 @@ fn run() -> anyhow::Result<()> {
         c.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".to_owned()];
         c.mdns = false;
         c.watch_delay_ms = 200;
+        // Each daemon's web UI on a free port (`harp ui` prints it while the daemon runs).
+        c.web_listen = "127.0.0.1:0".to_owned();
         c.save(&dirs)?;
     }
     println!("  A is {}\n  B is {}\n", ids[0], ids[1]);
@@ -362,6 +364,12 @@ fn run() -> anyhow::Result<()> {
     ])?;
     let verdict = b.harp(&["verify", proof.to_str().context("path")?])?;
     println!("  {}", verdict.trim());
+
+    let ui = a.harp(&["ui"])?;
+    println!(
+        "\n8. While a daemon runs, `harp ui` prints its web UI; A's was {}",
+        ui.trim()
+    );
 
     stop(da);
     stop(db);
