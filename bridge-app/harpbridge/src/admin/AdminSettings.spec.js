@@ -123,6 +123,18 @@ describe('the devices', () => {
 		expect(rows[2][3]).toBe('never')
 	})
 
+	it('are not said to have never published when their live addresses came before 1.2.0 recorded the time', async () => {
+		// What an upgraded server lists for a device whose daemon published under 1.1.0 and is still within its ttl.
+		const answer = fixture('admin-devices.json')
+		const laptop = answer.ocs.data.find((device) => device.name === 'Laptop')
+		const phone = answer.ocs.data.find((device) => device.name === 'Phone')
+		Object.assign(phone, { addresses: ['/ip4/192.0.2.20/udp/4001/quic-v1'], addresses_expire: laptop.addresses_expire, addresses_published: null })
+		await mountSettings({ 'GET /admin/devices': answer })
+		const until = new Date(laptop.addresses_expire * 1000).toISOString().slice(0, 16).replace('T', ' ')
+		const cell = wrapper.find(`[data-device-id="${phone.device_id}"]`).findAll('td')[3].text()
+		expect(cell).toBe(`before the update to 1.2.0 (1 address, until ${until})`)
+	})
+
 	it('are revoked through the admin route, after a confirmation', async () => {
 		const phone = devices.find((device) => device.name === 'Phone')
 		await mountSettings({ [`DELETE /admin/devices/${phone.device_id}`]: { ocs: { meta: { status: 'ok', statuscode: 204, message: 'OK' }, data: [] } } })
