@@ -53,11 +53,16 @@ fn problem(report: &mut Report, path: &str, what: impl Into<String>) {
     });
 }
 
-/// Checks one folder; `read_data` also reads every file's bytes.
+/// How far a check has got: rows checked of all, and file bytes read (for a progress bar).
+pub type OnProgress<'a> = &'a dyn Fn(u64, u64, u64);
+
+/// Checks one folder; `read_data` also reads every file's bytes. `progress` is told after
+/// each row (rows done, rows in all, bytes read so far).
 pub fn check_folder(
     index: &Index,
     folder: &Folder,
     read_data: bool,
+    progress: OnProgress<'_>,
 ) -> Result<Report, index::Error> {
     let mut report = Report::default();
     let integrity = index.integrity_check()?;
@@ -78,6 +83,7 @@ pub fn check_folder(
         }
         let chunks = check_manifest(index, folder, row, &mut report)?;
         check_disk(folder, row, chunks.as_deref(), read_data, &mut report);
+        progress(report.rows, rows.len() as u64, report.bytes_read);
     }
     for id in index.chained_files(&folder.id)? {
         if !with_rows.contains(&id) {

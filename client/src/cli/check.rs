@@ -1,6 +1,7 @@
 //! `harp check [FOLDER] [--read-data]`: verify the index, the chains and the manifests (and with
 //! `--read-data` every file's bytes); exit 1 naming every problem.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 /// Arguments of `harp check`.
@@ -28,7 +29,29 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut out = Vec::new();
     for f in &folders {
         let folder = node.open_folder(f)?;
-        let report = crate::check::check_folder(&index, &folder, args.read_data)?;
+        let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {msg} [{bar:30}] {pos}/{len} files",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        let show = |done: u64, total: u64, bytes: u64| {
+            if let Some(bar) = &bar {
+                bar.set_length(total);
+                bar.set_position(done);
+                bar.set_message(format!("{}: {} MiB read", f.label, bytes >> 20));
+            }
+        };
+        let report = crate::check::check_folder(&index, &folder, args.read_data, &show);
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        let report = report?;
         failed |= !report.problems.is_empty();
         if !args.json {
             for p in &report.problems {
