@@ -430,6 +430,7 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
         }
     }
     let mut current_window = None;
+    let mut built: HashMap<Digest, Built> = HashMap::new();
     let round_ctx = Context {
         fetcher: &cached,
         ..*ctx
@@ -447,9 +448,11 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
             && current_window != Some(w)
         {
             cached.blobs.borrow_mut().clear();
+            built.clear();
             if windows[w].len() > 1 {
                 let refs: Vec<&Record> = windows[w].iter().collect();
                 prefetch(index, ctx, &refs, &cached);
+                built = build_ahead(index, ctx, &refs);
             }
             current_window = Some(w);
         }
@@ -471,7 +474,11 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                 id,
                 record,
                 resolve,
-            } => install(index, doc, ctx, &id, &record, &mut report).and_then(|()| {
+            } => {
+                let ahead = built.remove(&record.digest());
+                install(index, doc, ctx, &id, &record, &mut report, ahead)
+            }
+            .and_then(|()| {
                 if resolve {
                     lock(doc).put_record(&id, &record)?;
                 }
@@ -802,6 +809,54 @@ fn prepare_parents(folder: &Folder, rel: &str) -> Result<(), Defer> {
 /// Manifest node blobs fetched from peers, to store in the index.
 type Nodes = Vec<(ChunkId, Vec<u8>)>;
 
+/// A version's content already written to a temp file that is on disk (synced), ahead of its
+/// install: what `install` would otherwise build, with what building it counted.
+struct Built {
+    path: tempfile::TempPath,
+    locs: Vec<ChunkLoc>,
+    nodes: Nodes,
+    fetched: u64,
+    reused: u64,
+}
+
+/// Builds the contents of a window of small files into temp files without an fsync each,
+/// then makes them all durable with one `syncfs` of the folder's file system: one journal
+/// commit instead of one per file (an fsync costs ~0.75 ms here, most of a small file's
+/// install). Each is still on disk before its rename, so a crash never leaves a partial file
+/// under its name. What cannot be built ahead (or if the sync fails) is built by `install`
+/// as before; temp files not used are deleted when the window ends.
+fn build_ahead(index: &Index, ctx: &Context<'_>, records: &[&Record]) -> HashMap<Digest, Built> {
+    let mut built = HashMap::new();
+    for r in records {
+        if r.deleted || r.kind != EntryKind::File || r.size > PREFETCH_FILE_MAX {
+            continue;
+        }
+        let mut counted = Report::default();
+        if let Ok((tmp, locs, nodes)) = build_content(index, ctx, r, &mut counted, false) {
+            built.insert(
+                r.digest(),
+                Built {
+                    path: tmp.into_temp_path(),
+                    locs,
+                    nodes,
+                    fetched: counted.fetched_bytes,
+                    reused: counted.reused_bytes,
+                },
+            );
+        }
+    }
+    if built.is_empty() {
+        return built;
+    }
+    let synced = fs::File::open(store::temp_dir(ctx.folder))
+        .and_then(|dir| rustix::fs::syncfs(&dir).map_err(std::io::Error::from));
+    if let Err(e) = synced {
+        tracing::warn!(folder = %ctx.folder.id, "syncfs: {e}; installing file by file");
+        built.clear();
+    }
+    built
+}
+
 /// The manifest nodes and chunk list of a version, fetching missing nodes level by level.
 fn chunk_list(
     index: &Index,
@@ -881,6 +936,7 @@ fn build_content(
     ctx: &Context<'_>,
     record: &Record,
     report: &mut Report,
+    sync: bool,
 ) -> Result<(tempfile::NamedTempFile, Vec<ChunkLoc>, Nodes), Defer> {
     let (chunks, nodes) = chunk_list(index, ctx, record)?;
     let tmp_dir = store::temp_dir(ctx.folder);
@@ -982,7 +1038,9 @@ fn build_content(
             record.path, record.size
         )));
     }
-    file.sync_all()?;
+    if sync {
+        file.sync_all()?;
+    }
     tracing::debug!(
         folder = %ctx.folder.id,
         "{}: {} bytes built from {} chunks ({} fetched)",
@@ -1002,6 +1060,7 @@ fn install(
     id: &FileId,
     record: &Record,
     report: &mut Report,
+    built: Option<Built>,
 ) -> Result<(), Defer> {
     let folder = ctx.folder;
     let (joined_at, links) = remote_links(index, doc, ctx, id, record)?;
@@ -1095,7 +1154,7 @@ fn install(
             }
         }
         EntryKind::Symlink => {
-            let (tmp, l, n) = build_content(index, ctx, record, report)?;
+            let (tmp, l, n) = build_content(index, ctx, record, report, true)?;
             let target_bytes = fs::read(tmp.path())?;
             let link_tmp = tmp.path().with_extension("link");
             let _ = fs::remove_file(&link_tmp);
@@ -1112,7 +1171,17 @@ fn install(
             nodes = n;
         }
         EntryKind::File => {
-            let (tmp, l, n) = build_content(index, ctx, record, report)?;
+            let (tmp, l, n) = match built {
+                Some(b) => {
+                    report.fetched_bytes += b.fetched;
+                    report.reused_bytes += b.reused;
+                    (b.path, b.locs, b.nodes)
+                }
+                None => {
+                    let (t, l, n) = build_content(index, ctx, record, report, true)?;
+                    (t.into_temp_path(), l, n)
+                }
+            };
             recheck(folder, &replacing, &target)?;
             if replacing.is_some() {
                 store::keep(index, folder, &record.path, "overwrite")?;
@@ -1326,7 +1395,7 @@ fn keep_conflict(
             if resolve {
                 lock(doc).put_record(id, winner)?;
             }
-            install(index, doc, ctx, id, winner, report)?;
+            install(index, doc, ctx, id, winner, report, None)?;
             report.installed += 1;
             return Ok(());
         }
@@ -1359,7 +1428,7 @@ fn keep_conflict(
     }
     // The local file is now "unchanged since the base": take the winner's base position so the
     // next steps treat it as a plain remote update.
-    install(index, doc, ctx, id, winner, report)?;
+    install(index, doc, ctx, id, winner, report, None)?;
     report.installed += 1;
     Ok(())
 }
