@@ -9,7 +9,8 @@
 //! 2. **Fetch**: the manifest tree level by level, then the chunks: from local files first
 //!    (any current file holding the same chunk, re-read and checked), the rest from peers.
 //!    Each chunk is decrypted and written at its offsets into a temp file in `.harp/tmp`,
-//!    which is then fsynced.
+//!    which is then fsynced (small files are built a window at a time and made durable
+//!    together by one `syncfs`, see [`build_ahead`]).
 //! 3. **Check the target right before the rename**: the path must hold what the index says
 //!    (a file changed since the last scan is never replaced: the next scan records the change
 //!    and the planner turns it into a conflict), and every parent must be a real directory
