@@ -10,7 +10,7 @@
 //!    (any current file holding the same chunk, re-read and checked), the rest from peers.
 //!    Each chunk is decrypted and written at its offsets into a temp file in `.harp/tmp`,
 //!    which is then fsynced (small files are built a window at a time and made durable
-//!    together by one `syncfs`, see [`build_ahead`]).
+//!    together by one `syncfs`, see `build_ahead`).
 //! 3. **Check the target right before the rename**: the path must hold what the index says
 //!    (a file changed since the last scan is never replaced: the next scan records the change
 //!    and the planner turns it into a conflict), and every parent must be a real directory
