@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub mod checkpoints;
 pub mod chunks;
+pub mod frame;
 pub mod limit;
 pub mod meta;
 pub mod source;

@@ -22,6 +22,7 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use harp_protocol::ids::{DeviceId, FolderId};
 use libp2p::{PeerId, StreamProtocol};
 
+use super::frame::write as write_frame;
 use super::{Handle, device_of};
 use crate::net::meta::Folders;
 
@@ -93,26 +94,13 @@ pub enum ExchangeError {
 }
 
 async fn read_frame(r: &mut (impl futures::AsyncRead + Unpin)) -> Result<Vec<u8>, ExchangeError> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len == 0 || len > MAX_FRAME {
-        return Err(ExchangeError::Violation(format!(
-            "frame of {len} bytes (1..={MAX_FRAME})"
-        )));
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    Ok(buf)
-}
-
-async fn write_frame(
-    w: &mut (impl futures::AsyncWrite + Unpin),
-    payload: &[u8],
-) -> std::io::Result<()> {
-    w.write_all(&(payload.len() as u32).to_be_bytes()).await?;
-    w.write_all(payload).await?;
-    w.flush().await
+    super::frame::read(r, MAX_FRAME).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            ExchangeError::Violation(e.to_string())
+        } else {
+            ExchangeError::Io(e)
+        }
+    })
 }
 
 fn note_of(bytes: &[u8]) -> Result<Option<String>, ExchangeError> {

@@ -24,6 +24,7 @@ use harp_protocol::ids::FolderId;
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{Notify, Semaphore};
 
+use super::frame::write as write_frame;
 use super::{Handle, device_of};
 use crate::sync::doc::FolderDoc;
 
@@ -87,23 +88,13 @@ async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> Result<Vec<u8>, Session
 }
 
 async fn read_frame_now(r: &mut (impl AsyncRead + Unpin)) -> Result<Vec<u8>, SessionError> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len == 0 || len > MAX_FRAME {
-        return Err(SessionError::Violation(format!(
-            "frame of {len} bytes (1..={MAX_FRAME})"
-        )));
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    Ok(buf)
-}
-
-async fn write_frame(w: &mut (impl AsyncWrite + Unpin), payload: &[u8]) -> std::io::Result<()> {
-    w.write_all(&(payload.len() as u32).to_be_bytes()).await?;
-    w.write_all(payload).await?;
-    w.flush().await
+    super::frame::read(r, MAX_FRAME).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            SessionError::Violation(e.to_string())
+        } else {
+            SessionError::Io(e)
+        }
+    })
 }
 
 fn lock(doc: &Mutex<FolderDoc>) -> std::sync::MutexGuard<'_, FolderDoc> {
