@@ -298,19 +298,8 @@ fn server_authoritative_folders_keep_the_bridge_s_order() {
     let tmp = tempfile::tempdir().unwrap();
     let bridge = Target::start(&[&["config", "versioning", "server_authoritative"]]).unwrap();
     let (a, b) = (side(tmp.path(), "a"), side(tmp.path(), "b"));
-    let pw = &bridge.users[0].1;
     for s in [&a, &b] {
-        ok(
-            &s.home,
-            &[
-                "login",
-                &bridge.base,
-                "--user",
-                "alice",
-                "--app-password",
-                pw,
-            ],
-        );
+        bridge.login(&s.home, 0).unwrap();
     }
     let added: serde_json::Value = serde_json::from_str(&ok(
         &a.home,
@@ -400,17 +389,7 @@ fn a_lying_bridge_is_caught_whatever_it_does_to_the_log() {
     let tmp = tempfile::tempdir().unwrap();
     let mut bridge = Target::start(&[]).unwrap();
     let a = side(tmp.path(), "a");
-    ok(
-        &a.home,
-        &[
-            "login",
-            &bridge.base,
-            "--user",
-            "alice",
-            "--app-password",
-            &bridge.users[0].1,
-        ],
-    );
+    bridge.login(&a.home, 0).unwrap();
     ok(
         &a.home,
         &[
@@ -596,17 +575,7 @@ fn a_bridge_that_shows_two_devices_two_histories_is_caught_when_they_compare() {
     let bridge = Target::start(&[]).unwrap();
     let (a, b) = (side(tmp.path(), "a"), side(tmp.path(), "b"));
     for s in [&a, &b] {
-        ok(
-            &s.home,
-            &[
-                "login",
-                &bridge.base,
-                "--user",
-                "alice",
-                "--app-password",
-                &bridge.users[0].1,
-            ],
-        );
+        bridge.login(&s.home, 0).unwrap();
     }
     let added: serde_json::Value = serde_json::from_str(&ok(
         &a.home,

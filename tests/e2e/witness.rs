@@ -100,21 +100,7 @@ fn witnesses_cosign_proofs_carry_their_cosignatures_and_a_forged_log_is_refused(
     let w3_key = w3_key.trim();
 
     let a = Side::new(tmp.path(), "a").unwrap();
-    let alice_pw = bridge.users[0].1.clone();
-    let login = |home: &Path| {
-        ok(
-            home,
-            &[
-                "login",
-                &bridge.base,
-                "--user",
-                "alice",
-                "--app-password",
-                &alice_pw,
-            ],
-        )
-    };
-    login(&a.home);
+    bridge.login(&a.home, 0).unwrap();
     let added: serde_json::Value = serde_json::from_str(&ok(
         &a.home,
         &[
@@ -233,7 +219,7 @@ fn witnesses_cosign_proofs_carry_their_cosignatures_and_a_forged_log_is_refused(
 
     // A second device of Alice's joins the folder, its daemon not started yet.
     let b = Side::new(tmp.path(), "b").unwrap();
-    login(&b.home);
+    bridge.login(&b.home, 0).unwrap();
     let accepted = wait_for(60, || {
         harp(
             &b.home,

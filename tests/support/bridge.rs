@@ -168,6 +168,23 @@ impl Target {
         Ok(())
     }
 
+    /// Logs the device at `home` in to this bridge as user `n` (0: alice, 1: bob), with the
+    /// user's app password; `harp login`'s output.
+    pub fn login(&self, home: &std::path::Path, n: usize) -> Result<String> {
+        let (user, password) = &self.users[n];
+        crate::harp_ok(
+            home,
+            &[
+                "login",
+                &self.base,
+                "--user",
+                user,
+                "--app-password",
+                password,
+            ],
+        )
+    }
+
     /// A client for user `n` (0: alice, 1: bob).
     pub fn client(&self, n: usize) -> Client {
         let (user, password) = self.users[n].clone();
