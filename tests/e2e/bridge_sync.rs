@@ -71,19 +71,7 @@ fn two_users_sync_100_mib_through_the_bridge_which_sees_only_metadata() {
         "{bad:?}"
     );
 
-    let added: serde_json::Value = serde_json::from_str(&ok(
-        &a.home,
-        &[
-            "folder",
-            "add",
-            a.folder.to_str().unwrap(),
-            "--label",
-            "shared",
-            "--json",
-        ],
-    ))
-    .unwrap();
-    let folder_id = added["id"].as_str().unwrap().to_owned();
+    let folder_id = a.add_folder("shared").unwrap();
     const SIZE: usize = 100 << 20;
     std::fs::write(a.folder.join("big.bin"), fill(b"bridge sync", SIZE)).unwrap();
     std::fs::write(a.folder.join("notes.txt"), b"from alice").unwrap();
@@ -301,19 +289,7 @@ fn server_authoritative_folders_keep_the_bridge_s_order() {
     for s in [&a, &b] {
         bridge.login(&s.home, 0).unwrap();
     }
-    let added: serde_json::Value = serde_json::from_str(&ok(
-        &a.home,
-        &[
-            "folder",
-            "add",
-            a.folder.to_str().unwrap(),
-            "--label",
-            "ordered",
-            "--json",
-        ],
-    ))
-    .unwrap();
-    let folder_id = added["id"].as_str().unwrap().to_owned();
+    let folder_id = a.add_folder("ordered").unwrap();
     std::fs::write(a.folder.join("plan.txt"), b"v1").unwrap();
     let _pa = start(&a);
     assert!(
@@ -390,16 +366,7 @@ fn a_lying_bridge_is_caught_whatever_it_does_to_the_log() {
     let mut bridge = Target::start(&[]).unwrap();
     let a = side(tmp.path(), "a");
     bridge.login(&a.home, 0).unwrap();
-    ok(
-        &a.home,
-        &[
-            "folder",
-            "add",
-            a.folder.to_str().unwrap(),
-            "--label",
-            "shared",
-        ],
-    );
+    a.add_folder("shared").unwrap();
     for i in 0..3 {
         std::fs::write(a.folder.join(format!("f{i}.txt")), format!("file {i}")).unwrap();
     }
@@ -577,19 +544,7 @@ fn a_bridge_that_shows_two_devices_two_histories_is_caught_when_they_compare() {
     for s in [&a, &b] {
         bridge.login(&s.home, 0).unwrap();
     }
-    let added: serde_json::Value = serde_json::from_str(&ok(
-        &a.home,
-        &[
-            "folder",
-            "add",
-            a.folder.to_str().unwrap(),
-            "--label",
-            "shared",
-            "--json",
-        ],
-    ))
-    .unwrap();
-    let folder_id = added["id"].as_str().unwrap().to_owned();
+    let folder_id = a.add_folder("shared").unwrap();
     for i in 0..3 {
         std::fs::write(a.folder.join(format!("f{i}.txt")), format!("file {i}")).unwrap();
     }

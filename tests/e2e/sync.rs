@@ -215,16 +215,7 @@ fn three_daemons_with_random_changes_and_an_outage_converge() {
     let a = side(tmp.path(), "a");
     let b = side(tmp.path(), "b");
     let c = side(tmp.path(), "c");
-    ok(
-        &a.home,
-        &[
-            "folder",
-            "add",
-            a.folder.to_str().unwrap(),
-            "--label",
-            "shared",
-        ],
-    );
+    a.add_folder("shared").unwrap();
     let invites: Vec<String> = [&b, &c]
         .iter()
         .map(|s| ok(&a.home, &["folder", "share", "shared", "--with", &s.id]))
@@ -322,16 +313,7 @@ fn metrics_count_bytes_chunks_and_versions() {
         c.metrics_listen = Some("127.0.0.1:0".to_owned())
     })
     .unwrap();
-    ok(
-        &a.home,
-        &[
-            "folder",
-            "add",
-            a.folder.to_str().unwrap(),
-            "--label",
-            "shared",
-        ],
-    );
+    a.add_folder("shared").unwrap();
     let invite = ok(&a.home, &["folder", "share", "shared", "--with", &b.id]);
     std::fs::write(a.folder.join("data.bin"), fill(b"metrics", 300_000)).unwrap();
     let (_pa, addr_a) = start(&a);

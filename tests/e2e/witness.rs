@@ -101,19 +101,7 @@ fn witnesses_cosign_proofs_carry_their_cosignatures_and_a_forged_log_is_refused(
 
     let a = Side::new(tmp.path(), "a").unwrap();
     bridge.login(&a.home, 0).unwrap();
-    let added: serde_json::Value = serde_json::from_str(&ok(
-        &a.home,
-        &[
-            "folder",
-            "add",
-            a.folder.to_str().unwrap(),
-            "--label",
-            "shared",
-            "--json",
-        ],
-    ))
-    .unwrap();
-    let folder_id = added["id"].as_str().unwrap().to_owned();
+    let folder_id = a.add_folder("shared").unwrap();
     let policy = tmp.path().join("policy");
     std::fs::write(
         &policy,

@@ -310,6 +310,17 @@ impl Side {
         harp_ok(&self.home, args)
     }
 
+    /// Adds its folder (`folder`) under `label`; the folder's id.
+    pub fn add_folder(&self, label: &str) -> Result<String> {
+        let path = self.folder.to_str().context("a non-UTF-8 temp path")?;
+        let out = self.harp(&["folder", "add", path, "--label", label, "--json"])?;
+        let v: serde_json::Value = serde_json::from_str(&out)?;
+        Ok(v["id"]
+            .as_str()
+            .context("folder add printed no id")?
+            .to_owned())
+    }
+
     /// Starts its daemon and waits until it is ready; returns it and its first address.
     pub fn start(&self) -> Result<(Proc, String)> {
         let p = Proc::start(&[], &self.home, &["daemon"])?;
@@ -328,17 +339,12 @@ impl Side {
 pub fn pair(tmp: &Path) -> Result<(Side, Side, Proc, Proc)> {
     let a = Side::new(tmp, "a")?;
     let b = Side::new(tmp, "b")?;
-    let (a_folder, b_folder) = (
-        a.folder
-            .to_str()
-            .context("a non-UTF-8 temp path")?
-            .to_owned(),
-        b.folder
-            .to_str()
-            .context("a non-UTF-8 temp path")?
-            .to_owned(),
-    );
-    harp_ok(&a.home, &["folder", "add", &a_folder, "--label", "shared"])?;
+    let b_folder = b
+        .folder
+        .to_str()
+        .context("a non-UTF-8 temp path")?
+        .to_owned();
+    a.add_folder("shared")?;
     let invite = harp_ok(&a.home, &["folder", "share", "shared", "--with", &b.id])?;
     let (pa, addr_a) = a.start()?;
     harp_ok(
