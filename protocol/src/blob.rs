@@ -21,8 +21,9 @@
 //! one folder. Keyed chunk boundaries (see [`crate::keys::FolderKeys::gear_table`]) keep sizes
 //! from fingerprinting known files.
 
-use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20::cipher::consts::U10;
+use chacha20::cipher::generic_array::GenericArray;
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use thiserror::Error;
 
 use crate::codec::DecodeError;
@@ -130,6 +131,25 @@ fn synthetic_nonce(nonce_key: &SecretKey, plaintext: &[u8]) -> [u8; 24] {
     nonce
 }
 
+/// XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03) on top of ring's ChaCha20-Poly1305:
+/// HChaCha20 turns the key and the nonce's first 16 bytes into a subkey, and the nonce's last 8
+/// bytes, after four zero bytes, are the IETF nonce. The bytes are those of any XChaCha20-Poly1305
+/// (a test checks them against RustCrypto's, and the golden vectors pin them); ring's assembly
+/// is what makes it worth the few lines: blobs are the one per-byte cost Harp adds to a transfer.
+/// `None` only if ring refuses a 32-byte key, which it never does.
+fn xchacha_key(key: &SecretKey, nonce: &[u8; 24]) -> Option<(LessSafeKey, Nonce)> {
+    let mut input = [0u8; 16];
+    input.copy_from_slice(&nonce[..16]);
+    let subkey = chacha20::hchacha::<U10>(
+        GenericArray::from_slice(key.as_bytes()),
+        GenericArray::from_slice(&input),
+    );
+    let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, subkey.as_slice()).ok()?);
+    let mut ietf = [0u8; 12];
+    ietf[4..].copy_from_slice(&nonce[16..]);
+    Some((key, Nonce::assume_unique_for_key(ietf)))
+}
+
 /// A data chunk's **tag**: the keyed BLAKE3 of its plaintext, whose first 24 bytes are the
 /// blob's nonce. Sealing is a function of the plaintext, so a chunk whose tag is known maps to
 /// the id it had: a rescan that finds a known tag skips the encryption (`harp` keeps tags in
@@ -173,7 +193,9 @@ fn seal_with_nonce(
     }
     let (_, enc_key) = kind.keys(keys);
     let header = [BLOB_VERSION, kind as u8];
-    let cipher = XChaCha20Poly1305::new(enc_key.as_bytes().into());
+    // Sealing fails only for plaintexts beyond ChaCha20's 256 GiB limit, excluded above.
+    let too_large = || BlobError::TooLarge(plaintext.len());
+    let (cipher, aead_nonce) = xchacha_key(enc_key, &nonce).ok_or_else(too_large)?;
     // One buffer, encrypted in place: header, nonce, then the plaintext turned ciphertext,
     // then the tag (no second copy of a chunk on the hot path).
     let mut blob = Vec::with_capacity(BLOB_OVERHEAD + plaintext.len());
@@ -181,10 +203,9 @@ fn seal_with_nonce(
     blob.extend_from_slice(&nonce);
     blob.extend_from_slice(plaintext);
     let tag = cipher
-        .encrypt_in_place_detached(XNonce::from_slice(&nonce), &header, &mut blob[26..])
-        // Encryption fails only for plaintexts beyond XChaCha's 256 GiB limit, excluded above.
-        .map_err(|_| BlobError::TooLarge(plaintext.len()))?;
-    blob.extend_from_slice(&tag);
+        .seal_in_place_separate_tag(aead_nonce, Aad::from(header), &mut blob[26..])
+        .map_err(|_| too_large())?;
+    blob.extend_from_slice(tag.as_ref());
     Ok((ChunkId::of_ciphertext(&blob), blob))
 }
 
@@ -249,17 +270,16 @@ pub fn open_unchecked_id(
         });
     }
     let (nonce_key, enc_key) = kind.keys(keys);
-    let nonce = &blob[2..26];
-    let cipher = XChaCha20Poly1305::new(enc_key.as_bytes().into());
-    let plaintext = cipher
-        .decrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: &blob[26..],
-                aad: &blob[..2],
-            },
-        )
-        .map_err(|_| BlobError::Authentication)?;
+    let mut nonce = [0u8; 24];
+    nonce.copy_from_slice(&blob[2..26]);
+    let (cipher, aead_nonce) = xchacha_key(enc_key, &nonce).ok_or(BlobError::Authentication)?;
+    // Decrypted in place in one copy of ciphertext and tag; the tag is cut off after.
+    let mut plaintext = blob[26..].to_vec();
+    let len = cipher
+        .open_in_place(aead_nonce, Aad::from([blob[0], blob[1]]), &mut plaintext)
+        .map_err(|_| BlobError::Authentication)?
+        .len();
+    plaintext.truncate(len);
     if synthetic_nonce(nonce_key, &plaintext) != nonce {
         return Err(BlobError::NonceMismatch);
     }
@@ -334,7 +354,31 @@ mod tests {
     }
 
     #[test]
+    fn blobs_are_byte_for_byte_rustcrypto_xchacha20_poly1305() {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+        let k = keys();
+        for len in [0usize, 1, 63, 64, 65, 1000, 65_536, 100_003] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let (_, blob) = seal(&k, BlobKind::Chunk, &data).unwrap();
+            let cipher = XChaCha20Poly1305::new(k.chunk_encryption.as_bytes().into());
+            let reference = cipher
+                .encrypt(
+                    XNonce::from_slice(&blob[2..26]),
+                    Payload {
+                        msg: &data,
+                        aad: &blob[..2],
+                    },
+                )
+                .unwrap();
+            assert_eq!(&blob[26..], &reference[..], "length {len}");
+        }
+    }
+
+    #[test]
     fn a_non_canonical_nonce_is_refused_even_with_the_key() {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        use chacha20poly1305::{XChaCha20Poly1305, XNonce};
         let k = keys();
         let plaintext = b"same bytes, other nonce";
         let nonce = [9u8; 24];

@@ -60,6 +60,8 @@ impl Params {
 #[derive(Clone)]
 pub struct Chunker {
     gear: Box<[u64; 256]>,
+    /// `gear` shifted left by one: lets [`roll`] compute the hash two bytes ahead directly.
+    gear_shifted: Box<[u64; 256]>,
     mask_small: u64,
     mask_large: u64,
     params: Params,
@@ -92,6 +94,7 @@ impl Chunker {
         };
         let bits = params.avg.trailing_zeros();
         Self {
+            gear_shifted: Box::new(gear.map(|g| g << 1)),
             gear: Box::new(gear),
             mask_small: high_bits(bits + NORMALIZATION),
             mask_large: high_bits(bits - NORMALIZATION),
@@ -120,23 +123,14 @@ impl Chunker {
             return end;
         }
         let center = avg.min(end);
-        let mut hash = 0u64;
-        let mut i = min;
-        while i < center {
-            hash = (hash << 1).wrapping_add(self.gear[data[i] as usize]);
-            if hash & self.mask_small == 0 {
-                return i + 1;
-            }
-            i += 1;
+        let (gear, gear2) = (&*self.gear, &*self.gear_shifted);
+        match roll(gear, gear2, &data[..center], min, 0, self.mask_small) {
+            Ok(cut) => cut,
+            Err(hash) => match roll(gear, gear2, &data[..end], center, hash, self.mask_large) {
+                Ok(cut) => cut,
+                Err(_) => end,
+            },
         }
-        while i < end {
-            hash = (hash << 1).wrapping_add(self.gear[data[i] as usize]);
-            if hash & self.mask_large == 0 {
-                return i + 1;
-            }
-            i += 1;
-        }
-        end
     }
 
     /// The chunks of a whole in-memory buffer, as byte ranges.
@@ -154,12 +148,96 @@ impl Chunker {
     }
 }
 
+/// Rolls the gear hash (`hash = (hash << 1) + gear[byte]`) over `data[from..]` and returns the
+/// position just after the first byte where `hash & mask == 0`, or the hash at the end.
+///
+/// Two bytes per step: the hash after the second byte is computed from the hash before the
+/// first, `(hash << 2) + (gear[a] << 1) + gear[b]`, so the chain of dependent operations is
+/// half as long as one byte at a time (the one-byte hash in between is off that chain and only
+/// checked). The cut points are exactly those of the one-byte loop; the golden vectors and a
+/// test pin them.
+#[inline(always)]
+fn roll(
+    gear: &[u64; 256],
+    gear_shifted: &[u64; 256],
+    data: &[u8],
+    from: usize,
+    mut hash: u64,
+    mask: u64,
+) -> Result<usize, u64> {
+    let mut i = from;
+    let mut pairs = data[from.min(data.len())..].chunks_exact(2);
+    for pair in pairs.by_ref() {
+        let (a, b) = (pair[0] as usize, pair[1] as usize);
+        let first = (hash << 1).wrapping_add(gear[a]);
+        let second = (hash << 2).wrapping_add(gear_shifted[a].wrapping_add(gear[b]));
+        if (first & mask == 0) | (second & mask == 0) {
+            return Ok(if first & mask == 0 { i + 1 } else { i + 2 });
+        }
+        hash = second;
+        i += 2;
+    }
+    if let [last] = pairs.remainder() {
+        hash = (hash << 1).wrapping_add(gear[*last as usize]);
+        if hash & mask == 0 {
+            return Ok(i + 1);
+        }
+    }
+    Err(hash)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::keys::FolderKey;
     use proptest::prelude::*;
     use std::collections::HashSet;
+
+    /// The one-byte-at-a-time loop that [`roll`] must match cut for cut.
+    fn reference_cut(c: &Chunker, data: &[u8]) -> usize {
+        let (min, avg) = (c.params.min as usize, c.params.avg as usize);
+        let end = data.len().min(c.params.max as usize);
+        if end <= min {
+            return end;
+        }
+        let mut hash = 0u64;
+        for (i, byte) in data.iter().enumerate().take(end).skip(min) {
+            hash = (hash << 1).wrapping_add(c.gear[*byte as usize]);
+            let mask = if i < avg.min(end) {
+                c.mask_small
+            } else {
+                c.mask_large
+            };
+            if hash & mask == 0 {
+                return i + 1;
+            }
+        }
+        end
+    }
+
+    #[test]
+    fn two_bytes_per_step_cuts_where_one_byte_per_step_does() {
+        let c = chunker();
+        for seed in 0..40u64 {
+            let data = random(seed, 3 << 20);
+            let mut at = 0;
+            while at < data.len() {
+                // Every length near the bounds too: odd and even ends of each loop.
+                let rest = &data[at..];
+                assert_eq!(c.cut(rest), reference_cut(&c, rest), "seed {seed} at {at}");
+                for trim in [1usize, 2, 3] {
+                    let short = &rest[..rest.len().saturating_sub(trim)];
+                    assert_eq!(c.cut(short), reference_cut(&c, short));
+                }
+                at += c.cut(rest);
+            }
+        }
+        // Low-entropy data, where the hash settles into a cycle.
+        for byte in [0u8, 1, 0xff] {
+            let data = vec![byte; 1 << 20];
+            assert_eq!(c.cut(&data), reference_cut(&c, &data));
+        }
+    }
 
     fn chunker() -> Chunker {
         Chunker::for_folder(&FolderKey::from_bytes([9; 32]).schedule())
