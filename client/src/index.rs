@@ -5,7 +5,7 @@
 //! model. Every write the scanner makes for one batch of files is one transaction, so a kill -9
 //! leaves either the old or the new state of each file, and a rescan converges.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use harp_protocol::chain::Entry;
@@ -395,6 +395,29 @@ impl Index {
             Ok((path, kind_of(kind)?, offset as u64, len as u32))
         })
         .collect()
+    }
+
+    /// Which of `ids` some current file of `folder` held at its last scan: one query per 500
+    /// ids, so that a new file's chunks are not looked up one by one only to find nothing.
+    pub fn known_chunks(&self, folder: &FolderId, ids: &[ChunkId]) -> Result<HashSet<ChunkId>> {
+        let mut known = HashSet::new();
+        for batch in ids.chunks(500) {
+            let marks = vec!["?"; batch.len()].join(",");
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT DISTINCT c.id FROM chunk c
+                 JOIN file f ON f.folder = c.folder AND f.file_id = c.file_id
+                 WHERE c.folder = ? AND f.deleted = 0 AND c.id IN ({marks})"
+            ))?;
+            let mut args: Vec<&[u8]> = Vec::with_capacity(batch.len() + 1);
+            args.push(folder.as_bytes());
+            args.extend(batch.iter().map(|id| id.as_bytes().as_slice()));
+            let rows =
+                stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, Vec<u8>>(0))?;
+            for id in rows {
+                known.insert(ChunkId::from_bytes(blob(id?, "chunk id")?));
+            }
+        }
+        Ok(known)
     }
 
     /// A manifest node blob.
