@@ -508,7 +508,7 @@ async fn serve(
             .unwrap_or_default();
         folders.push((node.open_folder(f)?, members));
     }
-    let source = LocalSource::new(Index::open(&node.dirs.index())?, folders);
+    let source = LocalSource::new(Index::open(&node.dirs.index())?.with_cache_mib(4)?, folders);
     tokio::spawn(chunks::serve(handle.clone(), Arc::new(source)));
     tokio::spawn(meta::serve(handle.clone(), shared.clone()));
     tokio::spawn(meta::keep_in_sync(handle.clone(), shared, pushed));

@@ -197,6 +197,15 @@ impl Index {
         Self::init(conn)
     }
 
+    /// Caps this connection's page cache at `mib`. The writer keeps its 64 MiB (scans touch
+    /// pages all over the B-trees); a connection that only looks rows up (the chunk server,
+    /// the web UI) does with a few, and every MiB it does not cache is RSS the daemon keeps
+    /// below its budget (the OS caches the file anyway).
+    pub fn with_cache_mib(self, mib: i64) -> Result<Self> {
+        self.conn.pragma_update(None, "cache_size", -1024 * mib)?;
+        Ok(self)
+    }
+
     /// An index in memory, for tests.
     pub fn in_memory() -> Result<Self> {
         Self::init(Connection::open_in_memory()?)

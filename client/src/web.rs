@@ -185,7 +185,9 @@ async fn status(State(api): State<Shared>, h: HeaderMap) -> Result<axum::Json<Va
     authorize(&api, &h)?;
     let listen = api.handle.listen_addrs().await.unwrap_or_default();
     let peers = api.handle.peers().await.unwrap_or_default();
-    let index = crate::index::Index::open(&api.dirs.index()).ok();
+    let index = crate::index::Index::open(&api.dirs.index())
+        .and_then(|i| i.with_cache_mib(4))
+        .ok();
     let folders: Vec<Value> = api
         .folders
         .iter()
@@ -280,7 +282,7 @@ async fn conflicts(
     let folder = api.folder(&id)?.clone();
     let dirs = api.dirs.clone();
     let list = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Value>> {
-        let index = crate::index::Index::open(&dirs.index())?;
+        let index = crate::index::Index::open(&dirs.index())?.with_cache_mib(4)?;
         let mut rows: Vec<_> = index
             .files(&folder.id)?
             .into_values()

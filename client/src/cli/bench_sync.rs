@@ -288,6 +288,8 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
         c.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".to_owned()];
         c.mdns = false;
         c.watch_delay_ms = 100;
+        // No web UI: two daemons would contend for its default port, and no one looks.
+        c.web_listen = String::new();
         c.save(&dirs)?;
     }
     a.harp(&[

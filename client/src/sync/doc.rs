@@ -355,3 +355,88 @@ fn decode_record(v: &Value<'_>) -> Option<Record> {
         }
     }
 }
+
+#[cfg(test)]
+mod memory {
+    use super::*;
+    use automerge::sync::{State, SyncDoc};
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    fn rss_mib() -> u64 {
+        let s = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: u64 = s.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (pages * 4096) >> 20
+    }
+
+    /// How much memory a document of 10,000 files takes, built locally and received.
+    #[test]
+    #[ignore = "a measurement: [EVERY=n] [BATCH=n] cargo test --release -p harp --lib memory -- --ignored --nocapture"]
+    fn document_of_10000_files() {
+        let every: u32 = std::env::var("EVERY").map_or(2048, |v| v.parse().unwrap());
+        let batch: u32 = std::env::var("BATCH").map_or(10_000, |v| v.parse().unwrap());
+        let base = rss_mib();
+        let mut a = AutoCommit::new();
+        let mut b = AutoCommit::new();
+        let (mut sa, mut sb) = (State::new(), State::new());
+        let mut biggest = 0;
+        let mut sync = |a: &mut AutoCommit, b: &mut AutoCommit| {
+            for _ in 0..10 {
+                if let Some(m) = a.sync().generate_sync_message(&mut sa) {
+                    let bytes = m.encode();
+                    biggest = biggest.max(bytes.len());
+                    b.sync()
+                        .receive_sync_message(
+                            &mut sb,
+                            automerge::sync::Message::decode(&bytes).unwrap(),
+                        )
+                        .unwrap();
+                }
+                if let Some(m) = b.sync().generate_sync_message(&mut sb) {
+                    a.sync().receive_sync_message(&mut sa, m).unwrap();
+                }
+            }
+        };
+        for i in 0..10_000u32 {
+            let mut v = vec![0u8; 200];
+            blake3::Hasher::new()
+                .update(&i.to_le_bytes())
+                .finalize_xof()
+                .fill(&mut v);
+            a.put(
+                automerge::ROOT,
+                format!("f/{}", hex(&v[..16])),
+                ScalarValue::Bytes(v.clone()),
+            )
+            .unwrap();
+            a.put(
+                automerge::ROOT,
+                format!("e/{}", hex(&v[16..48])),
+                ScalarValue::Bytes(v),
+            )
+            .unwrap();
+            if i % every == 0 {
+                a.commit();
+            }
+            if (i + 1) % batch == 0 {
+                a.commit();
+                sync(&mut a, &mut b);
+            }
+        }
+        a.commit();
+        sync(&mut a, &mut b);
+        let saved = a.save();
+        println!(
+            "a and b: +{} MiB; saved {} KiB, largest message {} KiB",
+            rss_mib() - base,
+            saved.len() >> 10,
+            biggest >> 10
+        );
+        let before = rss_mib();
+        let c = AutoCommit::load(&saved).unwrap();
+        println!("loaded from save: +{} MiB", rss_mib() - before);
+        drop((a, b, c));
+    }
+}
