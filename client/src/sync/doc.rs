@@ -428,6 +428,13 @@ mod memory {
         a.commit();
         sync(&mut a, &mut b);
         let saved = a.save();
+        let hwm: u64 = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap_or(0);
+        println!("peak {} MiB", hwm >> 10);
         println!(
             "a and b: +{} MiB; saved {} KiB, largest message {} KiB",
             rss_mib() - base,
