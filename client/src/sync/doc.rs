@@ -380,6 +380,21 @@ mod memory {
         let base = rss_mib();
         let mut a = AutoCommit::new();
         let mut b = AutoCommit::new();
+        if std::env::var("LOADED").is_ok() {
+            // As in the daemon: documents loaded from disk, with a little history already.
+            for i in 0..3u8 {
+                a.put(
+                    automerge::ROOT,
+                    format!("f/{i}"),
+                    ScalarValue::Bytes(vec![i; 200]),
+                )
+                .unwrap();
+                a.commit();
+            }
+            b.merge(&mut a).unwrap();
+            a = AutoCommit::load(&a.save()).unwrap();
+            b = AutoCommit::load(&b.save()).unwrap();
+        }
         let (mut sa, mut sb) = (State::new(), State::new());
         let mut biggest = 0;
         let mut sync = |a: &mut AutoCommit, b: &mut AutoCommit| {
