@@ -438,7 +438,7 @@ impl Fetcher for NetFetcher {
     fn fetch(
         &self,
         ids: Vec<ChunkId>,
-        sink: &mut dyn FnMut(ChunkId, Vec<u8>) -> std::io::Result<()>,
+        sink: &mut dyn FnMut(harp_protocol::blob::CheckedBlob) -> std::io::Result<()>,
     ) -> std::io::Result<Vec<ChunkId>> {
         let peers: Vec<PeerId> = match self.runtime.block_on(self.handle.peers()) {
             Ok(p) => p
@@ -461,9 +461,9 @@ impl Fetcher for NetFetcher {
         });
         let mut failed = None;
         let mut wanted = wanted;
-        while let Some((id, blob)) = rx.blocking_recv() {
-            wanted.remove(&id);
-            if let Err(e) = sink(id, blob) {
+        while let Some(blob) = rx.blocking_recv() {
+            wanted.remove(&blob.id());
+            if let Err(e) = sink(blob) {
                 failed = Some(e);
                 break;
             }

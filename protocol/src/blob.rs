@@ -223,6 +223,44 @@ pub fn check_id(id: &ChunkId, blob: &[u8]) -> Result<(), BlobError> {
     }
 }
 
+/// A blob whose bytes hash to its id. [`CheckedBlob::check`] is the only way to make one, so
+/// code that holds one need not hash it again: the receiver checks each blob once, as it comes
+/// off the wire, and opens it later without a second BLAKE3 pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedBlob {
+    id: ChunkId,
+    bytes: Vec<u8>,
+}
+
+impl CheckedBlob {
+    /// Checks `bytes` against `id` ([`check_id`]).
+    pub fn check(id: ChunkId, bytes: Vec<u8>) -> Result<Self, BlobError> {
+        check_id(&id, &bytes)?;
+        Ok(Self { id, bytes })
+    }
+
+    /// The id the bytes hash to.
+    pub fn id(&self) -> ChunkId {
+        self.id
+    }
+
+    /// The blob's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The blob's bytes, owned.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// Authenticates and decrypts the blob and checks that it is canonical ([`open`] without
+    /// hashing it again).
+    pub fn open(&self, keys: &FolderKeys, kind: BlobKind) -> Result<Vec<u8>, BlobError> {
+        open_unchecked_id(keys, kind, &self.bytes)
+    }
+}
+
 /// Checks `blob` against `id`, authenticates and decrypts it, and checks that it is canonical.
 pub fn open(
     keys: &FolderKeys,
@@ -398,6 +436,24 @@ mod tests {
             open_unchecked_id(&k, BlobKind::Chunk, &blob),
             Err(BlobError::NonceMismatch)
         );
+    }
+
+    #[test]
+    fn a_checked_blob_exists_only_for_matching_bytes_and_opens_like_open() {
+        let k = keys();
+        let (id, blob) = seal(&k, BlobKind::Chunk, b"checked once").unwrap();
+        let checked = CheckedBlob::check(id, blob.clone()).unwrap();
+        assert_eq!(checked.id(), id);
+        assert_eq!(
+            checked.open(&k, BlobKind::Chunk).unwrap(),
+            open(&k, BlobKind::Chunk, &id, &blob).unwrap()
+        );
+        let mut flipped = blob;
+        flipped[30] ^= 1;
+        assert!(matches!(
+            CheckedBlob::check(id, flipped),
+            Err(BlobError::IdMismatch { .. })
+        ));
     }
 
     #[test]

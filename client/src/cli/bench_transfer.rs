@@ -91,15 +91,16 @@ async fn fetch_all(
     folder: &Folder,
     ids: &[ChunkId],
 ) -> anyhow::Result<(f64, u64)> {
-    let (tx, mut rx) = mpsc::channel::<(ChunkId, Vec<u8>)>(64);
+    let (tx, mut rx) = mpsc::channel::<blob::CheckedBlob>(64);
     let keys = folder.keys.clone();
     let consumer = std::thread::spawn(move || -> anyhow::Result<u64> {
         let mut plain_bytes = 0u64;
-        while let Some((id, b)) = rx.blocking_recv() {
+        while let Some(b) = rx.blocking_recv() {
             // `fetch` checked the id (BLAKE3 of the blob) already: authenticate and decrypt.
-            let plain = blob::open_unchecked_id(&keys, BlobKind::Chunk, &b)
-                .or_else(|_| blob::open_unchecked_id(&keys, BlobKind::ManifestNode, &b))
-                .map_err(|e| anyhow::anyhow!("blob {id}: {e}"))?;
+            let plain = b
+                .open(&keys, BlobKind::Chunk)
+                .or_else(|_| b.open(&keys, BlobKind::ManifestNode))
+                .map_err(|e| anyhow::anyhow!("blob {}: {e}", b.id()))?;
             plain_bytes += plain.len() as u64;
         }
         Ok(plain_bytes)

@@ -252,7 +252,7 @@ struct Shared<'a> {
     /// Workers in the current round: no worker takes more than its share of what is left.
     workers: std::sync::atomic::AtomicUsize,
     folder: FolderId,
-    out: &'a mpsc::Sender<(ChunkId, Vec<u8>)>,
+    out: &'a mpsc::Sender<blob::CheckedBlob>,
     stats: &'a Stats,
     fetched: Mutex<(u64, u64)>,
 }
@@ -271,7 +271,7 @@ pub async fn fetch(
     peers: &[PeerId],
     folder: FolderId,
     ids: Vec<ChunkId>,
-    out: &mpsc::Sender<(ChunkId, Vec<u8>)>,
+    out: &mpsc::Sender<blob::CheckedBlob>,
 ) -> Outcome {
     let mut unique = HashSet::new();
     let pending: VecDeque<ChunkId> = ids.into_iter().filter(|id| unique.insert(*id)).collect();
@@ -432,20 +432,21 @@ async fn run_worker(
         };
         match msg {
             Message::Blob { data, .. } => {
-                let sound = blob::check_id(&id, &data).is_ok();
-                shared.stats.checked(sound);
-                if !sound {
+                let checked = blob::CheckedBlob::check(id, data);
+                shared.stats.checked(checked.is_ok());
+                let Ok(data) = checked else {
                     return Err(StreamError::BadBlob(id));
-                }
-                shared.stats.count(&peer, data.len() as u64, true);
-                handle.limits.recv.take(data.len() as u64).await;
+                };
+                let len = data.bytes().len() as u64;
+                shared.stats.count(&peer, len, true);
+                handle.limits.recv.take(len).await;
                 {
                     let mut f = shared.fetched.lock().unwrap_or_else(|e| e.into_inner());
                     f.0 += 1;
-                    f.1 += data.len() as u64;
+                    f.1 += len;
                 }
                 inflight[pos].1.remove(&id);
-                if shared.out.send((id, data)).await.is_err() {
+                if shared.out.send(data).await.is_err() {
                     // The consumer is gone: stop, and give the rest back.
                     return Ok(());
                 }

@@ -118,7 +118,8 @@ async fn collect(
     let gather = tokio::spawn(async move {
         let mut got = Vec::new();
         while let Some(b) = rx.recv().await {
-            got.push(b);
+            let b: blob::CheckedBlob = b;
+            got.push((b.id(), b.into_bytes()));
         }
         got
     });

@@ -27,7 +27,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use ed25519_dalek::SigningKey;
-use harp_protocol::blob::{self, BlobKind};
+use harp_protocol::blob::{BlobKind, CheckedBlob};
 use harp_protocol::chain::{self, ChainTip, Change, Entry, Op};
 use harp_protocol::ids::{ChainHash, ChunkId, DeviceId, FileId};
 use harp_protocol::manifest::{ChunkRef, EntryKind, Node};
@@ -51,12 +51,13 @@ use crate::store;
 
 /// Gets blobs from peers.
 pub trait Fetcher {
-    /// Fetches `ids` of the folder, handing each checked blob to `sink`; returns the ids it
-    /// could not get. `sink` returning an error stops the fetch.
+    /// Fetches `ids` of the folder, handing each blob to `sink` checked against its id (the
+    /// type says so); returns the ids it could not get. `sink` returning an error stops the
+    /// fetch.
     fn fetch(
         &self,
         ids: Vec<ChunkId>,
-        sink: &mut dyn FnMut(ChunkId, Vec<u8>) -> std::io::Result<()>,
+        sink: &mut dyn FnMut(CheckedBlob) -> std::io::Result<()>,
     ) -> std::io::Result<Vec<ChunkId>>;
 }
 
@@ -68,7 +69,7 @@ impl Fetcher for NoPeers {
     fn fetch(
         &self,
         ids: Vec<ChunkId>,
-        _sink: &mut dyn FnMut(ChunkId, Vec<u8>) -> std::io::Result<()>,
+        _sink: &mut dyn FnMut(CheckedBlob) -> std::io::Result<()>,
     ) -> std::io::Result<Vec<ChunkId>> {
         Ok(ids)
     }
@@ -77,20 +78,20 @@ impl Fetcher for NoPeers {
 /// A fetcher in front of another that first answers from blobs fetched ahead for the round.
 struct Prefetched<'a> {
     inner: &'a dyn Fetcher,
-    blobs: std::cell::RefCell<HashMap<ChunkId, Vec<u8>>>,
+    blobs: std::cell::RefCell<HashMap<ChunkId, CheckedBlob>>,
 }
 
 impl Fetcher for Prefetched<'_> {
     fn fetch(
         &self,
         ids: Vec<ChunkId>,
-        sink: &mut dyn FnMut(ChunkId, Vec<u8>) -> std::io::Result<()>,
+        sink: &mut dyn FnMut(CheckedBlob) -> std::io::Result<()>,
     ) -> std::io::Result<Vec<ChunkId>> {
         let mut rest = Vec::new();
         for id in ids {
             let hit = self.blobs.borrow().get(&id).cloned();
             match hit {
-                Some(b) => sink(id, b)?,
+                Some(b) => sink(b)?,
                 None => rest.push(id),
             }
         }
@@ -127,8 +128,8 @@ fn prefetch(index: &Index, ctx: &Context<'_>, records: &[&Record], into: &Prefet
             let mut got = Vec::new();
             if into
                 .inner
-                .fetch(missing, &mut |id, b| {
-                    got.push((id, b));
+                .fetch(missing, &mut |b| {
+                    got.push((b.id(), b));
                     Ok(())
                 })
                 .is_err()
@@ -142,7 +143,7 @@ fn prefetch(index: &Index, ctx: &Context<'_>, records: &[&Record], into: &Prefet
             let blob = match index.manifest_node(id) {
                 Ok(Some(b)) => b,
                 _ => match into.blobs.borrow().get(id) {
-                    Some(b) => b.clone(),
+                    Some(b) => b.bytes().to_vec(),
                     None => continue,
                 },
             };
@@ -158,10 +159,15 @@ fn prefetch(index: &Index, ctx: &Context<'_>, records: &[&Record], into: &Prefet
     }
     let mut budget = PREFETCH_BUDGET;
     let mut seen = HashSet::new();
+    chunks.retain(|c| seen.insert(c.id));
+    // Chunks some local file holds are copied from it, not fetched: one query per 500 ids.
+    let ids: Vec<ChunkId> = chunks.iter().map(|c| c.id).collect();
+    let Ok(known) = index.known_chunks(&ctx.folder.id, &ids) else {
+        return;
+    };
     let wanted: Vec<ChunkId> = chunks
         .into_iter()
-        .filter(|c| seen.insert(c.id))
-        .filter(|c| matches!(index.locate_chunk(&ctx.folder.id, &c.id), Ok(v) if v.is_empty()))
+        .filter(|c| !known.contains(&c.id))
         .take_while(|c| {
             budget = budget.saturating_sub(u64::from(c.len));
             budget > 0
@@ -174,8 +180,8 @@ fn prefetch(index: &Index, ctx: &Context<'_>, records: &[&Record], into: &Prefet
     let mut got = Vec::new();
     if into
         .inner
-        .fetch(wanted, &mut |id, b| {
-            got.push((id, b));
+        .fetch(wanted, &mut |b| {
+            got.push((b.id(), b));
             Ok(())
         })
         .is_ok()
@@ -881,8 +887,8 @@ fn chunk_list(
         }
         if !missing.is_empty() {
             let mut got = Vec::new();
-            let left = ctx.fetcher.fetch(missing, &mut |id, b| {
-                got.push((id, b));
+            let left = ctx.fetcher.fetch(missing, &mut |b| {
+                got.push((b.id(), b.into_bytes()));
                 Ok(())
             })?;
             if !left.is_empty() {
@@ -1069,8 +1075,10 @@ fn build_content(
         }
         Ok(())
     };
-    let write = |id: ChunkId, sealed: &[u8], counter: &mut u64| -> std::io::Result<()> {
-        let plain = blob::open(keys, BlobKind::Chunk, &id, sealed)
+    let write = |sealed: CheckedBlob, counter: &mut u64| -> std::io::Result<()> {
+        let id = sealed.id();
+        let plain = sealed
+            .open(keys, BlobKind::Chunk)
             .map_err(|e| std::io::Error::other(format!("chunk {id}: {e}")))?;
         put_plain(id, &plain, counter)
     };
@@ -1180,7 +1188,11 @@ fn build_content(
         }
         let location = chunk::BlobLocation::Ranges(other_kinds);
         match chunk::make_blob(ctx.folder, id, location) {
-            Some(sealed) => write(*id, &sealed, &mut report.reused_bytes)?,
+            Some(sealed) => {
+                let sealed = CheckedBlob::check(*id, sealed)
+                    .map_err(|e| std::io::Error::other(format!("chunk {id}: {e}")))?;
+                write(sealed, &mut report.reused_bytes)?
+            }
             None => remote.push(*id),
         }
     }
@@ -1190,9 +1202,7 @@ fn build_content(
     let fetched_chunks = remote.len();
     let mut fetched = 0u64;
     if !remote.is_empty() {
-        let left = ctx
-            .fetcher
-            .fetch(remote, &mut |id, b| write(id, &b, &mut fetched))?;
+        let left = ctx.fetcher.fetch(remote, &mut |b| write(b, &mut fetched))?;
         report.fetched_bytes += fetched;
         if !left.is_empty() {
             return Err(later(format!(

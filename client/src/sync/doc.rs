@@ -397,7 +397,12 @@ mod memory {
         }
         let (mut sa, mut sb) = (State::new(), State::new());
         let mut biggest = 0;
+        let fresh = std::env::var("FRESH").is_ok();
         let mut sync = |a: &mut AutoCommit, b: &mut AutoCommit| {
+            if fresh {
+                // As the daemon's sessions did: every session from a fresh sync state.
+                (sa, sb) = (State::new(), State::new());
+            }
             for _ in 0..10 {
                 if let Some(m) = a.sync().generate_sync_message(&mut sa) {
                     let bytes = m.encode();

@@ -146,14 +146,14 @@ impl Fetcher for Peers {
     fn fetch(
         &self,
         ids: Vec<ChunkId>,
-        sink: &mut dyn FnMut(ChunkId, Vec<u8>) -> std::io::Result<()>,
+        sink: &mut dyn FnMut(harp_protocol::blob::CheckedBlob) -> std::io::Result<()>,
     ) -> std::io::Result<Vec<ChunkId>> {
         let mut left = Vec::new();
         'ids: for id in ids {
             for (index, folder) in &self.0 {
                 let index = index.lock().unwrap();
                 if let Some(b) = crate::chunk::read_blob(&index, folder, &id).unwrap() {
-                    sink(id, b)?;
+                    sink(harp_protocol::blob::CheckedBlob::check(id, b).unwrap())?;
                     continue 'ids;
                 }
             }
@@ -727,13 +727,13 @@ impl Fetcher for ClaimsChunks {
     fn fetch(
         &self,
         ids: Vec<ChunkId>,
-        sink: &mut dyn FnMut(ChunkId, Vec<u8>) -> std::io::Result<()>,
+        sink: &mut dyn FnMut(harp_protocol::blob::CheckedBlob) -> std::io::Result<()>,
     ) -> std::io::Result<Vec<ChunkId>> {
         for id in ids {
             let (index, _) = &self.0.0[0];
             let node = index.lock().unwrap().manifest_node(&id).unwrap();
             if let Some(b) = node {
-                sink(id, b)?;
+                sink(harp_protocol::blob::CheckedBlob::check(id, b).unwrap())?;
             }
         }
         Ok(Vec::new())
