@@ -169,3 +169,57 @@ fn every_command_has_its_exit_codes_and_json() {
     assert!(a.folder.join(".harp").is_dir());
     fails(h, &["folder", "remove", "docs"], "harp folder list");
 }
+
+/// `harp bench sync` (small, without Syncthing) runs its four scenarios between two real
+/// daemons and reports each with its measurements: a bench that silently broke would only be
+/// found when someone needs its figures. No time is asserted: speed lives in the benchmarks.
+#[test]
+fn bench_sync_reports_every_scenario_with_sizes_that_add_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = json(
+        tmp.path(),
+        &[
+            "bench",
+            "sync",
+            "--size-mib",
+            "2",
+            "--small-files",
+            "40",
+            "--no-syncthing",
+            "--json",
+        ],
+    );
+    assert_eq!(report["size_bytes"], 2 << 20);
+    assert!(report["syncthing"]["skipped"].is_string(), "{report}");
+    let scenarios = report["scenarios"].as_array().unwrap();
+    let names: Vec<&str> = scenarios
+        .iter()
+        .map(|s| s["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "new_file",
+            "insert_1_byte",
+            "overwrite_4_kib",
+            "small_files"
+        ]
+    );
+    for s in scenarios {
+        assert!(s["seconds"].as_f64().unwrap() > 0.0, "{s}");
+        assert!(s["peak_rss_bytes"].as_u64().unwrap() > 1 << 20, "{s}");
+        let sides = s["peak_rss_bytes_by_side"].as_array().unwrap();
+        assert_eq!(sides.len(), 2, "{s}");
+        assert_eq!(
+            sides.iter().map(|v| v.as_u64().unwrap()).max(),
+            s["peak_rss_bytes"].as_u64()
+        );
+    }
+    let wire = |i: usize| scenarios[i]["wire_bytes"].as_u64().unwrap();
+    // The whole new file crossed the wire; an edit of it moved a small part of that.
+    assert!(wire(0) >= 2 << 20, "{}", wire(0));
+    assert!(wire(1) < (2 << 20) / 2, "{}", wire(1));
+    assert!(wire(2) < (2 << 20) / 2, "{}", wire(2));
+    // 40 files of at least 1 KiB each.
+    assert!(wire(3) >= 40 * 1024, "{}", wire(3));
+}

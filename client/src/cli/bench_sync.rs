@@ -257,6 +257,8 @@ impl Run<'_> {
             "wire_bytes": wire,
             "cpu_seconds": cpu,
             "peak_rss_bytes": self.pids.iter().map(|p| tree_peak_rss(*p)).max(),
+            // Each side's own peak: the sender's and the receiver's memory differ in kind.
+            "peak_rss_bytes_by_side": self.pids.map(tree_peak_rss),
         }))
     }
 }
