@@ -398,12 +398,24 @@ mod memory {
         let (mut sa, mut sb) = (State::new(), State::new());
         let mut biggest = 0;
         let fresh = std::env::var("FRESH").is_ok();
+        let twice = std::env::var("TWICE").is_ok();
+        let (mut sa2, mut sb2) = (State::new(), State::new());
         let mut sync = |a: &mut AutoCommit, b: &mut AutoCommit| {
             if fresh {
                 // As the daemon's sessions did: every session from a fresh sync state.
                 (sa, sb) = (State::new(), State::new());
             }
             for _ in 0..10 {
+                if twice {
+                    // A second session at the same time, as when both sides start one: the
+                    // same changes may arrive through both.
+                    if let Some(m) = a.sync().generate_sync_message(&mut sa2) {
+                        b.sync().receive_sync_message(&mut sb2, m).unwrap();
+                    }
+                    if let Some(m) = b.sync().generate_sync_message(&mut sb2) {
+                        a.sync().receive_sync_message(&mut sa2, m).unwrap();
+                    }
+                }
                 if let Some(m) = a.sync().generate_sync_message(&mut sa) {
                     let bytes = m.encode();
                     biggest = biggest.max(bytes.len());
