@@ -49,12 +49,23 @@ pub enum Error {
     Automerge(#[from] automerge::AutomergeError),
 }
 
+/// How many changes one received sync message applies at a time (see
+/// [`FolderDoc::receive_sync_message`]).
+const APPLY_BATCH: usize = 1;
+
+/// A change holds at most this many values: a round that publishes 10,000 files makes many
+/// small changes, not one of 20,000 values, so that a receiver never inserts one huge piece
+/// (see [`FolderDoc::receive_sync_message`]).
+const COMMIT_EVERY: usize = 64;
+
 /// One folder's metadata document.
 pub struct FolderDoc {
     doc: AutoCommit,
     path: PathBuf,
     /// The heads as last saved (or loaded).
     saved: Vec<automerge::ChangeHash>,
+    /// Values put since the last commit (see [`COMMIT_EVERY`]).
+    uncommitted: usize,
 }
 
 impl std::fmt::Debug for FolderDoc {
@@ -108,6 +119,7 @@ impl FolderDoc {
             doc,
             path: path.to_owned(),
             saved,
+            uncommitted: 0,
         })
     }
 
@@ -117,6 +129,7 @@ impl FolderDoc {
             doc: AutoCommit::new().with_actor(random_actor()),
             path: PathBuf::new(),
             saved: Vec::new(),
+            uncommitted: 0,
         }
     }
 
@@ -190,7 +203,17 @@ impl FolderDoc {
             file_key(id),
             ScalarValue::Bytes(record.encode()),
         )?;
+        self.counted_put();
         Ok(())
+    }
+
+    /// Commits the open change once it holds [`COMMIT_EVERY`] values.
+    fn counted_put(&mut self) {
+        self.uncommitted += 1;
+        if self.uncommitted >= COMMIT_EVERY {
+            self.doc.commit();
+            self.uncommitted = 0;
+        }
     }
 
     /// Puts raw bytes under a file's key, unchecked: what a buggy or hostile peer could do
@@ -199,6 +222,7 @@ impl FolderDoc {
     pub fn put_raw_record(&mut self, id: &FileId, bytes: Vec<u8>) -> Result<(), Error> {
         self.doc
             .put(automerge::ROOT, file_key(id), ScalarValue::Bytes(bytes))?;
+        self.counted_put();
         Ok(())
     }
 
@@ -218,6 +242,7 @@ impl FolderDoc {
         value.extend_from_slice(&entry.encode());
         self.doc
             .put(automerge::ROOT, key, ScalarValue::Bytes(value))?;
+        self.counted_put();
         Ok(())
     }
 
@@ -308,6 +333,9 @@ impl FolderDoc {
     /// Generates the next sync message for a peer (None: nothing to say now).
     pub fn sync_message(&mut self, state: &mut automerge::sync::State) -> Option<Vec<u8>> {
         use automerge::sync::SyncDoc;
+        // Changes go one by one (V1), never as a saved document or one compressed bundle (V2):
+        // see `receive_sync_message` for why.
+        state.their_capabilities = Some(vec![automerge::sync::Capability::MessageV1]);
         self.doc
             .sync()
             .generate_sync_message(state)
@@ -321,8 +349,40 @@ impl FolderDoc {
         message: &[u8],
     ) -> Result<bool, String> {
         use automerge::sync::SyncDoc;
-        let message = automerge::sync::Message::decode(message).map_err(|e| e.to_string())?;
+        // A diagnostic: `HARP_DEBUG_SYNC_DIR=DIR` keeps every sync message received, to replay
+        // them in the `replay` measurement below (docs/benchmarks.md, peak RSS).
+        if let Some(dir) = std::env::var_os("HARP_DEBUG_SYNC_DIR") {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let name = format!("{}-{n:05}.msg", std::process::id());
+            if let Err(e) = std::fs::write(Path::new(&dir).join(name), message) {
+                tracing::debug!("HARP_DEBUG_SYNC_DIR: {e}");
+            }
+        }
+        let mut message = automerge::sync::Message::decode(message).map_err(|e| e.to_string())?;
         let before = self.doc.get_heads();
+        // Changes are applied a few at a time. Automerge 0.12 inserts one batch's new values
+        // as one piece of its column storage; a later insert into the middle of an oversized
+        // piece splits it, and the part kept keeps the whole allocation (`Vec::split_off`), so
+        // a large batch followed by more changes left hundreds of megabytes allocated for a
+        // 4 MB document (a replayed run: 31 -> 233 MiB on one 714 KB message). Small batches
+        // keep every piece small. A message in another form (an older peer's V2 bundle) goes
+        // through Automerge as it is.
+        if message.version == automerge::sync::MessageVersion::V1 && !message.changes.is_empty() {
+            let changes: Option<Vec<automerge::Change>> = message
+                .changes
+                .iter()
+                .map(|c| automerge::Change::from_bytes(c.to_vec()).ok())
+                .collect();
+            if let Some(changes) = changes {
+                let mut changes = changes.into_iter().peekable();
+                while changes.peek().is_some() {
+                    let batch: Vec<_> = changes.by_ref().take(APPLY_BATCH).collect();
+                    self.doc.apply_changes(batch).map_err(|e| e.to_string())?;
+                }
+                message.changes = automerge::sync::ChunkList::empty();
+            }
+        }
         self.doc
             .sync()
             .receive_sync_message(state, message)
@@ -477,5 +537,123 @@ mod memory {
         let c = AutoCommit::load(&saved).unwrap();
         println!("loaded from save: +{} MiB", rss_mib() - before);
         drop((a, b, c));
+    }
+}
+
+#[cfg(test)]
+mod replay {
+    use automerge::AutoCommit;
+    use automerge::sync::State;
+
+    fn hwm() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap_or(0)
+            >> 10
+    }
+
+    /// Applies the sync messages one daemon received (kept with `HARP_DEBUG_SYNC_DIR=DIR`) to
+    /// a new document, printing the memory peak after each: what found that one message of
+    /// 714 KB took the peak from 31 to 233 MiB (docs/benchmarks.md).
+    #[test]
+    #[ignore = "a measurement: REPLAY=DIR PID=pid [RELOAD=1] cargo test --release -p harp --lib replay -- --ignored --nocapture"]
+    fn replay_dumped() {
+        let dir = std::env::var("REPLAY").unwrap();
+        let prefix = format!("{}-", std::env::var("PID").unwrap());
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&prefix)
+            })
+            .collect();
+        files.sort();
+        let mut doc = super::FolderDoc::in_memory();
+        let mut state = State::new();
+        for f in files {
+            let bytes = std::fs::read(&f).unwrap();
+            let n = automerge::sync::Message::decode(&bytes)
+                .unwrap()
+                .changes
+                .len();
+            let before = hwm();
+            let t = std::time::Instant::now();
+            if std::env::var("RELOAD").is_ok() {
+                // As after a daemon restart: the document loaded from its saved bytes.
+                doc.doc = AutoCommit::load(&doc.doc.save()).unwrap();
+            }
+            doc.receive_sync_message(&mut state, &bytes).unwrap();
+            let rss = std::fs::read_to_string("/proc/self/statm").unwrap();
+            let rss: u64 = rss.split_whitespace().nth(1).unwrap().parse().unwrap();
+            println!(
+                "{:?}: {} bytes, {n} chunks, {:?}, peak {} -> {} MiB, rss {} MiB",
+                f.file_name().unwrap(),
+                bytes.len(),
+                t.elapsed(),
+                before,
+                hwm(),
+                (rss * 4096) >> 20
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::sync::{Message, MessageVersion, State};
+
+    /// Documents meet through `sync_message` and `receive_sync_message` in small changes sent
+    /// one by one: a round of 1,000 values arrives as many changes, never as one bundle or a
+    /// whole saved document, and both sides end with the same heads and values.
+    #[test]
+    fn sync_sends_small_changes_one_by_one_and_converges() {
+        let mut a = FolderDoc::in_memory();
+        let mut b = FolderDoc::in_memory();
+        for i in 0..500u32 {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            a.put_raw_record(&FileId::from_bytes(id), vec![i as u8; 150])
+                .unwrap();
+        }
+        let (mut sa, mut sb) = (State::new(), State::new());
+        let mut chunks = 0;
+        for _ in 0..20 {
+            if let Some(m) = a.sync_message(&mut sa) {
+                let decoded = Message::decode(&m).unwrap();
+                assert_eq!(decoded.version, MessageVersion::V1);
+                chunks += decoded.changes.len();
+                b.receive_sync_message(&mut sb, &m).unwrap();
+            }
+            if let Some(m) = b.sync_message(&mut sb) {
+                a.receive_sync_message(&mut sa, &m).unwrap();
+            }
+        }
+        assert_eq!(a.heads(), b.heads());
+        assert!(
+            chunks >= 500 / COMMIT_EVERY,
+            "{chunks} changes carried 500 values"
+        );
+        for i in [0u32, 250, 499] {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            let key = file_key(&FileId::from_bytes(id));
+            assert_eq!(
+                a.doc
+                    .get(automerge::ROOT, key.as_str())
+                    .unwrap()
+                    .map(|(v, _)| v.to_string()),
+                b.doc
+                    .get(automerge::ROOT, key.as_str())
+                    .unwrap()
+                    .map(|(v, _)| v.to_string())
+            );
+        }
     }
 }
