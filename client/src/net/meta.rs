@@ -13,7 +13,8 @@
 //! Every frame is `u32 length | payload`, at most [`MAX_FRAME`] bytes; a longer one, an unknown
 //! tag or a message Automerge cannot decode ends the stream. Each session starts from a fresh
 //! sync state, so a session cut halfway leaves nothing to undo: the next one starts over and
-//! sends only what the other side still lacks.
+//! sends only what the other side still lacks. Messages are Automerge's V1 form, changes one by
+//! one ([`FolderDoc::sync_message`] says why).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -330,7 +330,9 @@ impl FolderDoc {
         out
     }
 
-    /// Generates the next sync message for a peer (None: nothing to say now).
+    /// Generates the next sync message for a peer (None: nothing to say now): Automerge's V1
+    /// form, changes one by one, never a saved document or a V2 bundle, so that a receiver can
+    /// apply them one at a time (see [`Self::receive_sync_message`]).
     pub fn sync_message(&mut self, state: &mut automerge::sync::State) -> Option<Vec<u8>> {
         use automerge::sync::SyncDoc;
         // Changes go one by one (V1), never as a saved document or one compressed bundle (V2):
