@@ -49,8 +49,9 @@ use crate::index::{ChunkLoc, FileRow, Index};
 use crate::scan::Folder;
 use crate::store;
 
-/// Gets blobs from peers.
-pub trait Fetcher {
+/// Gets blobs from peers. Shared by the thread that installs and the one that fetches the
+/// next window ahead.
+pub trait Fetcher: Sync {
     /// Fetches `ids` of the folder, handing each blob to `sink` checked against its id (the
     /// type says so); returns the ids it could not get. `sink` returning an error stops the
     /// fetch.
@@ -78,7 +79,13 @@ impl Fetcher for NoPeers {
 /// A fetcher in front of another that first answers from blobs fetched ahead for the round.
 struct Prefetched<'a> {
     inner: &'a dyn Fetcher,
-    blobs: std::cell::RefCell<HashMap<ChunkId, CheckedBlob>>,
+    blobs: std::sync::Mutex<HashMap<ChunkId, CheckedBlob>>,
+}
+
+impl Prefetched<'_> {
+    fn blobs(&self) -> std::sync::MutexGuard<'_, HashMap<ChunkId, CheckedBlob>> {
+        self.blobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Fetcher for Prefetched<'_> {
@@ -89,7 +96,7 @@ impl Fetcher for Prefetched<'_> {
     ) -> std::io::Result<Vec<ChunkId>> {
         let mut rest = Vec::new();
         for id in ids {
-            let hit = self.blobs.borrow().get(&id).cloned();
+            let hit = self.blobs().get(&id).cloned();
             match hit {
                 Some(b) => sink(b)?,
                 None => rest.push(id),
@@ -106,6 +113,10 @@ impl Fetcher for Prefetched<'_> {
 const PREFETCH_BUDGET: u64 = 16 << 20;
 /// The most files in one window of installs fetched ahead together.
 const PREFETCH_FILES: usize = 2048;
+/// How many of a record's newest chain links the preparing thread checks ahead.
+const VERIFY_AHEAD_LINKS: u64 = 4;
+/// The most actions whose index writes commit together in one batch.
+const BATCH_ACTIONS: usize = 256;
 /// Files up to this size have their chunks fetched ahead (bigger ones stream to disk).
 const PREFETCH_FILE_MAX: u64 = 4 << 20;
 
@@ -136,13 +147,13 @@ fn prefetch(index: &Index, ctx: &Context<'_>, records: &[&Record], into: &Prefet
             {
                 return;
             }
-            into.blobs.borrow_mut().extend(got);
+            into.blobs().extend(got);
         }
         let mut next = Vec::new();
         for (id, small) in &level {
             let blob = match index.manifest_node(id) {
                 Ok(Some(b)) => b,
-                _ => match into.blobs.borrow().get(id) {
+                _ => match into.blobs().get(id) {
                     Some(b) => b.bytes().to_vec(),
                     None => continue,
                 },
@@ -186,7 +197,7 @@ fn prefetch(index: &Index, ctx: &Context<'_>, records: &[&Record], into: &Prefet
         })
         .is_ok()
     {
-        into.blobs.borrow_mut().extend(got);
+        into.blobs().extend(got);
     }
 }
 
@@ -436,100 +447,154 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
             w.push(r);
         }
     }
-    let mut current_window = None;
-    let mut built: HashMap<Digest, Built> = HashMap::new();
-    let round_ctx = Context {
-        fetcher: &cached,
-        ..*ctx
+    let parts = Parts {
+        folder: ctx.folder,
+        device: ctx.device,
+        members: ctx.members,
+        fetcher: ctx.fetcher,
+        doc,
     };
-    let ctx = &round_ctx;
-    let mut report = Report::default();
-    for action in actions {
-        let due = match &action {
-            Action::Install { record, .. } | Action::KeepConflict { winner: record, .. } => {
-                window_of.get(&record.digest()).copied()
-            }
-            _ => None,
-        };
-        if let Some(w) = due
-            && current_window != Some(w)
-        {
-            cached.blobs.borrow_mut().clear();
-            built.clear();
-            if windows[w].len() > 1 {
-                let refs: Vec<&Record> = windows[w].iter().collect();
-                prefetch(index, ctx, &refs, &cached);
-                built = build_ahead(index, ctx, &refs);
-            }
-            current_window = Some(w);
-        }
-        let mut what = describe(&action);
-        let result = match action {
-            Action::Publish { id, record } => {
-                match publish(index, doc, ctx, &id, &record, &mut pending) {
-                    Err(Defer::Lost(head)) => {
-                        what.0 = "keep a conflict copy of";
-                        lost_claim(index, doc, ctx, &id, &record, head, &mut report)
+    // With more than one window to fetch, the next one is fetched and built on a second index
+    // connection while the current one installs.
+    let preparer = if windows.iter().filter(|w| w.len() > 1).count() > 1 {
+        index.reopen()?
+    } else {
+        None
+    };
+    std::thread::scope(|s| {
+        let mut ahead = preparer.map(|prep_index| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(0);
+            let windows = &windows;
+            s.spawn(move || {
+                for (w, window) in windows.iter().enumerate() {
+                    if tx.send(prepare(&prep_index, &parts, w, window)).is_err() {
+                        return;
                     }
-                    other => other,
+                }
+            });
+            Ahead { rx, next: 0 }
+        });
+        // Actions' index writes commit in batches (see `Index::begin_batch`).
+        let mut batched = 0;
+        let mut current_window = None;
+        let mut built: HashMap<Digest, Built> = HashMap::new();
+        let mut verified: HashSet<ChainHash> = HashSet::new();
+        let round_ctx = Context {
+            fetcher: &cached,
+            ..*ctx
+        };
+        let ctx = &round_ctx;
+        let mut report = Report::default();
+        for action in actions {
+            let due = match &action {
+                Action::Install { record, .. } | Action::KeepConflict { winner: record, .. } => {
+                    window_of.get(&record.digest()).copied()
+                }
+                _ => None,
+            };
+            if let Some(w) = due
+                && current_window != Some(w)
+            {
+                // Installing waits for nothing under the database's write lock.
+                index.end_batch()?;
+                cached.blobs().clear();
+                built.clear();
+                let ready = ahead
+                    .as_mut()
+                    .and_then(|a| a.take(w))
+                    .unwrap_or_else(|| prepare(index, &parts, w, &windows[w]));
+                *cached.blobs() = ready.blobs;
+                built = ready.built;
+                verified = ready.verified;
+                current_window = Some(w);
+            }
+            if batched >= BATCH_ACTIONS {
+                index.end_batch()?;
+                batched = 0;
+            }
+            index.begin_batch()?;
+            batched += 1;
+            let mut what = describe(&action);
+            let result = match action {
+                Action::Publish { id, record } => {
+                    match publish(index, doc, ctx, &id, &record, &mut pending) {
+                        Err(Defer::Lost(head)) => {
+                            what.0 = "keep a conflict copy of";
+                            lost_claim(index, doc, ctx, &id, &record, head, &mut report)
+                        }
+                        other => other,
+                    }
+                }
+                Action::Adopt { id, digest } => index
+                    .write(|w| w.set_base(&ctx.folder.id, &id, &digest))
+                    .map_err(Defer::from),
+                Action::Install {
+                    id,
+                    record,
+                    resolve,
+                } => {
+                    let prebuilt = built.remove(&record.digest());
+                    install(
+                        index,
+                        doc,
+                        ctx,
+                        &id,
+                        &record,
+                        &mut report,
+                        prebuilt,
+                        &verified,
+                    )
+                }
+                .and_then(|()| {
+                    if resolve {
+                        lock(doc).put_record(&id, &record)?;
+                    }
+                    Ok(())
+                }),
+                Action::KeepConflict {
+                    id,
+                    local,
+                    winner,
+                    resolve,
+                } => keep_conflict(index, doc, ctx, &id, &local, &winner, resolve, &mut report),
+                Action::Yield {
+                    id,
+                    local,
+                    same_content,
+                } => yield_path(index, doc, ctx, &id, &local, same_content, &mut pending),
+            };
+            match result {
+                Ok(()) => match what.0 {
+                    "publish" => report.published += 1,
+                    "install" => report.installed += 1,
+                    _ => {}
+                },
+                Err(Defer::Index(e)) => {
+                    index.end_batch()?;
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    if matches!(e, Defer::Refused(_)) {
+                        tracing::warn!(folder = %ctx.folder.id, "{}: {e}", what.1);
+                    } else {
+                        tracing::debug!(folder = %ctx.folder.id, "{} put off: {e}", what.1);
+                    }
+                    report.deferred.push((what.1, e.to_string()));
                 }
             }
-            Action::Adopt { id, digest } => index
-                .write(|w| w.set_base(&ctx.folder.id, &id, &digest))
-                .map_err(Defer::from),
-            Action::Install {
-                id,
-                record,
-                resolve,
-            } => {
-                let ahead = built.remove(&record.digest());
-                install(index, doc, ctx, &id, &record, &mut report, ahead)
-            }
-            .and_then(|()| {
-                if resolve {
-                    lock(doc).put_record(&id, &record)?;
+        }
+        index.end_batch()?;
+        lock(doc).save_if_changed()?;
+        if !pending.is_empty() {
+            index.write(|w| {
+                for (id, digest) in &pending {
+                    w.set_base(&ctx.folder.id, id, digest)?;
                 }
                 Ok(())
-            }),
-            Action::KeepConflict {
-                id,
-                local,
-                winner,
-                resolve,
-            } => keep_conflict(index, doc, ctx, &id, &local, &winner, resolve, &mut report),
-            Action::Yield {
-                id,
-                local,
-                same_content,
-            } => yield_path(index, doc, ctx, &id, &local, same_content, &mut pending),
-        };
-        match result {
-            Ok(()) => match what.0 {
-                "publish" => report.published += 1,
-                "install" => report.installed += 1,
-                _ => {}
-            },
-            Err(Defer::Index(e)) => return Err(e.into()),
-            Err(e) => {
-                if matches!(e, Defer::Refused(_)) {
-                    tracing::warn!(folder = %ctx.folder.id, "{}: {e}", what.1);
-                } else {
-                    tracing::debug!(folder = %ctx.folder.id, "{} put off: {e}", what.1);
-                }
-                report.deferred.push((what.1, e.to_string()));
-            }
+            })?;
         }
-    }
-    lock(doc).save_if_changed()?;
-    if !pending.is_empty() {
-        index.write(|w| {
-            for (id, digest) in &pending {
-                w.set_base(&ctx.folder.id, id, digest)?;
-            }
-            Ok(())
-        })?;
-    }
-    Ok(report)
+        Ok(report)
+    })
 }
 
 /// Why a round stopped.
@@ -685,6 +750,7 @@ fn remote_links(
     ctx: &Context<'_>,
     id: &FileId,
     record: &Record,
+    verified: &HashSet<ChainHash>,
 ) -> Result<(u64, Vec<(Entry, ChainHash)>), Defer> {
     let local: HashMap<ChainHash, u64> = index
         .chain_links(&ctx.folder.id, id)?
@@ -731,9 +797,11 @@ fn remote_links(
                 record.path, entry.author
             )));
         }
-        entry
-            .verify_signature(&prev)
-            .map_err(|e| Defer::Refused(format!("{}: {e}", record.path)))?;
+        if !verified.contains(&head) {
+            entry
+                .verify_signature(&prev)
+                .map_err(|e| Defer::Refused(format!("{}: {e}", record.path)))?;
+        }
         links.push((entry, head));
         head = prev;
     };
@@ -813,12 +881,115 @@ fn prepare_parents(folder: &Folder, rel: &str) -> Result<(), Defer> {
     Ok(())
 }
 
+/// What preparing a window needs of the round's context: all of it can be shared with the
+/// thread that prepares the next window.
+#[derive(Clone, Copy)]
+struct Parts<'a> {
+    folder: &'a Folder,
+    device: &'a SigningKey,
+    members: &'a HashSet<DeviceId>,
+    fetcher: &'a dyn Fetcher,
+    doc: &'a Doc,
+}
+
+/// A window of installs made ready: its blobs fetched, its small files built.
+struct Ready {
+    window: usize,
+    blobs: HashMap<ChunkId, CheckedBlob>,
+    built: HashMap<Digest, Built>,
+    /// Chain links whose signatures checked (see [`verify_ahead`]).
+    verified: HashSet<ChainHash>,
+}
+
+/// Fetches a window's blobs and builds its small files (nothing for a window of one file:
+/// its install fetches what it needs itself).
+fn prepare(index: &Index, parts: &Parts<'_>, window: usize, records: &[Record]) -> Ready {
+    let cache = Prefetched {
+        inner: parts.fetcher,
+        blobs: Default::default(),
+    };
+    let mut built = HashMap::new();
+    if records.len() > 1 {
+        let ctx = Context {
+            folder: parts.folder,
+            device: parts.device,
+            members: parts.members,
+            fetcher: &cache,
+            authority: None,
+        };
+        let refs: Vec<&Record> = records.iter().collect();
+        prefetch(index, &ctx, &refs, &cache);
+        built = build_ahead(index, &ctx, &refs);
+    }
+    // What is built is on disk: only the blobs of what was not built stay in memory.
+    let mut blobs = cache.blobs.into_inner().unwrap_or_else(|e| e.into_inner());
+    for b in built.values() {
+        for c in &b.locs {
+            blobs.remove(&c.id);
+        }
+    }
+    Ready {
+        window,
+        blobs,
+        built,
+        verified: verify_ahead(parts.doc, records),
+    }
+}
+
+/// The newest links of each record's chain (at most [`VERIFY_AHEAD_LINKS`]) whose entry hashes
+/// to the link and whose signature checks. The install still walks and checks every link
+/// (hash, author, sequence, what the last one says) but skips the signatures found here: a
+/// link is a hash of the entry and the link before it, so the same link is the same signed
+/// bytes. Done by the preparing thread, it takes an Ed25519 check per file off the installs.
+fn verify_ahead(doc: &Doc, records: &[Record]) -> HashSet<ChainHash> {
+    let mut verified = HashSet::new();
+    for r in records {
+        let mut head = r.chain_head;
+        for _ in 0..r.seq.min(VERIFY_AHEAD_LINKS) {
+            let Some((prev, entry)) = lock(doc).entry(&head) else {
+                break;
+            };
+            if chain::link(&prev, &entry.encode()) != head || entry.verify_signature(&prev).is_err()
+            {
+                break;
+            }
+            verified.insert(head);
+            head = prev;
+        }
+    }
+    verified
+}
+
+/// The windows a second thread prepares, one ahead of the window being installed.
+struct Ahead {
+    rx: std::sync::mpsc::Receiver<Ready>,
+    /// The window the preparer sends next.
+    next: usize,
+}
+
+impl Ahead {
+    /// Window `w` from the preparer, or `None` if it does not come any more (already passed,
+    /// or the thread is gone): then the caller prepares it itself. Windows passed over are
+    /// dropped with their temp files.
+    fn take(&mut self, w: usize) -> Option<Ready> {
+        while self.next <= w {
+            let ready = self.rx.recv().ok()?;
+            self.next = ready.window + 1;
+            if ready.window == w {
+                return Some(ready);
+            }
+        }
+        None
+    }
+}
+
 /// Manifest node blobs fetched from peers, to store in the index.
 type Nodes = Vec<(ChunkId, Vec<u8>)>;
 
 /// A version's content already written to a temp file that is on disk (synced), ahead of its
 /// install: what `install` would otherwise build, with what building it counted.
 struct Built {
+    /// Its mode and mtime are already the record's.
     path: tempfile::TempPath,
     locs: Vec<ChunkLoc>,
     nodes: Nodes,
@@ -840,6 +1011,17 @@ fn build_ahead(index: &Index, ctx: &Context<'_>, records: &[&Record]) -> HashMap
         }
         let mut counted = Report::default();
         if let Ok((tmp, locs, nodes)) = build_content(index, ctx, r, &mut counted, false) {
+            // Mode and mtime now, through the open file: made durable by the same `syncfs`,
+            // and the install is left with the rename.
+            let mtime =
+                std::time::UNIX_EPOCH + std::time::Duration::from_nanos(r.mtime_ns.max(0) as u64);
+            let f = tmp.as_file();
+            if f.set_permissions(fs::Permissions::from_mode(r.mode))
+                .and_then(|()| f.set_modified(mtime))
+                .is_err()
+            {
+                continue;
+            }
             built.insert(
                 r.digest(),
                 Built {
@@ -1236,6 +1418,7 @@ fn build_content(
 }
 
 /// Makes the disk and the index match `record`.
+#[allow(clippy::too_many_arguments)] // the round's state, the action, and what the window prepared for it
 fn install(
     index: &mut Index,
     doc: &Doc,
@@ -1244,9 +1427,10 @@ fn install(
     record: &Record,
     report: &mut Report,
     built: Option<Built>,
+    verified: &HashSet<ChainHash>,
 ) -> Result<(), Defer> {
     let folder = ctx.folder;
-    let (joined_at, links) = remote_links(index, doc, ctx, id, record)?;
+    let (joined_at, links) = remote_links(index, doc, ctx, id, record, verified)?;
     let mine = index.file_by_id(&folder.id, id)?;
     let at_target = index.file(&folder.id, &record.path)?;
     if let Some(m) = &mine
@@ -1319,6 +1503,8 @@ fn install(
     });
     let mut nodes = Vec::new();
     let mut locs = None;
+    // Whether mode and mtime came with a file built ahead.
+    let mut meta_done = false;
     match record.kind {
         EntryKind::Directory => match &target_meta {
             Some(m) if m.is_dir() => {}
@@ -1356,6 +1542,7 @@ fn install(
         EntryKind::File => {
             let (tmp, l, n) = match built {
                 Some(b) => {
+                    meta_done = true;
                     report.fetched_bytes += b.fetched;
                     report.reused_bytes += b.reused;
                     (b.path, b.locs, b.nodes)
@@ -1383,10 +1570,10 @@ fn install(
     {
         store::keep(index, folder, &m.path, "overwrite")?;
     }
-    if record.kind != EntryKind::Symlink {
+    if record.kind != EntryKind::Symlink && !meta_done {
         fs::set_permissions(&target, fs::Permissions::from_mode(record.mode))?;
     }
-    if record.kind == EntryKind::File {
+    if record.kind == EntryKind::File && !meta_done {
         let f = fs::OpenOptions::new().write(true).open(&target)?;
         let t =
             std::time::UNIX_EPOCH + std::time::Duration::from_nanos(record.mtime_ns.max(0) as u64);
@@ -1578,7 +1765,7 @@ fn keep_conflict(
             if resolve {
                 lock(doc).put_record(id, winner)?;
             }
-            install(index, doc, ctx, id, winner, report, None)?;
+            install(index, doc, ctx, id, winner, report, None, &HashSet::new())?;
             report.installed += 1;
             return Ok(());
         }
@@ -1611,7 +1798,7 @@ fn keep_conflict(
     }
     // The local file is now "unchanged since the base": take the winner's base position so the
     // next steps treat it as a plain remote update.
-    install(index, doc, ctx, id, winner, report, None)?;
+    install(index, doc, ctx, id, winner, report, None, &HashSet::new())?;
     report.installed += 1;
     Ok(())
 }

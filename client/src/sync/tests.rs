@@ -1081,3 +1081,68 @@ fn an_edited_file_is_rebuilt_from_the_previous_version_with_only_the_change_fetc
     assert_eq!(std::fs::read(b.path("big.bin")).unwrap(), data);
     converge(&mut a, &mut b);
 }
+
+/// Records the threads that fetched through it.
+struct Watched<'a>(&'a Peers, Mutex<Vec<std::thread::ThreadId>>);
+
+impl Fetcher for Watched<'_> {
+    fn fetch(
+        &self,
+        ids: Vec<ChunkId>,
+        sink: &mut dyn FnMut(harp_protocol::blob::CheckedBlob) -> std::io::Result<()>,
+    ) -> std::io::Result<Vec<ChunkId>> {
+        self.1.lock().unwrap().push(std::thread::current().id());
+        self.0.fetch(ids, sink)
+    }
+}
+
+#[test]
+fn many_files_install_while_the_next_window_is_fetched_on_another_thread() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    // 40 MiB of 1 MiB files: three windows of fetches ahead.
+    let files: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| {
+            let name = format!("d{}/f{i:02}.bin", i % 3);
+            let data = crate::testutil::random(name.as_bytes(), 1 << 20);
+            (name, data)
+        })
+        .collect();
+    for (name, data) in &files {
+        a.write(name, data);
+    }
+    let m = members(&[&a, &b]);
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    b.scan();
+    let peers = Peers(vec![(
+        Mutex::new(Index::open(&a._dir.path().join("index.sqlite3")).unwrap()),
+        Folder::new(a.folder.id, a.folder.root.clone(), a.folder.keys.clone()),
+    )]);
+    let watched = Watched(&peers, Mutex::new(Vec::new()));
+    let ctx = Context {
+        folder: &b.folder,
+        device: &b.key,
+        members: &m,
+        fetcher: &watched,
+        authority: None,
+    };
+    let report = sync_once(&mut b.index, &b.doc, &ctx).unwrap();
+    assert_eq!(report.installed, 43, "{report:?}"); // 40 files and 3 directories
+    assert!(report.deferred.is_empty(), "{report:?}");
+    assert_eq!(report.fetched_bytes, 40 << 20);
+    for (name, data) in &files {
+        assert!(std::fs::read(b.path(name)).unwrap() == *data, "{name}");
+    }
+    // Every fetch ran on the preparing thread, none on the installing one.
+    let threads = watched.1.lock().unwrap().clone();
+    assert!(threads.len() >= 3, "{threads:?}");
+    assert!(
+        threads.iter().all(|t| *t != std::thread::current().id()),
+        "{threads:?}"
+    );
+    // What B recorded matches its disk: a rescan finds nothing to change.
+    let again = sync_once(&mut b.index, &b.doc, &ctx).unwrap();
+    assert!(!again.changed(), "{again:?}");
+    assert_eq!(b.tree(), a.tree());
+}
