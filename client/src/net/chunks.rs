@@ -44,6 +44,9 @@ pub const MAX_CUTS: u32 = 5;
 const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The pause before asking a peer again after a cut.
 const RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+/// Blobs a server reads per trip to a blocking thread (at most 2 MiB of chunks: 8 times the
+/// largest).
+const READ_BATCH: usize = 8;
 
 /// What a serving device offers: membership and blobs.
 pub trait BlobSource: Send + Sync + 'static {
@@ -161,19 +164,28 @@ async fn serve_stream(
                     .await?;
                     continue;
                 }
-                let mut blobs = futures::stream::iter(ids)
-                    .map(|id| {
+                // Read a few blobs per trip to a blocking thread: one handoff per blob cost
+                // more than reading a small file's blob (two trips in flight keep the
+                // pipe full for large ones).
+                let batches: Vec<Vec<ChunkId>> =
+                    ids.chunks(READ_BATCH).map(<[ChunkId]>::to_vec).collect();
+                let mut blobs = futures::stream::iter(batches)
+                    .map(|batch| {
                         let source = source.clone();
                         async move {
-                            let data =
-                                tokio::task::spawn_blocking(move || source.read(&folder, &id))
-                                    .await
-                                    .ok()
-                                    .flatten();
-                            (id, data)
+                            let ids = batch.clone();
+                            tokio::task::spawn_blocking(move || {
+                                batch
+                                    .into_iter()
+                                    .map(|id| (id, source.read(&folder, &id)))
+                                    .collect::<Vec<_>>()
+                            })
+                            .await
+                            .unwrap_or_else(|_| ids.into_iter().map(|id| (id, None)).collect())
                         }
                     })
-                    .buffered(2);
+                    .buffered(2)
+                    .flat_map(futures::stream::iter);
                 while let Some((id, data)) = blobs.next().await {
                     let msg = match data {
                         Some(data) => {
