@@ -17,6 +17,7 @@ mod bench_transfer;
 pub mod check;
 pub mod conflicts;
 pub mod daemon;
+pub mod device;
 pub mod folder;
 pub mod init;
 pub mod login;
@@ -63,6 +64,9 @@ pub enum Command {
     Search(search::Args),
     /// Connect this device to a bridge (Nextcloud with harpbridge, or harp-bridge).
     Login(login::Args),
+    /// The devices a bridge lists, and which of them this device trusts (`device_approval`).
+    #[command(subcommand)]
+    Device(device::Command),
     /// Run this device: network node, chunk server, folder watchers, control API.
     Daemon(daemon::Args),
     /// List the peers the running daemon is connected to: direct or relayed, RTT, traffic.
@@ -108,6 +112,7 @@ pub fn main() -> ExitCode {
         Command::Witness(cmd) => witness::run(&cmd),
         Command::Daemon(args) => daemon::run(&args),
         Command::Login(args) => login::run(&args),
+        Command::Device(cmd) => device::run(&cmd),
         Command::Check(args) => check::run(&args),
         Command::Search(args) => search::run(&args),
         Command::Peers(args) => daemon::peers(&args),

@@ -226,6 +226,11 @@ pub struct Config {
     /// The most file data per second the daemon receives from peers, in KiB; 0: no limit.
     #[serde(default)]
     pub max_recv_kib_per_sec: u64,
+    /// Which devices a bridge lists this device trusts: `"bridge"` (every one it lists) or
+    /// `"manual"` (only those approved here with `harp device approve`; see
+    /// [`crate::approval`]).
+    #[serde(default)]
+    pub device_approval: crate::approval::Mode,
     /// Known peers and their addresses.
     #[serde(default, rename = "peer")]
     pub peers: Vec<PeerConfig>,
@@ -276,6 +281,7 @@ impl Config {
             web_listen: default_web_listen(),
             max_send_kib_per_sec: 0,
             max_recv_kib_per_sec: 0,
+            device_approval: crate::approval::Mode::Bridge,
             peers: Vec::new(),
             folders: Vec::new(),
         }

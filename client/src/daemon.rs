@@ -185,6 +185,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
                 credentials: creds.clone(),
                 dirs: node.dirs.clone(),
                 book: book.clone(),
+                device_approval: c.device_approval,
             };
             workers.push(
                 std::thread::Builder::new()

@@ -28,6 +28,7 @@
 //!
 //! `docs/architecture.md` shows where each one sits.
 
+pub mod approval;
 pub mod bridge;
 pub mod check;
 pub mod chunk;

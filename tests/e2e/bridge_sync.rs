@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 
 use harp_e2e::bridge::{CountingProxy, Target, bridge_cli};
-use harp_e2e::{Proc, Side, dirs, fill, harp, tree, wait_for};
+use harp_e2e::{Proc, Side, dirs, edit_config, fill, harp, init_device, tree, wait_for};
 
 fn side(tmp: &Path, name: &str) -> Side {
     Side::new(tmp, name).unwrap()
@@ -603,4 +603,89 @@ fn a_bridge_that_shows_two_devices_two_histories_is_caught_when_they_compare() {
         });
         assert!(caught.is_some(), "{}", log(home));
     }
+}
+
+/// With `device_approval = "manual"`, a device the bridge lists (here a second device of the
+/// same account, as a hostile bridge or a stolen account could list one) gets nothing from
+/// Alice's device until she approves it there: no folder key, no files. Approved, it syncs;
+/// forgotten, it waits again and new files no longer reach it.
+#[test]
+fn a_device_the_bridge_lists_waits_for_approval_in_manual_mode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bridge = Target::start(&[]).unwrap();
+    let (a, b) = (side(tmp.path(), "a"), side(tmp.path(), "b"));
+    for s in [&a, &b] {
+        bridge.login(&s.home, 0).unwrap();
+    }
+    edit_config(&a.home, |c| {
+        c.device_approval = harp::approval::Mode::Manual;
+    })
+    .unwrap();
+    let folder_id = a.add_folder("private").unwrap();
+    std::fs::write(a.folder.join("secret.txt"), b"for approved eyes").unwrap();
+    let pa =
+        Proc::start_with_env(&[], &a.home, &["daemon"], &[("HARP_BRIDGE_POLL_SECS", "1")]).unwrap();
+    pa.until("daemon ready").unwrap();
+    let b_id = init_device(&b.home).unwrap();
+    let list = || -> serde_json::Value {
+        serde_json::from_str(&ok(&a.home, &["device", "list", "--json"])).unwrap()
+    };
+    let waits = |v: &serde_json::Value| {
+        v["waiting"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["device"] == b_id.as_str() && w["folders"][0] == "private")
+    };
+    assert!(
+        wait_for(60, || waits(&list())).is_some(),
+        "B never shown as waiting: {}",
+        list()
+    );
+    assert_eq!(list()["mode"], "manual");
+    // Passes go on (one a second): still no key for B.
+    let accept = || {
+        harp(
+            &b.home,
+            &["folder", "accept", &folder_id, b.folder.to_str().unwrap()],
+        )
+        .unwrap()
+        .status
+        .success()
+    };
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(!accept(), "B got the folder key without an approval");
+
+    // A bad id is refused with a clear error; the real one is approved.
+    let bad = harp(&a.home, &["device", "approve", "not-a-device"]).unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a device id"));
+    ok(&a.home, &["device", "approve", &b_id]);
+    assert!(wait_for(60, accept).is_some(), "no key after the approval");
+    let after = list();
+    assert!(!waits(&after), "{after}");
+    assert_eq!(after["approved"][0]["device"], b_id.as_str(), "{after}");
+    let _pb = start(&b);
+    assert!(
+        wait_for(90, || tree(&a.folder) == tree(&b.folder)).is_some(),
+        "the approved device did not sync"
+    );
+
+    // Forgotten: B waits again, and a new file stays on A.
+    ok(&a.home, &["device", "forget", &b_id]);
+    assert!(
+        wait_for(30, || waits(&list())).is_some(),
+        "B not waiting again: {}",
+        list()
+    );
+    std::fs::write(a.folder.join("later.txt"), b"not for B").unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    assert!(
+        !b.folder.join("later.txt").exists(),
+        "a file reached a device whose approval was withdrawn"
+    );
+    assert_eq!(
+        std::fs::read(b.folder.join("secret.txt")).unwrap(),
+        b"for approved eyes"
+    );
 }

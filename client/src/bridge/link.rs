@@ -206,6 +206,8 @@ pub struct Link {
     pub dirs: crate::config::Dirs,
     /// The checkpoints this device and its peers accepted (exchanged peer to peer).
     pub book: net::checkpoints::Book,
+    /// Which listed devices are trusted (config `device_approval`).
+    pub device_approval: crate::approval::Mode,
 }
 
 struct Progress {
@@ -226,6 +228,10 @@ struct Progress {
     logs: HashMap<FolderId, Value>,
     /// Another device's checkpoint already found consistent: (its size, this device's size).
     peer_checked: HashMap<(FolderId, DeviceId), (u64, u64)>,
+    /// Devices approved here (read at each full pass; see [`crate::approval`]).
+    approved: std::collections::BTreeMap<DeviceId, crate::approval::Approved>,
+    /// Devices listed by the bridge and not approved, found in this full pass.
+    waiting: std::collections::BTreeMap<String, crate::approval::Waiting>,
 }
 
 impl Link {
@@ -260,6 +266,8 @@ impl Link {
             log_key: None,
             logs: HashMap::new(),
             peer_checked: HashMap::new(),
+            approved: Default::default(),
+            waiting: Default::default(),
         };
         let mut last_full: Option<Instant> = None;
         while !self.stop.load(AtomicOrdering::Relaxed) {
@@ -345,6 +353,15 @@ impl Link {
         }
         if full {
             self.publish(p)?;
+            p.approved = match crate::approval::approved(&self.dirs) {
+                Ok(a) => a,
+                Err(e) => {
+                    // Fail closed: nobody but this device is approved until the file reads.
+                    tracing::error!("device approvals: {e}");
+                    Default::default()
+                }
+            };
+            p.waiting.clear();
         }
         for f in &self.folders {
             if full {
@@ -360,6 +377,22 @@ impl Link {
             self.upload(p, f)?;
             self.send_links(p, f)?;
             self.send_index(p, f)?;
+        }
+        if full && self.device_approval == crate::approval::Mode::Manual {
+            let before = crate::approval::waiting(&self.dirs).unwrap_or_default();
+            for (id, w) in p.waiting.iter_mut() {
+                match before.get(id) {
+                    Some(old) => w.first_seen_ms = old.first_seen_ms,
+                    None => tracing::warn!(
+                        "bridge: device {id} of user {} is listed for {:?} and waits for approval here (harp device approve {id})",
+                        w.user,
+                        w.folders
+                    ),
+                }
+            }
+            if let Err(e) = crate::approval::set_waiting(&self.dirs, &p.waiting) {
+                tracing::error!("device approvals: {e}");
+            }
         }
         Ok(())
     }
@@ -445,7 +478,33 @@ impl Link {
         // The bridge is the authority on a folder it holds: its members' devices, and this
         // one. A revoked device, or one of a user the folder is no longer shared with, stops
         // being served at once (its sessions and chunk requests are refused).
-        let devices: Vec<DeviceId> = info.devices.iter().map(|(_, d)| *d).collect();
+        // Only devices trusted here count (`device_approval`); the others wait for approval.
+        let (devices, waiting) = crate::approval::split(
+            self.device_approval,
+            &p.approved,
+            &me,
+            info.devices.iter().map(|(_, d)| *d),
+        );
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for d in &waiting {
+            let user = info
+                .devices
+                .iter()
+                .find(|(_, x)| x == d)
+                .map(|(u, _)| u.clone())
+                .unwrap_or_default();
+            let w = p
+                .waiting
+                .entry(d.to_string())
+                .or_insert_with(|| crate::approval::Waiting {
+                    user,
+                    folders: Default::default(),
+                    first_seen_ms: now_ms,
+                });
+            w.folders.insert(f.label.clone());
+        }
         f.signers.extend(devices.iter().copied());
         let (added, removed) = f
             .members
@@ -461,7 +520,11 @@ impl Link {
             .block_on(self.handle.peers())
             .unwrap_or_default();
         let owner = info.owner == self.client.user;
-        for (user, d) in info.devices.iter().filter(|(_, d)| *d != me) {
+        for (user, d) in info
+            .devices
+            .iter()
+            .filter(|(_, d)| *d != me && devices.contains(d))
+        {
             // The owner's devices give the key to every member device; a member's devices to
             // that member's other devices (a new laptop can start while the owner is away).
             let should_wrap =

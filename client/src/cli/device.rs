@@ -1,0 +1,114 @@
+//! `harp device`: the devices a bridge lists, and which of them this device trusts (see
+//! [`crate::approval`]).
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use harp_protocol::ids::DeviceId;
+use serde_json::json;
+
+use crate::approval::{self, Mode};
+use crate::config::{Config, Dirs};
+
+/// `harp device ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// List the devices approved here and those waiting for approval.
+    List {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Trust a device the bridge lists (compare its id with what `harp init` prints on it).
+    Approve {
+        /// The device id.
+        device: String,
+    },
+    /// Stop trusting a device approved before: from the bridge link's next pass it gets no
+    /// key from this device, nothing is served to it and its new chain entries are refused.
+    Forget {
+        /// The device id.
+        device: String,
+    },
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn parse(device: &str) -> anyhow::Result<DeviceId> {
+    device
+        .trim()
+        .parse()
+        .with_context(|| format!("{device:?} is not a device id (as `harp init` prints it)"))
+}
+
+/// Runs `harp device ...`.
+pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
+    let dirs = Dirs::from_env()?;
+    let mode = Config::load(&dirs)?.device_approval;
+    match cmd {
+        Command::List { json } => {
+            let approved = approval::approved(&dirs)?;
+            let waiting = approval::waiting(&dirs)?;
+            if *json {
+                super::print_json(&json!({
+                    "mode": mode,
+                    "approved": approved
+                        .iter()
+                        .map(|(d, a)| json!({"device": d.to_string(), "approved_ms": a.approved_ms}))
+                        .collect::<Vec<_>>(),
+                    "waiting": waiting
+                        .iter()
+                        .map(|(d, w)| json!({"device": d, "user": w.user, "folders": w.folders, "first_seen_ms": w.first_seen_ms}))
+                        .collect::<Vec<_>>(),
+                }))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            match mode {
+                Mode::Bridge => println!(
+                    "device_approval = \"bridge\": every device the bridge lists is trusted \
+                     (set \"manual\" in the config to approve each one here)"
+                ),
+                Mode::Manual => {
+                    println!("device_approval = \"manual\": only approved devices are trusted")
+                }
+            }
+            if waiting.is_empty() {
+                println!("No device waits for approval.");
+            }
+            for (d, w) in &waiting {
+                let folders: Vec<&str> = w.folders.iter().map(String::as_str).collect();
+                println!(
+                    "waiting   {d}  user {}  folders {}  (harp device approve {d})",
+                    w.user,
+                    folders.join(", ")
+                );
+            }
+            for d in approved.keys() {
+                println!("approved  {d}");
+            }
+        }
+        Command::Approve { device } => {
+            let d = parse(device)?;
+            if approval::approve(&dirs, d, now_ms())? {
+                println!("Approved {d}; the daemon trusts it from its next bridge pass.");
+            } else {
+                println!("{d} was approved already.");
+            }
+            if mode == Mode::Bridge {
+                println!("(device_approval is \"bridge\": every listed device is trusted anyway)");
+            }
+        }
+        Command::Forget { device } => {
+            let d = parse(device)?;
+            if !approval::forget(&dirs, &d)? {
+                anyhow::bail!("{d} was not approved on this device");
+            }
+            println!("{d} is no longer approved here.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
