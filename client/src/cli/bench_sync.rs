@@ -33,6 +33,10 @@ pub struct SyncArgs {
     /// `ip` are installed and this runs as root, in a network namespace with only loopback).
     #[arg(long)]
     pub no_syncthing: bool,
+    /// Where both devices' homes and folders go (default: the system temp dir), e.g. a
+    /// btrfs or XFS mount to measure a file system that shares blocks; removed afterwards.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 struct Device {
@@ -267,11 +271,27 @@ fn random_fill(seed: &[u8], buf: &mut [u8]) {
     blake3::Hasher::new().update(seed).finalize_xof().fill(buf);
 }
 
+/// The type of the file system `path` is on, as `/proc/mounts` names it (the longest mount
+/// point that holds it).
+fn file_system_of(path: &Path) -> String {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (point, kind) = (f.nth(1)?, f.next()?);
+            path.starts_with(point)
+                .then(|| (point.len(), kind.to_owned()))
+        })
+        .max()
+        .map_or_else(|| "unknown".to_owned(), |(_, kind)| kind)
+}
+
 /// Runs the scenarios; returns the report.
 pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
     let base = tempfile::Builder::new()
         .prefix("harp-bench-sync-")
-        .tempdir()?;
+        .tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir))?;
     let a = Device {
         home: base.path().join("a"),
         folder: base.path().join("a/Shared"),
@@ -346,6 +366,7 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
     }
     Ok(json!({
         "machine": crate::cli::bench::machine(),
+        "file_system": file_system_of(base.path()),
         "size_bytes": size,
         "small_files": args.small_files,
         "raw_libp2p_stream_mb_s": size as f64 / raw_seconds.max(1e-9) / 1e6,

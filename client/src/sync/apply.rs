@@ -1192,7 +1192,57 @@ impl Run {
 
     /// Copies the run; if the previous version can no longer be read there (it shrank), its
     /// chunks are fetched instead.
+    ///
+    /// The copy is the kernel's (`copy_file_range`), so that a file system that shares blocks
+    /// between files (btrfs, XFS with reflink) shares the unchanged ones instead of writing
+    /// them again: an edit in place of a large file then costs the changed blocks, not a
+    /// copy of the file. Blocks can be shared only where both sides are at the same offset
+    /// within a block (an overwrite, an append; not what follows an insert), so such a run is
+    /// cut at the first block boundary (without that cut btrfs copied 1 GiB in 3.1 s instead
+    /// of sharing it in 6 ms). Elsewhere (ext4) the kernel copies, as fast as reading and
+    /// writing here (measured); runs that cannot share blocks, and file systems without
+    /// `copy_file_range`, go through a buffer here.
     fn copy(
+        self,
+        from: &fs::File,
+        to: &fs::File,
+        buf: &mut Vec<u8>,
+        writeback: &Writeback<'_>,
+        report: &mut Report,
+        remote: &mut Vec<ChunkId>,
+    ) -> std::io::Result<()> {
+        const BLOCK: u64 = 4096;
+        let (mut src, mut dst, end) = (self.src, self.dst, self.src + self.len);
+        if src % BLOCK != dst % BLOCK {
+            // No block can be shared, and btrfs copies slower in the kernel than through
+            // here (1 GiB: 3.3-5.1 s against 2.6 s; ext4: the same either way).
+            return self.copy_through(from, to, buf, writeback, report, remote);
+        }
+        if src % BLOCK != 0 {
+            let head = (BLOCK - src % BLOCK).min(self.len);
+            if kernel_copy(from, &mut src, to, &mut dst, head).is_err() {
+                return self.copy_through(from, to, buf, writeback, report, remote);
+            }
+        }
+        while src < end {
+            let left = end - src;
+            match kernel_copy(from, &mut src, to, &mut dst, left) {
+                Ok(0) => {
+                    // The previous version ends early: fetch the run instead.
+                    remote.extend(self.ids);
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(_) => return self.copy_through(from, to, buf, writeback, report, remote),
+            }
+        }
+        writeback.wrote(self.len);
+        report.reused_bytes += self.len;
+        Ok(())
+    }
+
+    /// [`Run::copy`] through a buffer here, for file systems without `copy_file_range`.
+    fn copy_through(
         self,
         from: &fs::File,
         to: &fs::File,
@@ -1211,6 +1261,25 @@ impl Run {
         report.reused_bytes += self.len;
         Ok(())
     }
+}
+
+/// One `copy_file_range` of at most `len` bytes at `src` to `dst`, moving both on by what it
+/// copied.
+fn kernel_copy(
+    from: &fs::File,
+    src: &mut u64,
+    to: &fs::File,
+    dst: &mut u64,
+    len: u64,
+) -> std::io::Result<usize> {
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    Ok(rustix::fs::copy_file_range(
+        from,
+        Some(src),
+        to,
+        Some(dst),
+        len,
+    )?)
 }
 
 /// Writes the content of `record` into a new temp file; returns it and the chunk locations.

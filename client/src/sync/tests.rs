@@ -1080,6 +1080,26 @@ fn an_edited_file_is_rebuilt_from_the_previous_version_with_only_the_change_fetc
     );
     assert_eq!(std::fs::read(b.path("big.bin")).unwrap(), data);
     converge(&mut a, &mut b);
+
+    // 4 KiB overwritten in place and a tail appended: the unchanged stretches keep their
+    // offsets, so they go through the kernel's copy (cut at block boundaries; shared blocks
+    // on btrfs or XFS).
+    let at = data.len() / 3 + 123;
+    data[at..at + 4096].fill(0xee);
+    data.extend_from_slice(&block[..10_000]);
+    a.write("big.bin", &data);
+    a.round(&m, &[&b]);
+    exchange(&mut a, &mut b);
+    let report = b.round(&m, &[&a]);
+    assert_eq!(report.installed, 1);
+    assert!(
+        report.fetched_bytes < 3 * 256 * 1024,
+        "fetched {} bytes for an overwrite",
+        report.fetched_bytes
+    );
+    assert!(report.reused_bytes > 2 << 20, "{report:?}");
+    assert_eq!(std::fs::read(b.path("big.bin")).unwrap(), data);
+    converge(&mut a, &mut b);
 }
 
 /// Records the threads that fetched through it.
