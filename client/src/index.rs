@@ -132,8 +132,6 @@ pub struct FolderState {
 #[derive(Debug)]
 pub struct Index {
     conn: Connection,
-    /// A batch is open ([`Index::begin_batch`]): writes are savepoints inside its transaction.
-    batch: bool,
 }
 
 fn blob<const N: usize>(v: Vec<u8>, what: &'static str) -> Result<[u8; N]> {
@@ -252,7 +250,7 @@ impl Index {
             tx.pragma_update(None, "user_version", i as i64 + 1)?;
             tx.commit()?;
         }
-        Ok(Self { conn, batch: false })
+        Ok(Self { conn })
     }
 
     /// Runs SQLite's own consistency check; `Ok("ok")` when sound.
@@ -569,49 +567,14 @@ impl Index {
         out
     }
 
-    /// Runs `f` in one write transaction: all of its writes land, or none. Inside a batch it
-    /// is a savepoint instead: all of its writes land with the batch, or none.
+    /// Runs `f` in one write transaction: all of its writes land, or none.
     pub fn write<T>(&mut self, f: impl FnOnce(&Writer<'_>) -> Result<T>) -> Result<T> {
-        if self.batch {
-            let sp = self.conn.savepoint()?;
-            let out = f(&Writer { tx: &sp })?;
-            sp.commit()?;
-            return Ok(out);
-        }
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = f(&Writer { tx: &tx })?;
         tx.commit()?;
         Ok(out)
-    }
-
-    /// Opens a batch: the [`Index::write`]s until [`Index::end_batch`] commit together, in one
-    /// transaction. Many small writes in a row cost one commit instead of one each (each
-    /// commit appends every page it touched to the WAL: for a file's install that is most of
-    /// its cost). The batch holds the database's write lock, so keep it short; a kill -9
-    /// loses the whole batch, which callers must be able to redo (the sync applier is: what
-    /// it renamed into place without its row is seen by the next scan and adopted). Does
-    /// nothing if a batch is already open.
-    pub fn begin_batch(&mut self) -> Result<()> {
-        if !self.batch {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            self.batch = true;
-        }
-        Ok(())
-    }
-
-    /// Commits the open batch, if any.
-    pub fn end_batch(&mut self) -> Result<()> {
-        if self.batch {
-            self.batch = false;
-            if let Err(e) = self.conn.execute_batch("COMMIT") {
-                // Never leave the connection inside a transaction that nothing will close.
-                let _ = self.conn.execute_batch("ROLLBACK");
-                return Err(e.into());
-            }
-        }
-        Ok(())
     }
 }
 
@@ -850,36 +813,14 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_lands_at_its_end_and_a_failed_write_inside_it_undoes_only_itself() {
+    fn a_second_connection_reads_what_the_first_committed() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("i.sqlite3");
-        let mut idx = Index::open(&path).unwrap();
+        let mut idx = Index::open(&dir.path().join("i.sqlite3")).unwrap();
         let other = idx.reopen().unwrap().unwrap();
         let folder = FolderId::from_bytes([1; 16]);
         idx.ensure_folder(&folder, Path::new("/f")).unwrap();
-        let paths = |i: &Index| -> Vec<String> {
-            let mut p: Vec<String> = i.files(&folder).unwrap().into_keys().collect();
-            p.sort();
-            p
-        };
-        idx.begin_batch().unwrap();
-        idx.begin_batch().unwrap();
         idx.write(|w| w.put_file(&folder, &row("a", 1))).unwrap();
-        let failed = idx.write(|w| {
-            w.put_file(&folder, &row("b", 2))?;
-            w.put_file(&folder, &row("c", 2))
-        });
-        assert!(failed.is_err());
-        idx.write(|w| w.put_file(&folder, &row("d", 3))).unwrap();
-        // The batch's own connection reads its writes; another one sees none of them yet.
-        assert_eq!(paths(&idx), ["a", "d"]);
-        assert!(paths(&other).is_empty());
-        idx.end_batch().unwrap();
-        assert_eq!(paths(&other), ["a", "d"]);
-        // After the batch, each write commits on its own again.
-        idx.end_batch().unwrap();
-        idx.write(|w| w.put_file(&folder, &row("e", 4))).unwrap();
-        assert_eq!(paths(&other), ["a", "d", "e"]);
+        assert!(other.files(&folder).unwrap().contains_key("a"));
         // An index in memory has no second connection.
         assert!(Index::in_memory().unwrap().reopen().unwrap().is_none());
     }

@@ -115,8 +115,6 @@ const PREFETCH_BUDGET: u64 = 16 << 20;
 const PREFETCH_FILES: usize = 2048;
 /// How many of a record's newest chain links the preparing thread checks ahead.
 const VERIFY_AHEAD_LINKS: u64 = 4;
-/// The most actions whose index writes commit together in one batch.
-const BATCH_ACTIONS: usize = 256;
 /// Files up to this size have their chunks fetched ahead (bigger ones stream to disk).
 const PREFETCH_FILE_MAX: u64 = 4 << 20;
 
@@ -474,8 +472,6 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
             });
             Ahead { rx, next: 0 }
         });
-        // Actions' index writes commit in batches (see `Index::begin_batch`).
-        let mut batched = 0;
         let mut current_window = None;
         let mut built: HashMap<Digest, Built> = HashMap::new();
         let mut verified: HashSet<ChainHash> = HashSet::new();
@@ -495,8 +491,6 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
             if let Some(w) = due
                 && current_window != Some(w)
             {
-                // Installing waits for nothing under the database's write lock.
-                index.end_batch()?;
                 cached.blobs().clear();
                 built.clear();
                 let ready = ahead
@@ -508,12 +502,6 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                 verified = ready.verified;
                 current_window = Some(w);
             }
-            if batched >= BATCH_ACTIONS {
-                index.end_batch()?;
-                batched = 0;
-            }
-            index.begin_batch()?;
-            batched += 1;
             let mut what = describe(&action);
             let result = match action {
                 Action::Publish { id, record } => {
@@ -569,10 +557,7 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                     "install" => report.installed += 1,
                     _ => {}
                 },
-                Err(Defer::Index(e)) => {
-                    index.end_batch()?;
-                    return Err(e.into());
-                }
+                Err(Defer::Index(e)) => return Err(e.into()),
                 Err(e) => {
                     if matches!(e, Defer::Refused(_)) {
                         tracing::warn!(folder = %ctx.folder.id, "{}: {e}", what.1);
@@ -583,7 +568,6 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                 }
             }
         }
-        index.end_batch()?;
         lock(doc).save_if_changed()?;
         if !pending.is_empty() {
             index.write(|w| {
