@@ -973,7 +973,7 @@ type Nodes = Vec<(ChunkId, Vec<u8>)>;
 /// A version's content already written to a temp file that is on disk (synced), ahead of its
 /// install: what `install` would otherwise build, with what building it counted.
 struct Built {
-    /// Its mode and mtime are already the record's.
+    /// The temp file, durable, with the record's mode and mtime already set.
     path: tempfile::TempPath,
     locs: Vec<ChunkLoc>,
     nodes: Nodes,
