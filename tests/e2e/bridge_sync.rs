@@ -643,6 +643,21 @@ fn a_device_the_bridge_lists_waits_for_approval_in_manual_mode() {
         list()
     );
     assert_eq!(list()["mode"], "manual");
+    // `harp status` says so too (it shows the link's state after each pass).
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&ok(&a.home, &["status", "--json"])).unwrap()
+    };
+    assert!(
+        wait_for(10, || status()["bridge"]["waiting_devices"][0]
+            == b_id.as_str())
+        .is_some(),
+        "{}",
+        status()
+    );
+    assert_eq!(status()["bridge"]["device_approval"], "manual");
+    assert!(
+        ok(&a.home, &["status"]).contains("1 device(s) listed by the bridge wait for approval")
+    );
     // Passes go on (one a second): still no key for B.
     let accept = || {
         harp(

@@ -113,7 +113,18 @@ fn every_command_has_its_exit_codes_and_json() {
         "{key}"
     );
 
+    let devices = json(h, &["device", "list", "--json"]);
+    assert_eq!(devices["mode"], "bridge", "{devices}");
+    assert_eq!(devices["waiting"], serde_json::json!([]), "{devices}");
+    let other = init["device_id"].as_str().unwrap();
+    assert_eq!(run(h, &["device", "approve", other]).0, 0);
+    let devices = json(h, &["device", "list", "--json"]);
+    assert_eq!(devices["approved"][0]["device"], other, "{devices}");
+    assert_eq!(run(h, &["device", "forget", other]).0, 0);
+
     // Failures: one line each, with what to do.
+    fails(h, &["device", "forget", other], "not approved");
+    fails(h, &["device", "approve", "nonsense"], "not a device id");
     fails(h, &["peers", "--json"], "harp daemon");
     fails(h, &["status"], "harp daemon");
     fails(h, &["ui"], "harp daemon");

@@ -288,6 +288,8 @@ impl Link {
                 "user": self.client.user,
                 "state": state,
                 "server_authoritative_conflicts": p.conflicts,
+                "device_approval": self.device_approval,
+                "waiting_devices": p.waiting.keys().collect::<Vec<_>>(),
                 "logs": self
                     .folders
                     .iter()

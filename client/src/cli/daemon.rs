@@ -140,6 +140,15 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
             bridge["user"].as_str().unwrap_or("?"),
             bridge["state"].as_str().unwrap_or("starting")
         );
+        if let Some(waiting) = bridge["waiting_devices"]
+            .as_array()
+            .filter(|w| !w.is_empty())
+        {
+            println!(
+                "    {} device(s) listed by the bridge wait for approval here (`harp device list`)",
+                waiting.len()
+            );
+        }
         for (label, log) in bridge["logs"].as_object().into_iter().flatten() {
             match log["state"].as_str() {
                 Some("verified") => {
