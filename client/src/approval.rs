@@ -13,7 +13,8 @@
 //!
 //! Two files in the data dir, each written by one side only, so neither can undo the other:
 //! `approved-devices.json` by `harp device`, `waiting-devices.json` by the daemon's bridge
-//! link (every full pass). Approving or forgetting takes effect at the link's next full pass.
+//! link (every full pass). `harp device approve|forget` asks a running daemon's link for a full
+//! pass at once (control socket, `bridge_refresh`), so a change takes effect within a second.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

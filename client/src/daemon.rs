@@ -15,6 +15,7 @@
 //! |---|---|---|
 //! | `status` | | `device_id`, `peer_id`, `listen` addresses, `folders` (each with `sync`: state `idle` or `waiting`, files, conflicts, what waits and why) |
 //! | `peers` | | `peers`: device, direct, connections, rtt_ms, bytes_in, bytes_out; `direct_ratio` |
+//! | `bridge_refresh` | | `linked` (whether a bridge link runs); asks it for a full pass now (membership, keys, device approvals) |
 //! | `fetch` | `folder`, `ids` (hex), `peers` (device ids) | fetched, bytes, missing, unfetched, failed_peers |
 //!
 //! `fetch` moves blobs into memory and checks them, nothing more: it is how tests and
@@ -167,7 +168,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
         )?);
     }
     let shared: meta::Folders = Arc::new(shared);
-    let bridge_status = Arc::new(Mutex::new(Value::Null));
+    let bridge = crate::bridge::link::LinkHandle::default();
     let book = net::checkpoints::Book::default();
     match creds {
         Some(creds) => {
@@ -181,7 +182,8 @@ pub fn run(node: Node) -> anyhow::Result<()> {
                 runtime: runtime.handle().clone(),
                 folders: link_folders,
                 stop: stop.clone(),
-                status: bridge_status.clone(),
+                status: bridge.status.clone(),
+                refresh: bridge.refresh.clone(),
                 credentials: creds.clone(),
                 dirs: node.dirs.clone(),
                 book: book.clone(),
@@ -206,7 +208,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
         shared,
         pushed,
         statuses,
-        bridge_status,
+        bridge,
         folder_metrics,
     ));
     stop.store(true, Ordering::Relaxed);
@@ -496,7 +498,7 @@ async fn serve(
     shared: meta::Folders,
     pushed: Arc<Notify>,
     statuses: Vec<(FolderId, Arc<Mutex<Value>>)>,
-    bridge: Arc<Mutex<Value>>,
+    bridge: crate::bridge::link::LinkHandle,
     folder_metrics: Vec<Arc<crate::metrics::FolderMetrics>>,
 ) -> anyhow::Result<()> {
     let c = &node.config;
@@ -556,7 +558,7 @@ async fn serve(
         });
     }
 
-    let web = start_web(node, &handle, me, &bridge, &statuses).await;
+    let web = start_web(node, &handle, me, &bridge.status, &statuses).await;
 
     let socket = node.dirs.control_socket();
     let _ = std::fs::remove_file(&socket);
@@ -710,8 +712,8 @@ struct State {
     device: DeviceId,
     /// The web UI's address, if it is served.
     web: Option<String>,
-    /// The bridge link's status (null: not logged in).
-    bridge: Arc<Mutex<Value>>,
+    /// The bridge link: its status, and the flag that asks it for a full pass.
+    bridge: crate::bridge::link::LinkHandle,
     /// Each folder's fixed facts and its live sync status.
     folders: Vec<(Value, Arc<Mutex<Value>>)>,
 }
@@ -739,13 +741,23 @@ async fn answer(req: &Value, state: &State) -> anyhow::Result<Value> {
             "peer_id": h.peer_id.to_string(),
             "listen": h.listen_addrs().await?.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "web": state.web,
-            "bridge": state.bridge.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            "bridge": state.bridge.status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             "folders": state.folders.iter().map(|(f, status)| {
                 let mut f = f.clone();
                 f["sync"] = status.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 f
             }).collect::<Vec<_>>(),
         })),
+        Some("bridge_refresh") => {
+            state.bridge.refresh.store(true, Ordering::Relaxed);
+            let linked = !state
+                .bridge
+                .status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_null();
+            Ok(json!({ "linked": linked }))
+        }
         Some("peers") => {
             let peers = h.peers().await?;
             let (direct, relayed) = h.stats.direct_and_relayed();

@@ -51,6 +51,17 @@ const ADDRESS_TTL: u64 = 600;
 /// Most bytes of sealed changes in one upload request.
 const UPLOAD_BATCH_BYTES: usize = 8 << 20;
 
+/// The link as the rest of the daemon sees it: what `harp status` shows of it, and a flag
+/// that asks it for a full pass now (`harp device approve|forget` set it through the control
+/// socket, so that an approval takes effect at once, not at the next 30 s pass).
+#[derive(Debug, Clone, Default)]
+pub struct LinkHandle {
+    /// What `harp status` shows of the bridge (null: not logged in).
+    pub status: Arc<Mutex<Value>>,
+    /// Set: do a full pass now.
+    pub refresh: Arc<AtomicBool>,
+}
+
 /// A folder as the link sees it.
 pub struct LinkFolder {
     /// Its id.
@@ -208,6 +219,8 @@ pub struct Link {
     pub book: net::checkpoints::Book,
     /// Which listed devices are trusted (config `device_approval`).
     pub device_approval: crate::approval::Mode,
+    /// Set by the daemon's control API: do a full pass now.
+    pub refresh: Arc<AtomicBool>,
 }
 
 struct Progress {
@@ -271,7 +284,8 @@ impl Link {
         };
         let mut last_full: Option<Instant> = None;
         while !self.stop.load(AtomicOrdering::Relaxed) {
-            let full = last_full.is_none_or(|t| t.elapsed() >= full_every());
+            let asked = self.refresh.swap(false, AtomicOrdering::Relaxed);
+            let full = asked || last_full.is_none_or(|t| t.elapsed() >= full_every());
             let outcome = self.pass(&mut p, full);
             let state = match &outcome {
                 Ok(()) => "linked".to_owned(),
@@ -302,7 +316,10 @@ impl Link {
                 } else {
                     full_every() / 4
                 };
-            while Instant::now() < until && !self.stop.load(AtomicOrdering::Relaxed) {
+            while Instant::now() < until
+                && !self.stop.load(AtomicOrdering::Relaxed)
+                && !self.refresh.load(AtomicOrdering::Relaxed)
+            {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }

@@ -45,6 +45,15 @@ fn parse(device: &str) -> anyhow::Result<DeviceId> {
         .with_context(|| format!("{device:?} is not a device id (as `harp init` prints it)"))
 }
 
+/// Asks a running daemon's bridge link for a full pass now; says what follows.
+fn tell_daemon(dirs: &Dirs) -> &'static str {
+    match crate::daemon::request(&dirs.control_socket(), &json!({"cmd": "bridge_refresh"})) {
+        Ok(v) if v["linked"] == true => "The running daemon applies it now.",
+        Ok(_) => "(The running daemon has no bridge link.)",
+        Err(_) => "The daemon applies it when it starts.",
+    }
+}
+
 /// Runs `harp device ...`.
 pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
     let dirs = Dirs::from_env()?;
@@ -94,7 +103,7 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
         Command::Approve { device } => {
             let d = parse(device)?;
             if approval::approve(&dirs, d, now_ms())? {
-                println!("Approved {d}; the daemon trusts it from its next bridge pass.");
+                println!("Approved {d}. {}", tell_daemon(&dirs));
             } else {
                 println!("{d} was approved already.");
             }
@@ -107,7 +116,7 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
             if !approval::forget(&dirs, &d)? {
                 anyhow::bail!("{d} was not approved on this device");
             }
-            println!("{d} is no longer approved here.");
+            println!("{d} is no longer approved here. {}", tell_daemon(&dirs));
         }
     }
     Ok(ExitCode::SUCCESS)
