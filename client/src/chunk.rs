@@ -5,7 +5,15 @@
 //! `hashing_threads` threads the expensive part (XChaCha20-Poly1305 and two BLAKE3 passes) runs
 //! on all of them, even for one huge file. Only the ids are kept: a blob is made again from the
 //! file whenever a peer asks for it.
+//!
+//! A changed file is not cut again where it did not change. A FastCDC boundary depends only on
+//! the bytes since the previous boundary, so where the file still holds, from a boundary on,
+//! the bytes of its next chunk at the last scan (same keyed tag), that chunk ends where it
+//! ended before. The rescan checks the previous chunks' tags in parallel and cuts only from
+//! the first one that differs, until a chunk it cuts is one the file had: from there the
+//! previous chunks line up again (after an insert, shifted). See [`KnownChunks`].
 
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Mutex;
@@ -29,18 +37,84 @@ pub struct Hashed {
     pub chunks: Vec<ChunkLoc>,
     /// Bytes read.
     pub size: u64,
+    /// Bytes the chunker ran over: all of them for a new file; for a changed one, only
+    /// around the changes (the rest were previous chunks, found where they were).
+    pub cut_bytes: u64,
 }
 
-/// Chunk tags a file had at its last scan, with the ids they sealed to.
-pub type KnownChunks = std::collections::HashMap<[u8; 32], ChunkId>;
+/// Where a rescan stands against the file's previous chunks, from window to window.
+#[derive(Debug, Default)]
+struct Alignment {
+    /// The position in the previous chunk list that the next byte starts, if it starts one.
+    next: Option<usize>,
+    /// Bytes cut so far.
+    cut_bytes: u64,
+}
+
+/// A file's chunks at its last scan: their tags with the ids they sealed to, and their order,
+/// so a rescan can check them where they were instead of cutting the file again.
+#[derive(Debug, Clone, Default)]
+pub struct KnownChunks {
+    /// Tag → (id, position in `order`, of its first occurrence).
+    by_tag: HashMap<[u8; 32], (ChunkId, usize)>,
+    /// The chunks in file order: (length, tag, id). Empty when some chunk has no tag.
+    order: Vec<(u32, [u8; 32], ChunkId)>,
+    /// The lengths in `order`: a chunk just cut with one of them may be a known one.
+    lens: HashSet<u32>,
+}
+
+impl KnownChunks {
+    /// From a file's chunk list as the index holds it (in file order).
+    pub fn new(chunks: &[ChunkLoc]) -> Self {
+        let mut known = Self::default();
+        let all_tagged = chunks.iter().all(|c| c.tag.is_some());
+        for c in chunks {
+            let Some(tag) = c.tag else { continue };
+            let at = known.order.len();
+            known.by_tag.entry(tag).or_insert((c.id, at));
+            if all_tagged {
+                known.order.push((c.len, tag, c.id));
+                known.lens.insert(c.len);
+            }
+        }
+        known
+    }
+
+    /// Whether no chunk is known.
+    pub fn is_empty(&self) -> bool {
+        self.by_tag.is_empty()
+    }
+
+    fn id(&self, tag: &[u8; 32]) -> Option<ChunkId> {
+        self.by_tag.get(tag).map(|(id, _)| *id)
+    }
+
+    /// How many of the chunks from `order[next]` on to check at the start of `avail` bytes:
+    /// each must fit, leave the window as much as a cut would need (`max` bytes unless the
+    /// file ends in it), and not be the last one (that one was cut by the end of the file,
+    /// which may have moved).
+    fn run(&self, next: usize, avail: usize, eof: bool, max: usize) -> usize {
+        let mut used = 0;
+        let mut n = 0;
+        while next + n + 1 < self.order.len() && n < 256 {
+            let len = self.order[next + n].0 as usize;
+            if used + len > avail || !(eof || avail - used >= max) {
+                break;
+            }
+            used += len;
+            n += 1;
+        }
+        n
+    }
+}
 
 /// The id and tag of a chunk: looked up by tag when the file had it before (a keyed hash, no
 /// encryption), else sealed.
 fn seal_id(keys: &FolderKeys, data: &[u8], known: Option<&KnownChunks>) -> (ChunkId, [u8; 32]) {
     if let Some(known) = known {
         let tag = blob::chunk_tag(keys, data);
-        if let Some(id) = known.get(&tag) {
-            return (*id, tag);
+        if let Some(id) = known.id(&tag) {
+            return (id, tag);
         }
     }
     match blob::seal_chunk_tagged(keys, data) {
@@ -53,6 +127,9 @@ fn seal_id(keys: &FolderKeys, data: &[u8], known: Option<&KnownChunks>) -> (Chun
 /// Cuts `data` into chunks starting at file offset `base` and seals them on the current
 /// rayon pool. `eof` says whether `data` ends the file; if not, the last bytes that might be
 /// part of a longer chunk are left over: the returned count says how many bytes were cut.
+///
+/// With `known` and `aligned.next`, the previous chunks from there are checked by tag where
+/// they would be, on the pool, and the ones still there are taken without cutting.
 #[allow(clippy::too_many_arguments)] // one hot loop's inputs, each used once
 fn cut_and_seal(
     chunker: &Chunker,
@@ -62,6 +139,7 @@ fn cut_and_seal(
     first_idx: u32,
     eof: bool,
     known: Option<&KnownChunks>,
+    aligned: &mut Alignment,
     out: &mut Vec<ChunkLoc>,
 ) -> usize {
     let max = chunker.params().max as usize;
@@ -70,21 +148,80 @@ fn cut_and_seal(
     rayon::scope(|s| {
         let mut idx = first_idx;
         while at < data.len() && (eof || data.len() - at >= max) {
+            if let (Some(known), Some(next)) = (known, aligned.next) {
+                let run = known.run(next, data.len() - at, eof, max);
+                if run > 0 {
+                    let olds = &known.order[next..next + run];
+                    let mut starts = Vec::with_capacity(run);
+                    let mut o = at;
+                    for (len, _, _) in olds {
+                        starts.push(o);
+                        o += *len as usize;
+                    }
+                    let same: Vec<bool> = {
+                        use rayon::prelude::*;
+                        olds.par_iter()
+                            .zip(starts.par_iter())
+                            .map(|((len, tag, _), &from)| {
+                                blob::chunk_tag(keys, &data[from..from + *len as usize]) == *tag
+                            })
+                            .collect()
+                    };
+                    let still = same.iter().take_while(|s| **s).count();
+                    let mut taken = out_lock(&sealed);
+                    for (len, tag, id) in &olds[..still] {
+                        taken.push(ChunkLoc {
+                            idx,
+                            offset: base + at as u64,
+                            len: *len,
+                            id: *id,
+                            tag: Some(*tag),
+                        });
+                        idx += 1;
+                        at += *len as usize;
+                    }
+                    drop(taken);
+                    // From the first chunk that changed on, cut.
+                    aligned.next = (still == run).then_some(next + run);
+                    continue;
+                }
+                aligned.next = None;
+            }
             let len = chunker.cut(&data[at..]);
+            aligned.cut_bytes += len as u64;
             let piece = &data[at..at + len];
             let offset = base + at as u64;
-            let sealed = &sealed;
-            s.spawn(move |_| {
-                let (id, tag) = seal_id(keys, piece, known);
-                if let Ok(mut v) = sealed.lock() {
-                    v.push(ChunkLoc {
+            // A chunk just cut that the file had before: the previous chunks line up again
+            // from the one after it.
+            if let Some(known) = known
+                && !known.order.is_empty()
+                && known.lens.contains(&(len as u32))
+            {
+                let tag = blob::chunk_tag(keys, piece);
+                if let Some(&(id, position)) = known.by_tag.get(&tag) {
+                    out_lock(&sealed).push(ChunkLoc {
                         idx,
                         offset,
                         len: len as u32,
                         id,
                         tag: Some(tag),
                     });
+                    aligned.next = Some(position + 1);
+                    idx += 1;
+                    at += len;
+                    continue;
                 }
+            }
+            let sealed = &sealed;
+            s.spawn(move |_| {
+                let (id, tag) = seal_id(keys, piece, known);
+                out_lock(sealed).push(ChunkLoc {
+                    idx,
+                    offset,
+                    len: len as u32,
+                    id,
+                    tag: Some(tag),
+                });
             });
             idx += 1;
             at += len;
@@ -94,6 +231,12 @@ fn cut_and_seal(
     sealed.sort_unstable_by_key(|c| c.idx);
     out.extend(sealed);
     at
+}
+
+/// The list of chunks made so far (a lock no one holds across a panic that matters: a
+/// poisoned list is still whole, each push is one call).
+fn out_lock(sealed: &Mutex<Vec<ChunkLoc>>) -> std::sync::MutexGuard<'_, Vec<ChunkLoc>> {
+    sealed.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Chunks and seals everything `reader` yields. `size_hint` (the file's size, if known) keeps
@@ -108,9 +251,10 @@ pub fn hash_reader(
     hash_reader_known(reader, size_hint, chunker, keys, None)
 }
 
-/// [`hash_reader`], mapping chunks whose tag is in `known` (the file's previous chunks) to
-/// their ids without sealing them again: a changed large file costs a keyed hash per unchanged
-/// chunk instead of an encryption and two hashes.
+/// [`hash_reader`] for a file that had `known` chunks at its last scan: unchanged chunks are
+/// checked where they were (a keyed hash each, on the pool) instead of cut and sealed again,
+/// and chunks that moved are found by tag. The chunks are exactly those [`hash_reader`]
+/// makes.
 pub fn hash_reader_known(
     mut reader: impl Read,
     size_hint: u64,
@@ -123,6 +267,11 @@ pub fn hash_reader_known(
     let mut filled = 0;
     let mut base = 0u64;
     let mut chunks = Vec::new();
+    // The file's start is a boundary now and was one at the last scan.
+    let mut aligned = Alignment {
+        next: known.map(|_| 0),
+        cut_bytes: 0,
+    };
     loop {
         // Fill the window, or reach the end of the file.
         let mut eof = false;
@@ -149,13 +298,18 @@ pub fn hash_reader_known(
             chunks.len() as u32,
             eof,
             known,
+            &mut aligned,
             &mut chunks,
         );
         base += cut as u64;
         buf.copy_within(cut..filled, 0);
         filled -= cut;
         if eof {
-            return Ok(Hashed { chunks, size: base });
+            return Ok(Hashed {
+                chunks,
+                size: base,
+                cut_bytes: aligned.cut_bytes,
+            });
         }
     }
 }
@@ -163,8 +317,23 @@ pub fn hash_reader_known(
 /// Chunks and seals an in-memory buffer (symlink targets; the benchmark's reference pipeline).
 pub fn hash_bytes(data: &[u8], chunker: &Chunker, keys: &FolderKeys) -> Hashed {
     let mut chunks = Vec::new();
-    let size = cut_and_seal(chunker, keys, data, 0, 0, true, None, &mut chunks) as u64;
-    Hashed { chunks, size }
+    let mut aligned = Alignment::default();
+    let size = cut_and_seal(
+        chunker,
+        keys,
+        data,
+        0,
+        0,
+        true,
+        None,
+        &mut aligned,
+        &mut chunks,
+    ) as u64;
+    Hashed {
+        chunks,
+        size,
+        cut_bytes: aligned.cut_bytes,
+    }
 }
 
 /// Reads one stored range of a file, if the file still has that many bytes there.
@@ -302,11 +471,7 @@ mod tests {
         let chunker = Chunker::for_folder(&keys);
         let before = crate::testutil::random(b"known", 6 << 20);
         let first = hash_reader(&before[..], before.len() as u64, &chunker, &keys).unwrap();
-        let known: KnownChunks = first
-            .chunks
-            .iter()
-            .map(|c| (c.tag.unwrap(), c.id))
-            .collect();
+        let known = KnownChunks::new(&first.chunks);
         let mut after = before.clone();
         after[3_000_000..3_004_096].fill(7);
         after.splice(100..100, *b"inserted");
@@ -319,18 +484,107 @@ mod tests {
             Some(&known),
         )
         .unwrap();
-        assert_eq!(reused, fresh);
+        assert_eq!((&reused.chunks, reused.size), (&fresh.chunks, fresh.size));
+        assert_eq!(fresh.cut_bytes, fresh.size);
+        // Only the bytes around the two changes went through the chunker.
+        assert!(
+            reused.cut_bytes < fresh.size / 4,
+            "cut {} of {} bytes again",
+            reused.cut_bytes,
+            fresh.size
+        );
         // Most chunks were known.
         let hits = fresh
             .chunks
             .iter()
-            .filter(|c| known.values().any(|id| *id == c.id))
+            .filter(|c| first.chunks.iter().any(|k| k.id == c.id))
             .count();
         assert!(
             hits + 4 >= fresh.chunks.len(),
             "{hits} of {}",
             fresh.chunks.len()
         );
+    }
+
+    /// Rescans `after` knowing the chunks of `before`; checks them against a fresh cut and
+    /// returns the bytes cut again.
+    fn rescan_matches_fresh(before: &[u8], after: &[u8]) -> u64 {
+        let keys = FolderKey::from_bytes([2; 32]).schedule();
+        let chunker = Chunker::for_folder(&keys);
+        let first = hash_reader(before, before.len() as u64, &chunker, &keys).unwrap();
+        let known = KnownChunks::new(&first.chunks);
+        let fresh = hash_reader(after, after.len() as u64, &chunker, &keys).unwrap();
+        let reused =
+            hash_reader_known(after, after.len() as u64, &chunker, &keys, Some(&known)).unwrap();
+        assert_eq!(reused.size, after.len() as u64);
+        assert_eq!(reused.chunks, fresh.chunks);
+        reused.cut_bytes
+    }
+
+    #[test]
+    fn edits_across_read_windows_are_cut_again_only_around_them() {
+        let base = crate::testutil::random(b"windows", 20 << 20);
+        let w = WINDOW;
+        type Edit = fn(&mut Vec<u8>, usize);
+        let edits: [(&str, usize, Edit); 8] = [
+            ("insert at a window's end", w - 10, |d, at| {
+                d.insert(at, 1)
+            }),
+            ("insert in the second window", w + 12_345, |d, at| {
+                d.insert(at, 1)
+            }),
+            ("delete across a window's end", w - 100, |d, at| {
+                d.drain(at..at + 300);
+            }),
+            ("overwrite 4 KiB", 13 << 20, |d, at| {
+                d[at..at + 4096].fill(0)
+            }),
+            ("append", 0, |d, _| d.extend_from_slice(&[3; 70_000])),
+            ("truncate", 0, |d, _| d.truncate(d.len() - 100_000)),
+            ("prepend", 0, |d, _| {
+                d.splice(0..0, [9u8; 10]);
+            }),
+            ("a zeroed stretch longer than a chunk", 5 << 20, |d, at| {
+                d[at..at + 600_000].fill(0)
+            }),
+        ];
+        for (what, at, edit) in edits {
+            let mut after = base.clone();
+            edit(&mut after, at);
+            let cut = rescan_matches_fresh(&base, &after);
+            // A change costs the chunks around it: a few maximum-size chunks at most (the
+            // zeroed stretch is cut at the maximum size), never the rest of the file.
+            assert!(cut < 2 << 20, "{what}: cut {cut} bytes again");
+        }
+        // Unchanged: nothing but the last chunk (cut by the end of the file) is cut again.
+        assert!(rescan_matches_fresh(&base, &base) <= 256 << 10);
+        // Everything changed: everything is cut, and the result is still right.
+        let other = crate::testutil::random(b"other", 3 << 20);
+        assert_eq!(rescan_matches_fresh(&base, &other), other.len() as u64);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        #[test]
+        fn a_rescan_after_any_edit_cuts_where_a_fresh_cut_does(
+            seed in proptest::prelude::any::<u64>(),
+            len in 0usize..3_000_000,
+            op in 0u8..5,
+            at in 0.0f64..1.0,
+            n in 1usize..300_000,
+        ) {
+            let before = crate::testutil::random(&seed.to_le_bytes(), len);
+            let mut after = before.clone();
+            let at = (at * len as f64) as usize;
+            match op {
+                0 => { after.splice(at..at, std::iter::repeat_n(0xee, n)); }
+                1 => { after.drain(at..(at + n).min(len)); }
+                2 => { let end = (at + n).min(len); after[at..end].fill(0x11); }
+                3 => after.extend(std::iter::repeat_n(0x22, n)),
+                _ => after.truncate(len.saturating_sub(n)),
+            }
+            rescan_matches_fresh(&before, &after);
+        }
     }
 
     #[test]
@@ -341,7 +595,8 @@ mod tests {
             h,
             Hashed {
                 chunks: vec![],
-                size: 0
+                size: 0,
+                cut_bytes: 0,
             }
         );
     }

@@ -451,6 +451,7 @@ fn hash_entry(
             Hashed {
                 chunks: vec![],
                 size: 0,
+                cut_bytes: 0,
             },
         ),
         EntryKind::Symlink => {
@@ -1080,11 +1081,7 @@ fn record(
         if let Work::Update { row, .. } = w
             && row.size >= KNOWN_CHUNKS_MIN_SIZE
         {
-            let tags: chunk::KnownChunks = index
-                .chunks(&folder.id, &row.file_id)?
-                .into_iter()
-                .filter_map(|c| c.tag.map(|t| (t, c.id)))
-                .collect();
+            let tags = chunk::KnownChunks::new(&index.chunks(&folder.id, &row.file_id)?);
             if !tags.is_empty() {
                 known.insert(row.file_id, tags);
             }

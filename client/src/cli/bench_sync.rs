@@ -358,7 +358,7 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let raw_seconds = runtime.block_on(super::bench_transfer::raw_stream(size))?;
+    let raw_seconds = runtime.block_on(super::bench_transfer::raw_stream(size, super::bench_transfer::Transport::Quic))?;
     if let Some(first) = scenarios.first_mut() {
         first["raw_libp2p_stream_seconds"] = json!(raw_seconds);
         first["ratio_to_raw_stream"] =

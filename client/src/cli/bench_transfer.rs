@@ -24,9 +24,34 @@ use crate::scan::{self, Folder};
 
 const RAW: StreamProtocol = StreamProtocol::new("/harp/bench-raw/1");
 
-async fn node(seed: u8) -> anyhow::Result<(Handle, Multiaddr)> {
+/// The transport a measurement runs on (loopback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// QUIC (quinn, TLS 1.3), what devices prefer.
+    Quic,
+    /// TCP with Noise and Yamux.
+    Tcp,
+}
+
+impl Transport {
+    fn listen(self) -> &'static str {
+        match self {
+            Transport::Quic => "/ip4/127.0.0.1/udp/0/quic-v1",
+            Transport::Tcp => "/ip4/127.0.0.1/tcp/0",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Quic => "QUIC",
+            Transport::Tcp => "TCP + Noise + Yamux",
+        }
+    }
+}
+
+async fn node(seed: u8, transport: Transport) -> anyhow::Result<(Handle, Multiaddr)> {
     let config = net::Config {
-        listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse()?],
+        listen: vec![transport.listen().parse()?],
         mdns: false,
         ..net::Config::default()
     };
@@ -43,9 +68,9 @@ async fn node(seed: u8) -> anyhow::Result<(Handle, Multiaddr)> {
 }
 
 /// Moves `bytes` over one raw libp2p stream; returns the seconds until the receiver had all.
-pub(crate) async fn raw_stream(bytes: u64) -> anyhow::Result<f64> {
-    let (a, _) = node(201).await?;
-    let (b, b_addr) = node(202).await?;
+pub(crate) async fn raw_stream(bytes: u64, transport: Transport) -> anyhow::Result<f64> {
+    let (a, _) = node(201, transport).await?;
+    let (b, b_addr) = node(202, transport).await?;
     let mut incoming = b
         .control()
         .accept(RAW)
@@ -166,10 +191,13 @@ pub(crate) async fn transfer(args: &TransferArgs) -> anyhow::Result<serde_json::
 
     say(
         args.json,
-        "reference: one raw libp2p stream (QUIC) moving the same bytes…",
+        format!(
+            "reference: one raw libp2p stream ({}) moving the same bytes…",
+            args.transport.name()
+        ),
     );
     let cpu0 = cpu_seconds();
-    let raw_secs = raw_stream(bytes).await?;
+    let raw_secs = raw_stream(bytes, args.transport).await?;
     let raw_cpu = cpu_seconds() - cpu0;
 
     let client_device =
@@ -181,7 +209,7 @@ pub(crate) async fn transfer(args: &TransferArgs) -> anyhow::Result<serde_json::
         let folder = Folder::new(folder.id, root.clone(), key.schedule());
         let db = db.clone();
         async move {
-            let (h, addr) = node(seed).await?;
+            let (h, addr) = node(seed, args.transport).await?;
             let source = LocalSource::new(
                 Index::open(&db)?,
                 vec![(folder, crate::members::Members::new(members))],
@@ -192,7 +220,7 @@ pub(crate) async fn transfer(args: &TransferArgs) -> anyhow::Result<serde_json::
     };
     let (s1, s1_addr) = serve(211).await?;
     let (s2, s2_addr) = serve(212).await?;
-    let (client, _) = node(210).await?;
+    let (client, _) = node(210, args.transport).await?;
     client.dial(s1_addr).await?;
     client.dial(s2_addr).await?;
 
@@ -230,7 +258,7 @@ pub(crate) async fn transfer(args: &TransferArgs) -> anyhow::Result<serde_json::
     Ok(serde_json::json!({
         "bytes": bytes,
         "chunks": ids.len(),
-        "transport": "QUIC on 127.0.0.1, all nodes in this process",
+        "transport": format!("{} on 127.0.0.1, all nodes in this process", args.transport.name()),
         "reference_raw_libp2p_stream": {"seconds": raw_secs, "mb_s": mb_s(bytes, raw_secs), "cpu_seconds": raw_cpu},
         "harp_one_source": {"seconds": one_secs, "mb_s": mb_s(bytes, one_secs), "ratio": raw_secs / one_secs, "cpu_seconds": one_cpu},
         "harp_two_sources": {"seconds": two_secs, "mb_s": mb_s(bytes, two_secs), "ratio": raw_secs / two_secs, "cpu_seconds": two_cpu,
