@@ -23,7 +23,7 @@ use harp_protocol::chunker::Chunker;
 use harp_protocol::ids::ChunkId;
 use harp_protocol::keys::FolderKeys;
 
-use crate::index::{self, ChunkLoc, Index};
+use crate::index::{self, ChunkLoc, ChunkTag, Index};
 use crate::scan::Folder;
 use harp_protocol::manifest::EntryKind;
 
@@ -56,9 +56,9 @@ struct Alignment {
 #[derive(Debug, Clone, Default)]
 pub struct KnownChunks {
     /// Tag → (id, position in `order`, of its first occurrence).
-    by_tag: HashMap<[u8; 32], (ChunkId, usize)>,
+    by_tag: HashMap<ChunkTag, (ChunkId, usize)>,
     /// The chunks in file order: (length, tag, id). Empty when some chunk has no tag.
-    order: Vec<(u32, [u8; 32], ChunkId)>,
+    order: Vec<(u32, ChunkTag, ChunkId)>,
     /// The lengths in `order`: a chunk just cut with one of them may be a known one.
     lens: HashSet<u32>,
 }
@@ -85,7 +85,7 @@ impl KnownChunks {
         self.by_tag.is_empty()
     }
 
-    fn id(&self, tag: &[u8; 32]) -> Option<ChunkId> {
+    fn id(&self, tag: &ChunkTag) -> Option<ChunkId> {
         self.by_tag.get(tag).map(|(id, _)| *id)
     }
 
@@ -108,17 +108,28 @@ impl KnownChunks {
     }
 }
 
+/// A chunk's tag as the index keeps it ([`ChunkTag`]).
+pub fn tag_of(keys: &FolderKeys, data: &[u8]) -> ChunkTag {
+    prefix(&blob::chunk_tag(keys, data))
+}
+
+fn prefix(tag: &[u8; 32]) -> ChunkTag {
+    let mut out = [0u8; 24];
+    out.copy_from_slice(&tag[..24]);
+    out
+}
+
 /// The id and tag of a chunk: looked up by tag when the file had it before (a keyed hash, no
 /// encryption), else sealed.
-fn seal_id(keys: &FolderKeys, data: &[u8], known: Option<&KnownChunks>) -> (ChunkId, [u8; 32]) {
+fn seal_id(keys: &FolderKeys, data: &[u8], known: Option<&KnownChunks>) -> (ChunkId, ChunkTag) {
     if let Some(known) = known {
-        let tag = blob::chunk_tag(keys, data);
+        let tag = tag_of(keys, data);
         if let Some(id) = known.id(&tag) {
             return (id, tag);
         }
     }
     match blob::seal_chunk_tagged(keys, data) {
-        Ok((tag, id, _)) => (id, tag),
+        Ok((tag, id, _)) => (id, prefix(&tag)),
         // The chunker never cuts more than its maximum, which is below the blob limit.
         Err(_) => unreachable!("chunks are never larger than the blob limit"),
     }
@@ -163,7 +174,7 @@ fn cut_and_seal(
                         olds.par_iter()
                             .zip(starts.par_iter())
                             .map(|((len, tag, _), &from)| {
-                                blob::chunk_tag(keys, &data[from..from + *len as usize]) == *tag
+                                tag_of(keys, &data[from..from + *len as usize]) == *tag
                             })
                             .collect()
                     };
@@ -197,7 +208,7 @@ fn cut_and_seal(
                 && !known.order.is_empty()
                 && known.lens.contains(&(len as u32))
             {
-                let tag = blob::chunk_tag(keys, piece);
+                let tag = tag_of(keys, piece);
                 if let Some(&(id, position)) = known.by_tag.get(&tag) {
                     out_lock(&sealed).push(ChunkLoc {
                         idx,
@@ -527,9 +538,7 @@ mod tests {
         let w = WINDOW;
         type Edit = fn(&mut Vec<u8>, usize);
         let edits: [(&str, usize, Edit); 8] = [
-            ("insert at a window's end", w - 10, |d, at| {
-                d.insert(at, 1)
-            }),
+            ("insert at a window's end", w - 10, |d, at| d.insert(at, 1)),
             ("insert in the second window", w + 12_345, |d, at| {
                 d.insert(at, 1)
             }),

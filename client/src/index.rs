@@ -92,8 +92,23 @@ pub struct ChunkLoc {
     pub len: u32,
     /// The sealed blob's id.
     pub id: ChunkId,
-    /// The chunk's tag (`harp_protocol::blob::chunk_tag`), when it was recorded.
-    pub tag: Option<[u8; 32]>,
+    /// The chunk's tag, when it was recorded ([`ChunkTag`]).
+    pub tag: Option<ChunkTag>,
+}
+
+/// What the index keeps of a chunk's tag (`harp_protocol::blob::chunk_tag`, the keyed BLAKE3
+/// of its plaintext): the first 24 bytes, which are its blob's nonce. So a device that only
+/// received the blob knows it as well as the one that cut the file, and a rescan on either
+/// maps unchanged chunks to their ids without cutting or sealing them again. (Rows written
+/// before held all 32 bytes; they are read as their first 24.)
+pub type ChunkTag = [u8; 24];
+
+/// A stored tag: 24 bytes, or the 32 of older rows.
+fn chunk_tag(v: Vec<u8>) -> Result<ChunkTag> {
+    match v.len() {
+        24 | 32 => blob(v[..24].to_vec(), "chunk tag"),
+        _ => Err(Error::Corrupt("chunk tag")),
+    }
 }
 
 /// A kept old version.
@@ -385,7 +400,7 @@ impl Index {
                 offset: offset as u64,
                 len: len as u32,
                 id: ChunkId::from_bytes(blob(id, "chunk id")?),
-                tag: tag.map(|t| blob(t, "chunk tag")).transpose()?,
+                tag: tag.map(chunk_tag).transpose()?,
             })
         })
         .collect()

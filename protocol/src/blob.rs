@@ -254,6 +254,13 @@ impl CheckedBlob {
         self.bytes
     }
 
+    /// The nonce the blob carries in the clear (`None` if it is too short to hold one). Once
+    /// a data chunk's blob has opened, this is the first 24 bytes of its [`chunk_tag`]:
+    /// opening checks exactly that.
+    pub fn nonce(&self) -> Option<[u8; 24]> {
+        self.bytes.get(2..26)?.try_into().ok()
+    }
+
     /// Authenticates and decrypts the blob and checks that it is canonical ([`open`] without
     /// hashing it again).
     pub fn open(&self, keys: &FolderKeys, kind: BlobKind) -> Result<Vec<u8>, BlobError> {
@@ -332,6 +339,14 @@ mod tests {
         let keys = crate::keys::FolderKey::from_bytes([5; 32]).schedule();
         let data = b"some chunk of a file".repeat(100);
         let (tag, id, blob) = seal_chunk_tagged(&keys, &data).unwrap();
+        let checked = CheckedBlob::check(id, blob.clone()).unwrap();
+        assert_eq!(checked.nonce().unwrap()[..], tag[..24]);
+        assert_eq!(
+            CheckedBlob::check(ChunkId::of_ciphertext(b"x"), b"x".to_vec())
+                .unwrap()
+                .nonce(),
+            None
+        );
         assert_eq!(
             seal(&keys, BlobKind::Chunk, &data).unwrap(),
             (id, blob.clone())

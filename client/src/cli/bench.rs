@@ -243,10 +243,7 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<serde_json::Value> {
 
     // 2. The same file changed, then rescanned: 4 KiB overwritten in its middle, then one
     //    byte inserted there. Only the chunks around the change are new.
-    say(
-        args.json,
-        "overwriting 4 KiB in its middle and rescanning…",
-    );
+    say(args.json, "overwriting 4 KiB in its middle and rescanning…");
     let big_path = big_dir.join("big.bin");
     let middle = big_bytes / 2;
     {

@@ -68,8 +68,8 @@ impl Device {
     }
 
     fn daemon(&self) -> anyhow::Result<(Child, String)> {
-        // `HARP_BENCH_LOG=DIR` keeps each daemon's log (at info level) in DIR, for finding
-        // where the time goes.
+        // `HARP_BENCH_LOG=DIR` keeps each daemon's log (at info level unless
+        // `HARP_BENCH_LOG_LEVEL` says otherwise) in DIR, for finding where the time goes.
         let (stderr, level) = match std::env::var_os("HARP_BENCH_LOG") {
             Some(dir) => {
                 let name = self.home.file_name().unwrap_or_default().to_owned();
@@ -81,6 +81,8 @@ impl Device {
             }
             None => (Stdio::null(), "error"),
         };
+        // `HARP_BENCH_LOG_LEVEL` overrides the level of those logs (e.g. `debug`).
+        let level = std::env::var("HARP_BENCH_LOG_LEVEL").unwrap_or_else(|_| level.to_owned());
         let mut child = self
             .command(&["daemon"])?
             .env("RUST_LOG", level)
@@ -358,7 +360,10 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let raw_seconds = runtime.block_on(super::bench_transfer::raw_stream(size, super::bench_transfer::Transport::Quic))?;
+    let raw_seconds = runtime.block_on(super::bench_transfer::raw_stream(
+        size,
+        super::bench_transfer::Transport::Quic,
+    ))?;
     if let Some(first) = scenarios.first_mut() {
         first["raw_libp2p_stream_seconds"] = json!(raw_seconds);
         first["ratio_to_raw_stream"] =

@@ -45,7 +45,7 @@ fn lock(doc: &Doc) -> std::sync::MutexGuard<'_, FolderDoc> {
 }
 use super::plan::{self, Action, Candidate, FileState};
 use crate::chunk;
-use crate::index::{ChunkLoc, FileRow, Index};
+use crate::index::{ChunkLoc, ChunkTag, FileRow, Index};
 use crate::scan::Folder;
 use crate::store;
 
@@ -1278,6 +1278,7 @@ fn build_content(
     report: &mut Report,
     sync: bool,
 ) -> Result<(tempfile::NamedTempFile, Vec<ChunkLoc>, Nodes), Defer> {
+    let started = std::time::Instant::now();
     let (chunks, nodes) = chunk_list(index, ctx, record)?;
     let tmp_dir = store::temp_dir(ctx.folder);
     fs::create_dir_all(&tmp_dir)?;
@@ -1314,11 +1315,18 @@ fn build_content(
         }
         Ok(())
     };
+    // Each chunk's tag, for the rows: a rescan after a local edit then finds the unchanged
+    // chunks where they are (chunk::KnownChunks) instead of cutting and sealing them again.
+    let tags: std::cell::RefCell<HashMap<ChunkId, ChunkTag>> = Default::default();
     let write = |sealed: CheckedBlob, counter: &mut u64| -> std::io::Result<()> {
         let id = sealed.id();
         let plain = sealed
             .open(keys, BlobKind::Chunk)
             .map_err(|e| std::io::Error::other(format!("chunk {id}: {e}")))?;
+        // The blob opened, so its nonce is the tag's prefix.
+        if let Some(tag) = sealed.nonce() {
+            tags.borrow_mut().insert(id, tag);
+        }
         put_plain(id, &plain, counter)
     };
     // Chunks this device already has: straight from a local file that is unchanged since its
@@ -1339,11 +1347,10 @@ fn build_content(
             Some(row) if !row.deleted && row.kind == EntryKind::File => {
                 match open_unchanged(&record.path)? {
                     Some(f) => {
-                        let held = index
-                            .chunks(&ctx.folder.id, &row.file_id)?
-                            .into_iter()
-                            .map(|c| (c.id, (c.offset, c.len)))
-                            .collect();
+                        let rows = index.chunks(&ctx.folder.id, &row.file_id)?;
+                        let held = rows.iter().map(|c| (c.id, (c.offset, c.len))).collect();
+                        tags.borrow_mut()
+                            .extend(rows.iter().filter_map(|c| Some((c.id, c.tag?))));
                         Some((f, held))
                     }
                     None => None,
@@ -1418,6 +1425,8 @@ fn build_content(
             plain.resize(len as usize, 0);
             if f.read_exact_at(&mut plain, off).is_ok() {
                 put_plain(*id, &plain, &mut report.reused_bytes)?;
+                tags.borrow_mut()
+                    .insert(*id, chunk::tag_of(&ctx.folder.keys, &plain));
                 done = true;
                 break;
             }
@@ -1460,16 +1469,23 @@ fn build_content(
             record.path, record.size
         )));
     }
+    let tags = tags.into_inner();
+    for loc in &mut locs {
+        loc.tag = tags.get(&loc.id).copied();
+    }
+    let built = started.elapsed();
     if sync {
         file.sync_all()?;
     }
     tracing::debug!(
         folder = %ctx.folder.id,
-        "{}: {} bytes built from {} chunks ({} fetched)",
+        "{}: {} bytes built from {} chunks ({} fetched) in {:.3} s, synced in {:.3} s",
         record.path,
         record.size,
         offsets.len(),
-        fetched_chunks
+        fetched_chunks,
+        built.as_secs_f64(),
+        (started.elapsed() - built).as_secs_f64()
     );
     Ok((tmp, locs, nodes))
 }

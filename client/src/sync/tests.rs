@@ -247,6 +247,51 @@ fn files_links_dirs_renames_modes_and_deletes_reach_the_other_device() {
     assert_eq!(a.index.integrity_check().unwrap(), "ok");
 }
 
+/// The chunk rows of `rel` on `d`, in order.
+fn chunk_rows(d: &Device, rel: &str) -> Vec<crate::index::ChunkLoc> {
+    let row = d.index.file(&d.folder.id, rel).unwrap().unwrap();
+    d.index.chunks(&d.folder.id, &row.file_id).unwrap()
+}
+
+/// Every chunk row of `rel` on `d` has the tag of the bytes `data` holds there.
+fn assert_tags(d: &Device, rel: &str, data: &[u8]) {
+    let rows = chunk_rows(d, rel);
+    assert!(rows.len() > 10);
+    for c in rows {
+        let bytes = &data[c.offset as usize..][..c.len as usize];
+        assert_eq!(
+            c.tag,
+            Some(crate::chunk::tag_of(&d.folder.keys, bytes)),
+            "chunk {} at {}",
+            c.idx,
+            c.offset
+        );
+    }
+}
+
+#[test]
+fn a_received_file_gets_the_chunk_tags_of_its_bytes_as_the_sender_has_them() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    // Large enough for rescans to use the previous chunks (scan::KNOWN_CHUNKS_MIN_SIZE).
+    let big = crate::testutil::random(b"tagged", 3 << 20);
+    a.write("big.bin", &big);
+    converge(&mut a, &mut b);
+    assert_tags(&a, "big.bin", &big);
+    // B fetched every chunk: the blobs' nonces gave it the tags the cutter recorded.
+    assert_tags(&b, "big.bin", &big);
+
+    // B edits; its rescan maps the unchanged chunks by tag, and A rebuilds from its own copy
+    // (the chunks it copied keep their tags, the fetched one gets its own).
+    let mut edited = big.clone();
+    edited[1_500_000..1_504_096].fill(0);
+    b.write("big.bin", &edited);
+    converge(&mut a, &mut b);
+    assert_eq!(std::fs::read(a.path("big.bin")).unwrap(), edited);
+    assert_tags(&b, "big.bin", &edited);
+    assert_tags(&a, "big.bin", &edited);
+}
+
 #[test]
 fn concurrent_edits_keep_both_versions_and_both_devices_agree() {
     let mut a = Device::new(1);
