@@ -37,6 +37,9 @@ pub struct SyncArgs {
     /// btrfs or XFS mount to measure a file system that shares blocks; removed afterwards.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// The daemons' transport (and the raw stream's, the reference).
+    #[arg(long, value_enum, default_value = "quic")]
+    pub transport: super::bench_transfer::Transport,
 }
 
 struct Device {
@@ -309,7 +312,7 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
         ids.push(v["device_id"].as_str().context("device id")?.to_owned());
         let dirs = d.dirs();
         let mut c = crate::config::Config::load(&dirs)?;
-        c.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".to_owned()];
+        c.listen = vec![args.transport.listen().to_owned()];
         c.mdns = false;
         c.watch_delay_ms = 100;
         // No web UI: two daemons would contend for its default port, and no one looks.
@@ -360,10 +363,7 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let raw_seconds = runtime.block_on(super::bench_transfer::raw_stream(
-        size,
-        super::bench_transfer::Transport::Quic,
-    ))?;
+    let raw_seconds = runtime.block_on(super::bench_transfer::raw_stream(size, args.transport))?;
     if let Some(first) = scenarios.first_mut() {
         first["raw_libp2p_stream_seconds"] = json!(raw_seconds);
         first["ratio_to_raw_stream"] =
@@ -372,6 +372,7 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
     Ok(json!({
         "machine": crate::cli::bench::machine(),
         "file_system": file_system_of(base.path()),
+        "transport": args.transport.name(),
         "size_bytes": size,
         "small_files": args.small_files,
         "raw_libp2p_stream_mb_s": size as f64 / raw_seconds.max(1e-9) / 1e6,

@@ -34,14 +34,14 @@ pub enum Transport {
 }
 
 impl Transport {
-    fn listen(self) -> &'static str {
+    pub(crate) fn listen(self) -> &'static str {
         match self {
             Transport::Quic => "/ip4/127.0.0.1/udp/0/quic-v1",
             Transport::Tcp => "/ip4/127.0.0.1/tcp/0",
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Transport::Quic => "QUIC",
             Transport::Tcp => "TCP + Noise + Yamux",
