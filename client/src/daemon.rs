@@ -526,7 +526,11 @@ async fn serve(
         for a in &addrs {
             handle.add_address(peer, a.clone()).await?;
         }
-        tokio::spawn(keep_connected(handle.clone(), peer, addrs));
+        tokio::spawn(keep_connected(
+            handle.clone(),
+            peer,
+            net::in_dial_order(addrs),
+        ));
     }
 
     if let Some(addr) = &c.metrics_listen {

@@ -385,3 +385,68 @@ fn metrics_count_bytes_chunks_and_versions() {
         "{text}"
     );
 }
+
+#[test]
+fn peers_on_one_network_sync_over_tcp_when_they_have_both_transports() {
+    // Both daemons listen on loopback QUIC and TCP, as the default config does on every
+    // interface. B knows A's QUIC address first; the daemon dials TCP on a local network
+    // first anyway (cheaper for bulk: docs/benchmarks.md), and the file comes over it.
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (side(tmp.path(), "a"), side(tmp.path(), "b"));
+    for s in [&a, &b] {
+        edit_config(&s.home, |c| {
+            c.listen = vec![
+                "/ip4/127.0.0.1/udp/0/quic-v1".to_owned(),
+                "/ip4/127.0.0.1/tcp/0".to_owned(),
+            ];
+        })
+        .unwrap();
+    }
+    a.add_folder("shared").unwrap();
+    let invite = ok(&a.home, &["folder", "share", "shared", "--with", &b.id]);
+    let pa = Proc::start(&[], &a.home, &["daemon"]).unwrap();
+    let lines = pa.until("daemon ready").unwrap();
+    let addrs: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("listening on "))
+        .collect();
+    let quic = addrs.iter().find(|a| a.contains("/quic-v1")).unwrap();
+    let tcp = addrs.iter().find(|a| a.contains("/tcp/")).unwrap();
+    ok(
+        &b.home,
+        &[
+            "folder",
+            "join",
+            invite.trim(),
+            b.folder.to_str().unwrap(),
+            "--peer-addr",
+            quic,
+        ],
+    );
+    // The peer entry lists QUIC first, then TCP.
+    edit_config(&b.home, |c| {
+        let entry = c.peers.iter_mut().find(|p| p.device == a.id).unwrap();
+        entry.addresses = vec![quic.to_string(), tcp.to_string()];
+    })
+    .unwrap();
+    let _pb = start(&b);
+    let data = fill(b"over-tcp", 2 << 20);
+    std::fs::write(a.folder.join("data.bin"), &data).unwrap();
+    wait_same(&a.folder, &b.folder, "A to B over one network");
+    let peers: serde_json::Value =
+        serde_json::from_str(&ok(&b.home, &["peers", "--json"])).unwrap();
+    let to_a = peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["device"] == a.id.as_str())
+        .unwrap_or_else(|| panic!("A is not among B's peers: {peers}"));
+    let conns = to_a["connections"].as_array().unwrap();
+    assert!(
+        !conns.is_empty()
+            && conns
+                .iter()
+                .all(|c| c["addr"].as_str().unwrap().contains("/tcp/")),
+        "B reaches A over {conns:?}"
+    );
+}

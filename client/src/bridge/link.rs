@@ -574,8 +574,7 @@ impl Link {
         let Some(peer) = net::peer_of(device) else {
             return;
         };
-        let addrs: Vec<libp2p::Multiaddr> =
-            addresses.iter().filter_map(|a| a.parse().ok()).collect();
+        let addrs = net::in_dial_order(addresses.iter().filter_map(|a| a.parse().ok()).collect());
         if addrs.is_empty() {
             return;
         }

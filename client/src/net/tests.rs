@@ -502,3 +502,37 @@ async fn bandwidth_limits_hold_on_the_sending_and_the_receiving_side() {
         );
     }
 }
+
+#[test]
+fn local_tcp_is_dialled_first_relays_last_and_the_rest_keeps_its_order() {
+    let parse = |v: &[&str]| -> Vec<Multiaddr> { v.iter().map(|a| a.parse().unwrap()).collect() };
+    let given = parse(&[
+        "/ip4/203.0.113.7/udp/4001/quic-v1",
+        "/ip4/198.51.100.2/tcp/4001/p2p/12D3KooWGAeFW76mCGhHJ1VWtfRQ7tu1jYxiTE2HqD7yeVJ6YRwA/p2p-circuit",
+        "/ip4/203.0.113.7/tcp/4001",
+        "/ip4/192.168.1.20/udp/4001/quic-v1",
+        "/ip4/192.168.1.20/tcp/4001",
+        "/ip6/fd00::20/tcp/4001",
+        "/ip6/fe80::1/tcp/4001",
+        "/ip6/2001:db8::1/tcp/4001",
+        "/ip4/127.0.0.1/tcp/4001",
+        "/ip4/10.0.0.5/udp/4001/quic-v1",
+    ]);
+    let ordered = super::in_dial_order(given);
+    let expected = parse(&[
+        // TCP on loopback and local networks (RFC 1918, unique-local, link-local)...
+        "/ip4/192.168.1.20/tcp/4001",
+        "/ip6/fd00::20/tcp/4001",
+        "/ip6/fe80::1/tcp/4001",
+        "/ip4/127.0.0.1/tcp/4001",
+        // ...then every other direct address as given (public TCP does not jump QUIC)...
+        "/ip4/203.0.113.7/udp/4001/quic-v1",
+        "/ip4/203.0.113.7/tcp/4001",
+        "/ip4/192.168.1.20/udp/4001/quic-v1",
+        "/ip6/2001:db8::1/tcp/4001",
+        "/ip4/10.0.0.5/udp/4001/quic-v1",
+        // ...and relayed ones last, even over a local TCP hop.
+        "/ip4/198.51.100.2/tcp/4001/p2p/12D3KooWGAeFW76mCGhHJ1VWtfRQ7tu1jYxiTE2HqD7yeVJ6YRwA/p2p-circuit",
+    ]);
+    assert_eq!(ordered, expected);
+}
