@@ -744,8 +744,8 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
-                // Every address is remembered; one dial per peer, to its best address
-                // (`in_dial_order`: TCP on the LAN), so that QUIC does not win a race.
+                // Every address is remembered; one dial per peer, trying its addresses one
+                // at a time in `in_dial_order` (TCP on the LAN first), so QUIC wins no race.
                 let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
                 for (peer, addr) in found {
                     self.swarm.add_peer_address(peer, addr.clone());
