@@ -1,6 +1,7 @@
 //! Two-way folder sync between real `harp daemon` processes on loopback: a folder shared by
 //! invitation, files, links, directories, edits, renames and deletes in both directions,
-//! concurrent edits while one side is offline, and a receiver killed with SIGKILL mid-transfer.
+//! concurrent edits while one side is offline, a receiver killed with SIGKILL mid-transfer, a
+//! receiver whose disk fills up, and peers on one network choosing TCP.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::{HashMap, HashSet};
@@ -449,4 +450,126 @@ fn peers_on_one_network_sync_over_tcp_when_they_have_both_transports() {
                 .all(|c| c["addr"].as_str().unwrap().contains("/tcp/")),
         "B reaches A over {conns:?}"
     );
+}
+
+/// A tmpfs of a few MiB, mounted for the test's life: a disk that fills up (root only).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, mib: u64) -> Option<Self> {
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout == b"0\n");
+        if !root {
+            eprintln!("skipped: mounting a small file system needs root");
+            return None;
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs on {}", dir.display());
+        Some(Self(dir.to_owned()))
+    }
+
+    fn grow(&self, mib: u64) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={mib}m")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {}", self.0.display());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// What B's status says is waiting in its only folder: (path, why).
+fn waiting(home: &Path) -> Vec<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(&ok(home, &["status", "--json"])).unwrap();
+    v["folders"][0]["sync"]["waiting"]
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .map(|e| {
+                    (
+                        e["path"].as_str().unwrap_or_default().to_owned(),
+                        e["why"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_full_disk_leaves_no_partial_file_says_why_and_converges_once_there_is_room() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Declared first, dropped (unmounted) last.
+    let Some(disk) = SmallDisk::mount(&tmp.path().join("small-disk"), 8) else {
+        return;
+    };
+    let a = side(tmp.path(), "a");
+    let mut b = side(tmp.path(), "b");
+    b.folder = disk.0.join("sync");
+    a.add_folder("shared").unwrap();
+    let invite = ok(&a.home, &["folder", "share", "shared", "--with", &b.id]);
+    let (_pa, addr_a) = start(&a);
+    ok(
+        &b.home,
+        &[
+            "folder",
+            "join",
+            invite.trim(),
+            b.folder.to_str().unwrap(),
+            "--peer-addr",
+            &addr_a,
+        ],
+    );
+    let (_pb, _) = start(&b);
+    std::fs::write(a.folder.join("small.txt"), b"fits").unwrap();
+    wait_same(&a.folder, &b.folder, "a small file");
+
+    // 12 MiB do not fit on B's 8 MiB disk.
+    let big = fill(b"too-big", 12 << 20);
+    std::fs::write(a.folder.join("big.bin"), &big).unwrap();
+    let why = wait_for(60, || {
+        waiting(&b.home)
+            .iter()
+            .any(|(path, why)| path == "big.bin" && why.contains("No space left"))
+    });
+    assert!(
+        why.is_some(),
+        "B never said why big.bin waits: {:?}",
+        waiting(&b.home)
+    );
+    // No partial file under its name, no temp file left filling the disk, B's other file
+    // intact, and B still takes what fits.
+    assert!(!b.folder.join("big.bin").exists());
+    let temps: Vec<_> = std::fs::read_dir(b.folder.join(".harp/tmp"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(temps.is_empty(), "temp files left behind: {temps:?}");
+    assert_eq!(std::fs::read(b.folder.join("small.txt")).unwrap(), b"fits");
+    std::fs::write(a.folder.join("later.txt"), b"also fits").unwrap();
+    assert!(
+        wait_for(60, || b.folder.join("later.txt").exists()).is_some(),
+        "B stopped syncing after the full disk"
+    );
+
+    // Room again: B converges on its own, with the whole file.
+    disk.grow(64);
+    wait_same(&a.folder, &b.folder, "after the disk grew");
+    assert_eq!(std::fs::read(b.folder.join("big.bin")).unwrap(), big);
+    check_ok(&b.home);
 }
