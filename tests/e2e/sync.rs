@@ -546,12 +546,26 @@ fn a_full_disk_leaves_no_partial_file_says_why_and_converges_once_there_is_room(
     let why = wait_for(60, || {
         waiting(&b.home)
             .iter()
-            .any(|(path, why)| path == "big.bin" && why.contains("No space left"))
+            .any(|(path, why)| path == "big.bin" && why.contains("not enough free space"))
     });
     assert!(
         why.is_some(),
         "B never said why big.bin waits: {:?}",
         waiting(&b.home)
+    );
+    // B retries every 2 s; it must not fetch the file again each time only to fail.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let peers: serde_json::Value =
+        serde_json::from_str(&ok(&b.home, &["peers", "--json"])).unwrap();
+    let fetched: u64 = peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["bytes_in"].as_u64())
+        .sum();
+    assert!(
+        fetched < 1 << 20,
+        "B fetched {fetched} bytes for a file it cannot hold"
     );
     // No partial file under its name, no temp file left filling the disk, B's other file
     // intact, and B still takes what fits.

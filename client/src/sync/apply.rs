@@ -1270,6 +1270,27 @@ fn kernel_copy(
     )?)
 }
 
+/// Defers a file that cannot fit on the folder's disk before anything is fetched for it: a
+/// full disk would otherwise cost the whole file from the network on every retry, only to
+/// fail writing it. (A disk that fills while the file is written still fails cleanly: the
+/// temp file goes, the error is the file's reason to wait.)
+fn enough_room(tmp_dir: &std::path::Path, record: &Record) -> Result<(), Defer> {
+    let Ok(fs) = rustix::fs::statvfs(tmp_dir) else {
+        return Ok(()); // no figure: let the writes tell
+    };
+    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+    if record.size > free {
+        const MB: f64 = 1e6;
+        return Err(later(format!(
+            "not enough free space: {} needs {:.1} MB, {:.1} MB free on the folder's disk",
+            record.path,
+            record.size as f64 / MB,
+            free as f64 / MB
+        )));
+    }
+    Ok(())
+}
+
 /// Writes the content of `record` into a new temp file; returns it and the chunk locations.
 fn build_content(
     index: &Index,
@@ -1282,6 +1303,7 @@ fn build_content(
     let (chunks, nodes) = chunk_list(index, ctx, record)?;
     let tmp_dir = store::temp_dir(ctx.folder);
     fs::create_dir_all(&tmp_dir)?;
+    enough_room(&tmp_dir, record)?;
     let tmp = tempfile::NamedTempFile::new_in(&tmp_dir)?;
     tmp.as_file().set_len(record.size)?;
     let mut offsets: HashMap<ChunkId, Vec<(u64, u32)>> = HashMap::new();
