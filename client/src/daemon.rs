@@ -344,6 +344,7 @@ fn start_worker(
                         Some(Ok(_)) | None => {}
                         Some(Err(e)) => {
                             tracing::error!(folder = %label, "scan failed: {e}");
+                            show_error(&w, format!("scan failed: {e}"));
                             // Never sync on top of a folder that could not be read.
                             return Some(RETRY_DEFERRED);
                         }
@@ -355,6 +356,18 @@ fn start_worker(
                 tracing::error!(folder = %label, "folder worker stopped: {e}");
             }
         })?)
+}
+
+/// Shows in the folder's status (`harp status`, the web UI) why it is stuck, until a round
+/// goes through again (a full disk under the index, an unreadable folder...): a folder that
+/// only logs its failures looks idle.
+fn show_error(w: &Worker, error: String) {
+    let mut status = w.status.lock().unwrap_or_else(|e| e.into_inner());
+    if !status.is_object() {
+        *status = json!({});
+    }
+    status["state"] = json!("error");
+    status["error"] = json!(error);
 }
 
 /// Sync rounds until nothing changes; saves the document and tells peers.
@@ -387,6 +400,7 @@ fn sync_rounds(
             }
             Err(e) => {
                 tracing::error!(folder = %label, "sync round failed: {e}");
+                show_error(w, format!("sync round failed: {e}"));
                 return Some(RETRY_DEFERRED);
             }
         };

@@ -587,3 +587,85 @@ fn a_full_disk_leaves_no_partial_file_says_why_and_converges_once_there_is_room(
     assert_eq!(std::fs::read(b.folder.join("big.bin")).unwrap(), big);
     check_ok(&b.home);
 }
+
+/// Fills the file system under `dir` with one file until it is full; returns its path.
+fn fill_up(dir: &Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = vec![0x55u8; 64 << 10];
+    while f.write_all(&block).is_ok() {}
+    let mut small = [0x55u8; 512];
+    while f.write_all(&small).is_ok() {
+        small[0] ^= 1;
+    }
+    path
+}
+
+#[test]
+fn a_sender_whose_index_disk_is_full_says_so_and_publishes_once_there_is_room() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A's home (index, documents) on a small disk of its own; its folder elsewhere.
+    let Some(disk) = SmallDisk::mount(&tmp.path().join("a-disk"), 4) else {
+        return;
+    };
+    let mut a = side(&disk.0, "a");
+    a.folder = tmp.path().join("a-folder");
+    let b = side(tmp.path(), "b");
+    a.add_folder("shared").unwrap();
+    let invite = ok(&a.home, &["folder", "share", "shared", "--with", &b.id]);
+    let (_pa, addr_a) = start(&a);
+    ok(
+        &b.home,
+        &[
+            "folder",
+            "join",
+            invite.trim(),
+            b.folder.to_str().unwrap(),
+            "--peer-addr",
+            &addr_a,
+        ],
+    );
+    let (_pb, _) = start(&b);
+    std::fs::write(a.folder.join("first.txt"), b"before the disk filled").unwrap();
+    wait_same(&a.folder, &b.folder, "before the disk filled");
+
+    // A's home disk fills up; then many new files need index rows A cannot write.
+    let filler = fill_up(&disk.0);
+    for i in 0..300 {
+        std::fs::write(
+            a.folder.join(format!("new-{i:03}.txt")),
+            format!("file {i}"),
+        )
+        .unwrap();
+    }
+    let error = || -> Option<String> {
+        let v: serde_json::Value =
+            serde_json::from_str(&ok(&a.home, &["status", "--json"])).ok()?;
+        let sync = &v["folders"][0]["sync"];
+        (sync["state"] == "error").then(|| sync["error"].as_str().unwrap_or_default().to_owned())
+    };
+    let shown = wait_for(60, || error().is_some_and(|e| e.contains("full")));
+    assert!(
+        shown.is_some(),
+        "A's status never said its disk is full: {:?}",
+        error()
+    );
+    let text = ok(&a.home, &["status"]);
+    assert!(text.contains("error: "), "{text}");
+    // What was synced before is intact on both sides.
+    assert_eq!(
+        std::fs::read(b.folder.join("first.txt")).unwrap(),
+        b"before the disk filled"
+    );
+
+    // Room again: A records the files, publishes them, and its status clears.
+    std::fs::remove_file(filler).unwrap();
+    wait_same(&a.folder, &b.folder, "after A's disk had room again");
+    assert!(
+        wait_for(30, || error().is_none()).is_some(),
+        "{:?}",
+        error()
+    );
+    check_ok(&a.home);
+}

@@ -194,6 +194,9 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
             sync["files"].as_u64().unwrap_or(0),
             sync["conflicts"].as_u64().unwrap_or(0),
         );
+        if let Some(e) = sync["error"].as_str() {
+            println!("    error: {e}");
+        }
         for w in sync["waiting"].as_array().into_iter().flatten() {
             println!(
                 "    waiting: {}: {}",

@@ -114,12 +114,21 @@ pub fn run(
         .watch(&folder.root, RecursiveMode::Recursive)
         .map_err(|e| Error::Setup(format!("cannot watch {}: {e}", folder.root.display())))?;
 
+    // A scan, then a step; returns when to step again and when to scan next. A failed scan
+    // (a full disk under the index, an unreadable folder) is tried again at the step's retry
+    // time, not at the next periodic rescan: the changes it missed have no event left to
+    // bring them back.
     let scan_and_step = |index: &mut Index, step: &mut Step<'_>| {
         let r = scan(index, folder, device, opts);
-        step(index, Some(&r))
+        let retry = step(index, Some(&r));
+        let now = Instant::now();
+        let next_scan = match (&r, retry) {
+            (Err(_), Some(d)) => now + d,
+            _ => now + timing.rescan_every,
+        };
+        (retry.map(|d| now + d), next_scan)
     };
-    let mut retry_at = scan_and_step(index, &mut step).map(|d| Instant::now() + d);
-    let mut next_rescan = Instant::now() + timing.rescan_every;
+    let (mut retry_at, mut next_rescan) = scan_and_step(index, &mut step);
     while !stop.load(Ordering::Relaxed) {
         match rx.recv_timeout(POLL) {
             Ok(Wake::Disk) => {
@@ -131,8 +140,7 @@ pub fn run(
                         _ => break,
                     }
                 }
-                retry_at = scan_and_step(index, &mut step).map(|d| Instant::now() + d);
-                next_rescan = Instant::now() + timing.rescan_every;
+                (retry_at, next_rescan) = scan_and_step(index, &mut step);
             }
             Ok(Wake::Other) => {
                 retry_at = step(index, None).map(|d| Instant::now() + d);
@@ -140,8 +148,7 @@ pub fn run(
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let now = Instant::now();
                 if now >= next_rescan {
-                    retry_at = scan_and_step(index, &mut step).map(|d| Instant::now() + d);
-                    next_rescan = Instant::now() + timing.rescan_every;
+                    (retry_at, next_rescan) = scan_and_step(index, &mut step);
                 } else if retry_at.is_some_and(|t| now >= t) {
                     retry_at = step(index, None).map(|d| Instant::now() + d);
                 }
