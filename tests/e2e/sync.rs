@@ -8,7 +8,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use harp::index::Index;
-use harp_e2e::{Proc, Side, dirs, edit_config, fill, harp, pair, tree, wait_for, wait_same};
+use harp_e2e::{
+    Proc, Side, connect, dirs, edit_config, fill, harp, pair, tree, wait_for, wait_same,
+};
 
 fn side(tmp: &Path, name: &str) -> Side {
     Side::new(tmp, name).unwrap()
@@ -522,21 +524,7 @@ fn a_full_disk_leaves_no_partial_file_says_why_and_converges_once_there_is_room(
     let a = side(tmp.path(), "a");
     let mut b = side(tmp.path(), "b");
     b.folder = disk.0.join("sync");
-    a.add_folder("shared").unwrap();
-    let invite = ok(&a.home, &["folder", "share", "shared", "--with", &b.id]);
-    let (_pa, addr_a) = start(&a);
-    ok(
-        &b.home,
-        &[
-            "folder",
-            "join",
-            invite.trim(),
-            b.folder.to_str().unwrap(),
-            "--peer-addr",
-            &addr_a,
-        ],
-    );
-    let (_pb, _) = start(&b);
+    let (_pa, _pb) = connect(&a, &b).unwrap();
     std::fs::write(a.folder.join("small.txt"), b"fits").unwrap();
     wait_same(&a.folder, &b.folder, "a small file");
 
@@ -612,21 +600,7 @@ fn a_sender_whose_index_disk_is_full_says_so_and_publishes_once_there_is_room() 
     let mut a = side(&disk.0, "a");
     a.folder = tmp.path().join("a-folder");
     let b = side(tmp.path(), "b");
-    a.add_folder("shared").unwrap();
-    let invite = ok(&a.home, &["folder", "share", "shared", "--with", &b.id]);
-    let (_pa, addr_a) = start(&a);
-    ok(
-        &b.home,
-        &[
-            "folder",
-            "join",
-            invite.trim(),
-            b.folder.to_str().unwrap(),
-            "--peer-addr",
-            &addr_a,
-        ],
-    );
-    let (_pb, _) = start(&b);
+    let (_pa, _pb) = connect(&a, &b).unwrap();
     std::fs::write(a.folder.join("first.txt"), b"before the disk filled").unwrap();
     wait_same(&a.folder, &b.folder, "before the disk filled");
 

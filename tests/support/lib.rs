@@ -339,6 +339,13 @@ impl Side {
 pub fn pair(tmp: &Path) -> Result<(Side, Side, Proc, Proc)> {
     let a = Side::new(tmp, "a")?;
     let b = Side::new(tmp, "b")?;
+    let (pa, pb) = connect(&a, &b)?;
+    Ok((a, b, pa, pb))
+}
+
+/// What [`pair`] does with two devices made beforehand (their folders where the test wants
+/// them): A shares its folder `shared` with B, both daemons start, B joining at A's address.
+pub fn connect(a: &Side, b: &Side) -> Result<(Proc, Proc)> {
     let b_folder = b
         .folder
         .to_str()
@@ -359,7 +366,7 @@ pub fn pair(tmp: &Path) -> Result<(Side, Side, Proc, Proc)> {
         ],
     )?;
     let (pb, _) = b.start()?;
-    Ok((a, b, pa, pb))
+    Ok((pa, pb))
 }
 
 /// Whether two folders hold the same tree (see [`tree`]).
