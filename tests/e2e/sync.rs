@@ -226,17 +226,7 @@ fn three_daemons_with_random_changes_and_an_outage_converge() {
     let (pa, addr_a) = start(&a);
     let mut procs = vec![Some(pa), None, None];
     for (k, s) in [(1, &b), (2, &c)] {
-        ok(
-            &s.home,
-            &[
-                "folder",
-                "join",
-                invites[k - 1].trim(),
-                s.folder.to_str().unwrap(),
-                "--peer-addr",
-                &addr_a,
-            ],
-        );
+        s.join(&invites[k - 1], &addr_a).unwrap();
     }
     // Each joiner knows only the sharer as a member; B and C accept each other's changes
     // (relayed through A) once told. (Membership carried in the folder document is left for
@@ -320,17 +310,7 @@ fn metrics_count_bytes_chunks_and_versions() {
     let invite = ok(&a.home, &["folder", "share", "shared", "--with", &b.id]);
     std::fs::write(a.folder.join("data.bin"), fill(b"metrics", 300_000)).unwrap();
     let (_pa, addr_a) = start(&a);
-    ok(
-        &b.home,
-        &[
-            "folder",
-            "join",
-            invite.trim(),
-            b.folder.to_str().unwrap(),
-            "--peer-addr",
-            &addr_a,
-        ],
-    );
+    b.join(&invite, &addr_a).unwrap();
     let pb = Proc::start(&[], &b.home, &["daemon"]).unwrap();
     let lines = pb.until("daemon ready").unwrap();
     let url = lines
@@ -415,17 +395,7 @@ fn peers_on_one_network_sync_over_tcp_when_they_have_both_transports() {
         .collect();
     let quic = addrs.iter().find(|a| a.contains("/quic-v1")).unwrap();
     let tcp = addrs.iter().find(|a| a.contains("/tcp/")).unwrap();
-    ok(
-        &b.home,
-        &[
-            "folder",
-            "join",
-            invite.trim(),
-            b.folder.to_str().unwrap(),
-            "--peer-addr",
-            quic,
-        ],
-    );
+    b.join(&invite, quic).unwrap();
     // The peer entry lists QUIC first, then TCP.
     edit_config(&b.home, |c| {
         let entry = c.peers.iter_mut().find(|p| p.device == a.id).unwrap();

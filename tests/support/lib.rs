@@ -321,6 +321,20 @@ impl Side {
             .to_owned())
     }
 
+    /// Joins the folder of `invite` (`harp folder share` output) into `folder`, reaching the
+    /// sharer at `peer_addr`.
+    pub fn join(&self, invite: &str, peer_addr: &str) -> Result<String> {
+        let path = self.folder.to_str().context("a non-UTF-8 temp path")?;
+        self.harp(&[
+            "folder",
+            "join",
+            invite.trim(),
+            path,
+            "--peer-addr",
+            peer_addr,
+        ])
+    }
+
     /// Starts its daemon and waits until it is ready; returns it and its first address.
     pub fn start(&self) -> Result<(Proc, String)> {
         let p = Proc::start(&[], &self.home, &["daemon"])?;
@@ -346,25 +360,10 @@ pub fn pair(tmp: &Path) -> Result<(Side, Side, Proc, Proc)> {
 /// What [`pair`] does with two devices made beforehand (their folders where the test wants
 /// them): A shares its folder `shared` with B, both daemons start, B joining at A's address.
 pub fn connect(a: &Side, b: &Side) -> Result<(Proc, Proc)> {
-    let b_folder = b
-        .folder
-        .to_str()
-        .context("a non-UTF-8 temp path")?
-        .to_owned();
     a.add_folder("shared")?;
     let invite = harp_ok(&a.home, &["folder", "share", "shared", "--with", &b.id])?;
     let (pa, addr_a) = a.start()?;
-    harp_ok(
-        &b.home,
-        &[
-            "folder",
-            "join",
-            invite.trim(),
-            &b_folder,
-            "--peer-addr",
-            &addr_a,
-        ],
-    )?;
+    b.join(&invite, &addr_a)?;
     let (pb, _) = b.start()?;
     Ok((pa, pb))
 }
