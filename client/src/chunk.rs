@@ -347,37 +347,38 @@ pub fn hash_bytes(data: &[u8], chunker: &Chunker, keys: &FolderKeys) -> Hashed {
     }
 }
 
-/// Reads one stored range of a file, if the file still has that many bytes there.
-fn read_range(
-    folder: &Folder,
-    path: &str,
-    kind: EntryKind,
-    offset: u64,
-    len: u32,
-) -> Option<Vec<u8>> {
+/// Appends one indexed range of a file (or a symlink's target) to `buf`, if the file still has
+/// that many bytes there.
+fn read_range(folder: &Folder, range: &index::ChunkRange, buf: &mut Vec<u8>) -> Option<()> {
     // Index paths are relative and clean; refuse anything else rather than leave the folder.
-    if path
+    if range
+        .path
         .split('/')
         .any(|p| p.is_empty() || p == "." || p == "..")
     {
         return None;
     }
-    let full = folder.root.join(path);
-    let mut buf = vec![0u8; len as usize];
-    match kind {
+    let full = folder.root.join(&range.path);
+    let (offset, len) = (range.offset, range.len as usize);
+    match range.kind {
         EntryKind::Symlink => {
             let target = std::fs::read_link(&full).ok()?;
             let bytes = target.as_os_str().as_bytes();
-            buf.copy_from_slice(bytes.get(offset as usize..offset as usize + len as usize)?);
+            buf.extend_from_slice(bytes.get(offset as usize..offset as usize + len)?);
         }
         EntryKind::File => {
             let mut f = std::fs::File::open(&full).ok()?;
             f.seek(SeekFrom::Start(offset)).ok()?;
-            f.read_exact(&mut buf).ok()?;
+            // Into the buffer's spare room: no zeroing, no copy.
+            let start = buf.len();
+            f.take(len as u64).read_to_end(buf).ok()?;
+            if buf.len() != start + len {
+                return None;
+            }
         }
         EntryKind::Directory => return None,
     }
-    Some(buf)
+    Some(())
 }
 
 /// Where the blob `id` of a folder can be had, as the index knows it.
@@ -385,8 +386,8 @@ fn read_range(
 pub enum BlobLocation {
     /// A manifest node, stored in the index.
     Stored(Vec<u8>),
-    /// A chunk, to re-make from one of these file ranges: (path, kind, offset, length).
-    Ranges(Vec<(String, EntryKind, u64, u32)>),
+    /// A chunk, to re-make from one of these file ranges.
+    Ranges(Vec<index::ChunkRange>),
 }
 
 /// Looks up where blob `id` is (quick: index only; [`make_blob`] does the reading).
@@ -402,16 +403,25 @@ pub fn locate_blob(
 }
 
 /// Makes blob `id` from its location: a stored node as it is, or a chunk re-made from the
-/// first file range that still holds it (read, sealed, and checked against its id, so a
-/// file changed since the last scan is never served as the old chunk).
+/// first file range that still holds it, so a file changed since the last scan is never
+/// served as the old chunk. A range with a recorded tag is read straight into the blob's
+/// buffer and sealed there only if its bytes still give that tag (sealing is a function of
+/// the plaintext: no second hash of the blob); one without is sealed and hashed against `id`.
 pub fn make_blob(folder: &Folder, id: &ChunkId, location: BlobLocation) -> Option<Vec<u8>> {
     match location {
         BlobLocation::Stored(blob) => Some(blob),
-        BlobLocation::Ranges(ranges) => ranges.into_iter().find_map(|(path, kind, offset, len)| {
-            let plain = read_range(folder, &path, kind, offset, len)?;
-            match blob::seal(&folder.keys, BlobKind::Chunk, &plain) {
-                Ok((sealed_id, blob)) if &sealed_id == id => Some(blob),
-                _ => None,
+        BlobLocation::Ranges(ranges) => ranges.into_iter().find_map(|range| {
+            let mut buf = Vec::with_capacity(blob::BLOB_OVERHEAD + range.len as usize);
+            buf.resize(blob::BLOB_HEADER_LEN, 0);
+            read_range(folder, &range, &mut buf)?;
+            match range.tag {
+                Some(nonce) => blob::seal_chunk_in(&folder.keys, buf, &nonce).ok()?,
+                None => {
+                    match blob::seal(&folder.keys, BlobKind::Chunk, &buf[blob::BLOB_HEADER_LEN..]) {
+                        Ok((sealed_id, blob)) if &sealed_id == id => Some(blob),
+                        _ => None,
+                    }
+                }
             }
         }),
     }
@@ -662,5 +672,20 @@ mod serve_tests {
         std::fs::write(root.join("a.bin"), &data).unwrap();
         assert_eq!(read_blob(&index, &folder, &chunks[1].id).unwrap(), None);
         assert!(read_blob(&index, &folder, &chunks[0].id).unwrap().is_some());
+        // The scan recorded tags, so those reads compared nonces; rows without one (an older
+        // index) are sealed and hashed against the id instead, with the same outcome.
+        for (c, served) in [(chunks[0], true), (chunks[1], false)] {
+            let ranges = index.locate_chunk(&folder.id, &c.id).unwrap();
+            assert!(ranges.iter().all(|r| r.tag.is_some()));
+            let untagged = ranges
+                .into_iter()
+                .map(|r| index::ChunkRange { tag: None, ..r })
+                .collect();
+            let blob = make_blob(&folder, &c.id, BlobLocation::Ranges(untagged));
+            assert_eq!(blob.is_some(), served);
+            if let Some(b) = blob {
+                assert_eq!(ChunkId::of_ciphertext(&b), c.id);
+            }
+        }
     }
 }

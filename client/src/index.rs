@@ -103,6 +103,21 @@ pub struct ChunkLoc {
 /// before held all 32 bytes; they are read as their first 24.)
 pub type ChunkTag = [u8; 24];
 
+/// A file range that held a chunk at its file's last scan ([`Index::locate_chunk`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRange {
+    /// The file's path in the folder.
+    pub path: String,
+    /// What the entry is (a symlink's chunk is its target).
+    pub kind: EntryKind,
+    /// Where the chunk starts.
+    pub offset: u64,
+    /// Its length.
+    pub len: u32,
+    /// Its tag, when it was recorded.
+    pub tag: Option<ChunkTag>,
+}
+
 /// A stored tag: 24 bytes, or the 32 of older rows.
 fn chunk_tag(v: Vec<u8>) -> Result<ChunkTag> {
     match v.len() {
@@ -407,14 +422,10 @@ impl Index {
     }
 
     /// Where a chunk can be read from: every current file range that held it at its last
-    /// scan, as (path, kind, offset, length).
-    pub fn locate_chunk(
-        &self,
-        folder: &FolderId,
-        id: &ChunkId,
-    ) -> Result<Vec<(String, EntryKind, u64, u32)>> {
+    /// scan (at most 16).
+    pub fn locate_chunk(&self, folder: &FolderId, id: &ChunkId) -> Result<Vec<ChunkRange>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT f.path, f.kind, c.offset, c.len FROM chunk c
+            "SELECT f.path, f.kind, c.offset, c.len, c.tag FROM chunk c
              JOIN file f ON f.folder = c.folder AND f.file_id = c.file_id
              WHERE c.id = ?1 AND c.folder = ?2 AND f.deleted = 0 LIMIT 16",
         )?;
@@ -424,11 +435,18 @@ impl Index {
                 r.get::<_, i64>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, i64>(3)?,
+                r.get::<_, Option<Vec<u8>>>(4)?,
             ))
         })?;
         rows.map(|r| {
-            let (path, kind, offset, len) = r?;
-            Ok((path, kind_of(kind)?, offset as u64, len as u32))
+            let (path, kind, offset, len, tag) = r?;
+            Ok(ChunkRange {
+                path,
+                kind: kind_of(kind)?,
+                offset: offset as u64,
+                len: len as u32,
+                tag: tag.map(chunk_tag).transpose()?,
+            })
         })
         .collect()
     }
@@ -808,7 +826,13 @@ mod tests {
         assert_eq!(
             idx.locate_chunk(&folder, &ChunkId::from_bytes([9; 32]))
                 .unwrap(),
-            vec![("a".to_owned(), EntryKind::File, 0, 10)]
+            vec![ChunkRange {
+                path: "a".to_owned(),
+                kind: EntryKind::File,
+                offset: 0,
+                len: 10,
+                tag: None
+            }]
         );
         assert_eq!(idx.integrity_check().unwrap(), "ok");
     }

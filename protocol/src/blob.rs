@@ -188,25 +188,63 @@ fn seal_with_nonce(
     plaintext: &[u8],
     nonce: [u8; 24],
 ) -> Result<(ChunkId, Vec<u8>), BlobError> {
-    if plaintext.len() > MAX_BLOB_PLAINTEXT {
-        return Err(BlobError::TooLarge(plaintext.len()));
+    // One buffer, encrypted in place: header, nonce, then the plaintext turned ciphertext,
+    // then the tag (no second copy of a chunk on the hot path).
+    let mut buf = Vec::with_capacity(BLOB_OVERHEAD + plaintext.len());
+    buf.extend_from_slice(&[0; BLOB_HEADER_LEN]);
+    buf.extend_from_slice(plaintext);
+    let blob = seal_in_place(keys, kind, buf, nonce)?;
+    Ok((ChunkId::of_ciphertext(&blob), blob))
+}
+
+/// Seals `buf[BLOB_HEADER_LEN..]` in place under `nonce`: writes the header and the nonce in
+/// front, encrypts, appends the tag.
+fn seal_in_place(
+    keys: &FolderKeys,
+    kind: BlobKind,
+    mut buf: Vec<u8>,
+    nonce: [u8; 24],
+) -> Result<Vec<u8>, BlobError> {
+    let len = buf.len().saturating_sub(BLOB_HEADER_LEN);
+    if len > MAX_BLOB_PLAINTEXT || buf.len() < BLOB_HEADER_LEN {
+        return Err(BlobError::TooLarge(len));
     }
     let (_, enc_key) = kind.keys(keys);
     let header = [BLOB_VERSION, kind as u8];
     // Sealing fails only for plaintexts beyond ChaCha20's 256 GiB limit, excluded above.
-    let too_large = || BlobError::TooLarge(plaintext.len());
+    let too_large = || BlobError::TooLarge(len);
     let (cipher, aead_nonce) = xchacha_key(enc_key, &nonce).ok_or_else(too_large)?;
-    // One buffer, encrypted in place: header, nonce, then the plaintext turned ciphertext,
-    // then the tag (no second copy of a chunk on the hot path).
-    let mut blob = Vec::with_capacity(BLOB_OVERHEAD + plaintext.len());
-    blob.extend_from_slice(&header);
-    blob.extend_from_slice(&nonce);
-    blob.extend_from_slice(plaintext);
+    buf[..2].copy_from_slice(&header);
+    buf[2..BLOB_HEADER_LEN].copy_from_slice(&nonce);
     let tag = cipher
-        .seal_in_place_separate_tag(aead_nonce, Aad::from(header), &mut blob[26..])
+        .seal_in_place_separate_tag(aead_nonce, Aad::from(header), &mut buf[BLOB_HEADER_LEN..])
         .map_err(|_| too_large())?;
-    blob.extend_from_slice(tag.as_ref());
-    Ok((ChunkId::of_ciphertext(&blob), blob))
+    buf.extend_from_slice(tag.as_ref());
+    Ok(buf)
+}
+
+/// Bytes of a blob before its ciphertext: version, kind, nonce.
+pub const BLOB_HEADER_LEN: usize = 2 + 24;
+
+/// Seals the data chunk a caller read into `buf[BLOB_HEADER_LEN..]` (so the chunk is never
+/// copied; give `buf` 16 bytes of spare capacity for the tag) in place, **if** it is the chunk
+/// whose tag starts with `nonce`. Sealing is a function of the plaintext, so the blob is then
+/// byte for byte the one recorded with that nonce, and its id needs no second hash: this is
+/// how a device re-makes a chunk it indexed for a peer. `Ok(None)`: the bytes are another
+/// chunk now (the file changed since it was indexed).
+pub fn seal_chunk_in(
+    keys: &FolderKeys,
+    buf: Vec<u8>,
+    nonce: &[u8; 24],
+) -> Result<Option<Vec<u8>>, BlobError> {
+    let Some(plaintext) = buf.get(BLOB_HEADER_LEN..) else {
+        return Ok(None);
+    };
+    let (nonce_key, _) = BlobKind::Chunk.keys(keys);
+    if &synthetic_nonce(nonce_key, plaintext) != nonce {
+        return Ok(None);
+    }
+    seal_in_place(keys, BlobKind::Chunk, buf, *nonce).map(Some)
 }
 
 /// Checks that `blob` is the one named `id`, without any key: what a relay or a receiver does
@@ -266,25 +304,43 @@ impl CheckedBlob {
     pub fn open(&self, keys: &FolderKeys, kind: BlobKind) -> Result<Vec<u8>, BlobError> {
         open_unchecked_id(keys, kind, &self.bytes)
     }
+
+    /// [`open`](Self::open), decrypting in the blob's own buffer instead of a copy of it.
+    pub fn into_plaintext(self, keys: &FolderKeys, kind: BlobKind) -> Result<Plaintext, BlobError> {
+        let mut buf = self.bytes;
+        let (nonce, cipher, aead_nonce) = check_header(keys, kind, &buf)?;
+        let header = [buf[0], buf[1]];
+        let len = cipher
+            .open_in_place(aead_nonce, Aad::from(header), &mut buf[BLOB_HEADER_LEN..])
+            .map_err(|_| BlobError::Authentication)?
+            .len();
+        buf.truncate(BLOB_HEADER_LEN + len);
+        let (nonce_key, _) = kind.keys(keys);
+        if synthetic_nonce(nonce_key, &buf[BLOB_HEADER_LEN..]) != nonce {
+            return Err(BlobError::NonceMismatch);
+        }
+        Ok(Plaintext(buf))
+    }
 }
 
-/// Checks `blob` against `id`, authenticates and decrypts it, and checks that it is canonical.
-pub fn open(
-    keys: &FolderKeys,
-    kind: BlobKind,
-    id: &ChunkId,
-    blob: &[u8],
-) -> Result<Vec<u8>, BlobError> {
-    check_id(id, blob)?;
-    open_unchecked_id(keys, kind, blob)
+/// A blob's plaintext, decrypted where the blob arrived ([`CheckedBlob::into_plaintext`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plaintext(Vec<u8>);
+
+impl std::ops::Deref for Plaintext {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.0.get(BLOB_HEADER_LEN..).unwrap_or_default()
+    }
 }
 
-/// Authenticates and decrypts a blob whose id is not known (or was checked already).
-pub fn open_unchecked_id(
+/// Checks a blob's length, version and kind; returns its nonce and the cipher to open it.
+fn check_header(
     keys: &FolderKeys,
     kind: BlobKind,
     blob: &[u8],
-) -> Result<Vec<u8>, BlobError> {
+) -> Result<([u8; 24], LessSafeKey, Nonce), BlobError> {
     if blob.len() < BLOB_OVERHEAD {
         return Err(DecodeError::Truncated {
             what: "blob",
@@ -314,17 +370,39 @@ pub fn open_unchecked_id(
             actual,
         });
     }
-    let (nonce_key, enc_key) = kind.keys(keys);
+    let (_, enc_key) = kind.keys(keys);
     let mut nonce = [0u8; 24];
-    nonce.copy_from_slice(&blob[2..26]);
+    nonce.copy_from_slice(&blob[2..BLOB_HEADER_LEN]);
     let (cipher, aead_nonce) = xchacha_key(enc_key, &nonce).ok_or(BlobError::Authentication)?;
+    Ok((nonce, cipher, aead_nonce))
+}
+
+/// Checks `blob` against `id`, authenticates and decrypts it, and checks that it is canonical.
+pub fn open(
+    keys: &FolderKeys,
+    kind: BlobKind,
+    id: &ChunkId,
+    blob: &[u8],
+) -> Result<Vec<u8>, BlobError> {
+    check_id(id, blob)?;
+    open_unchecked_id(keys, kind, blob)
+}
+
+/// Authenticates and decrypts a blob whose id is not known (or was checked already).
+pub fn open_unchecked_id(
+    keys: &FolderKeys,
+    kind: BlobKind,
+    blob: &[u8],
+) -> Result<Vec<u8>, BlobError> {
+    let (nonce, cipher, aead_nonce) = check_header(keys, kind, blob)?;
     // Decrypted in place in one copy of ciphertext and tag; the tag is cut off after.
-    let mut plaintext = blob[26..].to_vec();
+    let mut plaintext = blob[BLOB_HEADER_LEN..].to_vec();
     let len = cipher
         .open_in_place(aead_nonce, Aad::from([blob[0], blob[1]]), &mut plaintext)
         .map_err(|_| BlobError::Authentication)?
         .len();
     plaintext.truncate(len);
+    let (nonce_key, _) = kind.keys(keys);
     if synthetic_nonce(nonce_key, &plaintext) != nonce {
         return Err(BlobError::NonceMismatch);
     }
@@ -469,6 +547,78 @@ mod tests {
             CheckedBlob::check(id, flipped),
             Err(BlobError::IdMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn a_blob_opened_in_its_own_buffer_is_opened_like_open_and_refused_alike() {
+        let k = keys();
+        for len in [0usize, 1, 1000, 65_537] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 253) as u8).collect();
+            let (id, blob) = seal(&k, BlobKind::Chunk, &data).unwrap();
+            let plain = CheckedBlob::check(id, blob).unwrap();
+            assert_eq!(
+                &*plain.into_plaintext(&k, BlobKind::Chunk).unwrap(),
+                &data[..]
+            );
+        }
+        let (_, blob) = seal(&k, BlobKind::Chunk, b"tampered with").unwrap();
+        let checked = |b: Vec<u8>| CheckedBlob::check(ChunkId::of_ciphertext(&b), b).unwrap();
+        let mut flipped = blob.clone();
+        flipped[30] ^= 1;
+        assert_eq!(
+            checked(flipped).into_plaintext(&k, BlobKind::Chunk),
+            Err(BlobError::Authentication)
+        );
+        assert!(matches!(
+            checked(blob.clone()).into_plaintext(&k, BlobKind::ManifestNode),
+            Err(BlobError::WrongKind { .. })
+        ));
+        assert!(matches!(
+            checked(blob[..20].to_vec()).into_plaintext(&k, BlobKind::Chunk),
+            Err(BlobError::Malformed(_))
+        ));
+        // A key holder's blob under a nonce its plaintext does not give.
+        let sealed = seal_in_place(
+            &k,
+            BlobKind::Chunk,
+            [&[0; 26][..], b"tampered with"].concat(),
+            [9; 24],
+        )
+        .unwrap();
+        assert_eq!(
+            checked(sealed).into_plaintext(&k, BlobKind::Chunk),
+            Err(BlobError::NonceMismatch)
+        );
+    }
+
+    #[test]
+    fn a_chunk_read_in_place_seals_to_the_recorded_blob_only_if_its_nonce_matches() {
+        let k = keys();
+        for len in [0usize, 1, 4096, 65_537] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
+            let (tag, _, blob) = seal_chunk_tagged(&k, &data).unwrap();
+            let nonce: [u8; 24] = tag[..24].try_into().unwrap();
+            let mut buf = Vec::with_capacity(BLOB_OVERHEAD + len);
+            buf.extend_from_slice(&[0xEE; BLOB_HEADER_LEN]);
+            buf.extend_from_slice(&data);
+            assert_eq!(
+                seal_chunk_in(&k, buf.clone(), &nonce).unwrap(),
+                Some(blob.clone())
+            );
+            // The file changed: one byte differs, so the nonce does, and nothing is sealed.
+            if len > 0 {
+                let mut changed = buf;
+                changed[BLOB_HEADER_LEN + len / 2] ^= 1;
+                assert_eq!(seal_chunk_in(&k, changed, &nonce).unwrap(), None);
+            }
+        }
+        assert_eq!(seal_chunk_in(&k, vec![0; 3], &[0; 24]).unwrap(), None);
+        let big = vec![0u8; BLOB_HEADER_LEN + MAX_BLOB_PLAINTEXT + 1];
+        let n = synthetic_nonce(&k.chunk_nonce, &big[BLOB_HEADER_LEN..]);
+        assert_eq!(
+            seal_chunk_in(&k, big, &n),
+            Err(BlobError::TooLarge(MAX_BLOB_PLAINTEXT + 1))
+        );
     }
 
     #[test]

@@ -156,6 +156,13 @@ impl Message {
 
     /// The message as a frame: length, then body.
     pub fn encode_frame(&self) -> Vec<u8> {
+        if let Message::Blob { req, id, data } = self {
+            // The hot path: one copy of the blob, not two.
+            let mut frame = Vec::with_capacity(BLOB_FRAME_HEADER_LEN + data.len());
+            frame.extend_from_slice(&blob_frame_header(*req, id, data.len()));
+            frame.extend_from_slice(data);
+            return frame;
+        }
         let body = self.encode();
         let mut frame = Vec::with_capacity(4 + body.len());
         frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -241,6 +248,55 @@ pub fn frame_len(header: [u8; 4]) -> Result<usize, DecodeError> {
         });
     }
     Ok(len)
+}
+
+/// The bytes of a `Blob` body before the blob itself: tag, request id, chunk id, length.
+pub const BLOB_PREFIX_LEN: usize = 1 + 8 + 32 + 4;
+/// The bytes of a `Blob` frame before the blob itself: the frame length, then the prefix.
+pub const BLOB_FRAME_HEADER_LEN: usize = 4 + BLOB_PREFIX_LEN;
+
+/// The start of the frame of `Blob { req, id, data }` where `data` is `len` bytes long: a
+/// sender writes it, then the blob, without copying the blob into a frame first.
+pub fn blob_frame_header(req: u64, id: &ChunkId, len: usize) -> [u8; BLOB_FRAME_HEADER_LEN] {
+    let len32 = u32::try_from(len).unwrap_or(u32::MAX);
+    let mut h = [0u8; BLOB_FRAME_HEADER_LEN];
+    h[..4].copy_from_slice(&len32.saturating_add(BLOB_PREFIX_LEN as u32).to_be_bytes());
+    h[4] = tag::BLOB;
+    h[5..13].copy_from_slice(&req.to_be_bytes());
+    h[13..45].copy_from_slice(id.as_bytes());
+    h[45..].copy_from_slice(&len32.to_be_bytes());
+    h
+}
+
+/// Reads the first [`BLOB_PREFIX_LEN`] bytes of a frame body of `body_len` bytes: for a
+/// `Blob`, its request id and chunk id (the rest of the body, `body_len - BLOB_PREFIX_LEN`
+/// bytes, is the blob, which a reader can then take straight into its own buffer); `None`
+/// for any other message, which is decoded whole ([`Message::decode`]).
+pub fn blob_prefix(
+    prefix: &[u8; BLOB_PREFIX_LEN],
+    body_len: usize,
+) -> Result<Option<(u64, ChunkId)>, DecodeError> {
+    if prefix[0] != tag::BLOB {
+        return Ok(None);
+    }
+    let mut r = Reader::new(&prefix[1..]);
+    let req = r.u64("request id")?;
+    let id = ChunkId::from_bytes(r.array("chunk id")?);
+    let len = r.u32("blob")? as usize;
+    if len > MAX_BLOB_LEN {
+        return Err(DecodeError::TooLarge {
+            what: "blob",
+            len: len as u64,
+            max: MAX_BLOB_LEN as u64,
+        });
+    }
+    if BLOB_PREFIX_LEN + len != body_len {
+        return Err(DecodeError::Invalid {
+            what: "blob",
+            reason: "length disagrees with the frame's",
+        });
+    }
+    Ok(Some((req, id)))
 }
 
 /// Splits one frame off the front of `buf`: `Ok(None)` when more bytes are needed, otherwise
@@ -329,6 +385,37 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_blob_prefix_that_disagrees_with_its_frame_is_refused() {
+        let id = ChunkId::from_bytes([2; 32]);
+        let frame = blob_frame_header(3, &id, 100);
+        let prefix: [u8; BLOB_PREFIX_LEN] = frame[4..].try_into().unwrap();
+        assert_eq!(
+            blob_prefix(&prefix, BLOB_PREFIX_LEN + 100).unwrap(),
+            Some((3, id))
+        );
+        // A blob length that does not add up to the frame's: the stream cannot be trusted.
+        for body_len in [BLOB_PREFIX_LEN + 99, BLOB_PREFIX_LEN + 101] {
+            assert_eq!(
+                blob_prefix(&prefix, body_len).unwrap_err().code(),
+                "invalid"
+            );
+        }
+        let huge = blob_frame_header(3, &id, MAX_BLOB_LEN + 1);
+        let prefix: [u8; BLOB_PREFIX_LEN] = huge[4..].try_into().unwrap();
+        assert_eq!(
+            blob_prefix(&prefix, BLOB_PREFIX_LEN + MAX_BLOB_LEN + 1)
+                .unwrap_err()
+                .code(),
+            "too_large"
+        );
+        // Any other message is left to the whole-body decoder.
+        let mut want = samples()[0].encode();
+        want.resize(BLOB_PREFIX_LEN, 0);
+        let prefix: [u8; BLOB_PREFIX_LEN] = want[..].try_into().unwrap();
+        assert_eq!(blob_prefix(&prefix, 200).unwrap(), None);
+    }
+
     proptest! {
         #[test]
         fn random_bodies_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
@@ -340,6 +427,26 @@ mod tests {
         fn blobs_round_trip(req in any::<u64>(), data in proptest::collection::vec(any::<u8>(), 0..5000)) {
             let m = Message::Blob { req, id: ChunkId::from_bytes([5; 32]), data };
             prop_assert_eq!(Message::decode(&m.encode()).unwrap(), m);
+        }
+
+        #[test]
+        fn a_blob_frame_is_its_header_then_the_blob_and_its_prefix_reads_back(
+            req in any::<u64>(),
+            data in proptest::collection::vec(any::<u8>(), 0..5000),
+        ) {
+            let id = ChunkId::from_bytes([6; 32]);
+            let m = Message::Blob { req, id, data: data.clone() };
+            // The frame written in two parts is the generic encoding, byte for byte.
+            let mut generic = (m.encode().len() as u32).to_be_bytes().to_vec();
+            generic.extend(m.encode());
+            let mut parts = blob_frame_header(req, &id, data.len()).to_vec();
+            parts.extend_from_slice(&data);
+            prop_assert_eq!(&parts, &generic);
+            prop_assert_eq!(&m.encode_frame(), &generic);
+            // A reader that takes the prefix first gets the same request and chunk ids.
+            let body_len = generic.len() - 4;
+            let prefix: [u8; BLOB_PREFIX_LEN] = generic[4..4 + BLOB_PREFIX_LEN].try_into().unwrap();
+            prop_assert_eq!(blob_prefix(&prefix, body_len).unwrap(), Some((req, id)));
         }
     }
 }

@@ -122,10 +122,10 @@ async fn fetch_all(
         let mut plain_bytes = 0u64;
         while let Some(b) = rx.blocking_recv() {
             // `fetch` checked the id (BLAKE3 of the blob) already: authenticate and decrypt.
+            let id = b.id();
             let plain = b
-                .open(&keys, BlobKind::Chunk)
-                .or_else(|_| b.open(&keys, BlobKind::ManifestNode))
-                .map_err(|e| anyhow::anyhow!("blob {}: {e}", b.id()))?;
+                .into_plaintext(&keys, BlobKind::Chunk)
+                .map_err(|e| anyhow::anyhow!("blob {id}: {e}"))?;
             plain_bytes += plain.len() as u64;
         }
         Ok(plain_bytes)

@@ -95,17 +95,39 @@ pub async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> Result<Option<Messa
         Err(e) => return Err(e.into()),
     }
     let len = wire::frame_len(header)?;
+    if len < wire::BLOB_PREFIX_LEN {
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body).await?;
+        return Ok(Some(Message::decode(&body)?));
+    }
+    // A blob goes straight into a buffer of its own (no copy out of the frame): read the
+    // message's prefix first.
+    let mut prefix = [0u8; wire::BLOB_PREFIX_LEN];
+    r.read_exact(&mut prefix).await?;
+    if let Some((req, id)) = wire::blob_prefix(&prefix, len)? {
+        let mut data = vec![0u8; len - wire::BLOB_PREFIX_LEN];
+        r.read_exact(&mut data).await?;
+        return Ok(Some(Message::Blob { req, id, data }));
+    }
     let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    body[..wire::BLOB_PREFIX_LEN].copy_from_slice(&prefix);
+    r.read_exact(&mut body[wire::BLOB_PREFIX_LEN..]).await?;
     Ok(Some(Message::decode(&body)?))
 }
 
-/// Writes one frame.
+/// Writes one frame (a blob after its header, never copied into a frame first).
 pub async fn write_frame(
     w: &mut (impl AsyncWrite + Unpin),
     msg: &Message,
 ) -> Result<(), StreamError> {
-    w.write_all(&msg.encode_frame()).await?;
+    match msg {
+        Message::Blob { req, id, data } => {
+            w.write_all(&wire::blob_frame_header(*req, id, data.len()))
+                .await?;
+            w.write_all(data).await?;
+        }
+        _ => w.write_all(&msg.encode_frame()).await?,
+    }
     w.flush().await?;
     Ok(())
 }
@@ -137,6 +159,10 @@ pub async fn serve(handle: Handle, source: Arc<dyn BlobSource>) -> Result<(), su
     Ok(())
 }
 
+/// What one message from a requester turns into: answers to send, made on the blocking
+/// pool (a batch of blobs) or at once (a refusal).
+type Answers = futures::future::BoxFuture<'static, Result<Vec<Message>, StreamError>>;
+
 async fn serve_stream(
     peer: PeerId,
     stream: libp2p::Stream,
@@ -145,69 +171,85 @@ async fn serve_stream(
     limits: &super::limit::Limits,
 ) -> Result<(), StreamError> {
     let device = device_of(&peer);
-    let (mut r, mut w) = stream.split();
-    while let Some(msg) = read_frame(&mut r).await? {
-        match msg {
-            Message::Want { req, folder, ids } => {
-                let allowed = device
-                    .as_ref()
-                    .is_some_and(|d| source.is_member(&folder, d));
-                if !allowed {
-                    tracing::warn!(%peer, %folder, "refused: not a member of the folder (or no such folder)");
-                    write_frame(
-                        &mut w,
-                        &Message::Refused {
-                            req,
-                            reason: RefuseReason::NotMember,
-                        },
-                    )
-                    .await?;
-                    continue;
-                }
-                // Read a few blobs per trip to a blocking thread: one handoff per blob cost
-                // more than reading a small file's blob (two trips in flight keep the
-                // pipe full for large ones).
-                let batches: Vec<Vec<ChunkId>> =
-                    ids.chunks(READ_BATCH).map(<[ChunkId]>::to_vec).collect();
-                let mut blobs = futures::stream::iter(batches)
-                    .map(|batch| {
-                        let source = source.clone();
-                        async move {
-                            let ids = batch.clone();
-                            tokio::task::spawn_blocking(move || {
-                                batch
-                                    .into_iter()
-                                    .map(|id| (id, source.read(&folder, &id)))
-                                    .collect::<Vec<_>>()
-                            })
-                            .await
-                            .unwrap_or_else(|_| ids.into_iter().map(|id| (id, None)).collect())
-                        }
-                    })
-                    .buffered(2)
-                    .flat_map(futures::stream::iter);
-                while let Some((id, data)) = blobs.next().await {
-                    let msg = match data {
-                        Some(data) => {
-                            limits.send.take(data.len() as u64).await;
-                            stats.count(&peer, data.len() as u64, false);
-                            Message::Blob { req, id, data }
-                        }
-                        None => Message::Missing { req, id },
-                    };
-                    write_frame(&mut w, &msg).await?;
-                }
+    let (r, mut w) = stream.split();
+    // Requests are read while the answers to earlier ones are being made and sent, and their
+    // blobs are made two batches ahead across request boundaries: the first blobs of the next
+    // `Want` are sealed while the last of this one go out, so the pipe never waits for them.
+    let requests = futures::stream::try_unfold(r, |mut r| async move {
+        Ok(read_frame(&mut r).await?.map(|msg| (msg, r)))
+    });
+    let answers = requests
+        .map(move |msg| answers_to(msg, &peer, device.as_ref(), &source))
+        .flatten()
+        .buffered(2);
+    let mut answers = std::pin::pin!(answers);
+    while let Some(batch) = answers.next().await {
+        for msg in batch? {
+            if let Message::Blob { data, .. } = &msg {
+                limits.send.take(data.len() as u64).await;
+                stats.count(&peer, data.len() as u64, false);
             }
-            // Requests are answered in order and quickly; a cancel needs no action.
-            Message::Cancel { .. } | Message::Have { .. } => {}
-            other => {
-                return Err(StreamError::Violation(format!(
-                    "a requester sent {other:?}"
-                )));
-            }
+            write_frame(&mut w, &msg).await?;
         }
     }
     Ok(())
+}
+
+/// The answers to one message a requester sent (or the error that ends the stream).
+fn answers_to(
+    msg: Result<Message, StreamError>,
+    peer: &PeerId,
+    device: Option<&DeviceId>,
+    source: &Arc<dyn BlobSource>,
+) -> futures::stream::BoxStream<'static, Answers> {
+    use futures::FutureExt;
+    let now =
+        |r: Result<Vec<Message>, StreamError>| -> Answers { futures::future::ready(r).boxed() };
+    let one = |a: Answers| futures::stream::once(futures::future::ready(a)).boxed();
+    match msg {
+        Err(e) => one(now(Err(e))),
+        Ok(Message::Want { req, folder, ids }) => {
+            if !device.is_some_and(|d| source.is_member(&folder, d)) {
+                tracing::warn!(%peer, %folder, "refused: not a member of the folder (or no such folder)");
+                let reason = RefuseReason::NotMember;
+                return one(now(Ok(vec![Message::Refused { req, reason }])));
+            }
+            // A few blobs per trip to a blocking thread: one handoff per blob cost more than
+            // reading a small file's blob (two trips in flight keep the pipe full for large
+            // ones).
+            let batches: Vec<Answers> = ids
+                .chunks(READ_BATCH)
+                .map(|batch| {
+                    let (source, batch) = (source.clone(), batch.to_vec());
+                    let ids = batch.clone();
+                    async move {
+                        let made = tokio::task::spawn_blocking(move || {
+                            batch
+                                .into_iter()
+                                .map(|id| (id, source.read(&folder, &id)))
+                                .collect::<Vec<_>>()
+                        })
+                        .await
+                        .unwrap_or_else(|_| ids.into_iter().map(|id| (id, None)).collect());
+                        Ok(made
+                            .into_iter()
+                            .map(|(id, data)| match data {
+                                Some(data) => Message::Blob { req, id, data },
+                                None => Message::Missing { req, id },
+                            })
+                            .collect())
+                    }
+                    .boxed()
+                })
+                .collect();
+            futures::stream::iter(batches).boxed()
+        }
+        // Requests are answered in order and quickly; a cancel needs no action.
+        Ok(Message::Cancel { .. } | Message::Have { .. }) => futures::stream::empty().boxed(),
+        Ok(other) => one(now(Err(StreamError::Violation(format!(
+            "a requester sent {other:?}"
+        ))))),
+    }
 }
 
 /// The work shared by the fetch workers.

@@ -1341,12 +1341,12 @@ fn build_content(
     // chunks where they are (chunk::KnownChunks) instead of cutting and sealing them again.
     let tags: std::cell::RefCell<HashMap<ChunkId, ChunkTag>> = Default::default();
     let write = |sealed: CheckedBlob, counter: &mut u64| -> std::io::Result<()> {
-        let id = sealed.id();
+        let (id, nonce) = (sealed.id(), sealed.nonce());
         let plain = sealed
-            .open(keys, BlobKind::Chunk)
+            .into_plaintext(keys, BlobKind::Chunk)
             .map_err(|e| std::io::Error::other(format!("chunk {id}: {e}")))?;
         // The blob opened, so its nonce is the tag's prefix.
-        if let Some(tag) = sealed.nonce() {
+        if let Some(tag) = nonce {
             tags.borrow_mut().insert(id, tag);
         }
         put_plain(id, &plain, counter)
@@ -1432,20 +1432,20 @@ fn build_content(
         // is unchanged since; a symlink's target re-made and checked against the id.
         let mut done = false;
         let mut other_kinds = Vec::new();
-        for (path, kind, off, len) in index.locate_chunk(&ctx.folder.id, id)? {
-            if kind != EntryKind::File {
-                other_kinds.push((path, kind, off, len));
+        for range in index.locate_chunk(&ctx.folder.id, id)? {
+            if range.kind != EntryKind::File {
+                other_kinds.push(range);
                 continue;
             }
-            if !unchanged.contains_key(&path) {
-                let open = open_unchanged(&path)?;
-                unchanged.insert(path.clone(), open);
+            if !unchanged.contains_key(&range.path) {
+                let open = open_unchanged(&range.path)?;
+                unchanged.insert(range.path.clone(), open);
             }
-            let Some(Some(f)) = unchanged.get(&path) else {
+            let Some(Some(f)) = unchanged.get(&range.path) else {
                 continue;
             };
-            plain.resize(len as usize, 0);
-            if f.read_exact_at(&mut plain, off).is_ok() {
+            plain.resize(range.len as usize, 0);
+            if f.read_exact_at(&mut plain, range.offset).is_ok() {
                 put_plain(*id, &plain, &mut report.reused_bytes)?;
                 tags.borrow_mut()
                     .insert(*id, chunk::tag_of(&ctx.folder.keys, &plain));
