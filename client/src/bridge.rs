@@ -709,13 +709,46 @@ pub fn wrap_for(
     ))
 }
 
-/// Seals a document change for the bridge.
+/// Seals a document change for the bridge in the folder's current key epoch.
 pub fn seal_change(
-    key: &harp_protocol::keys::FolderKey,
+    key: &harp_protocol::epoch::EpochKey,
     folder: &FolderId,
     change: &[u8],
 ) -> Result<Vec<u8>> {
-    Ok(wrap::seal_change(key, folder, change, random()?))
+    Ok(key.seal_change(folder, change, random()?))
+}
+
+/// Fresh randomness for a key grant: a BLAKE3 output stream keyed with 32 bytes from the OS,
+/// drawn once (so only that draw can fail).
+pub(crate) struct GrantRandom(blake3::OutputReader);
+
+impl GrantRandom {
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Self(
+            blake3::Hasher::new_keyed(&random()?)
+                .update(b"harp key grant randomness")
+                .finalize_xof(),
+        ))
+    }
+}
+
+impl harp_protocol::epoch::GrantRandom for GrantRandom {
+    fn bytes32(&mut self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        self.0.fill(&mut b);
+        b
+    }
+
+    fn bytes24(&mut self) -> [u8; 24] {
+        let mut b = [0u8; 24];
+        self.0.fill(&mut b);
+        b
+    }
+}
+
+/// A new random epoch secret.
+pub(crate) fn new_secret() -> Result<[u8; 32]> {
+    random()
 }
 
 fn agent() -> ureq::Agent {

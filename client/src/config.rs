@@ -103,6 +103,11 @@ impl Dirs {
         self.config.join("folders").join(format!("{id}.key"))
     }
 
+    /// A folder's key epochs after the first (`harp_protocol::epoch`; [`crate::keyring`]).
+    pub fn folder_epochs(&self, id: &FolderId) -> PathBuf {
+        self.config.join("folders").join(format!("{id}.epochs"))
+    }
+
     /// A folder's trust policy (`harp folder policy`; see `harp_protocol::policy`).
     pub fn folder_policy(&self, id: &FolderId) -> PathBuf {
         self.config.join("folders").join(format!("{id}.policy"))

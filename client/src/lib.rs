@@ -18,6 +18,7 @@
 //! - [`metrics`]: Prometheus counters of a running daemon.
 //! - [`members`], [`invite`]: who may fetch a folder's chunks; invitations.
 //! - [`trust`]: a folder's trust policy (log key, witnesses, quorum) on this device.
+//! - [`keyring`]: a folder's key epochs on this device (rotated when a device leaves).
 //! - [`node`]: this device's identity and folders, as the commands open them.
 //! - [`scan`]: walk a folder, find what changed, record it with signed chain entries.
 //! - [`chunk`]: read files into keyed FastCDC chunks and seal them, on `hashing_threads`.
@@ -37,6 +38,7 @@ pub mod config;
 pub mod daemon;
 pub mod index;
 pub mod invite;
+pub mod keyring;
 pub mod members;
 pub mod metrics;
 pub mod net;

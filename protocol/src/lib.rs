@@ -20,6 +20,8 @@
 //! - [`wire`]: the peer-to-peer chunk protocol's messages and framing.
 //! - [`wrap`]: what travels through the bridge: folder keys wrapped to a device, sealed
 //!   metadata changes, signed device registrations.
+//! - [`epoch`]: key epochs, rotated when a device leaves a folder: what seals the metadata
+//!   the bridge keeps from then on, and the grants that give it to the remaining members.
 //! - [`codec`]: the canonical big-endian encoding all of them use.
 //!
 //! The byte-level specification is `docs/protocol.md`; golden vectors for other
@@ -60,6 +62,7 @@ pub mod blob;
 pub mod chain;
 pub mod chunker;
 pub mod codec;
+pub mod epoch;
 pub mod ids;
 pub mod keys;
 pub mod manifest;

@@ -722,3 +722,174 @@ fn a_device_the_bridge_lists_waits_for_approval_in_manual_mode() {
         b"for approved eyes"
     );
 }
+
+/// Every sealed change and grant of a folder on the bridge, as its owner reads them.
+fn stream(bridge: &Target, folder: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut after = 0i64;
+    loop {
+        let page = bridge.client(0).get(&format!(
+            "/folders/{folder}/changes?after={after}&limit=1000"
+        ));
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        for c in page.data["changes"].as_array().unwrap() {
+            after = c["cursor"].as_i64().unwrap();
+            let bytes = data_encoding::BASE64
+                .decode(c["change"].as_str().unwrap().as_bytes())
+                .unwrap();
+            out.push((c["device"].as_str().unwrap().to_owned(), bytes));
+        }
+        if page.data["next"].is_null() {
+            return out;
+        }
+    }
+}
+
+/// The key epochs a device holds for `folder`, from its key files.
+fn ring(home: &Path, folder: &str) -> harp_protocol::epoch::Keyring {
+    let d = dirs(home);
+    let id: harp_protocol::ids::FolderId = folder.parse().unwrap();
+    let key = harp_protocol::keys::FolderKey::from_bytes(
+        harp::config::read_secret(&d.folder_key(&id)).unwrap(),
+    );
+    harp::keyring::load(&d, &id, &key).unwrap()
+}
+
+/// Removing a user from a folder rotates its metadata key: what the remaining members write
+/// next is sealed in a new epoch, granted to their devices only, so the removed user's device
+/// (with every key it had) cannot open it from the bridge; a device that joins afterwards is
+/// granted the new epoch and reads the whole history, and finds files by name in both epochs.
+#[test]
+fn a_removed_member_cannot_read_what_is_written_after_and_a_new_device_reads_it_all() {
+    use harp_protocol::epoch::{EpochError, Grant};
+    let tmp = tempfile::tempdir().unwrap();
+    let bridge = Target::start(&[]).unwrap();
+    let (a, b, a2) = (
+        side(tmp.path(), "a"),
+        side(tmp.path(), "b"),
+        side(tmp.path(), "a2"),
+    );
+    bridge.login(&a.home, 0).unwrap();
+    bridge.login(&b.home, 1).unwrap();
+    let folder = a.add_folder("shared").unwrap();
+    std::fs::write(a.folder.join("before-removal.txt"), b"bob may read this").unwrap();
+    ok(&a.home, &["folder", "share", "shared", "--user", "bob"]);
+    let fast = [("HARP_BRIDGE_POLL_SECS", "2")];
+    let daemon = |s: &Side| {
+        let p = Proc::start_with_env(&[], &s.home, &["daemon"], &fast).unwrap();
+        p.until("daemon ready").unwrap();
+        p
+    };
+    let _pa = daemon(&a);
+    let accept = |s: &Side| {
+        wait_for(60, || {
+            harp(
+                &s.home,
+                &["folder", "accept", &folder, s.folder.to_str().unwrap()],
+            )
+            .unwrap()
+            .status
+            .success()
+        })
+        .is_some()
+    };
+    assert!(accept(&b), "Bob's device never got the folder key");
+    let pb = daemon(&b);
+    assert!(
+        wait_for(90, || tree(&a.folder) == tree(&b.folder)).is_some(),
+        "the folder did not reach Bob"
+    );
+    let epoch = |home: &Path| -> serde_json::Value {
+        let s: serde_json::Value = serde_json::from_str(&ok(home, &["status", "--json"])).unwrap();
+        s["bridge"]["key_epochs"]["shared"].clone()
+    };
+    assert_eq!(epoch(&a.home), 0);
+
+    // Alice stops sharing with Bob: her device makes epoch 1, granted to her devices only.
+    let removed = bridge
+        .client(0)
+        .delete(&format!("/folders/{folder}/members/bob"));
+    assert_eq!(removed.status, 204, "{:?}", removed.body);
+    assert!(
+        wait_for(30, || epoch(&a.home) == 1).is_some(),
+        "no new epoch: {}",
+        epoch(&a.home)
+    );
+    std::fs::write(a.folder.join("after-removal.txt"), b"not for bob").unwrap();
+    let bob_ring = ring(&b.home, &folder);
+    let (a_device, b_device) = (a.id.clone(), b.id.clone());
+    // Alice's changes after the grant are sealed in epoch 1; Bob's keys open none of them.
+    let sealed_after = || -> Vec<Vec<u8>> {
+        let all = stream(&bridge, &folder);
+        let Some(at) = all.iter().position(|(_, c)| Grant::is_grant(c)) else {
+            return vec![];
+        };
+        all[at + 1..]
+            .iter()
+            .filter(|(d, c)| *d == a_device && !Grant::is_grant(c))
+            .map(|(_, c)| c.clone())
+            .collect()
+    };
+    assert!(
+        wait_for(30, || !sealed_after().is_empty()).is_some(),
+        "Alice uploaded nothing after the rotation"
+    );
+    let alice_ring = ring(&a.home, &folder);
+    let id: harp_protocol::ids::FolderId = folder.parse().unwrap();
+    for c in sealed_after() {
+        assert!(alice_ring.open_change(&id, &c).is_ok());
+        assert!(
+            matches!(
+                bob_ring.open_change(&id, &c),
+                Err(EpochError::UnknownKey(_))
+            ),
+            "Bob's keys open a change written after he was removed"
+        );
+    }
+    let grants: Vec<Grant> = stream(&bridge, &folder)
+        .iter()
+        .filter(|(_, c)| Grant::is_grant(c))
+        .map(|(_, c)| Grant::decode(c).unwrap())
+        .collect();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    let to: Vec<String> = grants[0].to.iter().map(|(d, ..)| d.to_string()).collect();
+    assert!(to.contains(&a_device) && !to.contains(&b_device), "{to:?}");
+    assert_eq!(
+        ring(&b.home, &folder).keys().len(),
+        1,
+        "Bob's device holds a new epoch"
+    );
+    drop(pb);
+
+    // A new device of Alice's: her running device wraps it the folder key and grants it
+    // epoch 1; it reads every change on the bridge, from either epoch.
+    bridge.login(&a2.home, 0).unwrap();
+    assert!(accept(&a2), "the new device never got the folder key");
+    let _pa2 = daemon(&a2);
+    assert!(
+        wait_for(90, || tree(&a.folder) == tree(&a2.folder)).is_some(),
+        "the folder did not reach the new device"
+    );
+    assert!(
+        wait_for(30, || ring(&a2.home, &folder).current().epoch == 1).is_some(),
+        "the new device was not granted epoch 1"
+    );
+    let a2_ring = ring(&a2.home, &folder);
+    let all = stream(&bridge, &folder);
+    assert!(all.len() > 3, "{}", all.len());
+    for (_, c) in all.iter().filter(|(_, c)| !Grant::is_grant(c)) {
+        assert!(a2_ring.open_change(&id, c).is_ok());
+    }
+    // Its link read them all too: no change was left unopened.
+    assert_eq!(epoch(&a2.home), 1);
+    // Search asks in every epoch: one file was indexed in each.
+    assert!(
+        wait_for(30, || ok(&a2.home, &["search", "before", "removal"])
+            .contains("before-removal.txt")
+            && ok(&a2.home, &["search", "after", "removal"])
+                .contains("after-removal.txt"))
+        .is_some(),
+        "{}",
+        ok(&a2.home, &["search", "removal"])
+    );
+}

@@ -26,6 +26,8 @@ use harp_protocol::keys::FolderKey;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use harp_protocol::epoch::{EpochError, EpochKey, Grant, Keyring};
+
 use super::{Appended, Client, Error};
 use crate::members::Members;
 use crate::net::{self, Handle};
@@ -187,6 +189,17 @@ struct FolderState {
     /// knows (the `old` of its next `add-checkpoint`; a 409 corrects it).
     #[serde(default)]
     witnessed: HashMap<String, u64>,
+    /// The member devices that may hold the current key epoch (set at the first pass, then
+    /// kept by rotations and grants): one that stops being a member starts a new epoch.
+    #[serde(default)]
+    key_holders: Option<std::collections::BTreeSet<String>>,
+    /// Every key grant seen in the change stream (hex): each carries the epoch before its own,
+    /// so a device that gets a newer epoch later walks back through them.
+    #[serde(default)]
+    grants: Vec<String>,
+    /// The cursor to read changes again from once a grant brings the key they need.
+    #[serde(default)]
+    reread_from: Option<i64>,
 }
 
 /// Everything the link thread needs.
@@ -245,6 +258,8 @@ struct Progress {
     approved: std::collections::BTreeMap<DeviceId, crate::approval::Approved>,
     /// Devices listed by the bridge and not approved, found in this full pass.
     waiting: std::collections::BTreeMap<String, crate::approval::Waiting>,
+    /// Each folder's key epochs ([`crate::keyring`]).
+    rings: HashMap<FolderId, Keyring>,
 }
 
 impl Link {
@@ -281,6 +296,19 @@ impl Link {
             peer_checked: HashMap::new(),
             approved: Default::default(),
             waiting: Default::default(),
+            rings: self
+                .folders
+                .iter()
+                .map(|f| {
+                    let ring =
+                        crate::keyring::load(&self.dirs, &f.id, &f.key).unwrap_or_else(|e| {
+                            // Epoch 0 still reads and writes; the link says what is wrong.
+                            tracing::error!(folder = %f.label, "key epochs: {e}");
+                            Keyring::new(&f.key)
+                        });
+                    (f.id, ring)
+                })
+                .collect(),
         };
         let mut last_full: Option<Instant> = None;
         while !self.stop.load(AtomicOrdering::Relaxed) {
@@ -308,6 +336,11 @@ impl Link {
                     .folders
                     .iter()
                     .filter_map(|f| p.logs.get(&f.id).map(|v| (f.label.clone(), v.clone())))
+                    .collect::<serde_json::Map<String, Value>>(),
+                "key_epochs": self
+                    .folders
+                    .iter()
+                    .filter_map(|f| p.rings.get(&f.id).map(|r| (f.label.clone(), json!(r.current().epoch))))
                     .collect::<serde_json::Map<String, Value>>(),
             });
             let until = Instant::now()
@@ -534,6 +567,7 @@ impl Link {
         for d in removed {
             tracing::warn!(folder = %f.label, "bridge: {d} is no longer a member device");
         }
+        self.keep_epoch(p, f, &info, &devices)?;
         let peers = self
             .runtime
             .block_on(self.handle.peers())
@@ -570,6 +604,128 @@ impl Link {
         Ok(())
     }
 
+    /// Keeps the folder's key epoch to its member devices (`harp_protocol::epoch`): when a
+    /// device that may hold the current epoch is no longer a member (its user left or was
+    /// removed, it was revoked, or it is no longer approved here), a new epoch is made and
+    /// granted to the member devices that remain; a member device new since then is granted
+    /// the current epoch (and through it the earlier ones) by the devices that also wrap the
+    /// folder key for it. Two devices that rotate at once make two epochs: both are granted
+    /// and readable, and everyone writes with the same one ([`Keyring::current`]).
+    fn keep_epoch(
+        &self,
+        p: &mut Progress,
+        f: &LinkFolder,
+        info: &super::FolderInfo,
+        devices: &[DeviceId],
+    ) -> Result<(), Error> {
+        use std::collections::BTreeSet;
+        let me = self.me();
+        let current: BTreeSet<DeviceId> = devices.iter().copied().chain([me]).collect();
+        let state = p.states.entry(f.id).or_default();
+        let holders: BTreeSet<DeviceId> = match &state.key_holders {
+            Some(h) => h.iter().filter_map(|d| d.parse().ok()).collect(),
+            // The first pass: whoever is a member now may hold the key. (A device removed
+            // before this device ever linked is not known to it.)
+            None => current.clone(),
+        };
+        let ring = p.rings.entry(f.id).or_insert_with(|| Keyring::new(&f.key));
+        let gone: Vec<DeviceId> = holders.difference(&current).copied().collect();
+        let newcomers: Vec<DeviceId> = current.difference(&holders).copied().collect();
+        let grant = if !gone.is_empty() {
+            let previous = ring.current().clone();
+            let key = EpochKey {
+                epoch: previous.epoch + 1,
+                secret: super::new_secret()?,
+            };
+            let to = self.recipients(current.iter())?;
+            let g = Grant::make(
+                &f.id,
+                &key,
+                Some(&previous),
+                &to,
+                &self.device,
+                &mut super::GrantRandom::new()?,
+            );
+            ring.insert(key);
+            // Kept here before the grant leaves: the bridge never holds an epoch no device has.
+            crate::keyring::save(&self.dirs, &f.id, ring)?;
+            tracing::warn!(
+                folder = %f.label,
+                "bridge: {} no longer a member device: the folder's metadata key is now epoch {}",
+                gone.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                ring.current().epoch
+            );
+            Some(g)
+        } else if !newcomers.is_empty() && ring.current().epoch > 0 {
+            let owner = info.owner == self.client.user;
+            let mine: Vec<&DeviceId> = newcomers
+                .iter()
+                .filter(|d| {
+                    owner
+                        || info
+                            .devices
+                            .iter()
+                            .any(|(u, x)| x == *d && *u == self.client.user)
+                })
+                .collect();
+            if mine.is_empty() {
+                None
+            } else {
+                let key = ring.current().clone();
+                let previous = ring
+                    .keys()
+                    .iter()
+                    .filter(|k| k.epoch + 1 == key.epoch)
+                    .min_by_key(|k| k.id())
+                    .cloned();
+                let to = self.recipients(mine.into_iter())?;
+                Some(Grant::make(
+                    &f.id,
+                    &key,
+                    previous.as_ref(),
+                    &to,
+                    &self.device,
+                    &mut super::GrantRandom::new()?,
+                ))
+            }
+        } else {
+            None
+        };
+        if let Some(g) = grant {
+            let bytes = g.encode();
+            self.client
+                .append_changes(&f.id, &me, std::slice::from_ref(&bytes))?;
+            state.grants.push(data_encoding::HEXLOWER.encode(&bytes));
+        }
+        let holders: BTreeSet<String> = current.iter().map(ToString::to_string).collect();
+        if state.key_holders.as_ref() != Some(&holders) {
+            state.key_holders = Some(holders);
+            self.save_state(&f.id, state);
+        }
+        Ok(())
+    }
+
+    /// The X25519 keys of `devices`, as the bridge lists them (a device it no longer knows is
+    /// left out: it is not a member).
+    fn recipients<'a>(
+        &self,
+        devices: impl Iterator<Item = &'a DeviceId>,
+    ) -> Result<Vec<(DeviceId, [u8; 32])>, Error> {
+        let mut out = Vec::new();
+        for d in devices {
+            if *d == self.me() {
+                out.push((*d, harp_protocol::wrap::x25519_public(&self.x25519_secret)));
+                continue;
+            }
+            match self.client.device(d) {
+                Ok(info) => out.push((*d, info.x25519)),
+                Err(e) if e.status() == Some(404) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     fn dial(&self, device: &DeviceId, addresses: &[String]) {
         let Some(peer) = net::peer_of(device) else {
             return;
@@ -595,6 +751,7 @@ impl Link {
 
     fn download(&self, p: &mut Progress, f: &LinkFolder) -> Result<(), Error> {
         let state = p.states.entry(f.id).or_default();
+        let ring = p.rings.entry(f.id).or_insert_with(|| Keyring::new(&f.key));
         let mut applied = 0usize;
         loop {
             let (changes, next) = self.client.read_changes(&f.id, state.cursor)?;
@@ -602,9 +759,21 @@ impl Link {
                 break;
             }
             let mut raw = Vec::new();
+            let mut new_keys = false;
             for (cursor, sealed) in &changes {
-                match harp_protocol::wrap::open_change(&f.key, &f.id, sealed) {
+                if Grant::is_grant(sealed) {
+                    new_keys |= self.take_grant(f, ring, state, sealed);
+                    continue;
+                }
+                match ring.open_change(&f.id, sealed) {
                     Ok(c) => raw.push(c),
+                    Err(EpochError::UnknownKey(_)) => {
+                        // Its grant may come later in the stream (a device that joined after
+                        // the rotation is granted the epoch when a member sees it): read it
+                        // again then.
+                        let at = cursor - 1;
+                        state.reread_from = Some(state.reread_from.map_or(at, |r| r.min(at)));
+                    }
                     Err(e) => {
                         tracing::warn!(folder = %f.label, cursor, "bridge: a change does not open: {e}")
                     }
@@ -621,15 +790,70 @@ impl Link {
                 }
             }
             state.cursor = last;
+            if new_keys {
+                if let Err(e) = crate::keyring::save(&self.dirs, &f.id, ring) {
+                    tracing::error!(folder = %f.label, "key epochs: {e}");
+                }
+                tracing::info!(folder = %f.label, epoch = ring.current().epoch, "bridge: key epoch granted");
+                if let Some(at) = state.reread_from.take() {
+                    state.cursor = state.cursor.min(at);
+                    continue;
+                }
+            }
             if next.is_none() {
                 break;
             }
         }
+        self.save_state(&f.id, state);
         if applied > 0 {
             tracing::debug!(folder = %f.label, "bridge: document changes downloaded");
             (f.wake)();
         }
         Ok(())
+    }
+
+    /// Takes a key grant from the change stream: the epoch it gives this device, and every
+    /// earlier epoch the grants seen so far lead back to. Returns whether a key was added.
+    fn take_grant(
+        &self,
+        f: &LinkFolder,
+        ring: &mut Keyring,
+        state: &mut FolderState,
+        bytes: &[u8],
+    ) -> bool {
+        let grant = match Grant::decode(bytes) {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(folder = %f.label, "bridge: a key grant does not decode: {e}");
+                return false;
+            }
+        };
+        // Granted by a device that is or was a member of the folder (as the bridge lists
+        // them, and approved here): the rule a wrapped folder key is taken by.
+        let trusted = |d: &DeviceId| f.signers.contains(d) || f.members.contains(d);
+        if let Err(e) = grant.verify(&f.id, trusted) {
+            tracing::warn!(folder = %f.label, "bridge: key grant refused: {e}");
+            return false;
+        }
+        let hex = data_encoding::HEXLOWER.encode(bytes);
+        if !state.grants.contains(&hex) {
+            state.grants.push(hex);
+        }
+        let mut added = false;
+        match grant.secret_for(&self.me(), &self.x25519_secret) {
+            Ok(Some(k)) => added |= ring.insert(k),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(folder = %f.label, "bridge: key grant refused: {e}"),
+        }
+        // Walk back: any grant of an epoch held here opens the epoch before it.
+        let grants: Vec<Grant> = state
+            .grants
+            .iter()
+            .filter_map(|h| data_encoding::HEXLOWER.decode(h.as_bytes()).ok())
+            .filter_map(|b| Grant::decode(&b).ok())
+            .collect();
+        added |= ring.walk_back(&grants);
+        added
     }
 
     fn upload(&self, p: &mut Progress, f: &LinkFolder) -> Result<(), Error> {
@@ -652,10 +876,14 @@ impl Link {
             return Ok(());
         }
         let me = self.me();
+        let key = match p.rings.get(&f.id) {
+            Some(r) => r.current().clone(),
+            None => EpochKey::zero(&f.key),
+        };
         let mut batch = Vec::new();
         let mut bytes = 0;
         for (_, c) in &changes {
-            let sealed = super::seal_change(&f.key, &f.id, c)?;
+            let sealed = super::seal_change(&key, &f.id, c)?;
             bytes += sealed.len();
             batch.push(sealed);
             if batch.len() == 256 || bytes >= UPLOAD_BATCH_BYTES {
@@ -736,6 +964,10 @@ impl Link {
     /// folders, keyed word tokens in encrypted ones.
     fn send_index(&self, p: &mut Progress, f: &LinkFolder) -> Result<(), Error> {
         let me = self.me();
+        let epoch = match p.rings.get(&f.id) {
+            Some(r) => r.current().clone(),
+            None => EpochKey::zero(&f.key),
+        };
         let (files, heads, authors) = {
             let mut doc = f.doc.lock().unwrap_or_else(|e| e.into_inner());
             let heads = doc.heads();
@@ -782,7 +1014,8 @@ impl Link {
                 e["name"] = json!(r.path);
             } else {
                 e["tokens"] = json!(
-                    harp_protocol::wrap::search_tokens(&f.key, &r.path)
+                    epoch
+                        .search_tokens(&r.path)
                         .iter()
                         .map(|t| data_encoding::HEXLOWER.encode(t))
                         .collect::<Vec<_>>()

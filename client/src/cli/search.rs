@@ -45,11 +45,24 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         } else {
             let key =
                 FolderKey::from_bytes(crate::config::read_secret(&node.dirs.folder_key(&f.id))?);
-            let tokens = harp_protocol::wrap::search_tokens(&key, &query);
-            if tokens.is_empty() {
-                anyhow::bail!("search for words of two letters or more");
+            // Each file is indexed under the key epoch it was last written in: ask in each.
+            let ring = crate::keyring::load(&node.dirs, &f.id, &key)?;
+            let mut hits = Vec::new();
+            for epoch in ring.keys() {
+                let tokens = epoch.search_tokens(&query);
+                if tokens.is_empty() {
+                    anyhow::bail!("search for words of two letters or more");
+                }
+                for h in client.search(&f.id, None, &tokens)? {
+                    if !hits
+                        .iter()
+                        .any(|x: &crate::bridge::IndexHit| x.file == h.file)
+                    {
+                        hits.push(h);
+                    }
+                }
             }
-            client.search(&f.id, None, &tokens)?
+            hits
         };
         for h in hits.into_iter().filter(|h| args.deleted || !h.deleted) {
             // The bridge knows ids; the path comes from this device's own index.
