@@ -815,6 +815,11 @@ fn a_removed_member_cannot_read_what_is_written_after_and_a_new_device_reads_it_
         "no new epoch: {}",
         epoch(&a.home)
     );
+    assert!(
+        ok(&a.home, &["status"]).contains("shared: metadata key epoch 1"),
+        "{}",
+        ok(&a.home, &["status"])
+    );
     std::fs::write(a.folder.join("after-removal.txt"), b"not for bob").unwrap();
     let bob_ring = ring(&b.home, &folder);
     let (a_device, b_device) = (a.id.clone(), b.id.clone());

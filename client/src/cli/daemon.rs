@@ -149,6 +149,13 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 waiting.len()
             );
         }
+        for (label, epoch) in bridge["key_epochs"].as_object().into_iter().flatten() {
+            if epoch.as_u64().is_some_and(|e| e > 0) {
+                println!(
+                    "    {label}: metadata key epoch {epoch} (rotated since a device left the folder)"
+                );
+            }
+        }
         for (label, log) in bridge["logs"].as_object().into_iter().flatten() {
             match log["state"].as_str() {
                 Some("verified") => {
