@@ -11,9 +11,15 @@
 //! `"bridge"` (the default) every listed device is trusted at once: the bridge's accounts
 //! are then the trust root, as the threat model says.
 //!
-//! Two files in the data dir, each written by one side only, so neither can undo the other:
-//! `approved-devices.json` by `harp device`, `waiting-devices.json` by the daemon's bridge
-//! link (every full pass). `harp device approve|forget` asks a running daemon's link for a full
+//! A device approved as an **introducer** (`harp device approve ID --introducer`) vouches for
+//! the devices it approves itself: every device in manual mode publishes signed introductions
+//! of the devices approved on it, and withdrawals of those it forgets
+//! (`harp_protocol::intro`), through the change streams of the folders it syncs, and a device
+//! listed by the bridge that an introducer approved here vouches for is trusted here too.
+//!
+//! Files in the data dir, each written by one side only, so neither can undo the other:
+//! `approved-devices.json` by `harp device`; `waiting-devices.json` and
+//! `introduced-devices.json` by the daemon's bridge link (every full pass). `harp device approve|forget` asks a running daemon's link for a full
 //! pass at once (control socket, `bridge_refresh`), so a change takes effect within a second.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,6 +46,19 @@ pub enum Mode {
 pub struct Approved {
     /// When, in ms since the Unix epoch.
     pub approved_ms: i64,
+    /// Whether the devices it vouches for are trusted here too (`harp device approve
+    /// --introducer`; see `harp_protocol::intro`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub introducer: bool,
+}
+
+/// A device trusted here because an introducer approved here vouches for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Introduced {
+    /// The introducer.
+    pub by: String,
+    /// When it vouched, by its clock (ms since the Unix epoch).
+    pub at_ms: u64,
 }
 
 /// A device the bridge lists that is not approved here.
@@ -70,6 +89,10 @@ fn approved_file(dirs: &Dirs) -> PathBuf {
 
 fn waiting_file(dirs: &Dirs) -> PathBuf {
     dirs.data.join("waiting-devices.json")
+}
+
+fn introduced_file(dirs: &Dirs) -> PathBuf {
+    dirs.data.join("introduced-devices.json")
 }
 
 fn read<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> Result<T, Error> {
@@ -105,15 +128,66 @@ fn save_approved(dirs: &Dirs, approved: &BTreeMap<DeviceId, Approved>) -> Result
     write(&approved_file(dirs), &raw)
 }
 
-/// Approves `device`; returns whether it was not approved before.
-pub fn approve(dirs: &Dirs, device: DeviceId, now_ms: i64) -> Result<bool, Error> {
+/// Approves `device` (as an introducer or not); returns whether anything changed.
+pub fn approve(
+    dirs: &Dirs,
+    device: DeviceId,
+    now_ms: i64,
+    introducer: bool,
+) -> Result<bool, Error> {
     let mut all = approved(dirs)?;
-    let new = !all.contains_key(&device);
-    all.entry(device).or_insert(Approved {
+    let before = all.get(&device).cloned();
+    let a = all.entry(device).or_insert(Approved {
         approved_ms: now_ms,
+        introducer,
     });
+    a.introducer = introducer;
+    let changed = before.as_ref() != Some(a);
     save_approved(dirs, &all)?;
-    Ok(new)
+    Ok(changed)
+}
+
+/// The devices trusted here through introductions, as the daemon last wrote them.
+pub fn introduced(dirs: &Dirs) -> Result<BTreeMap<String, Introduced>, Error> {
+    read(&introduced_file(dirs))
+}
+
+/// Records the devices trusted through introductions now (the daemon's bridge link).
+pub fn set_introduced(dirs: &Dirs, introduced: &BTreeMap<String, Introduced>) -> Result<(), Error> {
+    if introduced.is_empty() && !introduced_file(dirs).exists() {
+        return Ok(());
+    }
+    write(&introduced_file(dirs), introduced)
+}
+
+/// The devices that `statements` make trusted here: for each device, the latest statement
+/// of an introducer approved here *as an introducer* vouches for it. (Introductions do not
+/// chain: a device trusted only through one is no introducer here.)
+pub fn vouched<'a>(
+    approved: &BTreeMap<DeviceId, Approved>,
+    statements: impl IntoIterator<Item = &'a harp_protocol::intro::Introduction>,
+) -> BTreeMap<DeviceId, Introduced> {
+    let mut latest: BTreeMap<(DeviceId, DeviceId), &harp_protocol::intro::Introduction> =
+        BTreeMap::new();
+    for s in statements {
+        if !approved.get(&s.introducer).is_some_and(|a| a.introducer) {
+            continue;
+        }
+        let slot = latest.entry((s.introducer, s.device)).or_insert(s);
+        if s.at_ms > slot.at_ms {
+            *slot = s;
+        }
+    }
+    let mut out = BTreeMap::new();
+    for ((by, device), s) in latest {
+        if s.trusted {
+            out.entry(device).or_insert(Introduced {
+                by: by.to_string(),
+                at_ms: s.at_ms,
+            });
+        }
+    }
+    out
 }
 
 /// Withdraws the approval of `device`; returns whether it was approved.
@@ -137,17 +211,18 @@ pub fn set_waiting(dirs: &Dirs, waiting: &BTreeMap<String, Waiting>) -> Result<(
     write(&waiting_file(dirs), waiting)
 }
 
-/// Splits the devices a bridge lists for a folder into those trusted here and those waiting.
-/// `me` is always trusted.
+/// Splits the devices a bridge lists for a folder into those trusted here (approved, or
+/// vouched for by an introducer approved here) and those waiting. `me` is always trusted.
 pub fn split(
     mode: Mode,
     approved: &BTreeMap<DeviceId, Approved>,
+    vouched: &BTreeMap<DeviceId, Introduced>,
     me: &DeviceId,
     listed: impl IntoIterator<Item = DeviceId>,
 ) -> (Vec<DeviceId>, Vec<DeviceId>) {
-    listed
-        .into_iter()
-        .partition(|d| mode == Mode::Bridge || d == me || approved.contains_key(d))
+    listed.into_iter().partition(|d| {
+        mode == Mode::Bridge || d == me || approved.contains_key(d) || vouched.contains_key(d)
+    })
 }
 
 #[cfg(test)]
@@ -169,19 +244,19 @@ mod tests {
         let none = approved(&dirs).unwrap();
         assert!(none.is_empty());
         assert_eq!(
-            split(Mode::Bridge, &none, &me, [me, a, b]),
+            split(Mode::Bridge, &none, &BTreeMap::new(), &me, [me, a, b]),
             (vec![me, a, b], vec![])
         );
         assert_eq!(
-            split(Mode::Manual, &none, &me, [me, a, b]),
+            split(Mode::Manual, &none, &BTreeMap::new(), &me, [me, a, b]),
             (vec![me], vec![a, b])
         );
-        assert!(approve(&dirs, b, 5).unwrap());
-        assert!(!approve(&dirs, b, 9).unwrap());
+        assert!(approve(&dirs, b, 5, false).unwrap());
+        assert!(!approve(&dirs, b, 9, false).unwrap());
         let now = approved(&dirs).unwrap();
         assert_eq!(now[&b].approved_ms, 5);
         assert_eq!(
-            split(Mode::Manual, &now, &me, [me, a, b]),
+            split(Mode::Manual, &now, &BTreeMap::new(), &me, [me, a, b]),
             (vec![me, b], vec![a])
         );
         assert!(forget(&dirs, &b).unwrap());
@@ -200,5 +275,48 @@ mod tests {
         assert_eq!(waiting(&dirs).unwrap(), w);
         std::fs::write(approved_file(&dirs), b"{not json").unwrap();
         assert!(matches!(approved(&dirs), Err(Error::Malformed(..))));
+    }
+
+    #[test]
+    fn an_introducer_approved_here_vouches_by_its_latest_word_and_others_do_not() {
+        use harp_protocol::intro::Introduction;
+        let key = |n: u8| ed25519_dalek::SigningKey::from_bytes(&[n; 32]);
+        let (me, laptop, phone, stranger) = (dev(1), dev(2), dev(3), dev(4));
+        let (laptop_key, stranger_key) = (key(2), key(4));
+        let approved = BTreeMap::from([
+            (
+                laptop,
+                Approved {
+                    approved_ms: 1,
+                    introducer: true,
+                },
+            ),
+            (
+                stranger,
+                Approved {
+                    approved_ms: 1,
+                    introducer: false,
+                },
+            ),
+        ]);
+        let vouch = Introduction::make(&laptop_key, phone, true, 10);
+        let withdraw = Introduction::make(&laptop_key, phone, false, 20);
+        // Approved, but not as an introducer: its word counts for nothing here.
+        let by_stranger = Introduction::make(&stranger_key, dev(5), true, 10);
+        let v = vouched(&approved, [&vouch, &by_stranger]);
+        assert_eq!(v.keys().collect::<Vec<_>>(), [&phone]);
+        assert_eq!(v[&phone].by, laptop.to_string());
+        assert_eq!(
+            split(Mode::Manual, &approved, &v, &me, [phone, dev(5)]),
+            (vec![phone], vec![dev(5)])
+        );
+        // The latest statement counts, in whatever order they arrive: a replayed vouch does
+        // not undo a withdrawal.
+        assert!(vouched(&approved, [&vouch, &withdraw]).is_empty());
+        assert!(vouched(&approved, [&withdraw, &vouch]).is_empty());
+        // An introducer forgotten here vouches for nothing.
+        let mut less = approved.clone();
+        less.remove(&laptop);
+        assert!(vouched(&less, [&vouch]).is_empty());
     }
 }

@@ -22,6 +22,7 @@
 //!   metadata changes, signed device registrations.
 //! - [`epoch`]: key epochs, rotated when a device leaves a folder: what seals the metadata
 //!   the bridge keeps from then on, and the grants that give it to the remaining members.
+//! - [`intro`]: introductions, a device's signed word that it trusts another device.
 //! - [`codec`]: the canonical big-endian encoding all of them use.
 //!
 //! The byte-level specification is `docs/protocol.md`; golden vectors for other
@@ -64,6 +65,7 @@ pub mod chunker;
 pub mod codec;
 pub mod epoch;
 pub mod ids;
+pub mod intro;
 pub mod keys;
 pub mod manifest;
 pub mod policy;

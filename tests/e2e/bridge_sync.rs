@@ -898,3 +898,117 @@ fn a_removed_member_cannot_read_what_is_written_after_and_a_new_device_reads_it_
         ok(&a2.home, &["search", "removal"])
     );
 }
+
+/// Introductions, with manual approval: Alice's two devices approve each other as
+/// introducers; a device she then approves on one is trusted on the other without approving
+/// it there (a signed introduction the bridge carries and cannot forge), and is no longer
+/// trusted there once she forgets it on the first.
+#[test]
+fn a_device_approved_on_an_introducer_is_trusted_by_the_devices_that_trust_the_introducer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bridge = Target::start(&[]).unwrap();
+    let (a, a2, b) = (
+        side(tmp.path(), "a"),
+        side(tmp.path(), "a2"),
+        side(tmp.path(), "b"),
+    );
+    for (s, user) in [(&a, 0), (&a2, 0), (&b, 1)] {
+        bridge.login(&s.home, user).unwrap();
+    }
+    for s in [&a, &a2] {
+        edit_config(&s.home, |c| {
+            c.device_approval = harp::approval::Mode::Manual;
+        })
+        .unwrap();
+    }
+    ok(&a.home, &["device", "approve", &a2.id, "--introducer"]);
+    ok(&a2.home, &["device", "approve", &a.id, "--introducer"]);
+    let folder = a.add_folder("shared").unwrap();
+    std::fs::write(a.folder.join("from-a.txt"), b"alice").unwrap();
+    ok(&a.home, &["folder", "share", "shared", "--user", "bob"]);
+    let fast = [("HARP_BRIDGE_POLL_SECS", "2")];
+    let daemon = |s: &Side| {
+        let p = Proc::start_with_env(&[], &s.home, &["daemon"], &fast).unwrap();
+        p.until("daemon ready").unwrap();
+        p
+    };
+    let accept = |s: &Side| {
+        wait_for(60, || {
+            harp(
+                &s.home,
+                &["folder", "accept", &folder, s.folder.to_str().unwrap()],
+            )
+            .unwrap()
+            .status
+            .success()
+        })
+        .is_some()
+    };
+    let pa = daemon(&a);
+    assert!(accept(&a2), "A2 never got the folder key");
+    let _pa2 = daemon(&a2);
+    assert!(wait_for(60, || tree(&a.folder) == tree(&a2.folder)).is_some());
+
+    // Alice approves Bob's device on A only.
+    ok(&a.home, &["device", "approve", &b.id]);
+    assert!(accept(&b), "Bob's device never got the folder key");
+    let _pb = daemon(&b);
+    let list = |home: &Path| -> serde_json::Value {
+        serde_json::from_str(&ok(home, &["device", "list", "--json"])).unwrap()
+    };
+    let introduced = |home: &Path| -> Vec<(String, String)> {
+        list(home)["introduced"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["device"].as_str().unwrap().to_owned(),
+                    i["by"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert!(
+        wait_for(30, || introduced(&a2.home)
+            == [(b.id.clone(), a.id.clone())])
+        .is_some(),
+        "A2 does not trust B through A: {}",
+        list(&a2.home)
+    );
+    assert!(
+        ok(&a2.home, &["device", "list"]).contains(&format!("introduced by {}", a.id)),
+        "{}",
+        ok(&a2.home, &["device", "list"])
+    );
+    // With A stopped, Bob's new file reaches A2 straight from B: A2 trusts B.
+    drop(pa);
+    std::fs::write(b.folder.join("from-b.txt"), b"bob").unwrap();
+    assert!(
+        wait_for(60, || std::fs::read(a2.folder.join("from-b.txt"))
+            .ok()
+            .as_deref()
+            == Some(&b"bob"[..]))
+        .is_some(),
+        "B's file did not reach A2 with A away"
+    );
+
+    // Alice forgets B on A: A says so, and A2 stops trusting B too.
+    let _pa = daemon(&a);
+    ok(&a.home, &["device", "forget", &b.id]);
+    assert!(
+        wait_for(30, || introduced(&a2.home).is_empty()).is_some(),
+        "A2 still trusts B: {}",
+        list(&a2.home)
+    );
+    assert!(
+        wait_for(30, || list(&a2.home)["waiting"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["device"] == b.id.as_str()))
+        .is_some(),
+        "B does not wait for approval on A2: {}",
+        list(&a2.home)
+    );
+}

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use harp_protocol::epoch::{EpochError, EpochKey, Grant, Keyring};
+use harp_protocol::intro::Introduction;
 
 use super::{Appended, Client, Error};
 use crate::members::Members;
@@ -200,6 +201,13 @@ struct FolderState {
     /// The cursor to read changes again from once a grant brings the key they need.
     #[serde(default)]
     reread_from: Option<i64>,
+    /// Introductions seen in the change stream (hex; signatures checked).
+    #[serde(default)]
+    introductions: Vec<String>,
+    /// What this device last said in this folder's stream about each device it approved:
+    /// trusted (true) or withdrawn (false).
+    #[serde(default)]
+    introduced: HashMap<String, bool>,
 }
 
 /// Everything the link thread needs.
@@ -260,6 +268,8 @@ struct Progress {
     waiting: std::collections::BTreeMap<String, crate::approval::Waiting>,
     /// Each folder's key epochs ([`crate::keyring`]).
     rings: HashMap<FolderId, Keyring>,
+    /// Devices trusted here through introductions (`device_approval = "manual"`).
+    vouched: std::collections::BTreeMap<DeviceId, crate::approval::Introduced>,
 }
 
 impl Link {
@@ -309,6 +319,7 @@ impl Link {
                     (f.id, ring)
                 })
                 .collect(),
+            vouched: Default::default(),
         };
         let mut last_full: Option<Instant> = None;
         while !self.stop.load(AtomicOrdering::Relaxed) {
@@ -414,6 +425,28 @@ impl Link {
                 }
             };
             p.waiting.clear();
+            if self.device_approval == crate::approval::Mode::Manual {
+                let statements: Vec<Introduction> = p
+                    .states
+                    .values()
+                    .flat_map(|s| &s.introductions)
+                    .filter_map(|h| data_encoding::HEXLOWER.decode(h.as_bytes()).ok())
+                    .filter_map(|b| Introduction::decode(&b).ok())
+                    .collect();
+                let me = self.me();
+                p.vouched = crate::approval::vouched(&p.approved, &statements);
+                // This device, and devices approved here directly, need no introduction.
+                p.vouched
+                    .retain(|d, _| *d != me && !p.approved.contains_key(d));
+                let file = p
+                    .vouched
+                    .iter()
+                    .map(|(d, i)| (d.to_string(), i.clone()))
+                    .collect();
+                if let Err(e) = crate::approval::set_introduced(&self.dirs, &file) {
+                    tracing::error!("device approvals: {e}");
+                }
+            }
         }
         for f in &self.folders {
             if full {
@@ -425,6 +458,9 @@ impl Link {
             if full {
                 self.download(p, f)?;
                 self.audit_log(p, f)?;
+            }
+            if full && self.device_approval == crate::approval::Mode::Manual {
+                self.introduce(p, f)?;
             }
             self.upload(p, f)?;
             self.send_links(p, f)?;
@@ -534,6 +570,7 @@ impl Link {
         let (devices, waiting) = crate::approval::split(
             self.device_approval,
             &p.approved,
+            &p.vouched,
             &me,
             info.devices.iter().map(|(_, d)| *d),
         );
@@ -705,6 +742,40 @@ impl Link {
         Ok(())
     }
 
+    /// Says in the folder's change stream, signed, which devices are approved here, and
+    /// which no longer are (`harp_protocol::intro`): devices that approved this one as an
+    /// introducer trust them too.
+    fn introduce(&self, p: &mut Progress, f: &LinkFolder) -> Result<(), Error> {
+        let state = p.states.entry(f.id).or_default();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut say = Vec::new();
+        for d in p.approved.keys() {
+            if state.introduced.get(&d.to_string()) != Some(&true) {
+                say.push(Introduction::make(&self.device, *d, true, now_ms));
+            }
+        }
+        for (d, trusted) in &state.introduced {
+            let Ok(id) = d.parse::<DeviceId>() else {
+                continue;
+            };
+            if *trusted && !p.approved.contains_key(&id) {
+                say.push(Introduction::make(&self.device, id, false, now_ms));
+            }
+        }
+        if say.is_empty() {
+            return Ok(());
+        }
+        let bytes: Vec<Vec<u8>> = say.iter().map(Introduction::encode).collect();
+        self.client.append_changes(&f.id, &self.me(), &bytes)?;
+        for s in &say {
+            state.introduced.insert(s.device.to_string(), s.trusted);
+        }
+        self.save_state(&f.id, state);
+        Ok(())
+    }
+
     /// The X25519 keys of `devices`, as the bridge lists them (a device it no longer knows is
     /// left out: it is not a member).
     fn recipients<'a>(
@@ -763,6 +834,20 @@ impl Link {
             for (cursor, sealed) in &changes {
                 if Grant::is_grant(sealed) {
                     new_keys |= self.take_grant(f, ring, state, sealed);
+                    continue;
+                }
+                if Introduction::is_introduction(sealed) {
+                    match Introduction::decode(sealed) {
+                        Ok(_) => {
+                            let hex = data_encoding::HEXLOWER.encode(sealed);
+                            if !state.introductions.contains(&hex) {
+                                state.introductions.push(hex);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(folder = %f.label, cursor, "bridge: introduction refused: {e}")
+                        }
+                    }
                     continue;
                 }
                 match ring.open_change(&f.id, sealed) {

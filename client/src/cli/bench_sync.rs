@@ -37,8 +37,9 @@ pub struct SyncArgs {
     /// btrfs or XFS mount to measure a file system that shares blocks; removed afterwards.
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// The daemons' transport (and the raw stream's, the reference).
-    #[arg(long, value_enum, default_value = "quic")]
+    /// The daemons' transport (and the raw stream's, the reference). TCP by default: what
+    /// daemons on one network use first (`net::in_dial_order`).
+    #[arg(long, value_enum, default_value = "tcp")]
     pub transport: super::bench_transfer::Transport,
 }
 

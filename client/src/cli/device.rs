@@ -23,6 +23,11 @@ pub enum Command {
     Approve {
         /// The device id.
         device: String,
+        /// Also trust the devices it approves (its signed introductions, carried by the
+        /// bridge): approve your own devices as introducers of each other, and a device
+        /// approved on one of them is trusted on all.
+        #[arg(long)]
+        introducer: bool,
     },
     /// Stop trusting a device approved before: from the bridge link's next pass it gets no
     /// key from this device, nothing is served to it and its new chain entries are refused.
@@ -62,12 +67,17 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
         Command::List { json } => {
             let approved = approval::approved(&dirs)?;
             let waiting = approval::waiting(&dirs)?;
+            let introduced = approval::introduced(&dirs)?;
             if *json {
                 super::print_json(&json!({
                     "mode": mode,
                     "approved": approved
                         .iter()
-                        .map(|(d, a)| json!({"device": d.to_string(), "approved_ms": a.approved_ms}))
+                        .map(|(d, a)| json!({"device": d.to_string(), "approved_ms": a.approved_ms, "introducer": a.introducer}))
+                        .collect::<Vec<_>>(),
+                    "introduced": introduced
+                        .iter()
+                        .map(|(d, i)| json!({"device": d, "by": i.by, "at_ms": i.at_ms}))
                         .collect::<Vec<_>>(),
                     "waiting": waiting
                         .iter()
@@ -96,16 +106,21 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                     folders.join(", ")
                 );
             }
-            for d in approved.keys() {
-                println!("approved  {d}");
+            for (d, a) in &approved {
+                let role = if a.introducer { "  (introducer)" } else { "" };
+                println!("approved  {d}{role}");
+            }
+            for (d, i) in &introduced {
+                println!("trusted   {d}  introduced by {}", i.by);
             }
         }
-        Command::Approve { device } => {
+        Command::Approve { device, introducer } => {
             let d = parse(device)?;
-            if approval::approve(&dirs, d, now_ms())? {
-                println!("Approved {d}. {}", tell_daemon(&dirs));
+            let what = if *introducer { " as an introducer" } else { "" };
+            if approval::approve(&dirs, d, now_ms(), *introducer)? {
+                println!("Approved {d}{what}. {}", tell_daemon(&dirs));
             } else {
-                println!("{d} was approved already.");
+                println!("{d} was approved{what} already.");
             }
             if mode == Mode::Bridge {
                 println!("(device_approval is \"bridge\": every listed device is trusted anyway)");
