@@ -683,9 +683,12 @@ impl Link {
                 &self.device,
                 &mut super::GrantRandom::new()?,
             );
-            ring.insert(key);
-            // Kept here before the grant leaves: the bridge never holds an epoch no device has.
-            crate::keyring::save(&self.dirs, &f.id, ring)?;
+            // Kept on disk before it is used or the grant leaves: the bridge never holds an
+            // epoch no device kept.
+            let mut next = ring.clone();
+            next.insert(key);
+            crate::keyring::save(&self.dirs, &f.id, &next)?;
+            *ring = next;
             tracing::warn!(
                 folder = %f.label,
                 "bridge: {} no longer a member device: the folder's metadata key is now epoch {}",
