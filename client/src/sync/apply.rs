@@ -1021,8 +1021,15 @@ fn build_ahead(index: &Index, ctx: &Context<'_>, records: &[&Record]) -> HashMap
     if built.is_empty() {
         return built;
     }
+    let started = std::time::Instant::now();
     let synced = fs::File::open(store::temp_dir(ctx.folder))
         .and_then(|dir| rustix::fs::syncfs(&dir).map_err(std::io::Error::from));
+    tracing::debug!(
+        folder = %ctx.folder.id,
+        "syncfs of a window of {} files: {:.3} s",
+        built.len(),
+        started.elapsed().as_secs_f64()
+    );
     if let Err(e) = synced {
         tracing::warn!(folder = %ctx.folder.id, "syncfs: {e}; installing file by file");
         built.clear();
