@@ -859,6 +859,9 @@ impl Link {
                         // Its grant may come later in the stream (a device that joined after
                         // the rotation is granted the epoch when a member sees it): read it
                         // again then.
+                        if state.reread_from.is_none() {
+                            tracing::info!(folder = %f.label, cursor, "bridge: changes sealed in a key epoch this device does not hold yet; read again once it is granted");
+                        }
                         let at = cursor - 1;
                         state.reread_from = Some(state.reread_from.map_or(at, |r| r.min(at)));
                     }
