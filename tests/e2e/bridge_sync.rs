@@ -723,6 +723,29 @@ fn a_device_the_bridge_lists_waits_for_approval_in_manual_mode() {
     );
 }
 
+/// A daemon whose bridge link does a full pass every 2 s (not 30).
+fn fast_daemon(s: &Side) -> Proc {
+    let p =
+        Proc::start_with_env(&[], &s.home, &["daemon"], &[("HARP_BRIDGE_POLL_SECS", "2")]).unwrap();
+    p.until("daemon ready").unwrap();
+    p
+}
+
+/// Whether `harp folder accept` of `folder` succeeds on `s` within a minute (once a member
+/// device has wrapped the key for it).
+fn accept(s: &Side, folder: &str) -> bool {
+    wait_for(60, || {
+        harp(
+            &s.home,
+            &["folder", "accept", folder, s.folder.to_str().unwrap()],
+        )
+        .unwrap()
+        .status
+        .success()
+    })
+    .is_some()
+}
+
 /// Every sealed change and grant of a folder on the bridge, as its owner reads them.
 fn stream(bridge: &Target, folder: &str) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
@@ -774,27 +797,9 @@ fn a_removed_member_cannot_read_what_is_written_after_and_a_new_device_reads_it_
     let folder = a.add_folder("shared").unwrap();
     std::fs::write(a.folder.join("before-removal.txt"), b"bob may read this").unwrap();
     ok(&a.home, &["folder", "share", "shared", "--user", "bob"]);
-    let fast = [("HARP_BRIDGE_POLL_SECS", "2")];
-    let daemon = |s: &Side| {
-        let p = Proc::start_with_env(&[], &s.home, &["daemon"], &fast).unwrap();
-        p.until("daemon ready").unwrap();
-        p
-    };
-    let _pa = daemon(&a);
-    let accept = |s: &Side| {
-        wait_for(60, || {
-            harp(
-                &s.home,
-                &["folder", "accept", &folder, s.folder.to_str().unwrap()],
-            )
-            .unwrap()
-            .status
-            .success()
-        })
-        .is_some()
-    };
-    assert!(accept(&b), "Bob's device never got the folder key");
-    let pb = daemon(&b);
+    let _pa = fast_daemon(&a);
+    assert!(accept(&b, &folder), "Bob's device never got the folder key");
+    let pb = fast_daemon(&b);
     assert!(
         wait_for(90, || tree(&a.folder) == tree(&b.folder)).is_some(),
         "the folder did not reach Bob"
@@ -869,8 +874,11 @@ fn a_removed_member_cannot_read_what_is_written_after_and_a_new_device_reads_it_
     // A new device of Alice's: her running device wraps it the folder key and grants it
     // epoch 1; it reads every change on the bridge, from either epoch.
     bridge.login(&a2.home, 0).unwrap();
-    assert!(accept(&a2), "the new device never got the folder key");
-    let _pa2 = daemon(&a2);
+    assert!(
+        accept(&a2, &folder),
+        "the new device never got the folder key"
+    );
+    let _pa2 = fast_daemon(&a2);
     assert!(
         wait_for(90, || tree(&a.folder) == tree(&a2.folder)).is_some(),
         "the folder did not reach the new device"
@@ -926,33 +934,15 @@ fn a_device_approved_on_an_introducer_is_trusted_by_the_devices_that_trust_the_i
     let folder = a.add_folder("shared").unwrap();
     std::fs::write(a.folder.join("from-a.txt"), b"alice").unwrap();
     ok(&a.home, &["folder", "share", "shared", "--user", "bob"]);
-    let fast = [("HARP_BRIDGE_POLL_SECS", "2")];
-    let daemon = |s: &Side| {
-        let p = Proc::start_with_env(&[], &s.home, &["daemon"], &fast).unwrap();
-        p.until("daemon ready").unwrap();
-        p
-    };
-    let accept = |s: &Side| {
-        wait_for(60, || {
-            harp(
-                &s.home,
-                &["folder", "accept", &folder, s.folder.to_str().unwrap()],
-            )
-            .unwrap()
-            .status
-            .success()
-        })
-        .is_some()
-    };
-    let pa = daemon(&a);
-    assert!(accept(&a2), "A2 never got the folder key");
-    let _pa2 = daemon(&a2);
+    let pa = fast_daemon(&a);
+    assert!(accept(&a2, &folder), "A2 never got the folder key");
+    let _pa2 = fast_daemon(&a2);
     assert!(wait_for(60, || tree(&a.folder) == tree(&a2.folder)).is_some());
 
     // Alice approves Bob's device on A only.
     ok(&a.home, &["device", "approve", &b.id]);
-    assert!(accept(&b), "Bob's device never got the folder key");
-    let _pb = daemon(&b);
+    assert!(accept(&b, &folder), "Bob's device never got the folder key");
+    let _pb = fast_daemon(&b);
     let list = |home: &Path| -> serde_json::Value {
         serde_json::from_str(&ok(home, &["device", "list", "--json"])).unwrap()
     };
@@ -994,7 +984,7 @@ fn a_device_approved_on_an_introducer_is_trusted_by_the_devices_that_trust_the_i
     );
 
     // Alice forgets B on A: A says so, and A2 stops trusting B too.
-    let _pa = daemon(&a);
+    let _pa = fast_daemon(&a);
     ok(&a.home, &["device", "forget", &b.id]);
     assert!(
         wait_for(30, || introduced(&a2.home).is_empty()).is_some(),
