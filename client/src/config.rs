@@ -376,9 +376,8 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Reads a 32-byte secret stored as hex by [`write_secret`], checking it is not readable by
-/// others.
-pub fn read_secret(path: &Path) -> Result<[u8; 32], Error> {
+/// Reads a file that holds secrets, refusing it if others may read it.
+pub fn read_private(path: &Path) -> Result<Vec<u8>, Error> {
     let meta = fs::metadata(path).map_err(io(path))?;
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(Error::Invalid {
@@ -386,7 +385,16 @@ pub fn read_secret(path: &Path) -> Result<[u8; 32], Error> {
             message: "a key file must not be readable by others: chmod 600 it".to_owned(),
         });
     }
-    let text = fs::read_to_string(path).map_err(io(path))?;
+    fs::read(path).map_err(io(path))
+}
+
+/// Reads a 32-byte secret stored as hex by [`write_secret`], checking it is not readable by
+/// others.
+pub fn read_secret(path: &Path) -> Result<[u8; 32], Error> {
+    let text = String::from_utf8(read_private(path)?).map_err(|_| Error::Invalid {
+        path: path.to_owned(),
+        message: "expected 64 hex digits".to_owned(),
+    })?;
     data_encoding::HEXLOWER_PERMISSIVE
         .decode(text.trim().as_bytes())
         .ok()

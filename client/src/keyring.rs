@@ -24,18 +24,11 @@ pub fn load(dirs: &Dirs, id: &FolderId, folder_key: &FolderKey) -> Result<Keyrin
     if !path.exists() {
         return Ok(ring);
     }
-    // A secret file: the same rule as a key file.
+    let text = config::read_private(&path)?;
     let bad = |message: String| config::Error::Invalid {
         path: path.clone(),
         message,
     };
-    let meta = std::fs::metadata(&path).map_err(|e| bad(e.to_string()))?;
-    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
-        return Err(bad(
-            "a key file must not be readable by others: chmod 600 it".into(),
-        ));
-    }
-    let text = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
     let stored: Vec<Stored> = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
     for s in stored {
         let secret = data_encoding::HEXLOWER_PERMISSIVE

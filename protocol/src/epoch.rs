@@ -786,17 +786,12 @@ mod tests {
         assert_eq!(dan.keys().len(), 3);
         assert!(dan.get(&e1.id()).is_some());
         assert_eq!(dan.current(), &e2);
-        assert!(!dan.walk_back(&[g1, g2, to_dan]), "nothing more to add");
+        assert!(
+            !dan.walk_back(&[g1.clone(), g2, to_dan]),
+            "nothing more to add"
+        );
         // Carol, removed before epoch 1, holds epoch 0 only: the grants lead her nowhere.
         let mut carol = Keyring::new(&folder_key);
-        let g1 = Grant::make(
-            &FOLDER,
-            &e1,
-            Some(&e0),
-            &alice_only,
-            &alice,
-            &mut Counter(0),
-        );
         assert!(!carol.walk_back(&[g1]));
         assert_eq!(carol.keys().len(), 1);
     }
