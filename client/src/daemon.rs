@@ -527,8 +527,13 @@ async fn serve(
     }
     let source = LocalSource::new(Index::open(&node.dirs.index())?.with_cache_mib(4)?, folders);
     tokio::spawn(chunks::serve(handle.clone(), Arc::new(source)));
-    tokio::spawn(meta::serve(handle.clone(), shared.clone()));
-    tokio::spawn(meta::keep_in_sync(handle.clone(), shared, pushed));
+    let sessions = meta::Sessions::default();
+    tokio::spawn(meta::serve(
+        handle.clone(),
+        shared.clone(),
+        sessions.clone(),
+    ));
+    tokio::spawn(meta::keep_in_sync(handle.clone(), shared, pushed, sessions));
 
     for p in &c.peers {
         let device: DeviceId = p

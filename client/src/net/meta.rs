@@ -110,9 +110,11 @@ async fn turns(
     first: bool,
     handle: &Handle,
     peer: &PeerId,
-) -> Result<(), SessionError> {
+) -> Result<Vec<automerge::ChangeHash>, SessionError> {
     let mut state = automerge::sync::State::new();
     let mut changed = false;
+    let started = std::time::Instant::now();
+    let (mut sent, mut received, mut turns_taken) = (0usize, 0usize, 0u32);
     // Quiet twice in a row ends the session: a side with nothing to say right after the other
     // said nothing closes the stream instead of speaking, and the other side reads the end.
     let mut their_last_empty = false;
@@ -129,6 +131,7 @@ async fn turns(
             }
             write_frame(w, &payload).await?;
             handle.stats.count(peer, payload.len() as u64 + 4, false);
+            sent += payload.len();
         } else {
             let frame = match read_frame(r).await {
                 Ok(f) => f,
@@ -146,6 +149,7 @@ async fn turns(
                 )));
             }
             their_last_empty = frame.len() == 1;
+            received += frame.len();
             if !their_last_empty {
                 let did = lock(&folder.doc)
                     .receive_sync_message(&mut state, &frame[1..])
@@ -154,21 +158,29 @@ async fn turns(
             }
         }
         speak = !speak;
+        turns_taken += 1;
     }
     let _ = w.close().await;
+    tracing::debug!(
+        %peer,
+        "metadata session: {turns_taken} turns, {sent} bytes sent, {received} received, \
+         in {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
     if changed {
         (folder.on_change)();
     }
-    Ok(())
+    Ok(state.shared_heads)
 }
 
-/// Runs one session for `folder` with `peer`, as the initiator.
+/// Runs one session for `folder` with `peer`, as the initiator. Returns the heads both sides
+/// were seen to hold at its end.
 pub async fn sync_with(
     handle: &Handle,
     peer: PeerId,
     id: FolderId,
     folder: &SharedFolder,
-) -> Result<(), SessionError> {
+) -> Result<Vec<automerge::ChangeHash>, SessionError> {
     let run = async {
         let stream = handle
             .control()
@@ -197,7 +209,11 @@ pub async fn sync_with(
 }
 
 /// Answers sessions from peers until the node stops.
-pub async fn serve(handle: Handle, folders: Folders) -> Result<(), super::Error> {
+pub async fn serve(
+    handle: Handle,
+    folders: Folders,
+    sessions: Sessions,
+) -> Result<(), super::Error> {
     let mut incoming = handle
         .control()
         .accept(PROTOCOL)
@@ -205,14 +221,19 @@ pub async fn serve(handle: Handle, folders: Folders) -> Result<(), super::Error>
     let slots = Arc::new(Semaphore::new(MAX_INBOUND));
     while let Some((peer, stream)) = incoming.next().await {
         // Never wait in this loop: libp2p drops inbound streams that find it busy.
-        let (handle, folders, slots) = (handle.clone(), folders.clone(), slots.clone());
+        let (handle, folders, slots, sessions) = (
+            handle.clone(),
+            folders.clone(),
+            slots.clone(),
+            sessions.clone(),
+        );
         tokio::spawn(async move {
             let Ok(Ok(permit)) = tokio::time::timeout(FRAME_TIMEOUT, slots.acquire_owned()).await
             else {
                 tracing::warn!(%peer, "metadata session dropped: every slot is busy");
                 return;
             };
-            let run = answer(&handle, peer, stream, &folders);
+            let run = answer(&handle, peer, stream, &folders, &sessions);
             match tokio::time::timeout(SESSION_TIMEOUT, run).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(%peer, "metadata session ended: {e}"),
@@ -229,6 +250,7 @@ async fn answer(
     peer: PeerId,
     stream: libp2p::Stream,
     folders: &Folders,
+    sessions: &Sessions,
 ) -> Result<(), SessionError> {
     let (mut r, mut w) = stream.split();
     let hello = read_frame(&mut r).await?;
@@ -249,34 +271,118 @@ async fn answer(
         return Ok(());
     };
     write_frame(&mut w, &[GO_ON]).await?;
-    turns(&mut r, &mut w, folder, false, handle, &peer).await
+    let key = (peer, id);
+    sessions.begin(key);
+    let result = turns(&mut r, &mut w, folder, false, handle, &peer).await;
+    let outcome = match &result {
+        Ok(heads) => Outcome::Synced(heads.clone()),
+        Err(_) => Outcome::AnswerFailed,
+    };
+    sessions.end(key, outcome);
+    result.map(|_| ())
+}
+
+/// A session's peer and folder.
+pub(super) type Key = (PeerId, FolderId);
+
+/// The metadata sessions in progress, whichever side opened them, shared by [`serve`] and
+/// [`keep_in_sync`] so that this side never opens a second session with a peer for a folder
+/// while one is running. Two sessions at once echo changes: the second one starts from what
+/// the first had delivered so far, so each side sends the other the changes it is receiving
+/// through the first (measured: 10,000 new files sent 4.7 MB in one session and 1.7 MB each
+/// way in a second, concurrent one).
+#[derive(Clone)]
+pub struct Sessions {
+    inner: Arc<SessionsInner>,
+}
+
+struct SessionsInner {
+    running: Mutex<HashMap<Key, usize>>,
+    ended: tokio::sync::mpsc::UnboundedSender<Ended>,
+    ended_rx: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Ended>>,
+}
+
+/// A finished session and how it ended.
+type Ended = (Key, Outcome);
+
+/// How a session ended.
+pub(super) enum Outcome {
+    /// It succeeded: the peer holds these heads (the start's, for a session this side opened;
+    /// those both sides held at its end, for one the peer opened).
+    Synced(Vec<automerge::ChangeHash>),
+    /// This side opened it from these heads, and it failed: tried again after [`RETRY`].
+    Failed(Vec<automerge::ChangeHash>),
+    /// The peer opened it, and it failed: its own side tries again.
+    AnswerFailed,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        let (ended, ended_rx) = tokio::sync::mpsc::unbounded_channel();
+        Self {
+            inner: Arc::new(SessionsInner {
+                running: Mutex::new(HashMap::new()),
+                ended,
+                ended_rx: tokio::sync::Mutex::new(ended_rx),
+            }),
+        }
+    }
+}
+
+impl Sessions {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<Key, usize>> {
+        self.inner.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_running(&self, key: &Key) -> bool {
+        self.running().get(key).is_some_and(|n| *n > 0)
+    }
+
+    pub(super) fn begin(&self, key: Key) {
+        *self.running().entry(key).or_default() += 1;
+    }
+
+    /// Ends a session (bounded by the sessions running: one message each).
+    pub(super) fn end(&self, key: Key, outcome: Outcome) {
+        {
+            let mut running = self.running();
+            if let Some(n) = running.get_mut(&key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    running.remove(&key);
+                }
+            }
+        }
+        let _ = self.inner.ended.send((key, outcome));
+    }
 }
 
 /// Keeps every connected member peer's copy of every folder document current: a session
-/// whenever this side's document has heads the peer has not been sent, and every
+/// whenever this side's document has heads the peer was not seen to hold, and every
 /// 30 s (`REFRESH`) regardless. Sessions with different peers run at once (a dead connection delays
-/// only its own). `wake` is notified when a local change was made.
-pub async fn keep_in_sync(handle: Handle, folders: Folders, wake: Arc<Notify>) {
-    type Key = (PeerId, FolderId);
+/// only its own); with one peer for one folder, never two at once, whichever side opened the
+/// first (see [`Sessions`]). `wake` is notified when a local change was made.
+pub async fn keep_in_sync(handle: Handle, folders: Folders, wake: Arc<Notify>, sessions: Sessions) {
+    // Heads this side knows the peer holds, and when that was last checked.
     let mut sent: HashMap<Key, (Vec<automerge::ChangeHash>, Instant)> = HashMap::new();
-    let mut running: std::collections::HashSet<Key> = std::collections::HashSet::new();
-    let (done_tx, mut done_rx) =
-        tokio::sync::mpsc::unbounded_channel::<(Key, Vec<automerge::ChangeHash>, bool)>();
-    // A failed session is tried again after `RETRY`, not at the next refresh.
-    let settle = |sent: &mut HashMap<Key, _>, key: Key, heads, ok: bool| {
-        let at = if ok {
-            Instant::now()
-        } else {
-            Instant::now()
+    // What a session left: heads the peer holds; or, when one this side opened failed, its
+    // start's heads, marked to be tried again after `RETRY` instead of at the next refresh.
+    let settle = |sent: &mut HashMap<Key, _>, (key, outcome): Ended| match outcome {
+        Outcome::Synced(heads) => {
+            sent.insert(key, (heads, Instant::now()));
+        }
+        Outcome::Failed(heads) => {
+            let at = Instant::now()
                 .checked_sub(REFRESH - RETRY)
-                .unwrap_or_else(Instant::now)
-        };
-        sent.insert(key, (heads, at));
+                .unwrap_or_else(Instant::now);
+            sent.insert(key, (heads, at));
+        }
+        Outcome::AnswerFailed => {}
     };
+    let mut ended = sessions.inner.ended_rx.lock().await;
     loop {
-        while let Ok((key, heads, ok)) = done_rx.try_recv() {
-            running.remove(&key);
-            settle(&mut sent, key, heads, ok);
+        while let Ok(e) = ended.try_recv() {
+            settle(&mut sent, e);
         }
         let peers = match handle.peers().await {
             Ok(p) => p,
@@ -286,7 +392,7 @@ pub async fn keep_in_sync(handle: Handle, folders: Folders, wake: Arc<Notify>) {
             let Some(device) = p.device else { continue };
             for (id, folder) in folders.iter() {
                 let key = (p.peer, *id);
-                if !folder.members.contains(&device) || running.contains(&key) {
+                if !folder.members.contains(&device) || sessions.is_running(&key) {
                     continue;
                 }
                 let heads = lock(&folder.doc).heads();
@@ -297,27 +403,31 @@ pub async fn keep_in_sync(handle: Handle, folders: Folders, wake: Arc<Notify>) {
                 if !due {
                     continue;
                 }
-                running.insert(key);
-                let (handle, folders, done) = (handle.clone(), folders.clone(), done_tx.clone());
+                sessions.begin(key);
+                let (handle, folders, sessions) =
+                    (handle.clone(), folders.clone(), sessions.clone());
                 tokio::spawn(async move {
-                    let Some(folder) = folders.get(&key.1) else {
-                        return;
+                    let result = match folders.get(&key.1) {
+                        Some(folder) => sync_with(&handle, key.0, key.1, folder).await,
+                        None => Err(SessionError::Refused),
                     };
-                    let result = sync_with(&handle, key.0, key.1, folder).await;
-                    if let Err(e) = &result {
-                        tracing::debug!(peer = %key.0, folder = %key.1, "metadata session: {e}");
-                    }
-                    let _ = done.send((key, heads, result.is_ok()));
+                    // The start's heads, not the end's: a peer that never takes this side's
+                    // changes must not be offered them again at once, in a loop.
+                    let outcome = match result {
+                        Ok(_) => Outcome::Synced(heads),
+                        Err(e) => {
+                            tracing::debug!(peer = %key.0, folder = %key.1, "metadata session: {e}");
+                            Outcome::Failed(heads)
+                        }
+                    };
+                    sessions.end(key, outcome);
                 });
             }
         }
         sent.retain(|(peer, _), _| peers.iter().any(|p| p.peer == *peer));
         tokio::select! {
             _ = wake.notified() => {}
-            Some((key, heads, ok)) = done_rx.recv() => {
-                running.remove(&key);
-                settle(&mut sent, key, heads, ok);
-            }
+            Some(e) = ended.recv() => settle(&mut sent, e),
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }

@@ -472,6 +472,55 @@ async fn members_exchange_checkpoints_and_a_stranger_learns_nothing() {
         .unwrap();
 }
 
+/// While a metadata session with a peer for a folder runs (here: one the peer opened, held
+/// open in the registry), this side opens no second one for it, which would echo the changes
+/// the first is delivering; once it ends, what changed meanwhile goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_second_metadata_session_with_a_peer_while_one_runs() {
+    use super::meta::{self, Outcome, Sessions};
+    use harp_protocol::ids::FileId;
+    let (a, _) = node(51).await;
+    let (b, b_addr) = node(52).await;
+    let folder = FolderId::from_bytes([9; 16]);
+    let members = [device(51), device(52)];
+    let (docs_a, docs_b) = (
+        shared_folders(folder, &members),
+        shared_folders(folder, &members),
+    );
+    let (sessions_a, sessions_b) = (Sessions::default(), Sessions::default());
+    tokio::spawn(meta::serve(b.clone(), docs_b.clone(), sessions_b));
+    a.dial(b_addr).await.unwrap();
+    let running = (b.peer_id, folder);
+    sessions_a.begin(running);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(meta::keep_in_sync(
+        a.clone(),
+        docs_a.clone(),
+        wake.clone(),
+        sessions_a.clone(),
+    ));
+    let heads = |docs: &meta::Folders| docs[&folder].doc.lock().unwrap().heads();
+    docs_a[&folder]
+        .doc
+        .lock()
+        .unwrap()
+        .put_raw_record(&FileId::from_bytes([1; 16]), vec![1, 2, 3])
+        .unwrap();
+    wake.notify_one();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(heads(&docs_b).is_empty(), "a second session ran");
+
+    sessions_a.end(running, Outcome::AnswerFailed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while heads(&docs_b) != heads(&docs_a) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change never went out"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A limit is a floor on the time a transfer takes: 3 MiB of blobs at 1 MiB/s, with one MiB
 /// of burst, cannot arrive in under two seconds, whichever side limits. (Only the lower bound
 /// is asserted: it holds on any machine.)

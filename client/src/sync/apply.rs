@@ -327,6 +327,7 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
         return Err(RoundError::FolderMissing(ctx.folder.root.clone()));
     }
     let me = DeviceId::of_signing_key(ctx.device);
+    let round_started = std::time::Instant::now();
     // What peers sent is saved before anything is installed from it: the index never records
     // a base the saved document does not hold.
     lock(doc).save_if_changed()?;
@@ -396,6 +397,13 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
         }
     }
     let mut actions = plan::plan(&me, &files, names_of(ctx.folder));
+    tracing::debug!(
+        folder = %ctx.folder.id,
+        "round planned: {} actions for {} files in {:.3} s",
+        actions.len(),
+        files.len(),
+        round_started.elapsed().as_secs_f64()
+    );
     // Order: settle path collisions and conflicts first, then publish, then install deletes
     // and renames before new content, parents before children.
     actions.sort_by_key(|a| match a {
@@ -473,6 +481,7 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
             Ahead { rx, next: 0 }
         });
         let mut current_window = None;
+        let mut window_started: Option<std::time::Instant> = None;
         let mut built: HashMap<Digest, Built> = HashMap::new();
         let mut verified: HashSet<ChainHash> = HashSet::new();
         let round_ctx = Context {
@@ -493,10 +502,24 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
             {
                 cached.blobs().clear();
                 built.clear();
+                let waiting = std::time::Instant::now();
+                if let Some((prev, since)) = current_window.zip(window_started) {
+                    tracing::debug!(
+                        folder = %ctx.folder.id,
+                        "window {prev} installed in {:.3} s",
+                        waiting.duration_since(since).as_secs_f64()
+                    );
+                }
                 let ready = ahead
                     .as_mut()
                     .and_then(|a| a.take(w))
                     .unwrap_or_else(|| prepare(index, &parts, w, &windows[w]));
+                window_started = Some(std::time::Instant::now());
+                tracing::debug!(
+                    folder = %ctx.folder.id,
+                    "window {w} ready after {:.3} s waiting",
+                    waiting.elapsed().as_secs_f64()
+                );
                 *cached.blobs() = ready.blobs;
                 built = ready.built;
                 verified = ready.verified;
@@ -893,6 +916,8 @@ fn prepare(index: &Index, parts: &Parts<'_>, window: usize, records: &[Record]) 
         blobs: Default::default(),
     };
     let mut built = HashMap::new();
+    let started = std::time::Instant::now();
+    let mut fetched_at = started;
     if records.len() > 1 {
         let ctx = Context {
             folder: parts.folder,
@@ -903,8 +928,10 @@ fn prepare(index: &Index, parts: &Parts<'_>, window: usize, records: &[Record]) 
         };
         let refs: Vec<&Record> = records.iter().collect();
         prefetch(index, &ctx, &refs, &cache);
+        fetched_at = std::time::Instant::now();
         built = build_ahead(index, &ctx, &refs);
     }
+    let built_at = std::time::Instant::now();
     // What is built is on disk: only the blobs of what was not built stay in memory.
     let mut blobs = cache.blobs.into_inner().unwrap_or_else(|e| e.into_inner());
     for b in built.values() {
@@ -912,11 +939,20 @@ fn prepare(index: &Index, parts: &Parts<'_>, window: usize, records: &[Record]) 
             blobs.remove(&c.id);
         }
     }
+    let verified = verify_ahead(parts.doc, records);
+    tracing::debug!(
+        folder = %parts.folder.id,
+        "window {window} of {} files prepared: fetch {:.3} s, build {:.3} s, signatures {:.3} s",
+        records.len(),
+        (fetched_at - started).as_secs_f64(),
+        (built_at - fetched_at).as_secs_f64(),
+        built_at.elapsed().as_secs_f64(),
+    );
     Ready {
         window,
         blobs,
         built,
-        verified: verify_ahead(parts.doc, records),
+        verified,
     }
 }
 
