@@ -271,15 +271,11 @@ async fn answer(
         return Ok(());
     };
     write_frame(&mut w, &[GO_ON]).await?;
-    let key = (peer, id);
-    sessions.begin(key);
-    let result = turns(&mut r, &mut w, folder, false, handle, &peer).await;
-    let outcome = match &result {
-        Ok(heads) => Outcome::Synced(heads.clone()),
-        Err(_) => Outcome::AnswerFailed,
-    };
-    sessions.end(key, outcome);
-    result.map(|_| ())
+    // Counted as running until dropped, even when `serve`'s timeout drops this future.
+    let running = sessions.begin((peer, id), Outcome::AnswerFailed);
+    let heads = turns(&mut r, &mut w, folder, false, handle, &peer).await?;
+    running.finish(Outcome::Synced(heads));
+    Ok(())
 }
 
 /// A session's peer and folder.
@@ -338,12 +334,20 @@ impl Sessions {
         self.running().get(key).is_some_and(|n| *n > 0)
     }
 
-    pub(super) fn begin(&self, key: Key) {
+    /// Counts a session as running until the returned guard is dropped; it ends as
+    /// `unfinished` unless [`Running::finish`] says otherwise (a panic, or a timeout that
+    /// drops the session's future, still ends it).
+    pub(super) fn begin(&self, key: Key, unfinished: Outcome) -> Running {
         *self.running().entry(key).or_default() += 1;
+        Running {
+            sessions: self.clone(),
+            key,
+            outcome: Some(unfinished),
+        }
     }
 
     /// Ends a session (bounded by the sessions running: one message each).
-    pub(super) fn end(&self, key: Key, outcome: Outcome) {
+    fn end(&self, key: Key, outcome: Outcome) {
         {
             let mut running = self.running();
             if let Some(n) = running.get_mut(&key) {
@@ -354,6 +358,28 @@ impl Sessions {
             }
         }
         let _ = self.inner.ended.send((key, outcome));
+    }
+}
+
+/// A session counted as running (see [`Sessions::begin`]).
+pub(super) struct Running {
+    sessions: Sessions,
+    key: Key,
+    outcome: Option<Outcome>,
+}
+
+impl Running {
+    /// Ends the session with `outcome`.
+    pub(super) fn finish(mut self, outcome: Outcome) {
+        self.outcome = Some(outcome);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(outcome) = self.outcome.take() {
+            self.sessions.end(self.key, outcome);
+        }
     }
 }
 
@@ -403,9 +429,8 @@ pub async fn keep_in_sync(handle: Handle, folders: Folders, wake: Arc<Notify>, s
                 if !due {
                     continue;
                 }
-                sessions.begin(key);
-                let (handle, folders, sessions) =
-                    (handle.clone(), folders.clone(), sessions.clone());
+                let running = sessions.begin(key, Outcome::Failed(heads.clone()));
+                let (handle, folders) = (handle.clone(), folders.clone());
                 tokio::spawn(async move {
                     let result = match folders.get(&key.1) {
                         Some(folder) => sync_with(&handle, key.0, key.1, folder).await,
@@ -420,7 +445,7 @@ pub async fn keep_in_sync(handle: Handle, folders: Folders, wake: Arc<Notify>, s
                             Outcome::Failed(heads)
                         }
                     };
-                    sessions.end(key, outcome);
+                    running.finish(outcome);
                 });
             }
         }

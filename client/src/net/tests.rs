@@ -474,7 +474,8 @@ async fn members_exchange_checkpoints_and_a_stranger_learns_nothing() {
 
 /// While a metadata session with a peer for a folder runs (here: one the peer opened, held
 /// open in the registry), this side opens no second one for it, which would echo the changes
-/// the first is delivering; once it ends, what changed meanwhile goes out.
+/// the first is delivering; once it ends (its guard dropped, as a timeout does), what changed
+/// meanwhile goes out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_second_metadata_session_with_a_peer_while_one_runs() {
     use super::meta::{self, Outcome, Sessions};
@@ -490,8 +491,7 @@ async fn no_second_metadata_session_with_a_peer_while_one_runs() {
     let (sessions_a, sessions_b) = (Sessions::default(), Sessions::default());
     tokio::spawn(meta::serve(b.clone(), docs_b.clone(), sessions_b));
     a.dial(b_addr).await.unwrap();
-    let running = (b.peer_id, folder);
-    sessions_a.begin(running);
+    let running = sessions_a.begin((b.peer_id, folder), Outcome::AnswerFailed);
     let wake = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(meta::keep_in_sync(
         a.clone(),
@@ -510,7 +510,7 @@ async fn no_second_metadata_session_with_a_peer_while_one_runs() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(heads(&docs_b).is_empty(), "a second session ran");
 
-    sessions_a.end(running, Outcome::AnswerFailed);
+    drop(running);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while heads(&docs_b) != heads(&docs_a) {
         assert!(

@@ -50,12 +50,12 @@ pub enum Error {
 }
 
 /// How many changes one received sync message applies at a time (see
-/// [`FolderDoc::receive_sync_message`]): at most 16 × [`COMMIT_EVERY`] values in one piece.
+/// [`FolderDoc::receive_sync_message`]): at most 4 × [`COMMIT_EVERY`] values in one piece.
 /// Each application walks the document's map once, so one change at a time made receiving
 /// 10,000 new files quadratic: 40 % of the receiver's CPU in that scenario, its metadata
-/// session 1.2-1.5 s. Sixteen at a time: 0.26-0.48 s, and the receiver's peak RSS unchanged
-/// (87-93 MB against 88-90; docs/benchmarks.md).
-const APPLY_BATCH: usize = 16;
+/// session 1.2-1.5 s. Four at a time: 0.39-0.42 s, as fast as sixteen, with pieces a quarter
+/// the size (docs/benchmarks.md).
+const APPLY_BATCH: usize = 4;
 
 /// A change holds at most this many values: a round that publishes 10,000 files makes many
 /// small changes, not one of 20,000 values, so that a receiver never inserts one huge piece
