@@ -346,7 +346,7 @@ impl Sessions {
         }
     }
 
-    /// Ends a session (bounded by the sessions running: one message each).
+    /// Ends a session: one message to [`keep_in_sync`], which drains them as they come.
     fn end(&self, key: Key, outcome: Outcome) {
         {
             let mut running = self.running();
