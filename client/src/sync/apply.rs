@@ -404,6 +404,10 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
         files.len(),
         round_started.elapsed().as_secs_f64()
     );
+    // The views planned from are not needed past here: freed before the windows' blobs come
+    // in (10,000 new files: ~10 MB of the receiver's peak).
+    drop(files);
+    drop(rows);
     // Order: settle path collisions and conflicts first, then publish, then install deletes
     // and renames before new content, parents before children.
     actions.sort_by_key(|a| match a {
