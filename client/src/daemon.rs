@@ -435,6 +435,7 @@ fn sync_rounds(
             "fetched_bytes": report.fetched_bytes,
             "waiting": report.deferred.iter().take(20).map(|(path, why)| json!({"path": path, "why": why})).collect::<Vec<_>>(),
             "waiting_total": report.deferred.len(),
+            "not_here": report.refused.iter().take(20).map(|(path, why)| json!({"path": path, "why": why})).collect::<Vec<_>>(),
         });
         if !report.changed() {
             break;

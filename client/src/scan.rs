@@ -25,7 +25,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,7 +106,23 @@ pub struct Folder {
     pub keys: FolderKeys,
     /// Its chunker (keyed gear table).
     pub chunker: Chunker,
+    /// What its file system keeps, found out once (see [`Folder::file_system`]).
+    file_system: std::sync::OnceLock<FileSystem>,
 }
+
+/// What a folder's file system keeps of what Harp syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileSystem {
+    /// Whether it keeps Unix modes. exFAT, FAT and NTFS through FUSE show every file as 0777
+    /// whatever `chmod` did: such a folder neither sends its modes nor takes them as changes.
+    pub keeps_modes: bool,
+    /// Whether `a.txt` and `A.txt` are one name (FAT, exFAT, NTFS, APFS by default, ext4
+    /// casefold).
+    pub case_insensitive: bool,
+}
+
+/// The file in the marker directory that [`Folder::file_system`] probes with.
+const PROBE: &str = "fs-probe";
 
 impl Folder {
     /// A folder with keys derived from its folder key.
@@ -117,12 +133,59 @@ impl Folder {
             root,
             keys,
             chunker,
+            file_system: std::sync::OnceLock::new(),
         }
     }
 
     /// `<root>/.harp`.
     pub fn marker(&self) -> PathBuf {
         self.root.join(MARKER_DIR)
+    }
+
+    /// What the folder's file system keeps, probed once with a file of the marker directory:
+    /// its mode set to 0600 and read back, and its name looked up in capitals. (Comparing
+    /// the inodes of `.harp` and `.HARP` is not enough: exFAT through FUSE gives each name its
+    /// own inode number.) A probe that cannot be made (no marker yet, a read-only folder)
+    /// says: modes kept, case-sensitive unless `.harp` and `.HARP` are one inode.
+    pub fn file_system(&self) -> FileSystem {
+        if let Some(known) = self.file_system.get() {
+            return *known;
+        }
+        let marker = self.marker();
+        let probe = marker.join(PROBE);
+        let made = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&probe)
+            .and_then(|f| {
+                f.set_permissions(fs::Permissions::from_mode(0o600))?;
+                f.metadata()
+            });
+        let Ok(meta) = made else {
+            let lower = fs::symlink_metadata(&marker);
+            let upper = fs::symlink_metadata(self.root.join(MARKER_DIR.to_uppercase()));
+            let one = matches!((lower, upper), (Ok(l), Ok(u)) if l.ino() == u.ino() && l.dev() == u.dev());
+            // Not kept: the marker may appear later.
+            return FileSystem {
+                keeps_modes: true,
+                case_insensitive: one,
+            };
+        };
+        let found = FileSystem {
+            keeps_modes: meta.mode() & 0o777 == 0o600,
+            case_insensitive: fs::symlink_metadata(marker.join(PROBE.to_uppercase())).is_ok(),
+        };
+        *self.file_system.get_or_init(|| found)
+    }
+
+    /// An entry's mode as synced: its own where the file system keeps modes, else `previous`
+    /// (what the index holds) or the usual default of its kind.
+    fn mode_of(&self, meta: &Metadata, previous: Option<u32>) -> u32 {
+        if self.file_system().keeps_modes {
+            return mode_bits(meta);
+        }
+        previous.unwrap_or(if meta.is_dir() { 0o755 } else { 0o644 })
     }
 }
 
@@ -437,7 +500,7 @@ fn hash_entry(
         let tree = Tree::build(&folder.keys, &refs).map_err(|e| format!("manifest: {e}"))?;
         Ok(Content {
             size: hashed.size,
-            mode: mode_bits(meta),
+            mode: folder.mode_of(meta, None),
             mtime_ns: mtime_ns(meta),
             inode: meta.ino(),
             dev: meta.dev(),
@@ -611,7 +674,8 @@ pub fn scan(
                     && row.mtime_ns == mtime_ns(&s.meta)
                     && row.inode == s.meta.ino()
                     && row.dev == s.meta.dev();
-                let mode_changed = row.mode != mode_bits(&s.meta);
+                let mode = folder.mode_of(&s.meta, Some(row.mode));
+                let mode_changed = row.mode != mode;
                 if s.kind == EntryKind::Directory || same {
                     // Directories have no content; their mtime moves with their children.
                     if mode_changed {
@@ -621,7 +685,7 @@ pub fn scan(
                     }
                     if mode_changed || !same {
                         metadata_rows.push(FileRow {
-                            mode: mode_bits(&s.meta),
+                            mode,
                             mtime_ns: mtime_ns(&s.meta),
                             inode: s.meta.ino(),
                             dev: s.meta.dev(),
@@ -855,6 +919,7 @@ fn plan(
                 chain_head: old.chain_head,
                 ..row_from(&seen.rel, old.file_id, seen.kind, &c)
             };
+            row.mode = folder.mode_of(&seen.meta, Some(old.mode));
             let (counted, entry) = if row.content_root == old.content_root {
                 (Counted::MetadataOnly, None)
             } else {
@@ -884,7 +949,10 @@ fn plan(
                 Some(mut c) => {
                     let nodes = tree_nodes(&mut c);
                     (
-                        row_from(&seen.rel, from.file_id, seen.kind, &c),
+                        FileRow {
+                            mode: folder.mode_of(&seen.meta, Some(from.mode)),
+                            ..row_from(&seen.rel, from.file_id, seen.kind, &c)
+                        },
                         Some(c.chunks),
                         nodes,
                     )
@@ -892,7 +960,7 @@ fn plan(
                 None => (
                     FileRow {
                         path: seen.rel.clone(),
-                        mode: mode_bits(&seen.meta),
+                        mode: folder.mode_of(&seen.meta, Some(from.mode)),
                         mtime_ns: mtime_ns(&seen.meta),
                         inode: seen.meta.ino(),
                         dev: seen.meta.dev(),
@@ -1378,6 +1446,29 @@ mod tests {
         let last = t.chain("doc.txt").entries().last().unwrap().clone();
         assert_eq!(last.path, t.folder.keys.commit_path("doc.txt"));
         assert_eq!(last.content_root, row.content_root);
+    }
+
+    /// ext4 (the test's temp dir) keeps modes and case: the probe says so, and does not
+    /// decide before the marker directory exists (a folder being set up).
+    #[test]
+    fn the_file_system_probe_finds_modes_kept_and_case_apart_here() {
+        let t = T::new();
+        assert_eq!(
+            t.folder.file_system(),
+            FileSystem {
+                keeps_modes: true,
+                case_insensitive: false
+            }
+        );
+        assert!(
+            t.folder.file_system.get().is_none(),
+            "decided without a marker"
+        );
+        fs::create_dir_all(t.folder.marker()).unwrap();
+        let found = t.folder.file_system();
+        assert!(found.keeps_modes && !found.case_insensitive);
+        assert!(t.folder.marker().join(PROBE).is_file());
+        assert_eq!(t.folder.file_system.get(), Some(&found));
     }
 
     #[test]

@@ -622,3 +622,160 @@ fn a_sender_whose_index_disk_is_full_says_so_and_publishes_once_there_is_room() 
     );
     check_ok(&a.home);
 }
+
+/// An exFAT file system (FUSE, on a loop device): case-insensitive, no modes, no links.
+struct ExfatDisk {
+    dir: std::path::PathBuf,
+    loop_dev: String,
+}
+
+impl ExfatDisk {
+    /// `None` (the test is skipped) without root, which loop devices need.
+    fn mount(tmp: &Path, mib: u64) -> Option<Self> {
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout == b"0\n");
+        if !root {
+            eprintln!("skipped: an exFAT loop device needs root");
+            return None;
+        }
+        let image = tmp.join("exfat.img");
+        let dir = tmp.join("exfat");
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = std::fs::File::create(&image).unwrap();
+        f.set_len(mib << 20).unwrap();
+        drop(f);
+        let run = |cmd: &str, args: &[&str]| {
+            let out = std::process::Command::new(cmd).args(args).output().unwrap();
+            assert!(out.status.success(), "{cmd} {args:?}: {out:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        run("mkfs.exfat", &[image.to_str().unwrap()]);
+        let loop_dev = run("losetup", &["-f", "--show", image.to_str().unwrap()]);
+        run("mount.exfat-fuse", &[&loop_dev, dir.to_str().unwrap()]);
+        Some(Self { dir, loop_dev })
+    }
+}
+
+impl Drop for ExfatDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.dir).status();
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.loop_dev])
+            .status();
+    }
+}
+
+/// A folder on exFAT (a USB disk shared with other systems): `Readme.txt` and `README.txt`
+/// from a case-sensitive peer are one name there, so one keeps it, the other is never
+/// written over it and `harp status` says why it is not there (the peer keeps both). exFAT
+/// shows every file as 0777, which must neither be taken for a change nor sent back (the
+/// peer's files all became world-writable before the folder's file system was probed).
+#[test]
+fn an_exfat_folder_keeps_names_that_differ_by_case_apart_and_sends_no_modes_back() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    // Declared first, dropped (unmounted) last.
+    let Some(disk) = ExfatDisk::mount(tmp.path(), 64) else {
+        return;
+    };
+    let a = side(tmp.path(), "a");
+    let mut b = side(tmp.path(), "b");
+    b.folder = disk.dir.join("sync");
+    let (_pa, _pb) = connect(&a, &b).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let set_mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    std::fs::write(a.folder.join("Readme.txt"), b"first").unwrap();
+    std::fs::write(a.folder.join("README.txt"), b"second").unwrap();
+    std::fs::write(a.folder.join("run.sh"), b"#!/bin/sh\n").unwrap();
+    set_mode(&a.folder.join("run.sh"), 0o755);
+    std::fs::write(a.folder.join("plain.txt"), b"plain").unwrap();
+    set_mode(&a.folder.join("plain.txt"), 0o640);
+
+    let contents = |dir: &Path| -> HashSet<Vec<u8>> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| std::fs::read(e.path()).unwrap())
+            .collect()
+    };
+    let not_here = |home: &Path| -> Vec<(String, String)> {
+        let v: serde_json::Value = serde_json::from_str(&ok(home, &["status", "--json"])).unwrap();
+        v["folders"][0]["sync"]["not_here"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|w| {
+                        let s = |k: &str| w[k].as_str().unwrap_or_default().to_owned();
+                        (s("path"), s("why"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // One of the two names is kept (the smaller file id's, as on every device); the other
+    // is not written over it, and B says why it is not there.
+    let arrived = wait_for(60, || {
+        let c = contents(&b.folder);
+        c.len() == 3
+            && c.contains(&b"plain"[..])
+            && c.contains(&b"#!/bin/sh\n"[..])
+            && (c.contains(&b"first"[..]) != c.contains(&b"second"[..]))
+            && !not_here(&b.home).is_empty()
+    });
+    let shown = |c: HashSet<Vec<u8>>| {
+        c.iter()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        arrived.is_some(),
+        "B holds {:?}, says {:?}",
+        shown(contents(&b.folder)),
+        not_here(&b.home)
+    );
+    let refused = not_here(&b.home);
+    let kept = if contents(&b.folder).contains(&b"first"[..]) {
+        "Readme.txt"
+    } else {
+        "README.txt"
+    };
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_ne!(refused[0].0, kept, "{refused:?}");
+    assert!(
+        refused[0].0.eq_ignore_ascii_case(kept) && refused[0].1.contains("only by case"),
+        "{refused:?}"
+    );
+    // A still has both.
+    assert_eq!(
+        std::fs::read(a.folder.join("Readme.txt")).unwrap(),
+        b"first"
+    );
+    assert_eq!(
+        std::fs::read(a.folder.join("README.txt")).unwrap(),
+        b"second"
+    );
+    // B settles with nothing waiting, and A's modes are A's.
+    let settled = wait_for(30, || waiting(&b.home).is_empty());
+    assert!(settled.is_some(), "B still waits: {:?}", waiting(&b.home));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(mode(&a.folder.join("run.sh")), 0o755);
+    assert_eq!(mode(&a.folder.join("plain.txt")), 0o640);
+
+    // A file made on B, and an edit of one A made: no mode of exFAT's reaches A.
+    std::fs::write(b.folder.join("from-b.txt"), b"made on exFAT").unwrap();
+    std::fs::write(b.folder.join("run.sh"), b"#!/bin/sh\necho edited\n").unwrap();
+    let edited = wait_for(60, || {
+        std::fs::read(a.folder.join("from-b.txt")).is_ok_and(|c| c == b"made on exFAT")
+            && std::fs::read(a.folder.join("run.sh"))
+                .is_ok_and(|c| c == b"#!/bin/sh\necho edited\n")
+    });
+    assert!(edited.is_some(), "B's changes never reached A");
+    assert_eq!(mode(&a.folder.join("from-b.txt")), 0o644);
+    assert_eq!(mode(&a.folder.join("run.sh")), 0o755);
+    assert_eq!(mode(&a.folder.join("plain.txt")), 0o640);
+    check_ok(&b.home);
+}

@@ -211,6 +211,13 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 w["why"].as_str().unwrap_or("?")
             );
         }
+        for w in sync["not_here"].as_array().into_iter().flatten() {
+            println!(
+                "    not here: {}: {}",
+                w["path"].as_str().unwrap_or("?"),
+                w["why"].as_str().unwrap_or("?")
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

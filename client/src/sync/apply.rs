@@ -214,6 +214,9 @@ pub struct Report {
     pub reused_bytes: u64,
     /// Actions put off to a later round, with why.
     pub deferred: Vec<(String, String)>,
+    /// Other devices' files this device cannot hold (not retried: nothing here changes it),
+    /// with why.
+    pub refused: Vec<(String, String)>,
 }
 
 impl Report {
@@ -411,7 +414,7 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
     // Order: settle path collisions and conflicts first, then publish, then install deletes
     // and renames before new content, parents before children.
     actions.sort_by_key(|a| match a {
-        Action::Yield { .. } => (0, 0, 0),
+        Action::Yield { .. } | Action::Refuse { .. } => (0, 0, 0),
         Action::KeepConflict { .. } => (1, 0, 0),
         Action::Publish { .. } | Action::Adopt { .. } => (2, 0, 0),
         Action::Install { record, .. } => (
@@ -572,6 +575,15 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                     winner,
                     resolve,
                 } => keep_conflict(index, doc, ctx, &id, &local, &winner, resolve, &mut report),
+                Action::Refuse { path, kept, .. } => {
+                    let why = format!(
+                        "differs from {kept} only by case, which this file system cannot \
+                         hold apart: it stays on the devices that can"
+                    );
+                    tracing::info!(folder = %ctx.folder.id, "not installed: {path}: {why}");
+                    report.refused.push((path, why));
+                    Ok(())
+                }
                 Action::Yield {
                     id,
                     local,
@@ -643,13 +655,12 @@ fn drop_ancestors(doc: &FolderDoc, values: &mut Vec<Candidate>) {
     values.retain(|c| !passed.contains(&c.record.chain_head));
 }
 
-/// Whether the folder's file system folds case: `.harp` reached as `.HARP` is the same entry.
+/// Whether the folder's file system folds case (see [`Folder::file_system`]).
 pub fn names_of(folder: &Folder) -> plan::Names {
-    let lower = fs::symlink_metadata(folder.root.join(".harp"));
-    let upper = fs::symlink_metadata(folder.root.join(".HARP"));
-    match (lower, upper) {
-        (Ok(l), Ok(u)) if l.ino() == u.ino() && l.dev() == u.dev() => plan::Names::CaseInsensitive,
-        _ => plan::Names::CaseSensitive,
+    if folder.file_system().case_insensitive {
+        plan::Names::CaseInsensitive
+    } else {
+        plan::Names::CaseSensitive
     }
 }
 
@@ -664,6 +675,7 @@ fn describe(a: &Action) -> (&'static str, String) {
         Action::Install { record, .. } => ("install", record.path.clone()),
         Action::KeepConflict { local, .. } => ("conflict", local.path.clone()),
         Action::Yield { local, .. } => ("yield", local.path.clone()),
+        Action::Refuse { path, .. } => ("refuse", path.clone()),
     }
 }
 

@@ -87,6 +87,17 @@ pub enum Action {
         /// Re-put the winner afterwards (this device's value lost in the document).
         resolve: bool,
     },
+    /// Another device's file whose name this folder's file system cannot hold beside the
+    /// file that keeps it (they differ only by case, on a case-insensitive file system): not
+    /// installed here, and said so; the devices that can hold both keep both.
+    Refuse {
+        /// The file.
+        id: FileId,
+        /// Its path.
+        path: String,
+        /// The path that keeps the name here.
+        kept: String,
+    },
     /// This device's file takes a path another file won: move it aside (different content)
     /// or give it up (same content: the other file is the same thing).
     Yield {
@@ -276,6 +287,14 @@ fn resolve_paths(
                     local: rec.clone(),
                     same_content: rec.kind == keeper_rec.kind
                         && rec.content_root == keeper_rec.content_root,
+                });
+            } else if !*is_local && rec.path != keeper_rec.path {
+                // Two paths only this file system takes for one: its author sees no clash and
+                // will not move it, so say why it is not here.
+                actions.push(Action::Refuse {
+                    id: *loser,
+                    path: rec.path.clone(),
+                    kept: keeper_rec.path.clone(),
                 });
             }
         }
@@ -514,6 +533,55 @@ mod tests {
         };
         assert!(!yields(Names::CaseSensitive));
         assert!(yields(Names::CaseInsensitive));
+    }
+
+    /// Two of another device's files whose names differ only by case: both installed where
+    /// names keep case apart; on a case-insensitive file system one is installed and the
+    /// other refused, never installed over it.
+    #[test]
+    fn names_only_case_tells_apart_are_refused_where_case_is_folded() {
+        let me = dev(1);
+        let files: BTreeMap<FileId, FileState> = [("Readme.txt", 1u8), ("README.txt", 2u8)]
+            .into_iter()
+            .map(|(path, n)| {
+                let r = rec(path, n, 1);
+                (
+                    FileId::from_bytes([n; 16]),
+                    FileState {
+                        local: None,
+                        base: None,
+                        remote: vec![cand(&r, 2, 1)],
+                    },
+                )
+            })
+            .collect();
+        let installs = |names| {
+            let actions = plan(&me, &files, names);
+            let installed: Vec<String> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Install { record, .. } => Some(record.path.clone()),
+                    _ => None,
+                })
+                .collect();
+            let refused: Vec<(String, String)> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Refuse { path, kept, .. } => Some((path.clone(), kept.clone())),
+                    _ => None,
+                })
+                .collect();
+            (installed, refused)
+        };
+        let (installed, refused) = installs(Names::CaseSensitive);
+        assert_eq!(installed.len(), 2);
+        assert!(refused.is_empty());
+        let (installed, refused) = installs(Names::CaseInsensitive);
+        assert_eq!(installed, vec!["Readme.txt".to_owned()]);
+        assert_eq!(
+            refused,
+            vec![("README.txt".to_owned(), "Readme.txt".to_owned())]
+        );
     }
 
     #[test]
