@@ -669,11 +669,12 @@ impl Drop for ExfatDisk {
 
 /// A folder on exFAT (a USB disk shared with other systems): `Readme.txt` and `README.txt`
 /// from a case-sensitive peer are one name there, so one keeps it, the other is never
-/// written over it and `harp status` says why it is not there (the peer keeps both). exFAT
+/// written over it and `harp status` says why it is not there (the peer keeps both); a
+/// symbolic link, which exFAT cannot hold, is "not here" too, not retried forever. exFAT
 /// shows every file as 0777, which must neither be taken for a change nor sent back (the
 /// peer's files all became world-writable before the folder's file system was probed).
 #[test]
-fn an_exfat_folder_keeps_names_that_differ_by_case_apart_and_sends_no_modes_back() {
+fn an_exfat_folder_keeps_names_that_differ_by_case_apart_holds_no_links_and_sends_no_modes_back() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
     // Declared first, dropped (unmounted) last.
@@ -693,6 +694,7 @@ fn an_exfat_folder_keeps_names_that_differ_by_case_apart_and_sends_no_modes_back
     set_mode(&a.folder.join("run.sh"), 0o755);
     std::fs::write(a.folder.join("plain.txt"), b"plain").unwrap();
     set_mode(&a.folder.join("plain.txt"), 0o640);
+    std::os::unix::fs::symlink("plain.txt", a.folder.join("link")).unwrap();
 
     let contents = |dir: &Path| -> HashSet<Vec<u8>> {
         std::fs::read_dir(dir)
@@ -724,7 +726,7 @@ fn an_exfat_folder_keeps_names_that_differ_by_case_apart_and_sends_no_modes_back
             && c.contains(&b"plain"[..])
             && c.contains(&b"#!/bin/sh\n"[..])
             && (c.contains(&b"first"[..]) != c.contains(&b"second"[..]))
-            && !not_here(&b.home).is_empty()
+            && not_here(&b.home).len() == 2
     });
     let shown = |c: HashSet<Vec<u8>>| {
         c.iter()
@@ -737,12 +739,17 @@ fn an_exfat_folder_keeps_names_that_differ_by_case_apart_and_sends_no_modes_back
         shown(contents(&b.folder)),
         not_here(&b.home)
     );
-    let refused = not_here(&b.home);
+    let mut refused = not_here(&b.home);
     let kept = if contents(&b.folder).contains(&b"first"[..]) {
         "Readme.txt"
     } else {
         "README.txt"
     };
+    // exFAT has no symbolic links: the link is not here either, and says so.
+    let link = refused.iter().position(|(p, _)| p == "link");
+    let link = refused.remove(link.unwrap_or_else(|| panic!("{refused:?}")));
+    assert!(link.1.contains("symbolic link"), "{link:?}");
+    assert!(std::fs::symlink_metadata(b.folder.join("link")).is_err());
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_ne!(refused[0].0, kept, "{refused:?}");
     assert!(

@@ -274,6 +274,10 @@ enum Defer {
     Lost(Option<ChainHash>),
     #[error("refused: {0}")]
     Refused(String),
+    /// This device cannot hold it at all (its file system has no symbolic links): shown,
+    /// not retried.
+    #[error("{0}")]
+    NotHere(String),
     #[error(transparent)]
     Index(#[from] crate::index::Error),
     #[error(transparent)]
@@ -597,6 +601,10 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                     _ => {}
                 },
                 Err(Defer::Index(e)) => return Err(e.into()),
+                Err(Defer::NotHere(why)) => {
+                    tracing::info!(folder = %ctx.folder.id, "not installed: {}: {why}", what.1);
+                    report.refused.push((what.1, why));
+                }
                 Err(e) => {
                     if matches!(e, Defer::Refused(_)) {
                         tracing::warn!(folder = %ctx.folder.id, "{}: {e}", what.1);
@@ -1689,10 +1697,20 @@ fn install(
             let target_bytes = fs::read(tmp.path())?;
             let link_tmp = tmp.path().with_extension("link");
             let _ = fs::remove_file(&link_tmp);
-            std::os::unix::fs::symlink(
+            if let Err(e) = std::os::unix::fs::symlink(
                 <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&target_bytes),
                 &link_tmp,
-            )?;
+            ) {
+                // ENOSYS or EOPNOTSUPP (exFAT through FUSE): no symbolic links there.
+                return Err(if e.kind() == std::io::ErrorKind::Unsupported {
+                    Defer::NotHere(format!(
+                        "a symbolic link, which this file system cannot hold ({e}): it stays \
+                         on the devices that can"
+                    ))
+                } else {
+                    e.into()
+                });
+            }
             recheck(folder, &replacing, &target)?;
             if replacing.is_some() {
                 store::keep(index, folder, &record.path, "overwrite")?;
