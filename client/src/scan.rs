@@ -166,11 +166,16 @@ impl Folder {
             let lower = fs::symlink_metadata(&marker);
             let upper = fs::symlink_metadata(self.root.join(MARKER_DIR.to_uppercase()));
             let one = matches!((lower, upper), (Ok(l), Ok(u)) if l.ino() == u.ino() && l.dev() == u.dev());
-            // Not kept: the marker may appear later.
-            return FileSystem {
+            let guess = FileSystem {
                 keeps_modes: true,
                 case_insensitive: one,
             };
+            // Without a marker yet, asked again later; a marker that takes no probe (read-only)
+            // is not asked once per file.
+            if marker.is_dir() {
+                return *self.file_system.get_or_init(|| guess);
+            }
+            return guess;
         };
         let found = FileSystem {
             keeps_modes: meta.mode() & 0o777 == 0o600,
