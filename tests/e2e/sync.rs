@@ -434,15 +434,19 @@ fn peers_on_one_network_sync_over_tcp_when_they_have_both_transports() {
 }
 
 /// A tmpfs of a few MiB, mounted for the test's life: a disk that fills up (root only).
+/// Whether the tests run as root (mounts and loop devices need it).
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
+}
+
 struct SmallDisk(std::path::PathBuf);
 
 impl SmallDisk {
     fn mount(dir: &Path, mib: u64) -> Option<Self> {
-        let root = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout == b"0\n");
-        if !root {
+        if !is_root() {
             eprintln!("skipped: mounting a small file system needs root");
             return None;
         }
@@ -632,11 +636,7 @@ struct ExfatDisk {
 impl ExfatDisk {
     /// `None` (the test is skipped) without root, which loop devices need.
     fn mount(tmp: &Path, mib: u64) -> Option<Self> {
-        let root = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout == b"0\n");
-        if !root {
+        if !is_root() {
             eprintln!("skipped: an exFAT loop device needs root");
             return None;
         }
