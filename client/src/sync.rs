@@ -20,5 +20,6 @@
 pub mod apply;
 pub mod doc;
 pub mod plan;
+pub mod recover;
 #[cfg(test)]
 mod tests;

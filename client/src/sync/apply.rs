@@ -403,6 +403,14 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
             }
         }
     }
+    // Versions a kill -9 left on disk unrecorded are told apart from edits made here.
+    let recognised = super::recover::recognise(index, &lock(doc), ctx, &mut files)?;
+    if recognised > 0 {
+        tracing::info!(
+            folder = %ctx.folder.id,
+            "{recognised} files hold versions received before a restart: installing on top"
+        );
+    }
     let mut actions = plan::plan(&me, &files, names_of(ctx.folder));
     tracing::debug!(
         folder = %ctx.folder.id,
@@ -1737,6 +1745,10 @@ fn install(
                 store::keep(index, folder, &record.path, "overwrite")?;
             }
             tmp.persist(&target).map_err(|e| e.error)?;
+            #[cfg(test)]
+            if tests_hook::KILLED_AFTER_RENAME.with(|k| k.replace(false)) {
+                return Err(later("killed between the rename and the index (test)"));
+            }
             locs = Some(l);
             nodes = n;
         }
@@ -1792,6 +1804,16 @@ fn install(
         w.set_base(&folder.id, id, &record.digest())
     })?;
     Ok(())
+}
+
+/// A test's kill -9 at the worst moment of an install.
+#[cfg(test)]
+pub(super) mod tests_hook {
+    thread_local! {
+        /// The next file install stops right after its rename, before the index records it
+        /// (what a kill -9 there leaves, minus the process).
+        pub static KILLED_AFTER_RENAME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
 }
 
 /// Checks, right before the rename, that the target still holds what it held when planned.

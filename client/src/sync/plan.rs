@@ -46,6 +46,10 @@ pub struct FileState {
     pub base: Option<Digest>,
     /// The document's values (empty: the document does not know the file).
     pub remote: Vec<Candidate>,
+    /// The local change is a version the winner's chain went through after this device's
+    /// last link: received here, not made here (an install a kill -9 left unrecorded, see
+    /// [`super::recover`]). It counts as unchanged, so the winner is installed over it.
+    pub local_passed: bool,
 }
 
 /// What to do about one file.
@@ -110,7 +114,8 @@ pub enum Action {
     },
 }
 
-fn winner(values: &[Candidate]) -> Option<&Candidate> {
+/// The value every device takes as the file's current one.
+pub(crate) fn winner(values: &[Candidate]) -> Option<&Candidate> {
     values.iter().max_by(|a, b| {
         (
             !a.record.deleted,
@@ -147,7 +152,7 @@ pub fn plan(me: &DeviceId, files: &BTreeMap<FileId, FileState>, names: Names) ->
         let local_digest = f.local.as_ref().map(Record::digest);
         let w = winner(&f.remote);
         let w_digest = w.map(|c| c.record.digest());
-        let local_changed = local_digest.is_some() && local_digest != f.base;
+        let local_changed = local_digest.is_some() && local_digest != f.base && !f.local_passed;
         let remote_changed = w_digest.is_some() && w_digest != f.base;
         let mine_lost = |local: &Record| {
             f.remote.len() > 1
@@ -349,6 +354,7 @@ mod tests {
             local: Some(v1.clone()),
             base: Some(v1.digest()),
             remote: vec![cand(&v1, 1, 1)],
+            local_passed: false,
         };
         assert!(plan(&me, &one(5, f), Names::CaseSensitive).is_empty());
         // Remote moved: install.
@@ -356,6 +362,7 @@ mod tests {
             local: Some(v1.clone()),
             base: Some(v1.digest()),
             remote: vec![cand(&v2, 2, 2)],
+            local_passed: false,
         };
         assert_eq!(
             plan(&me, &one(5, f), Names::CaseSensitive),
@@ -370,6 +377,7 @@ mod tests {
             local: Some(v2.clone()),
             base: Some(v1.digest()),
             remote: vec![cand(&v1, 1, 1)],
+            local_passed: false,
         };
         assert_eq!(
             plan(&me, &one(5, f), Names::CaseSensitive),
@@ -383,6 +391,7 @@ mod tests {
             local: Some(v1.clone()),
             base: None,
             remote: vec![],
+            local_passed: false,
         };
         assert!(matches!(
             &plan(&me, &one(5, f), Names::CaseSensitive)[..],
@@ -393,6 +402,7 @@ mod tests {
             local: None,
             base: None,
             remote: vec![cand(&v1, 2, 1)],
+            local_passed: false,
         };
         assert!(matches!(
             &plan(&me, &one(5, f), Names::CaseSensitive)[..],
@@ -403,6 +413,7 @@ mod tests {
             local: Some(v2.clone()),
             base: Some(v1.digest()),
             remote: vec![cand(&v2, 2, 2)],
+            local_passed: false,
         };
         assert_eq!(
             plan(&me, &one(5, f), Names::CaseSensitive),
@@ -425,11 +436,13 @@ mod tests {
             local: Some(va.clone()),
             base: Some(va.digest()),
             remote: remote.clone(),
+            local_passed: false,
         };
         let at_b = FileState {
             local: Some(vb.clone()),
             base: Some(vb.digest()),
             remote: remote.iter().rev().cloned().collect(),
+            local_passed: false,
         };
         assert!(matches!(
             &plan(&a, &one(5, at_a), Names::CaseSensitive)[..],
@@ -441,6 +454,7 @@ mod tests {
             local: Some(base.clone()),
             base: Some(base.digest()),
             remote,
+            local_passed: false,
         };
         assert!(matches!(
             &plan(&dev(3), &one(5, at_c), Names::CaseSensitive)[..],
@@ -462,6 +476,7 @@ mod tests {
             local: Some(edited.clone()),
             base: Some(base.digest()),
             remote: vec![cand(&deleted, 2, 500)],
+            local_passed: false,
         };
         assert!(
             matches!(&plan(&me, &one(5, f), Names::CaseSensitive)[..], [Action::Publish { record, .. }] if *record == edited)
@@ -471,6 +486,7 @@ mod tests {
             local: Some(deleted.clone()),
             base: Some(base.digest()),
             remote: vec![cand(&edited, 2, 1)],
+            local_passed: false,
         };
         assert!(
             matches!(&plan(&me, &one(5, f), Names::CaseSensitive)[..], [Action::Install { record, .. }] if *record == edited)
@@ -480,6 +496,7 @@ mod tests {
             local: Some(deleted.clone()),
             base: Some(deleted.digest()),
             remote: vec![cand(&deleted, 1, 900), cand(&edited, 2, 1)],
+            local_passed: false,
         };
         assert!(matches!(
             &plan(&me, &one(5, f), Names::CaseSensitive)[..],
@@ -495,6 +512,7 @@ mod tests {
             local: Some(rec("a", 2, 2)),
             base: Some(base.digest()),
             remote: vec![cand(&rec("a", 3, 2), 2, 1)],
+            local_passed: false,
         };
         assert!(matches!(
             &plan(&me, &one(5, f), Names::CaseSensitive)[..],
@@ -514,6 +532,7 @@ mod tests {
                     local: None,
                     base: None,
                     remote: vec![cand(&theirs, 2, 1)],
+                    local_passed: false,
                 },
             ),
             (
@@ -522,6 +541,7 @@ mod tests {
                     local: Some(mine.clone()),
                     base: Some(mine.digest()),
                     remote: vec![cand(&mine, 1, 1)],
+                    local_passed: false,
                 },
             ),
         ]
@@ -551,6 +571,7 @@ mod tests {
                         local: None,
                         base: None,
                         remote: vec![cand(&r, 2, 1)],
+                        local_passed: false,
                     },
                 )
             })
@@ -596,6 +617,7 @@ mod tests {
                     local: None,
                     base: None,
                     remote: vec![cand(&theirs, 2, 1)],
+                    local_passed: false,
                 },
             ),
             (
@@ -604,6 +626,7 @@ mod tests {
                     local: Some(mine.clone()),
                     base: Some(mine.digest()),
                     remote: vec![cand(&mine, 1, 1)],
+                    local_passed: false,
                 },
             ),
         ]
@@ -625,6 +648,7 @@ mod tests {
                     local: Some(theirs.clone()),
                     base: Some(theirs.digest()),
                     remote: vec![cand(&theirs, 2, 1)],
+                    local_passed: false,
                 },
             ),
             (
@@ -633,6 +657,7 @@ mod tests {
                     local: None,
                     base: None,
                     remote: vec![cand(&mine, 1, 1)],
+                    local_passed: false,
                 },
             ),
         ]

@@ -355,6 +355,132 @@ fn two_new_files_on_one_path_both_survive() {
     );
 }
 
+/// One round on `b` whose first file install is cut short right after its rename, as by a
+/// kill -9 there: the version is on disk, the index still says the previous one.
+fn killed_after_rename(b: &mut Device, m: &HashSet<DeviceId>, a: &Device) {
+    super::apply::tests_hook::KILLED_AFTER_RENAME.with(|k| k.set(true));
+    let r = b.round(m, &[a]);
+    assert!(
+        r.deferred.iter().any(|(_, why)| why.contains("killed")),
+        "{r:?}"
+    );
+}
+
+/// A and B in sync on `f.txt`; A writes `v2`, and B's install of it is killed after the
+/// rename.
+fn b_killed_installing_v2() -> (Device, Device, HashSet<DeviceId>) {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("f.txt", b"v1");
+    // (A folder emptied completely reads as an unmounted disk: keep something else in it.)
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    let m = members(&[&a, &b]);
+    a.write("f.txt", b"v2 from a");
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    killed_after_rename(&mut b, &m, &a);
+    assert_eq!(std::fs::read(b.path("f.txt")).unwrap(), b"v2 from a");
+    (a, b, m)
+}
+
+fn no_conflict_copies(tree: &BTreeMap<String, Vec<u8>>) {
+    assert!(
+        !tree.keys().any(|k| k.contains(".conflict-")),
+        "a conflict copy: {tree:?}"
+    );
+}
+
+#[test]
+fn a_version_installed_but_unrecorded_at_a_kill_is_not_taken_for_an_edit() {
+    let (mut a, mut b, m) = b_killed_installing_v2();
+    // A writes again before B comes back; B's restarted scan finds v2 where its index says v1.
+    a.write("f.txt", b"v3 from a, longer");
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    assert_eq!(tree["f.txt"], b"v3 from a, longer");
+    no_conflict_copies(&tree);
+    // v2 was kept when v3 replaced it on B.
+    assert!(kept_contents(&b).contains(b"v2 from a".as_slice()));
+    // B's chain is A's: the "edit" its scan signed is gone.
+    let chain_a = a
+        .index
+        .chain_links(
+            &a.folder.id,
+            &a.index
+                .file(&a.folder.id, "f.txt")
+                .unwrap()
+                .unwrap()
+                .file_id,
+        )
+        .unwrap();
+    let chain_b = b
+        .index
+        .chain_links(
+            &b.folder.id,
+            &b.index
+                .file(&b.folder.id, "f.txt")
+                .unwrap()
+                .unwrap()
+                .file_id,
+        )
+        .unwrap();
+    assert_eq!(chain_a, chain_b);
+}
+
+#[test]
+fn a_version_installed_but_unrecorded_at_a_kill_does_not_undo_a_later_delete() {
+    let (mut a, mut b, m) = b_killed_installing_v2();
+    std::fs::remove_file(a.path("f.txt")).unwrap();
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    assert!(
+        !tree.contains_key("f.txt"),
+        "the delete was undone: {tree:?}"
+    );
+    no_conflict_copies(&tree);
+    assert!(kept_contents(&b).contains(b"v2 from a".as_slice()));
+}
+
+#[test]
+fn a_new_file_installed_but_unrecorded_at_a_kill_keeps_its_id_and_path() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    let m = members(&[&a, &b]);
+    a.write("n.txt", b"new on a");
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    killed_after_rename(&mut b, &m, &a);
+    assert_eq!(std::fs::read(b.path("n.txt")).unwrap(), b"new on a");
+    // B's restarted scan finds n.txt with no row: a new file, to the scan.
+    a.write("n.txt", b"new on a, then edited");
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    assert_eq!(tree["n.txt"], b"new on a, then edited");
+    no_conflict_copies(&tree);
+    let id = |d: &Device| {
+        d.index
+            .file(&d.folder.id, "n.txt")
+            .unwrap()
+            .unwrap()
+            .file_id
+    };
+    assert_eq!(id(&a), id(&b));
+    // Only A's chain: the id B's scan made up never reached the document.
+    assert_eq!(a.doc.lock().unwrap().files().len(), 2);
+}
+
 #[test]
 fn a_stranger_s_changes_are_refused() {
     let mut a = Device::new(1);
