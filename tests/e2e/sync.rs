@@ -177,8 +177,40 @@ fn a_receiver_killed_mid_transfer_never_shows_a_partial_file_and_converges() {
                 history.entry("f0.bin".into()).or_default().insert(first);
             }
         }
+        if round % 5 == 2 {
+            // A burst of small new files, whose installs commit in batches that a kill cuts
+            // short, and edits of a third of the previous burst, which B may hold unrecorded:
+            // the restarted daemon must take them for what it received (`sync::recover`), not
+            // for new files or edits of its own.
+            let burst = round / 5;
+            for i in 0..600 {
+                let name = format!("s{burst}/{i}.txt");
+                let data = fill(name.as_bytes(), 1000 + i * 7);
+                std::fs::create_dir_all(a.folder.join(format!("s{burst}"))).unwrap();
+                std::fs::write(a.folder.join(&name), &data).unwrap();
+                history.entry(name).or_default().insert(data);
+            }
+            for i in (0..600).step_by(3).filter(|_| burst > 0) {
+                let name = format!("s{}/{i}.txt", burst - 1);
+                let data = fill(format!("{name} {round}").as_bytes(), 900 + i * 5);
+                std::fs::write(a.folder.join(&name), &data).unwrap();
+                history.entry(name).or_default().insert(data);
+            }
+        }
         let (p, _) = start(&b);
-        std::thread::sleep(std::time::Duration::from_millis(30 + (round * 97) % 700));
+        if round % 5 == 3 || round % 5 == 4 {
+            // Killed mid-burst: a few milliseconds after the first of its files shows up.
+            let dir = b.folder.join(format!("s{}", round / 5));
+            let count = || std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+            let before = count();
+            let started = std::time::Instant::now();
+            while count() == before && started.elapsed() < std::time::Duration::from_secs(3) {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            std::thread::sleep(std::time::Duration::from_millis((round * 13) % 40));
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(30 + (round * 97) % 700));
+        }
         p.kill9();
         for (name, data) in tree(&b.folder) {
             if name.ends_with('/') {

@@ -544,6 +544,12 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                 verified = ready.verified;
                 current_window = Some(w);
             }
+            // Installs of files new here commit in batches (a kill -9 that loses one is
+            // recovered from: see `super::recover`); anything else commits the batch first.
+            if !matches!(&action, Action::Install { resolve: false, record, .. } if !record.deleted)
+            {
+                index.end_batch()?;
+            }
             let mut what = describe(&action);
             let result = match action {
                 Action::Publish { id, record } => {
@@ -608,7 +614,10 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                     "install" => report.installed += 1,
                     _ => {}
                 },
-                Err(Defer::Index(e)) => return Err(e.into()),
+                Err(Defer::Index(e)) => {
+                    let _ = index.end_batch();
+                    return Err(e.into());
+                }
                 Err(Defer::NotHere(why)) => {
                     tracing::info!(folder = %ctx.folder.id, "not installed: {}: {why}", what.1);
                     report.refused.push((what.1, why));
@@ -623,6 +632,7 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                 }
             }
         }
+        index.end_batch()?;
         lock(doc).save_if_changed()?;
         if !pending.is_empty() {
             index.write(|w| {
@@ -1621,6 +1631,11 @@ fn install(
         )));
     }
     let target = folder.root.join(&record.path);
+    if mine.is_none() && at_target.is_none() && !record.deleted {
+        index.begin_batch()?;
+    } else {
+        index.end_batch()?;
+    }
 
     if record.deleted {
         if let Some(m) = mine.as_ref().filter(|m| !m.deleted) {
@@ -1746,9 +1761,7 @@ fn install(
             }
             tmp.persist(&target).map_err(|e| e.error)?;
             #[cfg(test)]
-            if tests_hook::KILLED_AFTER_RENAME.with(|k| k.replace(false)) {
-                return Err(later("killed between the rename and the index (test)"));
-            }
+            tests_hook::killed_after_rename(index)?;
             locs = Some(l);
             nodes = n;
         }
@@ -1809,10 +1822,28 @@ fn install(
 /// A test's kill -9 at the worst moment of an install.
 #[cfg(test)]
 pub(super) mod tests_hook {
+    use super::Defer;
+
     thread_local! {
-        /// The next file install stops right after its rename, before the index records it
-        /// (what a kill -9 there leaves, minus the process).
-        pub static KILLED_AFTER_RENAME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// When set to N, the Nth file install from now is "killed" right after its rename:
+        /// the uncommitted batch of index writes is lost and the round stops, as a kill -9
+        /// would leave them (minus the process).
+        pub static KILL_AT_RENAME: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    pub(super) fn killed_after_rename(index: &mut crate::index::Index) -> Result<(), Defer> {
+        let left = KILL_AT_RENAME.with(|k| k.get());
+        if left == 0 {
+            return Ok(());
+        }
+        KILL_AT_RENAME.with(|k| k.set(left - 1));
+        if left > 1 {
+            return Ok(());
+        }
+        index.abandon_batch();
+        Err(Defer::Index(crate::index::Error::Corrupt(
+            "killed by the test",
+        )))
     }
 }
 

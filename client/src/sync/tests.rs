@@ -77,6 +77,24 @@ impl Device {
         peers: &[&Device],
         authority: Option<&dyn super::apply::Authority>,
     ) -> Report {
+        let r = self.try_round(members, peers, authority).unwrap();
+        assert!(
+            r.deferred.is_empty()
+                || r.deferred
+                    .iter()
+                    .all(|(_, why)| !why.starts_with("refused")),
+            "{r:?}"
+        );
+        r
+    }
+
+    /// Scan, then one sync round, which may fail.
+    fn try_round(
+        &mut self,
+        members: &HashSet<DeviceId>,
+        peers: &[&Device],
+        authority: Option<&dyn super::apply::Authority>,
+    ) -> Result<Report, super::apply::RoundError> {
         self.scan();
         let fetcher = Peers(
             peers
@@ -96,15 +114,7 @@ impl Device {
             fetcher: &fetcher,
             authority,
         };
-        let r = sync_once(&mut self.index, &self.doc, &ctx).unwrap();
-        assert!(
-            r.deferred.is_empty()
-                || r.deferred
-                    .iter()
-                    .all(|(_, why)| !why.starts_with("refused")),
-            "{r:?}"
-        );
-        r
+        sync_once(&mut self.index, &self.doc, &ctx)
     }
 
     /// Every regular file and link under the root except `.harp`, with content.
@@ -358,10 +368,15 @@ fn two_new_files_on_one_path_both_survive() {
 /// One round on `b` whose first file install is cut short right after its rename, as by a
 /// kill -9 there: the version is on disk, the index still says the previous one.
 fn killed_after_rename(b: &mut Device, m: &HashSet<DeviceId>, a: &Device) {
-    super::apply::tests_hook::KILLED_AFTER_RENAME.with(|k| k.set(true));
-    let r = b.round(m, &[a]);
+    killed_at_rename(b, m, a, 1);
+}
+
+/// One round on `b` "killed" right after the rename of its `n`th file install.
+fn killed_at_rename(b: &mut Device, m: &HashSet<DeviceId>, a: &Device, n: usize) {
+    super::apply::tests_hook::KILL_AT_RENAME.with(|k| k.set(n));
+    let r = b.try_round(m, &[a], None);
     assert!(
-        r.deferred.iter().any(|(_, why)| why.contains("killed")),
+        r.as_ref().is_err_and(|e| e.to_string().contains("killed")),
         "{r:?}"
     );
 }
@@ -479,6 +494,70 @@ fn a_new_file_installed_but_unrecorded_at_a_kill_keeps_its_id_and_path() {
     assert_eq!(id(&a), id(&b));
     // Only A's chain: the id B's scan made up never reached the document.
     assert_eq!(a.doc.lock().unwrap().files().len(), 2);
+}
+
+#[test]
+fn a_batch_of_new_files_lost_to_a_kill_is_recovered_without_copies_or_new_ids() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    let m = members(&[&a, &b]);
+    let name = |i: usize| format!("d{}/s{i}.txt", i % 7);
+    for i in 0..600 {
+        a.write(&name(i), format!("small file {i}").as_bytes());
+    }
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    // Killed in its second batch of installs: the first batch is recorded, the rest of the
+    // files B renamed into place are not.
+    killed_at_rename(&mut b, &m, &a, 300);
+    let on_disk = b.tree().keys().filter(|k| k.ends_with(".txt")).count();
+    let recorded = b
+        .index
+        .files(&b.folder.id)
+        .unwrap()
+        .values()
+        .filter(|r| r.kind == harp_protocol::manifest::EntryKind::File)
+        .count();
+    assert!(
+        on_disk > recorded,
+        "{on_disk} files on disk, {recorded} recorded"
+    );
+    // A changes some of them, deletes others, before B comes back.
+    for i in (0..600).step_by(10) {
+        a.write(&name(i), format!("small file {i}, edited").as_bytes());
+    }
+    for i in (5..600).step_by(10) {
+        std::fs::remove_file(a.path(&name(i))).unwrap();
+    }
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    no_conflict_copies(&tree);
+    assert_eq!(
+        tree.keys().filter(|k| k.ends_with(".txt")).count(),
+        1 + 600 - 60
+    );
+    for i in (0..600).step_by(10) {
+        assert_eq!(tree[&name(i)], format!("small file {i}, edited").as_bytes());
+    }
+    // One id per file on both devices, and no id B made up reached the document.
+    let ids = |d: &Device| {
+        d.index
+            .files(&d.folder.id)
+            .unwrap()
+            .into_values()
+            .filter(|r| !r.deleted)
+            .map(|r| (r.path, r.file_id))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(ids(&a), ids(&b));
+    // other.txt, the 600 files (60 of them deleted), their 7 directories.
+    assert_eq!(a.doc.lock().unwrap().files().len(), 1 + 600 + 7);
+    assert_eq!(b.index.integrity_check().unwrap(), "ok");
 }
 
 #[test]
