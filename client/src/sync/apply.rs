@@ -40,7 +40,7 @@ use super::doc::FolderDoc;
 /// writes, never across a fetch (the sessions run on the network's threads).
 pub type Doc = std::sync::Mutex<FolderDoc>;
 
-fn lock(doc: &Doc) -> std::sync::MutexGuard<'_, FolderDoc> {
+pub(super) fn lock(doc: &Doc) -> std::sync::MutexGuard<'_, FolderDoc> {
     doc.lock().unwrap_or_else(|e| e.into_inner())
 }
 use super::plan::{self, Action, Candidate, FileState};
@@ -267,7 +267,7 @@ pub struct Context<'a> {
 
 /// Why an action could not run now.
 #[derive(Debug, thiserror::Error)]
-enum Defer {
+pub(super) enum Defer {
     #[error("{0}")]
     Later(String),
     #[error("another device's version of this file is the head on the bridge")]
@@ -404,7 +404,7 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
         }
     }
     // Versions a kill -9 left on disk unrecorded are told apart from edits made here.
-    let recognised = super::recover::recognise(index, &lock(doc), ctx, &mut files)?;
+    let recognised = super::recover::recognise(index, doc, ctx, &mut files)?;
     if recognised > 0 {
         tracing::info!(
             folder = %ctx.folder.id,
@@ -793,7 +793,7 @@ fn put_links(index: &Index, doc: &Doc, ctx: &Context<'_>, id: &FileId) -> Result
 
 /// The verified links from the local chain (or genesis) to `record`'s head, oldest first,
 /// and the seq they start after.
-fn remote_links(
+pub(super) fn remote_links(
     index: &Index,
     doc: &Doc,
     ctx: &Context<'_>,

@@ -17,7 +17,11 @@
 //! after the last link this device holds: such a change is a version this device received,
 //! not one it made, so the planner takes the peer's newer record without a conflict
 //! ([`FileState::local_passed`]). A new local file of that kind first gets the peer's file id
-//! back, its never-published id and chain are dropped.
+//! back, at that version, with the peer's chain up to it (checked as an install checks it:
+//! member signatures, links, seq); its never-published id and chain are dropped. A local
+//! version this device never agreed on (no base) that the winner's chain went through is
+//! recognised too: a kill between an install's rename and its record left it (or a publish
+//! whose base was not recorded yet).
 //!
 //! Content a user wrote here that happens to equal such a version is recognised the same way:
 //! nothing is lost, since the version is in the peer's chain and the install that replaces it
@@ -25,11 +29,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use harp_protocol::chain::{self, Op};
+use harp_protocol::chain::{Entry, Op};
 use harp_protocol::ids::{ChainHash, FileId};
 use harp_protocol::record::Record;
 
-use super::apply::{Context, local_record};
+use super::apply::{Context, Defer, Doc, local_record, lock, remote_links};
 use super::doc::FolderDoc;
 use super::plan::{FileState, winner};
 use crate::index::{FileRow, Index};
@@ -38,7 +42,7 @@ use crate::index::{FileRow, Index};
 /// unrecorded new files their peer's id. Returns how many changes it recognised.
 pub fn recognise(
     index: &mut Index,
-    doc: &FolderDoc,
+    doc: &Doc,
     ctx: &Context<'_>,
     files: &mut BTreeMap<FileId, FileState>,
 ) -> Result<usize, crate::index::Error> {
@@ -61,7 +65,11 @@ pub fn recognise(
             .into_iter()
             .map(|(_, head)| head)
             .collect();
-        if passes_through(doc, ctx, &held, local, &w.record) {
+        let d = lock(doc);
+        let received = passed_link(&d, ctx, &held, local, &w.record).is_some()
+            || (f.base.is_none() && goes_through(&d, local.chain_head, &w.record));
+        drop(d);
+        if received {
             tracing::info!(
                 folder = %ctx.folder.id,
                 "{}: the version on disk is one a peer wrote (an install a restart cut short), \
@@ -75,43 +83,56 @@ pub fn recognise(
     Ok(recognised)
 }
 
-/// Whether the chain of `remote` went through a link with `local`'s content, size and path
-/// after the last link this device holds (`held`).
-fn passes_through(
+/// The link (head and entry) with `local`'s content, size and path that the chain of
+/// `remote` went through after the last link this device holds (`held`), if any.
+fn passed_link(
     doc: &FolderDoc,
     ctx: &Context<'_>,
     held: &HashSet<ChainHash>,
     local: &Record,
     remote: &Record,
-) -> bool {
+) -> Option<(ChainHash, Entry)> {
     let path = ctx.folder.keys.commit_path(&local.path);
     let mut head = remote.chain_head;
     for _ in 0..remote.seq {
         if held.contains(&head) {
-            return false;
+            return None;
         }
-        let Some((prev, entry)) = doc.entry(&head) else {
-            return false;
-        };
+        let (prev, entry) = doc.entry(&head)?;
         if entry.op != Op::Delete
             && entry.content_root == local.content_root
             && entry.size == local.size
             && entry.path == path
         {
-            return true;
+            return Some((head, entry));
         }
         head = prev;
+    }
+    None
+}
+
+/// Whether the chain of `remote` went through the link `head`.
+fn goes_through(doc: &FolderDoc, head: ChainHash, remote: &Record) -> bool {
+    let mut at = remote.chain_head;
+    for _ in 0..=remote.seq {
+        if at == head {
+            return true;
+        }
+        match doc.entry(&at) {
+            Some((prev, _)) => at = prev,
+            None => return false,
+        }
     }
     false
 }
 
 /// A file new here, never published, at the path of a peer's file that this device has no
 /// row for, holding a version that peer's chain went through: the install of that file was
-/// cut short, and the scan gave it a new id. It gets the peer's id back, with no chain yet
-/// (the install that follows records the peer's).
+/// cut short, and the scan gave it a new id. It gets the peer's id back, at that version, with
+/// the peer's chain up to it (checked as an install checks it).
 fn readopt_new_files(
     index: &mut Index,
-    doc: &FolderDoc,
+    doc: &Doc,
     ctx: &Context<'_>,
     files: &mut BTreeMap<FileId, FileState>,
 ) -> Result<(), crate::index::Error> {
@@ -123,42 +144,64 @@ fn readopt_new_files(
     if unheld.is_empty() {
         return Ok(());
     }
-    let mut moves: Vec<(FileId, FileId)> = Vec::new();
-    for (id, f) in files.iter() {
-        let Some(local) = f.local.as_ref() else {
-            continue;
-        };
-        if local.deleted
-            || local.kind == harp_protocol::manifest::EntryKind::Directory
-            || f.base.is_some()
-            || !f.remote.is_empty()
-        {
-            continue;
-        }
-        let Some(peer_id) = unheld.get(local.path.as_str()) else {
-            continue;
-        };
-        let Some(w) = winner(&files[peer_id].remote) else {
-            continue;
-        };
-        if passes_through(doc, ctx, &HashSet::new(), local, &w.record) {
-            moves.push((*id, *peer_id));
+    // (new id, peer's id, the version it holds as a record)
+    let mut moves: Vec<(FileId, FileId, Record)> = Vec::new();
+    {
+        let d = lock(doc);
+        for (id, f) in files.iter() {
+            let Some(local) = f.local.as_ref() else {
+                continue;
+            };
+            if local.deleted
+                || local.kind == harp_protocol::manifest::EntryKind::Directory
+                || f.base.is_some()
+                || !f.remote.is_empty()
+            {
+                continue;
+            }
+            let Some(peer_id) = unheld.get(local.path.as_str()) else {
+                continue;
+            };
+            let Some(w) = winner(&files[peer_id].remote) else {
+                continue;
+            };
+            if let Some((head, entry)) = passed_link(&d, ctx, &HashSet::new(), local, &w.record) {
+                let version = Record {
+                    seq: entry.seq,
+                    chain_head: head,
+                    ..local.clone()
+                };
+                moves.push((*id, *peer_id, version));
+            }
         }
     }
-    for (new_id, peer_id) in moves {
+    for (new_id, peer_id, version) in moves {
         let Some(row) = index.file_by_id(&ctx.folder.id, &new_id)? else {
             continue;
         };
+        let (joined_at, links) =
+            match remote_links(index, doc, ctx, &peer_id, &version, &HashSet::new()) {
+                Ok(l) => l,
+                Err(Defer::Index(e)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(folder = %ctx.folder.id, "{}: not taken back: {e}", row.path);
+                    continue;
+                }
+            };
         let chunks = index.chunks(&ctx.folder.id, &new_id)?;
         let readopted = FileRow {
             file_id: peer_id,
-            seq: 0,
-            chain_head: chain::genesis(&ctx.folder.id, &peer_id, &ctx.folder.keys.chain_seed),
+            seq: version.seq,
+            chain_head: version.chain_head,
             ..row
         };
         index.write(|w| {
             w.remove_file(&ctx.folder.id, &new_id)?;
             w.truncate_chain(&ctx.folder.id, &new_id, 0)?;
+            w.truncate_chain(&ctx.folder.id, &peer_id, joined_at + 1)?;
+            for (e, h) in &links {
+                w.put_entry(&ctx.folder.id, e, h)?;
+            }
             w.put_file(&ctx.folder.id, &readopted)?;
             w.replace_chunks(&ctx.folder.id, &peer_id, &chunks)
         })?;

@@ -497,6 +497,56 @@ fn a_new_file_installed_but_unrecorded_at_a_kill_keeps_its_id_and_path() {
 }
 
 #[test]
+fn an_edit_of_a_taken_back_file_before_its_install_is_a_conflict_on_a_valid_chain() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    let m = members(&[&a, &b]);
+    a.write("n.txt", b"new on a");
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    killed_after_rename(&mut b, &m, &a);
+    a.write("n.txt", b"new on a, then edited");
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    // B comes back with A out of reach: it takes n.txt back as A's first version, but cannot
+    // fetch the second.
+    let r = b.round(&m, &[]);
+    assert!(!r.deferred.is_empty(), "{r:?}");
+    let id = |d: &Device| {
+        d.index
+            .file(&d.folder.id, "n.txt")
+            .unwrap()
+            .unwrap()
+            .file_id
+    };
+    assert_eq!(id(&a), id(&b));
+    // Its user edits it meanwhile: a real conflict, settled on chains A accepts.
+    b.write("n.txt", b"edited on b");
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    let mut contents: Vec<&[u8]> = tree
+        .iter()
+        .filter(|(k, _)| k.starts_with("n."))
+        .map(|(_, v)| v.as_slice())
+        .collect();
+    contents.sort();
+    assert_eq!(
+        contents,
+        vec![&b"edited on b"[..], &b"new on a, then edited"[..]],
+        "{tree:?}"
+    );
+    for d in [&a, &b] {
+        for row in d.index.files(&d.folder.id).unwrap().values() {
+            let links = d.index.chain(&d.folder.id, &row.file_id).unwrap();
+            assert_eq!(links.len() as u64, row.seq, "{}", row.path);
+        }
+    }
+}
+
+#[test]
 fn a_batch_of_new_files_lost_to_a_kill_is_recovered_without_copies_or_new_ids() {
     let mut a = Device::new(1);
     let mut b = Device::new(2);
