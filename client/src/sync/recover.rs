@@ -55,6 +55,10 @@ pub fn recognise(
         let Some(w) = winner(&f.remote) else {
             continue;
         };
+        if local.chain_head == w.record.chain_head {
+            // The same version (the usual case): nothing to recognise, no digests to compute.
+            continue;
+        }
         let local_digest = local.digest();
         let w_digest = w.record.digest();
         if f.base == Some(local_digest) || f.base == Some(w_digest) || local_digest == w_digest {
