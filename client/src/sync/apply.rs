@@ -1631,9 +1631,11 @@ fn install(
         )));
     }
     let target = folder.root.join(&record.path);
-    if mine.is_none() && at_target.is_none() && !record.deleted {
-        index.begin_batch()?;
-    } else {
+    // Installs of files new here are recorded in the open batch (see `Index::begin_batch`),
+    // once their bytes are in place; anything else, and any file still to be fetched (the
+    // batch would hold SQLite's write lock through the fetch), commits the batch first.
+    let batched = mine.is_none() && at_target.is_none() && !record.deleted && built.is_some();
+    if !batched {
         index.end_batch()?;
     }
 
@@ -1785,6 +1787,9 @@ fn install(
         f.set_modified(t)?;
     }
     let meta = fs::symlink_metadata(&target)?;
+    if batched {
+        index.begin_batch()?;
+    }
     let row = FileRow {
         path: record.path.clone(),
         file_id: *id,

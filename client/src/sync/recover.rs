@@ -140,10 +140,25 @@ fn readopt_new_files(
     ctx: &Context<'_>,
     files: &mut BTreeMap<FileId, FileState>,
 ) -> Result<(), crate::index::Error> {
-    let unheld: HashMap<&str, FileId> = files
-        .iter()
-        .filter(|(_, f)| f.local.is_none())
-        .filter_map(|(id, f)| winner(&f.remote).map(|w| (w.record.path.as_str(), *id)))
+    // Only live files this device has not installed yet: a file whose delete it already
+    // recorded (its base is the winner) was never being installed, so a file the user puts
+    // at its old path is theirs, even with an old version's bytes.
+    // Two live files on one path: neither is taken (`None`; the collision is settled as usual).
+    let mut by_path: HashMap<&str, Option<FileId>> = HashMap::new();
+    for (id, f) in files.iter().filter(|(_, f)| f.local.is_none()) {
+        if let Some(w) = winner(&f.remote)
+            && !w.record.deleted
+            && f.base != Some(w.record.digest())
+        {
+            by_path
+                .entry(w.record.path.as_str())
+                .and_modify(|taken| *taken = None)
+                .or_insert(Some(*id));
+        }
+    }
+    let unheld: HashMap<&str, FileId> = by_path
+        .into_iter()
+        .filter_map(|(path, id)| id.map(|id| (path, id)))
         .collect();
     if unheld.is_empty() {
         return Ok(());
