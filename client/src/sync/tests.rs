@@ -421,29 +421,12 @@ fn a_version_installed_but_unrecorded_at_a_kill_is_not_taken_for_an_edit() {
     // v2 was kept when v3 replaced it on B.
     assert!(kept_contents(&b).contains(b"v2 from a".as_slice()));
     // B's chain is A's: the "edit" its scan signed is gone.
-    let chain_a = a
-        .index
-        .chain_links(
-            &a.folder.id,
-            &a.index
-                .file(&a.folder.id, "f.txt")
-                .unwrap()
-                .unwrap()
-                .file_id,
-        )
-        .unwrap();
-    let chain_b = b
-        .index
-        .chain_links(
-            &b.folder.id,
-            &b.index
-                .file(&b.folder.id, "f.txt")
-                .unwrap()
-                .unwrap()
-                .file_id,
-        )
-        .unwrap();
-    assert_eq!(chain_a, chain_b);
+    let chain = |d: &Device| {
+        d.index
+            .chain_links(&d.folder.id, &file_id(d, "f.txt"))
+            .unwrap()
+    };
+    assert_eq!(chain(&a), chain(&b));
 }
 
 #[test]
@@ -463,8 +446,9 @@ fn a_version_installed_but_unrecorded_at_a_kill_does_not_undo_a_later_delete() {
     assert!(kept_contents(&b).contains(b"v2 from a".as_slice()));
 }
 
-#[test]
-fn a_new_file_installed_but_unrecorded_at_a_kill_keeps_its_id_and_path() {
+/// A new file `n.txt` on A; B's install of it is killed after the rename (B's restarted scan
+/// will find it with no row: a new file, to the scan); then A edits it.
+fn b_killed_installing_new_file_then_a_edits() -> (Device, Device, HashSet<DeviceId>) {
     let mut a = Device::new(1);
     let mut b = Device::new(2);
     a.write("other.txt", b"o");
@@ -475,22 +459,26 @@ fn a_new_file_installed_but_unrecorded_at_a_kill_keeps_its_id_and_path() {
     exchange(&mut a, &mut b);
     killed_after_rename(&mut b, &m, &a);
     assert_eq!(std::fs::read(b.path("n.txt")).unwrap(), b"new on a");
-    // B's restarted scan finds n.txt with no row: a new file, to the scan.
     a.write("n.txt", b"new on a, then edited");
     a.round(&m, &[]);
     exchange(&mut a, &mut b);
+    (a, b, m)
+}
+
+/// The id of the file at `path` on `d`.
+fn file_id(d: &Device, path: &str) -> harp_protocol::ids::FileId {
+    d.index.file(&d.folder.id, path).unwrap().unwrap().file_id
+}
+
+#[test]
+fn a_new_file_installed_but_unrecorded_at_a_kill_keeps_its_id_and_path() {
+    let (mut a, mut b, _) = b_killed_installing_new_file_then_a_edits();
     converge(&mut a, &mut b);
     let tree = a.tree();
     assert_eq!(tree, b.tree());
     assert_eq!(tree["n.txt"], b"new on a, then edited");
     no_conflict_copies(&tree);
-    let id = |d: &Device| {
-        d.index
-            .file(&d.folder.id, "n.txt")
-            .unwrap()
-            .unwrap()
-            .file_id
-    };
+    let id = |d: &Device| file_id(d, "n.txt");
     assert_eq!(id(&a), id(&b));
     // Only A's chain: the id B's scan made up never reached the document.
     assert_eq!(a.doc.lock().unwrap().files().len(), 2);
@@ -498,29 +486,12 @@ fn a_new_file_installed_but_unrecorded_at_a_kill_keeps_its_id_and_path() {
 
 #[test]
 fn an_edit_of_a_taken_back_file_before_its_install_is_a_conflict_on_a_valid_chain() {
-    let mut a = Device::new(1);
-    let mut b = Device::new(2);
-    a.write("other.txt", b"o");
-    converge(&mut a, &mut b);
-    let m = members(&[&a, &b]);
-    a.write("n.txt", b"new on a");
-    a.round(&m, &[]);
-    exchange(&mut a, &mut b);
-    killed_after_rename(&mut b, &m, &a);
-    a.write("n.txt", b"new on a, then edited");
-    a.round(&m, &[]);
-    exchange(&mut a, &mut b);
+    let (mut a, mut b, m) = b_killed_installing_new_file_then_a_edits();
     // B comes back with A out of reach: it takes n.txt back as A's first version, but cannot
     // fetch the second.
     let r = b.round(&m, &[]);
     assert!(!r.deferred.is_empty(), "{r:?}");
-    let id = |d: &Device| {
-        d.index
-            .file(&d.folder.id, "n.txt")
-            .unwrap()
-            .unwrap()
-            .file_id
-    };
+    let id = |d: &Device| file_id(d, "n.txt");
     assert_eq!(id(&a), id(&b));
     // Its user edits it meanwhile: a real conflict, settled on chains A accepts.
     b.write("n.txt", b"edited on b");
