@@ -521,16 +521,19 @@ impl Drop for SmallDisk {
 
 /// What B's status says is waiting in its only folder: (path, why).
 fn waiting(home: &Path) -> Vec<(String, String)> {
+    sync_list(home, "waiting")
+}
+
+/// A (path, why) list of the sync status of the only folder: "waiting" or "not_here".
+fn sync_list(home: &Path, list: &str) -> Vec<(String, String)> {
     let v: serde_json::Value = serde_json::from_str(&ok(home, &["status", "--json"])).unwrap();
-    v["folders"][0]["sync"]["waiting"]
+    v["folders"][0]["sync"][list]
         .as_array()
         .map(|w| {
             w.iter()
                 .map(|e| {
-                    (
-                        e["path"].as_str().unwrap_or_default().to_owned(),
-                        e["why"].as_str().unwrap_or_default().to_owned(),
-                    )
+                    let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+                    (s("path"), s("why"))
                 })
                 .collect()
         })
@@ -744,20 +747,7 @@ fn an_exfat_folder_keeps_names_that_differ_by_case_apart_holds_no_links_and_send
             .map(|e| std::fs::read(e.path()).unwrap())
             .collect()
     };
-    let not_here = |home: &Path| -> Vec<(String, String)> {
-        let v: serde_json::Value = serde_json::from_str(&ok(home, &["status", "--json"])).unwrap();
-        v["folders"][0]["sync"]["not_here"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|w| {
-                        let s = |k: &str| w[k].as_str().unwrap_or_default().to_owned();
-                        (s("path"), s("why"))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let not_here = |home: &Path| sync_list(home, "not_here");
     // One of the two names is kept (the smaller file id's, as on every device); the other
     // is not written over it, and B says why it is not there.
     let arrived = wait_for(60, || {
