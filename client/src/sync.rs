@@ -19,6 +19,7 @@
 
 pub mod apply;
 pub mod doc;
+pub mod journal;
 pub mod plan;
 pub mod recover;
 #[cfg(test)]

@@ -236,6 +236,23 @@ fn a_receiver_killed_mid_transfer_never_shows_a_partial_file_and_converges() {
     // kills): a longer run needs longer.
     wait_for(kills * 3, || same(&a.folder, &b.folder));
     wait_same(&a.folder, &b.folder, "after the kills");
+    // Only A wrote: an install a kill cut short that B took for its own edit would show as a
+    // conflict copy (or a file A deleted brought back, which the tree comparison catches).
+    let copies: Vec<String> = tree(&b.folder)
+        .into_keys()
+        .filter(|k| k.contains(".conflict-"))
+        .collect();
+    assert!(copies.is_empty(), "conflict copies: {copies:?}");
+    // Every install reached B's index: its install journal empties.
+    let journal = b.folder.join(".harp/installs");
+    let settled = wait_for(30, || {
+        std::fs::metadata(&journal).map_or(true, |m| m.len() == 0)
+    });
+    assert!(
+        settled.is_some(),
+        "B's install journal still holds: {}",
+        std::fs::read_to_string(&journal).unwrap_or_default()
+    );
     // B's chains verify, and its temp area holds no leftovers once it ran.
     for name in tree(&b.folder).keys().filter(|n| n.ends_with(".bin")) {
         let proof = tmp.path().join("p");

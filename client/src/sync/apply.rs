@@ -35,6 +35,7 @@ use harp_protocol::record::{Digest, Record};
 use unicode_normalization::is_nfc;
 
 use super::doc::FolderDoc;
+use super::journal::InstallJournal;
 
 /// The folder document, shared with the metadata sessions: locked only for short reads and
 /// writes, never across a fetch (the sessions run on the network's threads).
@@ -335,6 +336,7 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
     }
     let me = DeviceId::of_signing_key(ctx.device);
     let round_started = std::time::Instant::now();
+    let mut journal = InstallJournal::open(ctx.folder).map_err(RoundError::Journal)?;
     // What peers sent is saved before anything is installed from it: the index never records
     // a base the saved document does not hold.
     lock(doc).save_if_changed()?;
@@ -404,7 +406,7 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
         }
     }
     // Versions a kill -9 left on disk unrecorded are told apart from edits made here.
-    let recognised = super::recover::recognise(index, doc, ctx, &mut files)?;
+    let recognised = super::recover::recognise(index, doc, ctx, journal.earlier(), &mut files)?;
     if recognised > 0 {
         tracing::info!(
             folder = %ctx.folder.id,
@@ -556,7 +558,16 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                     match publish(index, doc, ctx, &id, &record, &mut pending) {
                         Err(Defer::Lost(head)) => {
                             what.0 = "keep a conflict copy of";
-                            lost_claim(index, doc, ctx, &id, &record, head, &mut report)
+                            lost_claim(
+                                index,
+                                doc,
+                                ctx,
+                                &id,
+                                &record,
+                                head,
+                                &mut report,
+                                &mut journal,
+                            )
                         }
                         other => other,
                     }
@@ -577,6 +588,7 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                         &id,
                         &record,
                         &mut report,
+                        &mut journal,
                         prebuilt,
                         &verified,
                     )
@@ -592,7 +604,16 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                     local,
                     winner,
                     resolve,
-                } => keep_conflict(index, doc, ctx, &id, &local, &winner, resolve, &mut report),
+                } => keep_conflict(
+                    index,
+                    doc,
+                    ctx,
+                    &id,
+                    (&local, &winner),
+                    resolve,
+                    &mut report,
+                    &mut journal,
+                ),
                 Action::Refuse { path, kept, .. } => {
                     let why = format!(
                         "differs from {kept} only by case, which this file system cannot \
@@ -642,6 +663,25 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                 Ok(())
             })?;
         }
+        // Every install that reached the index is committed now: the journal keeps the rest.
+        let settled = journal.settle(|e| {
+            let held = index
+                .file_by_id(&ctx.folder.id, &e.file_id)?
+                .is_some_and(|row| row.seq >= e.seq)
+                || index
+                    .chain_links(&ctx.folder.id, &e.file_id)?
+                    .iter()
+                    .any(|(_, head)| *head == e.head);
+            Ok(!held)
+        });
+        match settled {
+            Ok(0) => {}
+            Ok(kept) => tracing::debug!(
+                folder = %ctx.folder.id,
+                "install journal: {kept} installs not recorded yet"
+            ),
+            Err(e) => tracing::warn!(folder = %ctx.folder.id, "{e}: kept as it was"),
+        }
         Ok(report)
     })
 }
@@ -655,6 +695,9 @@ pub enum RoundError {
     /// The folder document could not be saved.
     #[error(transparent)]
     Doc(#[from] super::doc::Error),
+    /// The install journal could not be read.
+    #[error("the install journal: {0}")]
+    Journal(std::io::Error),
     /// The folder's root or its `.harp` marker is missing.
     #[error("{} or its .harp marker is missing (unmounted or moved?): not syncing it", .0.display())]
     FolderMissing(std::path::PathBuf),
@@ -752,6 +795,7 @@ fn claim_links(
 /// A claim was lost: the version another device got in first wins. Once its record is in the
 /// document, the local version is kept as a conflict copy and the winner installed; until
 /// then the local file stays as it is, unpublished.
+#[allow(clippy::too_many_arguments)] // the round's state and the lost claim
 fn lost_claim(
     index: &mut Index,
     doc: &Doc,
@@ -760,6 +804,7 @@ fn lost_claim(
     local: &Record,
     head: Option<ChainHash>,
     report: &mut Report,
+    journal: &mut InstallJournal,
 ) -> Result<(), Defer> {
     let winner = lock(doc)
         .files()
@@ -770,7 +815,7 @@ fn lost_claim(
     match winner {
         Some(w) => {
             tracing::info!(folder = %ctx.folder.id, "{}: another device's version was first on the bridge", local.path);
-            keep_conflict(index, doc, ctx, id, local, &w, false, report)
+            keep_conflict(index, doc, ctx, id, (local, &w), false, report, journal)
         }
         None => Err(later(format!(
             "another device's version of {} is first on the bridge; waiting for it",
@@ -1614,6 +1659,7 @@ fn install(
     id: &FileId,
     record: &Record,
     report: &mut Report,
+    journal: &mut InstallJournal,
     built: Option<Built>,
     verified: &HashSet<ChainHash>,
 ) -> Result<(), Defer> {
@@ -1698,6 +1744,8 @@ fn install(
     });
     let mut nodes = Vec::new();
     let mut locs = None;
+    // Whether the rename below was noted in the install journal (see `super::journal`).
+    let mut noted = false;
     // Whether mode and mtime came with a file built ahead.
     let mut meta_done = false;
     match record.kind {
@@ -1740,6 +1788,8 @@ fn install(
             if replacing.is_some() {
                 store::keep(index, folder, &record.path, "overwrite")?;
             }
+            journal.note(*id, record.chain_head, record.seq, &record.path)?;
+            noted = true;
             fs::rename(&link_tmp, &target)?;
             locs = Some(l);
             nodes = n;
@@ -1761,6 +1811,8 @@ fn install(
             if replacing.is_some() {
                 store::keep(index, folder, &record.path, "overwrite")?;
             }
+            journal.note(*id, record.chain_head, record.seq, &record.path)?;
+            noted = true;
             tmp.persist(&target).map_err(|e| e.error)?;
             #[cfg(test)]
             tests_hook::killed_after_rename(index)?;
@@ -1821,6 +1873,9 @@ fn install(
         }
         w.set_base(&folder.id, id, &record.digest())
     })?;
+    if noted {
+        journal.recorded();
+    }
     Ok(())
 }
 
@@ -1972,16 +2027,16 @@ fn existing_conflict_copy(
 
 /// Copies the losing local content aside under a conflict name (the scanner records the copy
 /// as a new file), settles the document if asked, then installs the winner.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // the round's state and the two versions
 fn keep_conflict(
     index: &mut Index,
     doc: &Doc,
     ctx: &Context<'_>,
     id: &FileId,
-    local: &Record,
-    winner: &Record,
+    (local, winner): (&Record, &Record),
     resolve: bool,
     report: &mut Report,
+    journal: &mut InstallJournal,
 ) -> Result<(), Defer> {
     let folder = ctx.folder;
     let me = DeviceId::of_signing_key(ctx.device);
@@ -2003,7 +2058,17 @@ fn keep_conflict(
             if resolve {
                 lock(doc).put_record(id, winner)?;
             }
-            install(index, doc, ctx, id, winner, report, None, &HashSet::new())?;
+            install(
+                index,
+                doc,
+                ctx,
+                id,
+                winner,
+                report,
+                journal,
+                None,
+                &HashSet::new(),
+            )?;
             report.installed += 1;
             return Ok(());
         }
@@ -2036,7 +2101,17 @@ fn keep_conflict(
     }
     // The local file is now "unchanged since the base": take the winner's base position so the
     // next steps treat it as a plain remote update.
-    install(index, doc, ctx, id, winner, report, None, &HashSet::new())?;
+    install(
+        index,
+        doc,
+        ctx,
+        id,
+        winner,
+        report,
+        journal,
+        None,
+        &HashSet::new(),
+    )?;
     report.installed += 1;
     Ok(())
 }

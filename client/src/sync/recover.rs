@@ -12,20 +12,22 @@
 //! - a file new here becomes a **new file** with a fresh id at the path the peer's file holds:
 //!   a path collision, settled by renaming one of them under a conflict name.
 //!
-//! Neither is what happened. Before each round is planned, [`recognise`] looks for local
-//! changes whose content, size and path are those of a link the peer's chain went through
-//! after the last link this device holds: such a change is a version this device received,
-//! not one it made, so the planner takes the peer's newer record without a conflict
-//! ([`FileState::local_passed`]). A new local file of that kind first gets the peer's file id
-//! back, at that version, with the peer's chain up to it (checked as an install checks it:
-//! member signatures, links, seq); its never-published id and chain are dropped. A local
-//! version this device never agreed on (no base) that the winner's chain went through is
-//! recognised too: a kill between an install's rename and its record left it (or a publish
-//! whose base was not recorded yet).
+//! Neither is what happened. Each install notes the version it is about to rename into place
+//! in the [install journal](super::journal) first; before each round is planned, [`recognise`]
+//! looks for local changes whose content, size and path are those of a version the journal
+//! holds for that file: such a change is a version this device received, not one it made, so
+//! the planner takes the peer's newer record without a conflict ([`FileState::local_passed`]).
+//! A new local file of that kind first gets the peer's file id back, at that version, with the
+//! peer's chain up to it (checked as an install checks it: member signatures, links, seq); its
+//! never-published id and chain are dropped. It does so even if the peer has deleted or moved
+//! the file since: the planner then carries the delete or move out, keeping the bytes in the
+//! versions store. A local version this device never agreed on (no base) that the winner's
+//! chain went through is recognised too (a version taken back so, whose successor was not
+//! installed yet).
 //!
-//! Content a user wrote here that happens to equal such a version is recognised the same way:
-//! nothing is lost, since the version is in the peer's chain and the install that replaces it
-//! keeps it in the versions store.
+//! Only the journal is trusted: content a user wrote here that happens to equal a peer's
+//! version is the user's edit (a conflict if the peer wrote too), and a file the user puts
+//! where a peer's file used to be is the user's new file.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -35,28 +37,39 @@ use harp_protocol::record::Record;
 
 use super::apply::{Context, Defer, Doc, local_record, lock, remote_links};
 use super::doc::FolderDoc;
+use super::journal::Entry as Noted;
 use super::plan::{FileState, winner};
 use crate::index::{FileRow, Index};
 
 /// Marks local changes that are unrecorded installs (see the module doc), after giving
-/// unrecorded new files their peer's id. Returns how many changes it recognised.
+/// unrecorded new files their peer's id. `journal` is what the install journal holds from
+/// earlier rounds. Returns how many changes it recognised.
 pub fn recognise(
     index: &mut Index,
     doc: &Doc,
     ctx: &Context<'_>,
+    journal: &[Noted],
     files: &mut BTreeMap<FileId, FileState>,
 ) -> Result<usize, crate::index::Error> {
-    readopt_new_files(index, doc, ctx, files)?;
+    let mut by_file: HashMap<FileId, Vec<&Noted>> = HashMap::new();
+    for e in journal {
+        by_file.entry(e.file_id).or_default().push(e);
+    }
+    readopt_new_files(index, doc, ctx, journal, files)?;
     let mut recognised = 0;
     for (id, f) in files.iter_mut() {
         let Some(local) = f.local.as_ref().filter(|l| !l.deleted) else {
             continue;
         };
+        let noted = by_file.get(id).map(Vec::as_slice).unwrap_or_default();
+        if noted.is_empty() && f.base.is_some() {
+            // Neither case below can apply (the usual case: no digests to compute).
+            continue;
+        }
         let Some(w) = winner(&f.remote) else {
             continue;
         };
         if local.chain_head == w.record.chain_head {
-            // The same version (the usual case): nothing to recognise, no digests to compute.
             continue;
         }
         let local_digest = local.digest();
@@ -64,14 +77,18 @@ pub fn recognise(
         if f.base == Some(local_digest) || f.base == Some(w_digest) || local_digest == w_digest {
             continue;
         }
-        let held: HashSet<ChainHash> = index
-            .chain_links(&ctx.folder.id, id)?
-            .into_iter()
-            .map(|(_, head)| head)
-            .collect();
         let d = lock(doc);
-        let received = passed_link(&d, ctx, &held, local, &w.record).is_some()
-            || (f.base.is_none() && goes_through(&d, local.chain_head, &w.record));
+        let mut received = f.base.is_none() && goes_through(&d, local.chain_head, &w.record);
+        if !received && !noted.is_empty() {
+            let held: HashSet<ChainHash> = index
+                .chain_links(&ctx.folder.id, id)?
+                .into_iter()
+                .map(|(_, head)| head)
+                .collect();
+            received = noted
+                .iter()
+                .any(|e| !held.contains(&e.head) && holds(&d, ctx, e, local).is_some());
+        }
         drop(d);
         if received {
             tracing::info!(
@@ -87,32 +104,19 @@ pub fn recognise(
     Ok(recognised)
 }
 
-/// The link (head and entry) with `local`'s content, size and path that the chain of
-/// `remote` went through after the last link this device holds (`held`), if any.
-fn passed_link(
-    doc: &FolderDoc,
-    ctx: &Context<'_>,
-    held: &HashSet<ChainHash>,
-    local: &Record,
-    remote: &Record,
-) -> Option<(ChainHash, Entry)> {
-    let path = ctx.folder.keys.commit_path(&local.path);
-    let mut head = remote.chain_head;
-    for _ in 0..remote.seq {
-        if held.contains(&head) {
-            return None;
-        }
-        let (prev, entry) = doc.entry(&head)?;
-        if entry.op != Op::Delete
-            && entry.content_root == local.content_root
-            && entry.size == local.size
-            && entry.path == path
-        {
-            return Some((head, entry));
-        }
-        head = prev;
+/// The link of the journal's `noted` install, if `local` (content, size, path) is that
+/// version.
+fn holds(doc: &FolderDoc, ctx: &Context<'_>, noted: &Noted, local: &Record) -> Option<Entry> {
+    if noted.path != local.path {
+        return None;
     }
-    None
+    let (_, entry) = doc.entry(&noted.head)?;
+    (entry.op != Op::Delete
+        && entry.seq == noted.seq
+        && entry.content_root == local.content_root
+        && entry.size == local.size
+        && entry.path == ctx.folder.keys.commit_path(&local.path))
+    .then_some(entry)
 }
 
 /// Whether the chain of `remote` went through the link `head`.
@@ -130,41 +134,31 @@ fn goes_through(doc: &FolderDoc, head: ChainHash, remote: &Record) -> bool {
     false
 }
 
-/// A file new here, never published, at the path of a peer's file that this device has no
-/// row for, holding a version that peer's chain went through: the install of that file was
-/// cut short, and the scan gave it a new id. It gets the peer's id back, at that version, with
-/// the peer's chain up to it (checked as an install checks it).
+/// A file new here, never published, at a path where the install journal says this device
+/// put a version of a peer's file, holding that version: the install was cut short, and the
+/// scan gave the file a new id. It gets the peer's id back, at that version, with the peer's
+/// chain up to it (checked as an install checks it). The peer's file may have been deleted or
+/// moved since: the round then installs that on top, as for any file.
 fn readopt_new_files(
     index: &mut Index,
     doc: &Doc,
     ctx: &Context<'_>,
+    journal: &[Noted],
     files: &mut BTreeMap<FileId, FileState>,
 ) -> Result<(), crate::index::Error> {
-    // Only live files this device has not installed yet: a file whose delete it already
-    // recorded (its base is the winner) was never being installed, so a file the user puts
-    // at its old path is theirs, even with an old version's bytes.
-    // Two live files on one path: neither is taken (`None`; the collision is settled as usual).
-    let mut by_path: HashMap<&str, Option<FileId>> = HashMap::new();
-    for (id, f) in files.iter().filter(|(_, f)| f.local.is_none()) {
-        if let Some(w) = winner(&f.remote)
-            && !w.record.deleted
-            && f.base != Some(w.record.digest())
-        {
-            by_path
-                .entry(w.record.path.as_str())
-                .and_modify(|taken| *taken = None)
-                .or_insert(Some(*id));
+    // The journal's installs by path, latest first, of files this device has no row for.
+    let mut by_path: HashMap<&str, Vec<&Noted>> = HashMap::new();
+    for e in journal.iter().rev() {
+        if files.get(&e.file_id).is_some_and(|f| f.local.is_none()) {
+            by_path.entry(e.path.as_str()).or_default().push(e);
         }
     }
-    let unheld: HashMap<&str, FileId> = by_path
-        .into_iter()
-        .filter_map(|(path, id)| id.map(|id| (path, id)))
-        .collect();
-    if unheld.is_empty() {
+    if by_path.is_empty() {
         return Ok(());
     }
     // (new id, peer's id, the version it holds as a record)
     let mut moves: Vec<(FileId, FileId, Record)> = Vec::new();
+    let mut taken: HashSet<FileId> = HashSet::new();
     {
         let d = lock(doc);
         for (id, f) in files.iter() {
@@ -178,20 +172,23 @@ fn readopt_new_files(
             {
                 continue;
             }
-            let Some(peer_id) = unheld.get(local.path.as_str()) else {
+            let Some(noted) = by_path.get(local.path.as_str()) else {
                 continue;
             };
-            let Some(w) = winner(&files[peer_id].remote) else {
+            let Some((e, entry)) = noted
+                .iter()
+                .filter(|e| !taken.contains(&e.file_id))
+                .find_map(|e| holds(&d, ctx, e, local).map(|entry| (e, entry)))
+            else {
                 continue;
             };
-            if let Some((head, entry)) = passed_link(&d, ctx, &HashSet::new(), local, &w.record) {
-                let version = Record {
-                    seq: entry.seq,
-                    chain_head: head,
-                    ..local.clone()
-                };
-                moves.push((*id, *peer_id, version));
-            }
+            taken.insert(e.file_id);
+            let version = Record {
+                seq: entry.seq,
+                chain_head: e.head,
+                ..local.clone()
+            };
+            moves.push((*id, e.file_id, version));
         }
     }
     for (new_id, peer_id, version) in moves {

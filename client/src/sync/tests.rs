@@ -544,6 +544,34 @@ fn a_file_made_at_the_path_of_a_peer_file_deleted_before_is_new_not_taken_back()
 }
 
 #[test]
+fn a_user_s_edit_equal_to_a_version_a_peer_passed_through_is_an_edit_not_an_install() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("f.txt", b"v1");
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    let m = members(&[&a, &b]);
+    let v2 = b"v2, which b's user also writes";
+    a.write("f.txt", v2);
+    a.round(&m, &[]);
+    a.write("f.txt", b"v3 from a");
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    // B's user writes v2's bytes on their own, before B installs anything: B never installed
+    // v2 (its install journal says so), so this is B's edit, concurrent with A's v3.
+    b.write("f.txt", v2);
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    assert_eq!(tree["f.txt"], b"v3 from a");
+    assert!(
+        tree.iter()
+            .any(|(k, v)| k.contains(".conflict-") && v.as_slice() == v2),
+        "B's edit is not beside A's: {tree:?}"
+    );
+}
+
+#[test]
 fn a_batch_of_new_files_lost_to_a_kill_is_recovered_without_copies_or_new_ids() {
     let mut a = Device::new(1);
     let mut b = Device::new(2);
@@ -559,7 +587,8 @@ fn a_batch_of_new_files_lost_to_a_kill_is_recovered_without_copies_or_new_ids() 
     // Killed in its second batch of installs: the first batch is recorded, the rest of the
     // files B renamed into place are not.
     killed_at_rename(&mut b, &m, &a, 300);
-    let on_disk = b.tree().keys().filter(|k| k.ends_with(".txt")).count();
+    let after_kill = b.tree();
+    let on_disk = after_kill.keys().filter(|k| k.ends_with(".txt")).count();
     let recorded = b
         .index
         .files(&b.folder.id)
@@ -587,21 +616,22 @@ fn a_batch_of_new_files_lost_to_a_kill_is_recovered_without_copies_or_new_ids() 
     for i in (0..600).step_by(10) {
         assert_eq!(tree[&name(i)], format!("small file {i}, edited").as_bytes());
     }
-    // A deleted file whose install on B the kill cut short comes back, whole, as a new file
-    // of B's: without an install journal B cannot tell it from a file its user put there
-    // (taking it back would delete a file the user made; docs/architecture.md). Only those.
-    let back: Vec<usize> = (5..600)
-        .step_by(10)
-        .filter(|i| tree.contains_key(&name(*i)))
-        .collect();
-    for i in &back {
-        assert_eq!(tree[&name(*i)], format!("small file {i}").as_bytes());
+    // A's deletes hold on B too, also of files whose install the kill cut short: the install
+    // journal says B put them there, so they are A's files, not new files of B's.
+    for i in (5..600).step_by(10) {
+        assert!(!tree.contains_key(&name(i)), "{} came back", name(i));
     }
-    assert!(back.len() < 60, "every deleted file came back");
     assert_eq!(
         tree.keys().filter(|k| k.ends_with(".txt")).count(),
-        1 + 600 - 60 + back.len()
+        1 + 600 - 60
     );
+    // Those B had on disk are in its versions store.
+    let kept = kept_contents(&b);
+    for i in (5..600).step_by(10) {
+        if let Some(bytes) = after_kill.get(&name(i)) {
+            assert!(kept.contains(bytes), "{} was not kept", name(i));
+        }
+    }
     // One id per file on both devices, and no id B made up reached the document.
     let ids = |d: &Device| {
         d.index
@@ -613,11 +643,14 @@ fn a_batch_of_new_files_lost_to_a_kill_is_recovered_without_copies_or_new_ids() 
             .collect::<BTreeMap<_, _>>()
     };
     assert_eq!(ids(&a), ids(&b));
-    // other.txt, the 600 files (60 of them deleted), their 7 directories, and the new ids of
-    // the files that came back.
+    // other.txt, the 600 files (60 of them deleted) and their 7 directories.
+    assert_eq!(a.doc.lock().unwrap().files().len(), 1 + 600 + 7);
+    // Every install is recorded now: the journal is empty.
     assert_eq!(
-        a.doc.lock().unwrap().files().len(),
-        1 + 600 + 7 + back.len()
+        super::journal::InstallJournal::open(&b.folder)
+            .unwrap()
+            .earlier(),
+        &[]
     );
     assert_eq!(b.index.integrity_check().unwrap(), "ok");
 }
