@@ -623,11 +623,9 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                     report.refused.push((path, why));
                     Ok(())
                 }
-                Action::Yield {
-                    id,
-                    local,
-                    same_content,
-                } => yield_path(index, doc, ctx, &id, &local, same_content, &mut pending),
+                Action::Yield { id, local, same_as } => {
+                    yield_path(index, doc, ctx, &id, &local, same_as, &mut pending)
+                }
             };
             match result {
                 Ok(()) => match what.0 {
@@ -1755,7 +1753,11 @@ fn install(
     match record.kind {
         EntryKind::Directory => match &target_meta {
             Some(m) if m.is_dir() => {}
-            _ => fs::create_dir(&target)?,
+            _ => {
+                fs::create_dir(&target)?;
+                #[cfg(test)]
+                tests_hook::killed_after_rename(index)?;
+            }
         },
         _ if same_content => {
             let m = mine
@@ -1766,7 +1768,11 @@ fn install(
                     store::keep(index, folder, &record.path, "overwrite")?;
                 }
                 tracing::debug!(folder = %folder.id, "{} moved to {}", m.path, record.path);
+                journal.note(*id, record.chain_head, record.seq, &record.path)?;
+                noted = true;
                 fs::rename(folder.root.join(&m.path), &target)?;
+                #[cfg(test)]
+                tests_hook::killed_after_rename(index)?;
             }
         }
         EntryKind::Symlink => {
@@ -2120,6 +2126,60 @@ fn keep_conflict(
     Ok(())
 }
 
+/// Records the file `row` describes as `keeper` at `version`, whose content it holds (same
+/// path, same content root): `row`'s id gives way to the other file's, with that file's chain
+/// up to `version` (checked as an install checks it) and `row`'s chunk list. The bytes stay
+/// where they are. `drop_chain`: `row`'s own chain goes too (it was never published).
+///
+/// If this device holds `keeper` at another path (a move and an edit whose install a kill -9
+/// cut short: the new version is here, the old one still there), the old path's file goes to
+/// the versions store, as the install would have done; if it changed since its scan, nothing
+/// is taken over (the next scan records the change).
+pub(super) fn take_over(
+    index: &mut Index,
+    doc: &Doc,
+    ctx: &Context<'_>,
+    row: &FileRow,
+    keeper: &FileId,
+    version: &Record,
+    drop_chain: bool,
+) -> Result<FileRow, Defer> {
+    let folder = ctx.folder;
+    let (joined_at, links) = remote_links(index, doc, ctx, keeper, version, &HashSet::new())?;
+    let elsewhere = index
+        .file_by_id(&folder.id, keeper)?
+        .filter(|m| m.path != row.path);
+    if let Some(m) = elsewhere.as_ref().filter(|m| !m.deleted) {
+        if m.kind == EntryKind::Directory || !disk_matches(folder, m) {
+            return Err(later(format!(
+                "{} holds an earlier version of {}, changed since the last scan",
+                m.path, row.path
+            )));
+        }
+        store::keep(index, folder, &m.path, "overwrite")?;
+    }
+    let chunks = index.chunks(&folder.id, &row.file_id)?;
+    let taken = FileRow {
+        file_id: *keeper,
+        seq: version.seq,
+        chain_head: version.chain_head,
+        ..row.clone()
+    };
+    index.write(|w| {
+        w.remove_file(&folder.id, &row.file_id)?;
+        if drop_chain {
+            w.truncate_chain(&folder.id, &row.file_id, 0)?;
+        }
+        if let Some(m) = &elsewhere {
+            w.remove_path_of(&folder.id, &m.path, keeper)?;
+        }
+        write_chain(w, ctx, keeper, joined_at, &links)?;
+        w.put_file(&folder.id, &taken)?;
+        w.replace_chunks(&folder.id, keeper, &chunks)
+    })?;
+    Ok(taken)
+}
+
 /// This device's file lost its path to another file: give it up (same content) or move it
 /// aside under a conflict name, sign the change and publish it.
 fn yield_path(
@@ -2128,7 +2188,7 @@ fn yield_path(
     ctx: &Context<'_>,
     id: &FileId,
     local: &Record,
-    same_content: bool,
+    same_as: Option<(FileId, Record)>,
     pending: &mut Vec<(FileId, Digest)>,
 ) -> Result<(), Defer> {
     let folder = ctx.folder;
@@ -2150,7 +2210,7 @@ fn yield_path(
         present: true,
     };
     let me = DeviceId::of_signing_key(ctx.device);
-    if same_content {
+    if let Some((keeper, version)) = same_as {
         let (entry, head) = tip
             .sign(
                 ctx.device,
@@ -2169,15 +2229,15 @@ fn yield_path(
             chain_head: head,
             ..row.clone()
         });
-        // The row goes: the path now belongs to the other file, which is installed next
-        // (same content: nothing to fetch).
-        index.write(|w| {
-            w.put_entry(&folder.id, &entry, &head)?;
-            w.remove_file(&folder.id, id)
-        })?;
+        // This file goes (its delete is published), and the bytes on disk are recorded as the
+        // other file's version: they are that version, so nothing is fetched or moved, and the
+        // next scan does not find a file without a row there (which it would take for a new
+        // file, yielding again, round after round).
+        index.write(|w| w.put_entry(&folder.id, &entry, &head))?;
         put_links(index, doc, ctx, id)?;
         lock(doc).put_record(id, &record)?;
         pending.push((*id, record.digest()));
+        take_over(index, doc, ctx, &row, &keeper, &version, false)?;
         return Ok(());
     }
     let new_path = conflict_name(&local.path, &me, now_ms());

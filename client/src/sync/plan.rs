@@ -109,8 +109,9 @@ pub enum Action {
         id: FileId,
         /// Its local record.
         local: Record,
-        /// Whether the winner has the same kind and content.
-        same_content: bool,
+        /// The file that keeps the path, with the record it will have, when it has the same
+        /// kind and content: this device's file then *is* that file, and takes its id.
+        same_as: Option<(FileId, Record)>,
     },
 }
 
@@ -290,8 +291,9 @@ fn resolve_paths(
                 actions.push(Action::Yield {
                     id: *loser,
                     local: rec.clone(),
-                    same_content: rec.kind == keeper_rec.kind
-                        && rec.content_root == keeper_rec.content_root,
+                    same_as: (rec.kind == keeper_rec.kind
+                        && rec.content_root == keeper_rec.content_root)
+                        .then(|| (keeper, keeper_rec.clone())),
                 });
             } else if !*is_local && rec.path != keeper_rec.path {
                 // Two paths only this file system takes for one: its author sees no clash and
@@ -635,7 +637,7 @@ mod tests {
         assert!(
             actions
                 .iter()
-                .any(|x| matches!(x, Action::Yield { id, same_content: false, .. } if *id == FileId::from_bytes([9; 16])))
+                .any(|x| matches!(x, Action::Yield { id, same_as: None, .. } if *id == FileId::from_bytes([9; 16])))
         );
         assert!(actions.iter().any(
             |x| matches!(x, Action::Install { id, .. } if *id == FileId::from_bytes([1; 16]))

@@ -35,11 +35,11 @@ use harp_protocol::chain::{Entry, Op};
 use harp_protocol::ids::{ChainHash, FileId};
 use harp_protocol::record::Record;
 
-use super::apply::{Context, Defer, Doc, local_record, lock, remote_links};
+use super::apply::{Context, Defer, Doc, local_record, lock, take_over};
 use super::doc::FolderDoc;
 use super::journal::Entry as Noted;
 use super::plan::{FileState, winner};
-use crate::index::{FileRow, Index};
+use crate::index::Index;
 
 /// Marks local changes that are unrecorded installs (see the module doc), after giving
 /// unrecorded new files their peer's id. `journal` is what the install journal holds from
@@ -146,10 +146,17 @@ fn readopt_new_files(
     journal: &[Noted],
     files: &mut BTreeMap<FileId, FileState>,
 ) -> Result<(), crate::index::Error> {
-    // The journal's installs by path, latest first, of files this device has no row for.
+    // The journal's installs by path, latest first, of files this device does not hold there.
     let mut by_path: HashMap<&str, Vec<&Noted>> = HashMap::new();
     for e in journal.iter().rev() {
-        if files.get(&e.file_id).is_some_and(|f| f.local.is_none()) {
+        // No row for it, or a row at another path: a move with an edit, cut short after the
+        // new version's rename (the old path still holds the old version).
+        let unheld = |f: &FileState| {
+            f.local
+                .as_ref()
+                .is_none_or(|l| !l.deleted && l.path != e.path)
+        };
+        if files.get(&e.file_id).is_some_and(unheld) {
             by_path.entry(e.path.as_str()).or_default().push(e);
         }
     }
@@ -195,40 +202,22 @@ fn readopt_new_files(
         let Some(row) = index.file_by_id(&ctx.folder.id, &new_id)? else {
             continue;
         };
-        let (joined_at, links) =
-            match remote_links(index, doc, ctx, &peer_id, &version, &HashSet::new()) {
-                Ok(l) => l,
-                Err(Defer::Index(e)) => return Err(e),
-                Err(e) => {
-                    tracing::warn!(folder = %ctx.folder.id, "{}: not taken back: {e}", row.path);
-                    continue;
-                }
-            };
-        let chunks = index.chunks(&ctx.folder.id, &new_id)?;
-        let readopted = FileRow {
-            file_id: peer_id,
-            seq: version.seq,
-            chain_head: version.chain_head,
-            ..row
-        };
-        index.write(|w| {
-            w.remove_file(&ctx.folder.id, &new_id)?;
-            w.truncate_chain(&ctx.folder.id, &new_id, 0)?;
-            w.truncate_chain(&ctx.folder.id, &peer_id, joined_at + 1)?;
-            for (e, h) in &links {
-                w.put_entry(&ctx.folder.id, e, h)?;
+        let taken = match take_over(index, doc, ctx, &row, &peer_id, &version, true) {
+            Ok(t) => t,
+            Err(Defer::Index(e)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(folder = %ctx.folder.id, "{}: not taken back: {e}", row.path);
+                continue;
             }
-            w.put_file(&ctx.folder.id, &readopted)?;
-            w.replace_chunks(&ctx.folder.id, &peer_id, &chunks)
-        })?;
+        };
         tracing::info!(
             folder = %ctx.folder.id,
             "{}: a peer's file whose install a restart cut short, not a new file made here",
-            readopted.path
+            taken.path
         );
         files.remove(&new_id);
         if let Some(f) = files.get_mut(&peer_id) {
-            f.local = Some(local_record(&readopted));
+            f.local = Some(local_record(&taken));
         }
     }
     Ok(())

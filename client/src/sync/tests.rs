@@ -188,6 +188,7 @@ fn members(ds: &[&Device]) -> HashSet<DeviceId> {
 /// Rounds until both are quiet; then the trees must match.
 fn converge(a: &mut Device, b: &mut Device) {
     let m = members(&[a, b]);
+    let mut last = None;
     for _ in 0..8 {
         let ra = a.round(&m, &[b]);
         exchange(a, b);
@@ -196,8 +197,13 @@ fn converge(a: &mut Device, b: &mut Device) {
         if !ra.changed() && !rb.changed() && ra.deferred.is_empty() && rb.deferred.is_empty() {
             return;
         }
+        last = Some((ra, rb));
     }
-    panic!("no convergence");
+    panic!(
+        "no convergence; the last rounds: {last:?}; trees: {:?} and {:?}",
+        a.tree().keys().collect::<Vec<_>>(),
+        b.tree().keys().collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -541,6 +547,98 @@ fn a_file_made_at_the_path_of_a_peer_file_deleted_before_is_new_not_taken_back()
         Some(&b"old x"[..]),
         "{tree:?}"
     );
+}
+
+#[test]
+fn a_move_applied_but_unrecorded_at_a_kill_is_not_taken_for_a_move_made_here() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("f.txt", b"moved on a");
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    let m = members(&[&a, &b]);
+    std::fs::rename(a.path("f.txt"), a.path("g.txt")).unwrap();
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    killed_after_rename(&mut b, &m, &a);
+    assert!(b.path("g.txt").exists() && !b.path("f.txt").exists());
+    // A edits the file at its new path before B comes back.
+    a.write("g.txt", b"moved on a, then edited");
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    assert_eq!(tree["g.txt"], b"moved on a, then edited");
+    assert!(!tree.contains_key("f.txt"), "{tree:?}");
+    no_conflict_copies(&tree);
+    assert_eq!(file_id(&a, "g.txt"), file_id(&b, "g.txt"));
+}
+
+#[test]
+fn a_directory_made_but_unrecorded_at_a_kill_is_not_taken_for_one_made_here() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    let m = members(&[&a, &b]);
+    a.write("d/x.txt", b"in d");
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    // The directory is created first; the kill comes right after.
+    killed_after_rename(&mut b, &m, &a);
+    assert!(b.path("d").is_dir() && !b.path("d/x.txt").exists());
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    assert_eq!(tree["d/x.txt"], b"in d");
+    no_conflict_copies(&tree);
+    assert_eq!(file_id(&a, "d"), file_id(&b, "d"));
+    assert_eq!(a.doc.lock().unwrap().files().len(), 3);
+}
+
+#[test]
+fn a_move_with_an_edit_applied_but_unrecorded_at_a_kill_leaves_one_file() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("f.txt", b"before the move");
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    let m = members(&[&a, &b]);
+    std::fs::rename(a.path("f.txt"), a.path("g.txt")).unwrap();
+    a.write("g.txt", b"moved and edited on a");
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    // Killed after the new version's rename, before the old path's file went to the versions
+    // store: B has both.
+    killed_after_rename(&mut b, &m, &a);
+    assert!(b.path("g.txt").exists() && b.path("f.txt").exists());
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    assert_eq!(tree["g.txt"], b"moved and edited on a");
+    assert!(!tree.contains_key("f.txt"), "{tree:?}");
+    no_conflict_copies(&tree);
+    assert!(kept_contents(&b).contains(b"before the move".as_slice()));
+    assert_eq!(file_id(&a, "g.txt"), file_id(&b, "g.txt"));
+    // The id B's scan gave the new version never reached the document.
+    assert_eq!(a.doc.lock().unwrap().files().len(), 2);
+}
+
+#[test]
+fn one_new_file_made_on_two_devices_with_the_same_content_ends_as_one_file() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    a.write("p.txt", b"the same on both");
+    b.write("p.txt", b"the same on both");
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    assert_eq!(tree["p.txt"], b"the same on both");
+    no_conflict_copies(&tree);
+    assert_eq!(file_id(&a, "p.txt"), file_id(&b, "p.txt"));
 }
 
 #[test]
