@@ -107,6 +107,78 @@ fn two_daemons_keep_a_folder_identical_both_ways() {
     assert!(text.contains("big.bin: its bytes differ"), "{text}");
 }
 
+/// Two devices that already hold the same files when the folder is shared between them: each
+/// file ends up once, under one id on both, with no conflict copies except where the two
+/// really differ. (Before session 11 every such file made the two churn new ids forever.)
+#[test]
+fn a_folder_shared_between_devices_that_already_hold_its_files_ends_with_one_of_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = side(tmp.path(), "a");
+    let b = side(tmp.path(), "b");
+    let photo = fill(b"the same photo", 3 << 20);
+    for s in [&a, &b] {
+        for i in 0..40 {
+            let p = s.folder.join(format!("d{}/same{i}.txt", i % 4));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, format!("same on both {i}")).unwrap();
+        }
+        std::fs::write(s.folder.join("photo.bin"), &photo).unwrap();
+    }
+    std::fs::write(a.folder.join("differs.txt"), b"A's version").unwrap();
+    std::fs::write(b.folder.join("differs.txt"), b"B's version").unwrap();
+    std::fs::write(a.folder.join("only-a.txt"), b"a").unwrap();
+    std::fs::write(b.folder.join("only-b.txt"), b"b").unwrap();
+    let folder: harp_protocol::ids::FolderId = a.add_folder("shared").unwrap().parse().unwrap();
+    let invite = ok(&a.home, &["folder", "share", "shared", "--with", &b.id]);
+    let (_pa, addr_a) = start(&a);
+    b.join(&invite, &addr_a).unwrap();
+    let (_pb, _) = start(&b);
+    wait_same(&a.folder, &b.folder, "both folders merged");
+    let ids = |s: &Side| -> Option<std::collections::BTreeMap<String, Vec<u8>>> {
+        let index = Index::open(&dirs(&s.home).index()).ok()?;
+        Some(
+            index
+                .files(&folder)
+                .ok()?
+                .into_values()
+                .filter(|r| !r.deleted)
+                .map(|r| (r.path, r.file_id.as_bytes().to_vec()))
+                .collect(),
+        )
+    };
+    // Settled: one id per path, the same on both, and it stays so.
+    let settled = || {
+        let (x, y) = (ids(&a), ids(&b));
+        x.is_some() && x == y && same(&a.folder, &b.folder)
+    };
+    assert!(
+        wait_for(30, settled).is_some(),
+        "{:?}\n{:?}",
+        ids(&a),
+        ids(&b)
+    );
+    let before = ids(&a);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(ids(&a), before, "the ids still change");
+    assert!(settled());
+    let t = tree(&a.folder);
+    for i in 0..40 {
+        let name = format!("d{}/same{i}.txt", i % 4);
+        assert_eq!(t[&name], format!("same on both {i}").as_bytes());
+    }
+    assert_eq!(t["photo.bin"], photo);
+    assert!(t.contains_key("only-a.txt") && t.contains_key("only-b.txt"));
+    // The one real difference: both versions, one under a conflict name.
+    let copies: Vec<&String> = t.keys().filter(|k| k.contains(".conflict-")).collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let mut versions = vec![t["differs.txt"].clone(), t[copies[0]].clone()];
+    versions.sort();
+    assert_eq!(
+        versions,
+        vec![b"A's version".to_vec(), b"B's version".to_vec()]
+    );
+}
+
 #[test]
 fn concurrent_edits_while_one_side_is_offline_keep_both_versions() {
     let tmp = tempfile::tempdir().unwrap();
