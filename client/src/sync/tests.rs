@@ -918,11 +918,22 @@ fn random_sequences(n_devices: u8, seed: u64, steps: usize) {
     ds[0].scan();
     let mut online = vec![true; ds.len()];
     for step in 0..steps {
-        let i = rng.below(ds.len() as u64) as usize;
-        random_op(&ds[i], &mut rng, step);
-        // Every write is scanned before the next change on that device (a version overwritten
-        // before any scan saw it was never Harp's to keep).
-        ds[i].scan();
+        if rng.below(12) == 0 {
+            // The same new file made on every device, online or not (a file copied into each
+            // by hand): one file in the end, under one id.
+            let name = format!("{}same{step}.bin", ["", "a/"][rng.below(2) as usize]);
+            let v = crate::testutil::random(format!("same-{seed}-{step}").as_bytes(), 2000);
+            for d in ds.iter_mut() {
+                d.write(&name, &v);
+                d.scan();
+            }
+        } else {
+            let i = rng.below(ds.len() as u64) as usize;
+            random_op(&ds[i], &mut rng, step);
+            // Every write is scanned before the next change on that device (a version
+            // overwritten before any scan saw it was never Harp's to keep).
+            ds[i].scan();
+        }
         if rng.below(5) == 0 {
             let k = rng.below(ds.len() as u64) as usize;
             online[k] = !online[k];
