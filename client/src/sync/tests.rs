@@ -642,6 +642,27 @@ fn one_new_file_made_on_two_devices_with_the_same_content_ends_as_one_file() {
 }
 
 #[test]
+fn a_directory_deleted_on_one_device_while_the_other_adds_a_file_in_it_keeps_the_file() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("other.txt", b"o");
+    a.write("d/old.txt", b"old");
+    converge(&mut a, &mut b);
+    let m = members(&[&a, &b]);
+    std::fs::remove_dir_all(a.path("d")).unwrap();
+    a.round(&m, &[]);
+    b.write("d/new.txt", b"made on b meanwhile");
+    b.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    assert_eq!(tree["d/new.txt"], b"made on b meanwhile");
+    assert!(!tree.contains_key("d/old.txt"), "{tree:?}");
+    assert!(kept_contents(&b).contains(b"old".as_slice()));
+}
+
+#[test]
 fn a_user_s_edit_equal_to_a_version_a_peer_passed_through_is_an_edit_not_an_install() {
     let mut a = Device::new(1);
     let mut b = Device::new(2);
