@@ -2211,6 +2211,10 @@ fn yield_path(
     };
     let me = DeviceId::of_signing_key(ctx.device);
     if let Some((keeper, version)) = same_as {
+        // The keeper's chain is checked before anything is written: a keeper this device
+        // would not install must not take this file's place (its delete would be published
+        // and then undone, round after round).
+        remote_links(index, doc, ctx, &keeper, &version, &HashSet::new())?;
         let (entry, head) = tip
             .sign(
                 ctx.device,
