@@ -405,7 +405,24 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
             }
         }
     }
-    // Versions a kill -9 left on disk unrecorded are told apart from edits made here.
+    // Versions a kill -9 left on disk unrecorded are told apart from edits made here, by the
+    // install journal's entries that the index has not caught up with yet.
+    if !journal.earlier().is_empty() {
+        let mut settled: HashSet<(FileId, ChainHash)> = HashSet::new();
+        for e in journal.earlier() {
+            let agreed_seq = files.get(&e.file_id).and_then(|f| {
+                let base = f.base?;
+                f.remote
+                    .iter()
+                    .find(|c| c.record.digest() == base)
+                    .map(|c| c.record.seq)
+            });
+            if agreed_seq.is_some_and(|seq| seq >= e.seq) || chain_holds(index, ctx, e)? {
+                settled.insert((e.file_id, e.head));
+            }
+        }
+        journal.forget(|e| settled.contains(&(e.file_id, e.head)));
+    }
     let recognised = super::recover::recognise(index, doc, ctx, journal.earlier(), &mut files)?;
     if recognised > 0 {
         tracing::info!(
@@ -661,17 +678,10 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                 Ok(())
             })?;
         }
-        // Every install that reached the index is committed now: the journal keeps the rest.
-        let settled = journal.settle(|e| {
-            let held = index
-                .file_by_id(&ctx.folder.id, &e.file_id)?
-                .is_some_and(|row| row.seq >= e.seq)
-                || index
-                    .chain_links(&ctx.folder.id, &e.file_id)?
-                    .iter()
-                    .any(|(_, head)| *head == e.head);
-            Ok(!held)
-        });
+        // Every install that reached the index is committed now: the journal keeps the rest,
+        // and what earlier rounds left unless this round recorded that version (a later
+        // agreement is seen at the next round's start).
+        let settled = journal.settle(|e| Ok(!chain_holds(index, ctx, e)?));
         match settled {
             Ok(0) => {}
             Ok(kept) => tracing::debug!(
@@ -682,6 +692,18 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
         }
         Ok(report)
     })
+}
+
+/// Whether the index's chain of the journaled file goes through the journaled version.
+fn chain_holds(
+    index: &Index,
+    ctx: &Context<'_>,
+    e: &super::journal::Entry,
+) -> Result<bool, crate::index::Error> {
+    Ok(index
+        .chain_links(&ctx.folder.id, &e.file_id)?
+        .iter()
+        .any(|(_, head)| *head == e.head))
 }
 
 /// Why a round stopped.
@@ -1770,7 +1792,10 @@ fn install(
                 tracing::debug!(folder = %folder.id, "{} moved to {}", m.path, record.path);
                 journal.note(*id, record.chain_head, record.seq, &record.path)?;
                 noted = true;
-                fs::rename(folder.root.join(&m.path), &target)?;
+                if let Err(e) = fs::rename(folder.root.join(&m.path), &target) {
+                    journal.cancel();
+                    return Err(e.into());
+                }
                 #[cfg(test)]
                 tests_hook::killed_after_rename(index)?;
             }
@@ -1800,7 +1825,10 @@ fn install(
             }
             journal.note(*id, record.chain_head, record.seq, &record.path)?;
             noted = true;
-            fs::rename(&link_tmp, &target)?;
+            if let Err(e) = fs::rename(&link_tmp, &target) {
+                journal.cancel();
+                return Err(e.into());
+            }
             locs = Some(l);
             nodes = n;
         }
@@ -1823,7 +1851,10 @@ fn install(
             }
             journal.note(*id, record.chain_head, record.seq, &record.path)?;
             noted = true;
-            tmp.persist(&target).map_err(|e| e.error)?;
+            if let Err(e) = tmp.persist(&target) {
+                journal.cancel();
+                return Err(e.error.into());
+            }
             #[cfg(test)]
             tests_hook::killed_after_rename(index)?;
             locs = Some(l);
@@ -2126,10 +2157,18 @@ fn keep_conflict(
     Ok(())
 }
 
+/// What becomes of the chain of a file id that gives way to another ([`take_over`]).
+pub(super) enum GivenUp<'a> {
+    /// It was never published (an id the scan made up for a received file): it goes.
+    Unpublished,
+    /// It was published: it ends with this delete link.
+    EndsWith(&'a Entry, &'a ChainHash),
+}
+
 /// Records the file `row` describes as `keeper` at `version`, whose content it holds (same
 /// path, same content root): `row`'s id gives way to the other file's, with that file's chain
 /// up to `version` (checked as an install checks it) and `row`'s chunk list. The bytes stay
-/// where they are. `drop_chain`: `row`'s own chain goes too (it was never published).
+/// where they are; `given_up` says what becomes of `row`'s own chain.
 ///
 /// If this device holds `keeper` at another path (a move and an edit whose install a kill -9
 /// cut short: the new version is here, the old one still there), the old path's file goes to
@@ -2142,7 +2181,7 @@ pub(super) fn take_over(
     row: &FileRow,
     keeper: &FileId,
     version: &Record,
-    drop_chain: bool,
+    given_up: GivenUp<'_>,
 ) -> Result<FileRow, Defer> {
     let folder = ctx.folder;
     let (joined_at, links) = remote_links(index, doc, ctx, keeper, version, &HashSet::new())?;
@@ -2167,8 +2206,9 @@ pub(super) fn take_over(
     };
     index.write(|w| {
         w.remove_file(&folder.id, &row.file_id)?;
-        if drop_chain {
-            w.truncate_chain(&folder.id, &row.file_id, 0)?;
+        match given_up {
+            GivenUp::Unpublished => w.truncate_chain(&folder.id, &row.file_id, 0)?,
+            GivenUp::EndsWith(entry, head) => w.put_entry(&folder.id, entry, head)?,
         }
         if let Some(m) = &elsewhere {
             w.remove_path_of(&folder.id, &m.path, keeper)?;
@@ -2236,12 +2276,20 @@ fn yield_path(
         // This file goes (its delete is published), and the bytes on disk are recorded as the
         // other file's version: they are that version, so nothing is fetched or moved, and the
         // next scan does not find a file without a row there (which it would take for a new
-        // file, yielding again, round after round).
-        index.write(|w| w.put_entry(&folder.id, &entry, &head))?;
+        // file, yielding again, round after round). The delete link and the take-over are one
+        // transaction: a kill between them would leave a chain ahead of its row.
+        take_over(
+            index,
+            doc,
+            ctx,
+            &row,
+            &keeper,
+            &version,
+            GivenUp::EndsWith(&entry, &head),
+        )?;
         put_links(index, doc, ctx, id)?;
         lock(doc).put_record(id, &record)?;
         pending.push((*id, record.digest()));
-        take_over(index, doc, ctx, &row, &keeper, &version, false)?;
         return Ok(());
     }
     let new_path = conflict_name(&local.path, &me, now_ms());

@@ -17,9 +17,14 @@
 //! It is not fsynced: it guards against a process dying, as the batches it covers do; after a
 //! power cut the renames themselves are what `syncfs` and fsync made durable.
 //!
-//! At the end of each completed round the journal keeps only what is still unsettled: this
-//! round's installs that did not reach the index, and earlier entries whose version the index
-//! does not hold yet (see [`InstallJournal::settle`]). Most rounds leave it empty.
+//! An entry is settled once the index holds its version (the file's chain goes through it) or
+//! this device has agreed on a version at least as late (the file's sync base): only then has
+//! recovery done its work. The scanner's own records prove nothing here (after a kill it signs
+//! the received bytes as a local edit, at the very seq of the received version). At the start
+//! of each round settled entries are forgotten ([`InstallJournal::forget`]); at the end of
+//! each completed round the journal keeps only this round's installs that did not reach the
+//! index and the earlier entries still unsettled ([`InstallJournal::settle`]). Most rounds
+//! leave it empty.
 
 use std::fs;
 use std::io::Write;
@@ -88,25 +93,33 @@ pub struct InstallJournal {
     this_round: Vec<(Entry, bool)>,
     /// The append handle, opened at the first note.
     file: Option<fs::File>,
+    /// Whether the file holds anything (read at open, or written since).
+    written: bool,
+    /// Whether the file ends in a torn line (a kill mid-`write`): the next line starts on a
+    /// fresh one, or it would be glued to the torn one and lost with it.
+    torn: bool,
 }
 
 impl InstallJournal {
     /// Reads what earlier rounds left. Lines that do not parse (a torn last line) are skipped.
     pub fn open(folder: &Folder) -> std::io::Result<Self> {
         let path = folder.root.join(MARKER_DIR).join(FILE_NAME);
-        let earlier = match fs::read(&path) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes)
-                .lines()
-                .filter_map(Entry::parse)
-                .collect(),
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
+        let earlier = String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(Entry::parse)
+            .collect();
         Ok(Self {
             path,
             earlier,
             this_round: Vec::new(),
             file: None,
+            written: !bytes.is_empty(),
+            torn: bytes.last().is_some_and(|b| *b != b'\n'),
         })
     }
 
@@ -114,6 +127,12 @@ impl InstallJournal {
     /// without reaching the index.
     pub fn earlier(&self) -> &[Entry] {
         &self.earlier
+    }
+
+    /// Drops the earlier entries `settled` says the index has caught up with (it holds that
+    /// version, or agreed on a later one): recovery must not act on them any more.
+    pub fn forget(&mut self, mut settled: impl FnMut(&Entry) -> bool) {
+        self.earlier.retain(|e| !settled(e));
     }
 
     /// Notes an install about to be renamed into place. Must return before the rename.
@@ -140,9 +159,19 @@ impl InstallJournal {
                     .open(&self.path)?,
             ),
         };
-        file.write_all(entry.line().as_bytes())?;
+        let mut line = entry.line();
+        if std::mem::take(&mut self.torn) {
+            line.insert(0, '\n');
+        }
+        self.written = true;
+        file.write_all(line.as_bytes())?;
         self.this_round.push((entry, false));
         Ok(())
+    }
+
+    /// The rename of the install noted last failed: nothing was put in place.
+    pub fn cancel(&mut self) {
+        self.this_round.pop();
     }
 
     /// The install noted last reached the index (or its open batch, which the round commits
@@ -154,16 +183,16 @@ impl InstallJournal {
     }
 
     /// Ends the round: keeps this round's installs that did not reach the index, and the
-    /// earlier entries for which `unsettled` says so (the index holds neither that version
-    /// nor a later one of the file) and that are less than a week old. Called only after the
-    /// round's index writes are committed. Returns how many entries it kept.
+    /// earlier entries for which `unsettled` says so and that are less than a week old.
+    /// Called only after the round's index writes are committed. Returns how many entries it
+    /// kept.
     pub fn settle(
         mut self,
         mut unsettled: impl FnMut(&Entry) -> Result<bool, crate::index::Error>,
     ) -> Result<usize, SettleError> {
         if self.earlier.is_empty() && self.this_round.iter().all(|(_, done)| *done) {
-            if !self.this_round.is_empty() {
-                // Everything this round wrote reached the index.
+            if self.written {
+                // Everything this round wrote reached the index, and nothing earlier is left.
                 self.file = None;
                 fs::File::create(&self.path)?;
             }
@@ -262,6 +291,39 @@ mod tests {
                 (id(2), head(2), 1, "x.txt"),
             ]
         );
+    }
+
+    #[test]
+    fn a_note_after_a_torn_line_starts_a_line_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = folder(dir.path());
+        let path = dir.path().join(MARKER_DIR).join(FILE_NAME);
+        fs::write(&path, format!("{} {} 4 17 \"ha", id(3), head(3))).unwrap();
+        let mut j = InstallJournal::open(&f).unwrap();
+        assert!(j.earlier().is_empty());
+        j.note(id(1), head(1), 2, "after.txt").unwrap();
+        drop(j); // killed again before the round ended
+        let j = InstallJournal::open(&f).unwrap();
+        assert_eq!(j.earlier().len(), 1);
+        assert_eq!(j.earlier()[0].path, "after.txt");
+    }
+
+    #[test]
+    fn a_cancelled_note_and_forgotten_entries_leave_an_empty_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = folder(dir.path());
+        let mut j = InstallJournal::open(&f).unwrap();
+        j.note(id(1), head(1), 1, "kept until settled").unwrap();
+        drop(j);
+        let mut j = InstallJournal::open(&f).unwrap();
+        j.forget(|e| e.path == "kept until settled");
+        j.note(id(2), head(2), 1, "rename failed").unwrap();
+        j.cancel();
+        assert_eq!(j.settle(|_| unreachable!("nothing earlier")).unwrap(), 0);
+        let len = fs::metadata(dir.path().join(MARKER_DIR).join(FILE_NAME))
+            .unwrap()
+            .len();
+        assert_eq!(len, 0);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use harp_protocol::chain::{Entry, Op};
 use harp_protocol::ids::{ChainHash, FileId};
 use harp_protocol::record::Record;
 
-use super::apply::{Context, Defer, Doc, local_record, lock, take_over};
+use super::apply::{Context, Defer, Doc, GivenUp, local_record, lock, take_over};
 use super::doc::FolderDoc;
 use super::journal::Entry as Noted;
 use super::plan::{FileState, winner};
@@ -202,7 +202,15 @@ fn readopt_new_files(
         let Some(row) = index.file_by_id(&ctx.folder.id, &new_id)? else {
             continue;
         };
-        let taken = match take_over(index, doc, ctx, &row, &peer_id, &version, true) {
+        let taken = match take_over(
+            index,
+            doc,
+            ctx,
+            &row,
+            &peer_id,
+            &version,
+            GivenUp::Unpublished,
+        ) {
             Ok(t) => t,
             Err(Defer::Index(e)) => return Err(e),
             Err(e) => {
@@ -218,6 +226,9 @@ fn readopt_new_files(
         files.remove(&new_id);
         if let Some(f) = files.get_mut(&peer_id) {
             f.local = Some(local_record(&taken));
+            // Received, whatever its base says (a move with an edit has one): the winner is
+            // installed over it, with no conflict copy.
+            f.local_passed = true;
         }
     }
     Ok(())

@@ -663,6 +663,52 @@ fn a_directory_deleted_on_one_device_while_the_other_adds_a_file_in_it_keeps_the
 }
 
 #[test]
+fn a_received_version_stays_recognised_until_its_successor_is_installed() {
+    let (mut a, mut b, m) = b_killed_installing_v2();
+    a.write("f.txt", b"v3 from a, longer");
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    // B comes back with A out of reach: its scan signs v2 as an edit of its own, at v2's seq;
+    // v3 cannot be fetched. The journal entry must outlive this round.
+    let r = b.round(&m, &[]);
+    assert!(!r.deferred.is_empty(), "{r:?}");
+    // Then A deletes the file: the delete holds, and no copy of v2 appears.
+    std::fs::remove_file(a.path("f.txt")).unwrap();
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    assert!(!tree.contains_key("f.txt"), "the delete was undone: {tree:?}");
+    no_conflict_copies(&tree);
+    assert!(kept_contents(&b).contains(b"v2 from a".as_slice()));
+}
+
+#[test]
+fn a_move_with_an_edit_cut_short_then_edited_again_makes_no_conflict_copy() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("f.txt", b"before the move");
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    let m = members(&[&a, &b]);
+    std::fs::rename(a.path("f.txt"), a.path("g.txt")).unwrap();
+    a.write("g.txt", b"moved and edited on a");
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    killed_after_rename(&mut b, &m, &a);
+    a.write("g.txt", b"moved, edited, and edited again on a");
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    assert_eq!(tree["g.txt"], b"moved, edited, and edited again on a");
+    assert!(!tree.contains_key("f.txt"), "{tree:?}");
+    no_conflict_copies(&tree);
+}
+
+#[test]
 fn a_user_s_edit_equal_to_a_version_a_peer_passed_through_is_an_edit_not_an_install() {
     let mut a = Device::new(1);
     let mut b = Device::new(2);
