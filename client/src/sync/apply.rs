@@ -1869,6 +1869,8 @@ fn install(
         && m.kind != EntryKind::Directory
     {
         store::keep(index, folder, &m.path, "overwrite")?;
+        #[cfg(test)]
+        tests_hook::killed_after_keep(index)?;
     }
     if record.kind != EntryKind::Symlink && !meta_done {
         fs::set_permissions(&target, fs::Permissions::from_mode(record.mode))?;
@@ -1930,6 +1932,19 @@ pub(super) mod tests_hook {
         /// the uncommitted batch of index writes is lost and the round stops, as a kill -9
         /// would leave them (minus the process).
         pub static KILL_AT_RENAME: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        /// When set, the next install that keeps the old path's file of a moved and edited
+        /// file is "killed" right after that keep.
+        pub static KILL_AFTER_KEEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    pub(super) fn killed_after_keep(index: &mut crate::index::Index) -> Result<(), Defer> {
+        if !KILL_AFTER_KEEP.with(|k| k.replace(false)) {
+            return Ok(());
+        }
+        index.abandon_batch();
+        Err(Defer::Index(crate::index::Error::Corrupt(
+            "killed by the test",
+        )))
     }
 
     pub(super) fn killed_after_rename(index: &mut crate::index::Index) -> Result<(), Defer> {

@@ -150,12 +150,9 @@ fn readopt_new_files(
     let mut by_path: HashMap<&str, Vec<&Noted>> = HashMap::new();
     for e in journal.iter().rev() {
         // No row for it, or a row at another path: a move with an edit, cut short after the
-        // new version's rename (the old path still holds the old version).
-        let unheld = |f: &FileState| {
-            f.local
-                .as_ref()
-                .is_none_or(|l| !l.deleted && l.path != e.path)
-        };
+        // new version's rename (the old path still holds the old version, or it went to the
+        // versions store already and the scan took that for a delete).
+        let unheld = |f: &FileState| f.local.as_ref().is_none_or(|l| l.path != e.path);
         if files.get(&e.file_id).is_some_and(unheld) {
             by_path.entry(e.path.as_str()).or_default().push(e);
         }

@@ -679,7 +679,10 @@ fn a_received_version_stays_recognised_until_its_successor_is_installed() {
     converge(&mut a, &mut b);
     let tree = a.tree();
     assert_eq!(tree, b.tree());
-    assert!(!tree.contains_key("f.txt"), "the delete was undone: {tree:?}");
+    assert!(
+        !tree.contains_key("f.txt"),
+        "the delete was undone: {tree:?}"
+    );
     no_conflict_copies(&tree);
     assert!(kept_contents(&b).contains(b"v2 from a".as_slice()));
 }
@@ -706,6 +709,38 @@ fn a_move_with_an_edit_cut_short_then_edited_again_makes_no_conflict_copy() {
     assert_eq!(tree["g.txt"], b"moved, edited, and edited again on a");
     assert!(!tree.contains_key("f.txt"), "{tree:?}");
     no_conflict_copies(&tree);
+}
+
+#[test]
+fn a_move_with_an_edit_killed_after_the_old_file_was_kept_leaves_one_file() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("f.txt", b"before the move");
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    let m = members(&[&a, &b]);
+    std::fs::rename(a.path("f.txt"), a.path("g.txt")).unwrap();
+    a.write("g.txt", b"moved and edited on a");
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    // Killed after the old path's file went to the versions store, before the record: B's
+    // restarted scan sees f.txt deleted and g.txt new.
+    super::apply::tests_hook::KILL_AFTER_KEEP.with(|k| k.set(true));
+    let r = b.try_round(&m, &[&a], None);
+    assert!(r.is_err_and(|e| e.to_string().contains("killed")));
+    assert!(b.path("g.txt").exists() && !b.path("f.txt").exists());
+    a.write("g.txt", b"moved, edited, and edited again on a");
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    assert_eq!(tree["g.txt"], b"moved, edited, and edited again on a");
+    assert!(!tree.contains_key("f.txt"), "{tree:?}");
+    no_conflict_copies(&tree);
+    assert_eq!(file_id(&a, "g.txt"), file_id(&b, "g.txt"));
+    // Neither a delete of the file nor a made-up id reached the document.
+    assert_eq!(a.doc.lock().unwrap().files().len(), 2);
 }
 
 #[test]
