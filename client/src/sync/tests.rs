@@ -744,6 +744,61 @@ fn a_move_with_an_edit_killed_after_the_old_file_was_kept_leaves_one_file() {
 }
 
 #[test]
+fn a_file_moved_onto_a_path_where_the_other_device_made_a_new_file_keeps_both() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("f.txt", b"moved by a");
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    let m = members(&[&a, &b]);
+    std::fs::rename(a.path("f.txt"), a.path("g.txt")).unwrap();
+    a.round(&m, &[]);
+    b.write("g.txt", b"new on b");
+    b.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    let mut contents: Vec<&[u8]> = tree.values().map(Vec::as_slice).collect();
+    contents.sort();
+    assert_eq!(
+        contents,
+        vec![&b"moved by a"[..], &b"new on b"[..], &b"o"[..]],
+        "{tree:?}"
+    );
+}
+
+#[test]
+fn a_file_and_a_directory_made_at_one_path_on_two_devices_keep_everything() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    a.write("d", b"d is a file on a");
+    b.write("d/x.txt", b"in the directory d on b");
+    b.write("d/y.txt", b"also in it");
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    let mut contents: Vec<&[u8]> = tree
+        .iter()
+        .filter(|(k, _)| !k.ends_with('/'))
+        .map(|(_, v)| v.as_slice())
+        .collect();
+    contents.sort();
+    assert_eq!(
+        contents,
+        vec![
+            &b"also in it"[..],
+            &b"d is a file on a"[..],
+            &b"in the directory d on b"[..],
+            &b"o"[..]
+        ],
+        "{tree:?}"
+    );
+}
+
+#[test]
 fn a_user_s_edit_equal_to_a_version_a_peer_passed_through_is_an_edit_not_an_install() {
     let mut a = Device::new(1);
     let mut b = Device::new(2);
