@@ -799,6 +799,39 @@ fn a_file_and_a_directory_made_at_one_path_on_two_devices_keep_everything() {
 }
 
 #[test]
+fn directories_of_one_name_made_on_two_devices_merge_their_files() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    a.write("photos/2026/a.jpg", b"from a");
+    a.write("photos/same.jpg", b"on both");
+    b.write("photos/2026/b.jpg", b"from b");
+    b.write("photos/same.jpg", b"on both");
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    no_conflict_copies(&tree);
+    let files: Vec<&str> = tree
+        .keys()
+        .filter(|k| !k.ends_with('/'))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        files,
+        vec![
+            "other.txt",
+            "photos/2026/a.jpg",
+            "photos/2026/b.jpg",
+            "photos/same.jpg"
+        ]
+    );
+    for p in ["photos", "photos/2026", "photos/same.jpg"] {
+        assert_eq!(file_id(&a, p), file_id(&b, p), "{p}");
+    }
+}
+
+#[test]
 fn a_user_s_edit_equal_to_a_version_a_peer_passed_through_is_an_edit_not_an_install() {
     let mut a = Device::new(1);
     let mut b = Device::new(2);
