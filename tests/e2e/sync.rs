@@ -273,6 +273,22 @@ fn a_receiver_killed_mid_transfer_never_shows_a_partial_file_and_converges() {
                 std::fs::write(a.folder.join(&name), &data).unwrap();
                 history.entry(name).or_default().insert(data);
             }
+            // And moves of a sixth of it (every other one edited too): B's moves of received
+            // files are journaled like its installs.
+            for i in (1..600).step_by(6).filter(|_| burst > 0) {
+                let from = format!("s{}/{i}.txt", burst - 1);
+                let to = format!("m{}/{i}.txt", burst - 1);
+                std::fs::create_dir_all(a.folder.join(format!("m{}", burst - 1))).unwrap();
+                std::fs::rename(a.folder.join(&from), a.folder.join(&to)).unwrap();
+                let data = if i % 4 == 1 {
+                    let edited = fill(format!("{to} {round}").as_bytes(), 800 + i);
+                    std::fs::write(a.folder.join(&to), &edited).unwrap();
+                    edited
+                } else {
+                    std::fs::read(a.folder.join(&to)).unwrap()
+                };
+                history.entry(to).or_default().insert(data);
+            }
         }
         let (p, _) = start(&b);
         if round % 5 == 3 || round % 5 == 4 {
