@@ -1994,6 +1994,18 @@ fn write_chain(
     Ok(())
 }
 
+/// A conflict name for `rel` ([`conflict_name`]) that nothing on disk holds yet: two conflicts
+/// of one file within a second, on one device, would otherwise get the same one.
+pub(super) fn free_conflict_name(folder: &Folder, rel: &str, me: &DeviceId) -> String {
+    let mut name = conflict_name(rel, me, now_ms());
+    let mut n = 1;
+    while fs::symlink_metadata(folder.root.join(&name)).is_ok() {
+        name = conflict_name(&format!("{rel}-{n}"), me, now_ms());
+        n += 1;
+    }
+    name
+}
+
 /// `name.ext` → `name.conflict-YYYYMMDD-HHMMSS-DEVICE.ext`, beside it.
 pub fn conflict_name(rel: &str, device: &DeviceId, ms: i64) -> String {
     let (dir, stem, ext) = store::split_name(rel);
@@ -2128,12 +2140,7 @@ fn keep_conflict(
             report.installed += 1;
             return Ok(());
         }
-        let mut name = conflict_name(&local.path, &me, now_ms());
-        let mut n = 1;
-        while fs::symlink_metadata(folder.root.join(&name)).is_ok() {
-            name = conflict_name(&format!("{}-{n}", local.path), &me, now_ms());
-            n += 1;
-        }
+        let name = free_conflict_name(folder, &local.path, &me);
         let dst = folder.root.join(&name);
         let tmp_dir = store::temp_dir(folder);
         fs::create_dir_all(&tmp_dir)?;
@@ -2307,7 +2314,8 @@ fn yield_path(
         pending.push((*id, record.digest()));
         return Ok(());
     }
-    let new_path = conflict_name(&local.path, &me, now_ms());
+    // (A second yield of one path within a second, by one device, would take the same name.)
+    let new_path = free_conflict_name(folder, &local.path, &me);
     let (entry, head) = tip
         .sign(
             ctx.device,

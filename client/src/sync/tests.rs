@@ -1657,6 +1657,24 @@ fn server_authoritative_the_first_claim_wins_and_the_loser_keeps_a_conflict_copy
 }
 
 #[test]
+fn a_second_conflict_of_one_file_within_a_second_gets_a_name_of_its_own() {
+    use super::apply::{conflict_name, free_conflict_name};
+    let d = Device::new(1);
+    let me = DeviceId::of_signing_key(&d.key);
+    // Every name the clock could give around now is taken.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for t in (-1..=2).map(|s| now + s * 1000) {
+        d.write(&conflict_name("p.bin", &me, t), b"an earlier conflict copy");
+    }
+    let name = free_conflict_name(&d.folder, "p.bin", &me);
+    assert!(!d.path(&name).exists(), "{name} is taken");
+    assert!(name.contains(".conflict-"), "{name}");
+}
+
+#[test]
 fn conflict_names_read_back_and_other_names_do_not() {
     use super::apply::{conflict_name, parse_conflict_name};
     let dev = DeviceId::of_signing_key(&SigningKey::from_bytes(&[9; 32]));
