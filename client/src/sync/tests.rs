@@ -832,6 +832,50 @@ fn directories_of_one_name_made_on_two_devices_merge_their_files() {
 }
 
 #[test]
+fn an_editor_that_saves_by_renaming_a_new_file_over_the_old_one_makes_an_edit() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("f.txt", b"v1");
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    let id = file_id(&a, "f.txt");
+    // Save as many editors do: write a temp file beside it, rename it over the original.
+    a.write(".f.txt.swp", b"v2, saved by rename");
+    std::fs::rename(a.path(".f.txt.swp"), a.path("f.txt")).unwrap();
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    assert_eq!(tree["f.txt"], b"v2, saved by rename");
+    no_conflict_copies(&tree);
+    assert_eq!(tree.len(), 2, "{tree:?}");
+    assert_eq!(file_id(&a, "f.txt"), id);
+    assert_eq!(file_id(&b, "f.txt"), id);
+    assert!(kept_contents(&b).contains(b"v1".as_slice()));
+}
+
+#[test]
+fn a_temp_file_scanned_before_it_was_renamed_over_the_original_leaves_one_file() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("f.txt", b"v1");
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    let m = members(&[&a, &b]);
+    a.write(".f.txt.swp", b"v2, saved by rename");
+    // A scan (and a round) sees the temp file before the editor renames it.
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    std::fs::rename(a.path(".f.txt.swp"), a.path("f.txt")).unwrap();
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    assert_eq!(tree["f.txt"], b"v2, saved by rename");
+    no_conflict_copies(&tree);
+    assert_eq!(tree.len(), 2, "{tree:?}");
+    assert!(kept_contents(&b).contains(b"v1".as_slice()));
+}
+
+#[test]
 fn a_user_s_edit_equal_to_a_version_a_peer_passed_through_is_an_edit_not_an_install() {
     let mut a = Device::new(1);
     let mut b = Device::new(2);
