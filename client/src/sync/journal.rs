@@ -14,8 +14,9 @@
 //! `<file id> <chain head> <seq> <unix ms> <path as a JSON string>`. Each line goes out in one
 //! `write` on an append-only file before the rename, so a kill -9 leaves every line of a
 //! rename that happened (a torn last line belongs to a rename that did not, and is skipped).
-//! It is not fsynced: it guards against a process dying, as the batches it covers do; after a
-//! power cut the renames themselves are what `syncfs` and fsync made durable.
+//! It is not fsynced: it guards against a process dying (kill -9, a crash), as the batches it
+//! covers do. A power cut can lose lines of renames that survived it; those files then come
+//! back as local changes (a conflict copy or a new id: nothing lost, but not recognised).
 //!
 //! An entry is settled once the index holds its version (the file's chain goes through it) or
 //! this device has agreed on a version at least as late (the file's sync base): only then has
