@@ -295,6 +295,22 @@ fn resolve_paths(
                         && rec.content_root == keeper_rec.content_root)
                         .then(|| (keeper, keeper_rec.clone())),
                 });
+            } else if let Some(local) = f.local.as_ref().filter(|l| {
+                !l.deleted
+                    && l.path == rec.path
+                    && l.kind == keeper_rec.kind
+                    && l.content_root == keeper_rec.content_root
+            }) {
+                // Another device authored the loser, but this device holds it there with the
+                // keeper's bytes: it gives the loser's id up too. Waiting for the author is not
+                // enough: the author may see its value as a remote one to install, and then
+                // nobody yields.
+                actions.retain(|a| !matches!(a, Action::Publish { id, .. } if id == loser));
+                actions.push(Action::Yield {
+                    id: *loser,
+                    local: local.clone(),
+                    same_as: Some((keeper, keeper_rec.clone())),
+                });
             } else if !*is_local && rec.path != keeper_rec.path {
                 // Two paths only this file system takes for one: its author sees no clash and
                 // will not move it, so say why it is not here.
