@@ -2123,41 +2123,26 @@ fn keep_conflict(
         if let Some(existing) = existing_conflict_copy(folder, &local.path, &me, &src)? {
             // A round that made the copy and then could not install the winner ran before.
             tracing::debug!(folder = %folder.id, "{} is already kept as {existing}", local.path);
-            if resolve {
-                lock(doc).put_record(id, winner)?;
-            }
-            install(
-                index,
-                doc,
-                ctx,
-                id,
-                winner,
-                report,
-                journal,
-                None,
-                &HashSet::new(),
-            )?;
-            report.installed += 1;
-            return Ok(());
-        }
-        let name = free_conflict_name(folder, &local.path, &me);
-        let dst = folder.root.join(&name);
-        let tmp_dir = store::temp_dir(folder);
-        fs::create_dir_all(&tmp_dir)?;
-        if local.kind == EntryKind::Symlink {
-            let target = fs::read_link(&src)?;
-            let tmp = tmp_dir.join(format!("conflict-{}", id.to_hex()));
-            let _ = fs::remove_file(&tmp);
-            std::os::unix::fs::symlink(target, &tmp)?;
-            fs::rename(&tmp, &dst)?;
         } else {
-            let tmp = tempfile::NamedTempFile::new_in(&tmp_dir)?;
-            fs::copy(&src, tmp.path())?;
-            tmp.as_file().sync_all()?;
-            tmp.persist_noclobber(&dst).map_err(|e| e.error)?;
+            let name = free_conflict_name(folder, &local.path, &me);
+            let dst = folder.root.join(&name);
+            let tmp_dir = store::temp_dir(folder);
+            fs::create_dir_all(&tmp_dir)?;
+            if local.kind == EntryKind::Symlink {
+                let target = fs::read_link(&src)?;
+                let tmp = tmp_dir.join(format!("conflict-{}", id.to_hex()));
+                let _ = fs::remove_file(&tmp);
+                std::os::unix::fs::symlink(target, &tmp)?;
+                fs::rename(&tmp, &dst)?;
+            } else {
+                let tmp = tempfile::NamedTempFile::new_in(&tmp_dir)?;
+                fs::copy(&src, tmp.path())?;
+                tmp.as_file().sync_all()?;
+                tmp.persist_noclobber(&dst).map_err(|e| e.error)?;
+            }
+            tracing::info!(folder = %folder.id, "conflict: {} kept as {name}", local.path);
+            report.conflicts += 1;
         }
-        tracing::info!(folder = %folder.id, "conflict: {} kept as {name}", local.path);
-        report.conflicts += 1;
     }
     if resolve {
         lock(doc).put_record(id, winner)?;
