@@ -2172,10 +2172,39 @@ pub(super) enum GivenUp<'a> {
     EndsWith(&'a Entry, &'a ChainHash),
 }
 
-/// Records the file `row` describes as `keeper` at `version`, whose content it holds (same
-/// path, same content root): `row`'s id gives way to the other file's, with that file's chain
-/// up to `version` (checked as an install checks it) and `row`'s chunk list. The bytes stay
-/// where they are; `given_up` says what becomes of `row`'s own chain.
+/// A file about to take another's place ([`take_over`]): its id, the version it will have
+/// there, and its chain up to that version, checked as an install checks it.
+pub(super) struct Keeper<'a> {
+    id: FileId,
+    version: &'a Record,
+    /// The seq the links start after, and the links ([`remote_links`]).
+    joined_at: u64,
+    links: Vec<(Entry, ChainHash)>,
+}
+
+impl<'a> Keeper<'a> {
+    /// Checks `id`'s chain up to `version`; a keeper whose chain does not check is refused.
+    pub(super) fn checked(
+        index: &Index,
+        doc: &Doc,
+        ctx: &Context<'_>,
+        id: FileId,
+        version: &'a Record,
+    ) -> Result<Self, Defer> {
+        let (joined_at, links) = remote_links(index, doc, ctx, &id, version, &HashSet::new())?;
+        Ok(Self {
+            id,
+            version,
+            joined_at,
+            links,
+        })
+    }
+}
+
+/// Records the file `row` describes as `keeper`, whose content it holds (same path, same
+/// content root): `row`'s id gives way to the keeper's, with the keeper's checked chain and
+/// `row`'s chunk list. The bytes stay where they are; `given_up` says what becomes of `row`'s
+/// own chain.
 ///
 /// If this device holds `keeper` at another path (a move and an edit whose install a kill -9
 /// cut short: the new version is here, the old one still there), the old path's file goes to
@@ -2183,17 +2212,14 @@ pub(super) enum GivenUp<'a> {
 /// is taken over (the next scan records the change).
 pub(super) fn take_over(
     index: &mut Index,
-    doc: &Doc,
     ctx: &Context<'_>,
     row: &FileRow,
-    keeper: &FileId,
-    version: &Record,
+    keeper: &Keeper<'_>,
     given_up: GivenUp<'_>,
 ) -> Result<FileRow, Defer> {
     let folder = ctx.folder;
-    let (joined_at, links) = remote_links(index, doc, ctx, keeper, version, &HashSet::new())?;
     let elsewhere = index
-        .file_by_id(&folder.id, keeper)?
+        .file_by_id(&folder.id, &keeper.id)?
         .filter(|m| m.path != row.path);
     if let Some(m) = elsewhere.as_ref().filter(|m| !m.deleted) {
         if m.kind == EntryKind::Directory || !disk_matches(folder, m) {
@@ -2206,9 +2232,9 @@ pub(super) fn take_over(
     }
     let chunks = index.chunks(&folder.id, &row.file_id)?;
     let taken = FileRow {
-        file_id: *keeper,
-        seq: version.seq,
-        chain_head: version.chain_head,
+        file_id: keeper.id,
+        seq: keeper.version.seq,
+        chain_head: keeper.version.chain_head,
         ..row.clone()
     };
     index.write(|w| {
@@ -2218,11 +2244,11 @@ pub(super) fn take_over(
             GivenUp::EndsWith(entry, head) => w.put_entry(&folder.id, entry, head)?,
         }
         if let Some(m) = &elsewhere {
-            w.remove_path_of(&folder.id, &m.path, keeper)?;
+            w.remove_path_of(&folder.id, &m.path, &keeper.id)?;
         }
-        write_chain(w, ctx, keeper, joined_at, &links)?;
+        write_chain(w, ctx, &keeper.id, keeper.joined_at, &keeper.links)?;
         w.put_file(&folder.id, &taken)?;
-        w.replace_chunks(&folder.id, keeper, &chunks)
+        w.replace_chunks(&folder.id, &keeper.id, &chunks)
     })?;
     Ok(taken)
 }
@@ -2261,7 +2287,7 @@ fn yield_path(
         // The keeper's chain is checked before anything is written: a keeper this device
         // would not install must not take this file's place (its delete would be published
         // and then undone, round after round).
-        remote_links(index, doc, ctx, &keeper, &version, &HashSet::new())?;
+        let keeper = Keeper::checked(index, doc, ctx, keeper, &version)?;
         let (entry, head) = tip
             .sign(
                 ctx.device,
@@ -2285,15 +2311,7 @@ fn yield_path(
         // next scan does not find a file without a row there (which it would take for a new
         // file, yielding again, round after round). The delete link and the take-over are one
         // transaction: a kill between them would leave a chain ahead of its row.
-        take_over(
-            index,
-            doc,
-            ctx,
-            &row,
-            &keeper,
-            &version,
-            GivenUp::EndsWith(&entry, &head),
-        )?;
+        take_over(index, ctx, &row, &keeper, GivenUp::EndsWith(&entry, &head))?;
         put_links(index, doc, ctx, id)?;
         lock(doc).put_record(id, &record)?;
         pending.push((*id, record.digest()));

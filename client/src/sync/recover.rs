@@ -35,7 +35,7 @@ use harp_protocol::chain::{Entry, Op};
 use harp_protocol::ids::{ChainHash, FileId};
 use harp_protocol::record::Record;
 
-use super::apply::{Context, Defer, Doc, GivenUp, local_record, lock, take_over};
+use super::apply::{Context, Defer, Doc, GivenUp, Keeper, local_record, lock, take_over};
 use super::doc::FolderDoc;
 use super::journal::Entry as Noted;
 use super::plan::{FileState, winner};
@@ -199,15 +199,9 @@ fn readopt_new_files(
         let Some(row) = index.file_by_id(&ctx.folder.id, &new_id)? else {
             continue;
         };
-        let taken = match take_over(
-            index,
-            doc,
-            ctx,
-            &row,
-            &peer_id,
-            &version,
-            GivenUp::Unpublished,
-        ) {
+        let taken = match Keeper::checked(index, doc, ctx, peer_id, &version)
+            .and_then(|keeper| take_over(index, ctx, &row, &keeper, GivenUp::Unpublished))
+        {
             Ok(t) => t,
             Err(Defer::Index(e)) => return Err(e),
             Err(e) => {
