@@ -597,8 +597,9 @@ fn a_directory_made_but_unrecorded_at_a_kill_is_not_taken_for_one_made_here() {
     assert_eq!(a.doc.lock().unwrap().files().len(), 3);
 }
 
-#[test]
-fn a_move_with_an_edit_applied_but_unrecorded_at_a_kill_leaves_one_file() {
+/// A and B in sync on `f.txt`; A moves it to `g.txt` and edits it, and B has the document
+/// (nothing installed yet).
+fn a_moved_and_edited_f_to_g() -> (Device, Device, HashSet<DeviceId>) {
     let mut a = Device::new(1);
     let mut b = Device::new(2);
     a.write("f.txt", b"before the move");
@@ -609,6 +610,12 @@ fn a_move_with_an_edit_applied_but_unrecorded_at_a_kill_leaves_one_file() {
     a.write("g.txt", b"moved and edited on a");
     a.round(&m, &[]);
     exchange(&mut a, &mut b);
+    (a, b, m)
+}
+
+#[test]
+fn a_move_with_an_edit_applied_but_unrecorded_at_a_kill_leaves_one_file() {
+    let (mut a, mut b, m) = a_moved_and_edited_f_to_g();
     // Killed after the new version's rename, before the old path's file went to the versions
     // store: B has both.
     killed_after_rename(&mut b, &m, &a);
@@ -689,16 +696,7 @@ fn a_received_version_stays_recognised_until_its_successor_is_installed() {
 
 #[test]
 fn a_move_with_an_edit_cut_short_then_edited_again_makes_no_conflict_copy() {
-    let mut a = Device::new(1);
-    let mut b = Device::new(2);
-    a.write("f.txt", b"before the move");
-    a.write("other.txt", b"o");
-    converge(&mut a, &mut b);
-    let m = members(&[&a, &b]);
-    std::fs::rename(a.path("f.txt"), a.path("g.txt")).unwrap();
-    a.write("g.txt", b"moved and edited on a");
-    a.round(&m, &[]);
-    exchange(&mut a, &mut b);
+    let (mut a, mut b, m) = a_moved_and_edited_f_to_g();
     killed_after_rename(&mut b, &m, &a);
     a.write("g.txt", b"moved, edited, and edited again on a");
     a.round(&m, &[]);
@@ -713,16 +711,7 @@ fn a_move_with_an_edit_cut_short_then_edited_again_makes_no_conflict_copy() {
 
 #[test]
 fn a_move_with_an_edit_killed_after_the_old_file_was_kept_leaves_one_file() {
-    let mut a = Device::new(1);
-    let mut b = Device::new(2);
-    a.write("f.txt", b"before the move");
-    a.write("other.txt", b"o");
-    converge(&mut a, &mut b);
-    let m = members(&[&a, &b]);
-    std::fs::rename(a.path("f.txt"), a.path("g.txt")).unwrap();
-    a.write("g.txt", b"moved and edited on a");
-    a.round(&m, &[]);
-    exchange(&mut a, &mut b);
+    let (mut a, mut b, m) = a_moved_and_edited_f_to_g();
     // Killed after the old path's file went to the versions store, before the record: B's
     // restarted scan sees f.txt deleted and g.txt new.
     super::apply::tests_hook::KILL_AFTER_KEEP.with(|k| k.set(true));
