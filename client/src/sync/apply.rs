@@ -430,6 +430,7 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
             "{recognised} files hold versions received before a restart: installing on top"
         );
     }
+    recover_bases(index, ctx, &mut files)?;
     let mut actions = plan::plan(&me, &files, names_of(ctx.folder));
     tracing::debug!(
         folder = %ctx.folder.id,
@@ -692,6 +693,53 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
         }
         Ok(report)
     })
+}
+
+/// Recovers bases that a round cut short failed to record.
+///
+/// A round records the bases of what it published only at its end, once the document that
+/// holds the records is saved. A round that stops in between (a kill -9, an error) leaves
+/// this device's record in the document and the older base in the index. If the file then
+/// changes here again, local and document both differ from that base, and the planner would
+/// take this device's own older version for a rival: a conflict copy of the newer local
+/// content, and an install of a version that may be on no disk any more (it was overwritten
+/// here), which never completes.
+///
+/// The local chain tells them apart: when it went through the winner's head, the local file
+/// descends from the winner, so this device held that version, and the two agreed on it.
+fn recover_bases(
+    index: &Index,
+    ctx: &Context<'_>,
+    files: &mut BTreeMap<FileId, FileState>,
+) -> Result<(), crate::index::Error> {
+    for (id, f) in files.iter_mut() {
+        let Some(local) = &f.local else { continue };
+        let Some(w) = plan::winner(&f.remote) else {
+            continue;
+        };
+        let (local_digest, w_digest) = (local.digest(), w.record.digest());
+        if f.local_passed
+            || f.base == Some(local_digest)
+            || f.base == Some(w_digest)
+            || local_digest == w_digest
+        {
+            continue;
+        }
+        let passed = index
+            .chain_links(&ctx.folder.id, id)?
+            .iter()
+            .any(|(_, head)| *head == w.record.chain_head && *head != local.chain_head);
+        if passed {
+            tracing::debug!(
+                folder = %ctx.folder.id,
+                "{}: its version {} is an ancestor of the local one: agreed on it before",
+                local.path,
+                w.record.seq
+            );
+            f.base = Some(w_digest);
+        }
+    }
+    Ok(())
 }
 
 /// Whether the index's chain of the journaled file goes through the journaled version.
