@@ -431,6 +431,7 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
         );
     }
     recover_bases(index, ctx, &mut files)?;
+    mark_passed(doc, &mut files);
     let mut actions = plan::plan(&me, &files, names_of(ctx.folder));
     tracing::debug!(
         folder = %ctx.folder.id,
@@ -740,6 +741,43 @@ fn recover_bases(
         }
     }
     Ok(())
+}
+
+/// Marks local versions that the winner's chain went through as passed (see
+/// [`FileState::local_passed`]): the winner descends from them, so they are history, not rival
+/// edits.
+///
+/// A local version that differs from its base but whose chain head the winner passed changed
+/// only in what the chain does not link (its mode or mtime: links are made for content and
+/// paths). Published, it would be a record of an old link, after a peer's later one (a delete,
+/// say) that every other device has already taken: they would never take it, and a file
+/// deleted there would live on here, round after round. Two such changes made concurrently
+/// end the same way already: the document keeps the descendant. So the winner is installed
+/// over it, through the versions store like any replaced version.
+fn mark_passed(doc: &Doc, files: &mut BTreeMap<FileId, FileState>) {
+    let d = lock(doc);
+    for f in files.values_mut() {
+        let Some(local) = &f.local else { continue };
+        let Some(w) = plan::winner(&f.remote) else {
+            continue;
+        };
+        let (local_digest, w_digest) = (local.digest(), w.record.digest());
+        if f.local_passed
+            || f.base == Some(local_digest)
+            || local_digest == w_digest
+            || local.chain_head == w.record.chain_head
+        {
+            continue;
+        }
+        if super::recover::goes_through(&d, local.chain_head, &w.record) {
+            tracing::debug!(
+                "{}: the document's version {} follows the local one: installed over it",
+                local.path,
+                w.record.seq
+            );
+            f.local_passed = true;
+        }
+    }
 }
 
 /// Whether the index's chain of the journaled file goes through the journaled version.
@@ -1980,8 +2018,9 @@ pub(super) mod tests_hook {
         /// the uncommitted batch of index writes is lost and the round stops, as a kill -9
         /// would leave them (minus the process).
         pub static KILL_AT_RENAME: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-        /// When set, the next install that keeps the old path's file of a moved and edited
-        /// file is "killed" right after that keep.
+        /// When set, the round is "killed" right after the next keep of a local version: the
+        /// old path's file of a moved and edited file kept, a conflict copy made, or a file
+        /// moved aside from a path it lost.
         pub static KILL_AFTER_KEEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 
@@ -2190,6 +2229,8 @@ fn keep_conflict(
             }
             tracing::info!(folder = %folder.id, "conflict: {} kept as {name}", local.path);
             report.conflicts += 1;
+            #[cfg(test)]
+            tests_hook::killed_after_keep(index)?;
         }
     }
     if resolve {
@@ -2384,6 +2425,8 @@ fn yield_path(
         return Err(later(format!("{new_path} exists")));
     }
     fs::rename(folder.root.join(&row.path), &dst)?;
+    #[cfg(test)]
+    tests_hook::killed_after_keep(index)?;
     let meta = fs::symlink_metadata(&dst)?;
     let new_row = FileRow {
         path: new_path.clone(),

@@ -120,7 +120,7 @@ fn holds(doc: &FolderDoc, ctx: &Context<'_>, noted: &Noted, local: &Record) -> O
 }
 
 /// Whether the chain of `remote` went through the link `head`.
-fn goes_through(doc: &FolderDoc, head: ChainHash, remote: &Record) -> bool {
+pub(super) fn goes_through(doc: &FolderDoc, head: ChainHash, remote: &Record) -> bool {
     let mut at = remote.chain_head;
     for _ in 0..=remote.seq {
         if at == head {

@@ -350,6 +350,55 @@ fn an_edit_beats_a_concurrent_delete() {
     assert_eq!(a.tree(), b.tree());
 }
 
+/// A and B agree on `keep.txt`; A deletes it and B changes only its mode, concurrently.
+fn a_deletes_while_b_changes_the_mode() -> (Device, Device, HashSet<DeviceId>) {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("keep.txt", b"v1");
+    a.write("other.txt", b"o");
+    converge(&mut a, &mut b);
+    std::fs::remove_file(a.path("keep.txt")).unwrap();
+    std::fs::set_permissions(
+        b.path("keep.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let m = members(&[&a, &b]);
+    (a, b, m)
+}
+
+/// A delete won over a mode change: gone everywhere, B's file kept in B's versions store.
+fn the_delete_won(a: &Device, b: &Device) {
+    assert_eq!(a.tree(), b.tree());
+    assert!(!a.tree().contains_key("keep.txt"), "{:?}", a.tree());
+    assert!(kept_contents(b).contains(&b"v1".to_vec()));
+}
+
+#[test]
+fn a_delete_beats_a_mode_change_made_after_it_was_seen() {
+    // Found by the random sequences: B saw A's delete before publishing its mode change. A
+    // mode change makes no chain link (links are for content and paths), so B published the
+    // version that A's delete had followed: with a third device holding a new file at that
+    // path, nobody ever moved, and the folder never settled.
+    let (mut a, mut b, m) = a_deletes_while_b_changes_the_mode();
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    converge(&mut b, &mut a);
+    the_delete_won(&a, &b);
+}
+
+#[test]
+fn a_delete_beats_a_concurrent_mode_change() {
+    // The same, with both published before either saw the other's: the document keeps the
+    // delete, which descends from the version the mode change was made on.
+    let (mut a, mut b, m) = a_deletes_while_b_changes_the_mode();
+    a.round(&m, &[]);
+    b.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    converge(&mut a, &mut b);
+    the_delete_won(&a, &b);
+}
+
 #[test]
 fn two_new_files_on_one_path_both_survive() {
     let mut a = Device::new(1);
@@ -1178,6 +1227,11 @@ fn random_sequences(n_devices: u8, seed: u64, steps: usize) {
     // Kills draw from their own generator, so a seed's changes stay what they were without.
     let mut kills = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut killed = 0;
+    // Documents on disk, so that a killed round can lose what it had not saved.
+    let doc_path = |d: &Device| d._dir.path().join("doc.automerge");
+    for d in ds.iter_mut() {
+        d.doc = Mutex::new(FolderDoc::open(&doc_path(d)).unwrap());
+    }
     ds[0].write("keep.txt", b"always here");
     ds[0].scan();
     let mut online = vec![true; ds.len()];
@@ -1241,7 +1295,14 @@ fn random_sequences(n_devices: u8, seed: u64, steps: usize) {
                             .all(|(_, why)| !why.starts_with("refused")),
                         "seed {seed}, step {step}: {r:?}"
                     ),
-                    Err(e) if e.to_string().contains("killed") => killed += 1,
+                    Err(e) if e.to_string().contains("killed") => {
+                        killed += 1;
+                        // Half the time the kill also loses the document's changes since its
+                        // last save (the other half, a peer had them already).
+                        if kills.below(2) == 0 {
+                            me.doc = Mutex::new(FolderDoc::open(&doc_path(me)).unwrap());
+                        }
+                    }
                     Err(e) => panic!("seed {seed}, step {step}, device {k}: {e}"),
                 }
                 let mut after: HashSet<Vec<u8>> = me.tree().into_values().collect();
