@@ -371,7 +371,7 @@ fn a_deletes_while_b_changes_the_mode() -> (Device, Device, HashSet<DeviceId>) {
 fn the_delete_won(a: &Device, b: &Device) {
     assert_eq!(a.tree(), b.tree());
     assert!(!a.tree().contains_key("keep.txt"), "{:?}", a.tree());
-    assert!(kept_contents(b).contains(&b"v1".to_vec()));
+    assert!(kept_contents(b).contains(b"v1".as_slice()));
 }
 
 #[test]
