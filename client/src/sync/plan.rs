@@ -286,11 +286,20 @@ fn resolve_paths(
                     || f.remote
                         .iter()
                         .any(|c| c.author.as_ref() == Some(me) && &c.record == rec));
-            if *is_local && authored_here {
+            // This device holds the loser's content there, perhaps with another mode or
+            // mtime than the document's (a touch published elsewhere, or here before a
+            // kill): it is the file, waiting only for metadata.
+            let holds_it = f.local.as_ref().filter(|l| {
+                !l.deleted
+                    && l.path == rec.path
+                    && l.kind == rec.kind
+                    && l.content_root == rec.content_root
+            });
+            if authored_here && (*is_local || holds_it.is_some()) {
                 actions.retain(|a| !matches!(a, Action::Publish { id, .. } if id == loser));
                 actions.push(Action::Yield {
                     id: *loser,
-                    local: rec.clone(),
+                    local: holds_it.filter(|_| !*is_local).unwrap_or(rec).clone(),
                     same_as: (rec.kind == keeper_rec.kind
                         && rec.content_root == keeper_rec.content_root)
                         .then(|| (keeper, keeper_rec.clone())),
