@@ -898,6 +898,33 @@ fn claim_links(
     Ok(())
 }
 
+/// In an ordered folder, gets the bridge to accept a link this device signs outside a scan
+/// (a yield's delete or rename), and any earlier link of the chain the document does not hold
+/// yet, before anything is written for it. Put into the document unclaimed, the link would be
+/// one the bridge never saw: the next link claimed after it, by any device, would be refused
+/// for good, the bridge's head being one no document holds.
+fn claim_new_link(
+    index: &Index,
+    doc: &Doc,
+    ctx: &Context<'_>,
+    id: &FileId,
+    prev: &ChainHash,
+    entry: &Entry,
+    head: &ChainHash,
+) -> Result<(), Defer> {
+    let Some(authority) = ctx.authority.filter(|a| a.orders()) else {
+        return Ok(());
+    };
+    claim_links(index, doc, ctx, authority, id)?;
+    match authority.claim(id, prev, entry, head) {
+        Ok(Claim::Accepted) => Ok(()),
+        Ok(Claim::Lost(_)) => Err(later(
+            "another device's change of it is first on the bridge",
+        )),
+        Err(e) => Err(later(format!("waiting for the bridge to order it: {e}"))),
+    }
+}
+
 /// A claim was lost: the version another device got in first wins. Once its record is in the
 /// document, the local version is kept as a conflict copy and the winner installed; until
 /// then the local file stays as it is, unpublished.
@@ -2389,6 +2416,7 @@ fn yield_path(
                 },
             )
             .map_err(|e| Defer::Refused(e.to_string()))?;
+        claim_new_link(index, doc, ctx, id, &row.chain_head, &entry, &head)?;
         let record = local_record(&FileRow {
             deleted: true,
             seq: entry.seq,
@@ -2424,6 +2452,7 @@ fn yield_path(
     if fs::symlink_metadata(&dst).is_ok() {
         return Err(later(format!("{new_path} exists")));
     }
+    claim_new_link(index, doc, ctx, id, &row.chain_head, &entry, &head)?;
     fs::rename(folder.root.join(&row.path), &dst)?;
     #[cfg(test)]
     tests_hook::killed_after_keep(index)?;

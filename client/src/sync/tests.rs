@@ -1849,6 +1849,56 @@ impl super::apply::Authority for BridgeOrderer {
 }
 
 #[test]
+fn server_authoritative_every_link_a_device_holds_was_ordered_by_the_bridge() {
+    // Found by the random sequences in an ordered folder: a device giving a file's id up
+    // (the same file made on two devices) signed the delete link and put it in the document
+    // without claiming it. The bridge never saw it, so any later link of that file was
+    // refused for good, against a head no document held.
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    let m = members(&[&a, &b]);
+    let orderer = BridgeOrderer::new(
+        a.folder.id,
+        &FolderKey::from_bytes([2; 32]),
+        &[&a.key, &b.key],
+    );
+    a.write("other.txt", b"o");
+    a.write("same.txt", b"made on both");
+    b.write("same.txt", b"made on both");
+    for _ in 0..4 {
+        a.round_with(&m, &[&b], Some(&orderer));
+        exchange(&mut a, &mut b);
+        b.round_with(&m, &[&a], Some(&orderer));
+        exchange(&mut a, &mut b);
+    }
+    assert_eq!(a.tree(), b.tree());
+    let mut links = 0;
+    for d in [&a, &b] {
+        let ids: Vec<_> = d.doc.lock().unwrap().files().into_keys().collect();
+        for id in ids {
+            let ordered: HashSet<String> = orderer
+                .bridge
+                .read_entries("alice", &d.folder.id.to_string(), &id.to_hex(), 1, 1000)
+                .unwrap()
+                .into_iter()
+                .map(|l| l.head)
+                .collect();
+            for (e, head) in d.index.chain_links(&d.folder.id, &id).unwrap() {
+                assert!(
+                    ordered.contains(&head.to_hex()),
+                    "link {} ({:?}) of {id} is not on the bridge",
+                    e.seq,
+                    e.op
+                );
+                links += 1;
+            }
+        }
+    }
+    // Two creates, and the delete of the id given up (on the device that gave it up).
+    assert!(links >= 4, "{links}");
+}
+
+#[test]
 fn server_authoritative_the_first_claim_wins_and_the_loser_keeps_a_conflict_copy() {
     let mut a = Device::new(1);
     let mut b = Device::new(2);
