@@ -898,33 +898,6 @@ fn claim_links(
     Ok(())
 }
 
-/// In an ordered folder, gets the bridge to accept a link this device signs outside a scan
-/// (a yield's delete or rename), and any earlier link of the chain the document does not hold
-/// yet, before anything is written for it. Put into the document unclaimed, the link would be
-/// one the bridge never saw: the next link claimed after it, by any device, would be refused
-/// for good, the bridge's head being one no document holds.
-fn claim_new_link(
-    index: &Index,
-    doc: &Doc,
-    ctx: &Context<'_>,
-    id: &FileId,
-    prev: &ChainHash,
-    entry: &Entry,
-    head: &ChainHash,
-) -> Result<(), Defer> {
-    let Some(authority) = ctx.authority.filter(|a| a.orders()) else {
-        return Ok(());
-    };
-    claim_links(index, doc, ctx, authority, id)?;
-    match authority.claim(id, prev, entry, head) {
-        Ok(Claim::Accepted) => Ok(()),
-        Ok(Claim::Lost(_)) => Err(later(
-            "another device's change of it is first on the bridge",
-        )),
-        Err(e) => Err(later(format!("waiting for the bridge to order it: {e}"))),
-    }
-}
-
 /// A claim was lost: the version another device got in first wins. Once its record is in the
 /// document, the local version is kept as a conflict copy and the winner installed; until
 /// then the local file stays as it is, unpublished.
@@ -2416,7 +2389,6 @@ fn yield_path(
                 },
             )
             .map_err(|e| Defer::Refused(e.to_string()))?;
-        claim_new_link(index, doc, ctx, id, &row.chain_head, &entry, &head)?;
         let record = local_record(&FileRow {
             deleted: true,
             seq: entry.seq,
@@ -2429,10 +2401,10 @@ fn yield_path(
         // file, yielding again, round after round). The delete link and the take-over are one
         // transaction: a kill between them would leave a chain ahead of its row.
         take_over(index, ctx, &row, &keeper, GivenUp::EndsWith(&entry, &head))?;
-        put_links(index, doc, ctx, id)?;
-        lock(doc).put_record(id, &record)?;
-        pending.push((*id, record.digest()));
-        return Ok(());
+        // Published like a scanned change: in an ordered folder the bridge must see the link
+        // before any document does (claimed after the index holds it, so a kill in between
+        // leaves a link the next round claims, not one only the bridge knows).
+        return publish(index, doc, ctx, id, &record, pending);
     }
     // (A second yield of one path within a second, by one device, would take the same name.)
     let new_path = free_conflict_name(folder, &local.path, &me);
@@ -2452,7 +2424,6 @@ fn yield_path(
     if fs::symlink_metadata(&dst).is_ok() {
         return Err(later(format!("{new_path} exists")));
     }
-    claim_new_link(index, doc, ctx, id, &row.chain_head, &entry, &head)?;
     fs::rename(folder.root.join(&row.path), &dst)?;
     #[cfg(test)]
     tests_hook::killed_after_keep(index)?;
@@ -2471,9 +2442,6 @@ fn yield_path(
         w.put_file(&folder.id, &new_row)
     })?;
     let record = local_record(&new_row);
-    put_links(index, doc, ctx, id)?;
-    lock(doc).put_record(id, &record)?;
-    pending.push((*id, record.digest()));
     tracing::info!(folder = %folder.id, "path conflict: {} moved to {new_path}", local.path);
-    Ok(())
+    publish(index, doc, ctx, id, &record, pending)
 }
