@@ -762,8 +762,11 @@ fn mark_passed(doc: &Doc, files: &mut BTreeMap<FileId, FileState>) {
             continue;
         };
         let (local_digest, w_digest) = (local.digest(), w.record.digest());
+        // (A winner that is the base did not move: the local change is a plain one, and
+        // walking the winner's chain for it would cost a lookup per link, every round.)
         if f.local_passed
             || f.base == Some(local_digest)
+            || f.base == Some(w_digest)
             || local_digest == w_digest
             || local.chain_head == w.record.chain_head
         {
