@@ -430,8 +430,7 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
             "{recognised} files hold versions received before a restart: installing on top"
         );
     }
-    recover_bases(index, ctx, &mut files)?;
-    mark_passed(doc, &mut files);
+    settle_by_chains(index, doc, ctx, &mut files)?;
     let mut actions = plan::plan(&me, &files, names_of(ctx.folder));
     tracing::debug!(
         folder = %ctx.folder.id,
@@ -696,20 +695,31 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
     })
 }
 
-/// Recovers bases that a round cut short failed to record.
+/// Settles, by the chains, files whose local version and document winner both differ from
+/// their base and from each other, where one of the two descends from the other: then they
+/// are not rival edits, whatever the base says.
 ///
-/// A round records the bases of what it published only at its end, once the document that
-/// holds the records is saved. A round that stops in between (a kill -9, an error) leaves
-/// this device's record in the document and the older base in the index. If the file then
-/// changes here again, local and document both differ from that base, and the planner would
-/// take this device's own older version for a rival: a conflict copy of the newer local
-/// content, and an install of a version that may be on no disk any more (it was overwritten
-/// here), which never completes.
+/// - **The local chain went through the winner's head** (the local file descends from it): a
+///   base a cut-short round failed to record. A round records the bases of what it published
+///   only at its end, once the document holding the records is saved; a round that stops in
+///   between (a kill -9, an error) leaves this device's record in the document and the older
+///   base in the index. Edited here again, the file looked changed on both sides: its newer
+///   content became a conflict copy, and the round waited for good for the published
+///   version, which was on no disk any more. The base becomes the winner.
+/// - **The winner's chain went through the local head** (the winner descends from it): the
+///   local version differs from what it was only in what the chain does not link (mode or
+///   mtime: links are made for content and paths). Published, it would be a record of an old
+///   link, after a peer's later one (a delete, say) that every other device had already
+///   taken and would never give up for it. It is marked passed
+///   ([`FileState::local_passed`]): the winner is installed over it, through the versions
+///   store, as already happens when the two changes are concurrent (the document keeps the
+///   descendant).
 ///
-/// The local chain tells them apart: when it went through the winner's head, the local file
-/// descends from the winner, so this device held that version, and the two agreed on it.
-fn recover_bases(
+/// Plain local changes (the winner is the base) are skipped before any chain is read: this
+/// runs every round.
+fn settle_by_chains(
     index: &Index,
+    doc: &Doc,
     ctx: &Context<'_>,
     files: &mut BTreeMap<FileId, FileState>,
 ) -> Result<(), crate::index::Error> {
@@ -723,14 +733,15 @@ fn recover_bases(
             || f.base == Some(local_digest)
             || f.base == Some(w_digest)
             || local_digest == w_digest
+            || local.chain_head == w.record.chain_head
         {
             continue;
         }
-        let passed = index
+        let local_went_through = index
             .chain_links(&ctx.folder.id, id)?
             .iter()
-            .any(|(_, head)| *head == w.record.chain_head && *head != local.chain_head);
-        if passed {
+            .any(|(_, head)| *head == w.record.chain_head);
+        if local_went_through {
             tracing::debug!(
                 folder = %ctx.folder.id,
                 "{}: its version {} is an ancestor of the local one: agreed on it before",
@@ -738,42 +749,9 @@ fn recover_bases(
                 w.record.seq
             );
             f.base = Some(w_digest);
-        }
-    }
-    Ok(())
-}
-
-/// Marks local versions that the winner's chain went through as passed (see
-/// [`FileState::local_passed`]): the winner descends from them, so they are history, not rival
-/// edits.
-///
-/// A local version that differs from its base but whose chain head the winner passed changed
-/// only in what the chain does not link (its mode or mtime: links are made for content and
-/// paths). Published, it would be a record of an old link, after a peer's later one (a delete,
-/// say) that every other device has already taken: they would never take it, and a file
-/// deleted there would live on here, round after round. Two such changes made concurrently
-/// end the same way already: the document keeps the descendant. So the winner is installed
-/// over it, through the versions store like any replaced version.
-fn mark_passed(doc: &Doc, files: &mut BTreeMap<FileId, FileState>) {
-    let d = lock(doc);
-    for f in files.values_mut() {
-        let Some(local) = &f.local else { continue };
-        let Some(w) = plan::winner(&f.remote) else {
-            continue;
-        };
-        let (local_digest, w_digest) = (local.digest(), w.record.digest());
-        // (A winner that is the base did not move: the local change is a plain one, and
-        // walking the winner's chain for it would cost a lookup per link, every round.)
-        if f.local_passed
-            || f.base == Some(local_digest)
-            || f.base == Some(w_digest)
-            || local_digest == w_digest
-            || local.chain_head == w.record.chain_head
-        {
-            continue;
-        }
-        if super::recover::goes_through(&d, local.chain_head, &w.record) {
+        } else if super::recover::goes_through(&lock(doc), local.chain_head, &w.record) {
             tracing::debug!(
+                folder = %ctx.folder.id,
                 "{}: the document's version {} follows the local one: installed over it",
                 local.path,
                 w.record.seq
@@ -781,6 +759,7 @@ fn mark_passed(doc: &Doc, files: &mut BTreeMap<FileId, FileState>) {
             f.local_passed = true;
         }
     }
+    Ok(())
 }
 
 /// Whether the index's chain of the journaled file goes through the journaled version.

@@ -1302,13 +1302,7 @@ fn exchange_all(ds: &mut [Device]) {
 /// `ordered`: a `server_authoritative` folder, the bridge's rules ordering every change.
 fn random_sequences(n_devices: u8, seed: u64, steps: usize, ordered: bool) {
     let mut ds: Vec<Device> = (1..=n_devices).map(Device::new).collect();
-    let orderer = ordered.then(|| {
-        BridgeOrderer::new(
-            ds[0].folder.id,
-            &FolderKey::from_bytes([2; 32]),
-            &ds.iter().map(|d| &d.key).collect::<Vec<_>>(),
-        )
-    });
+    let orderer = ordered.then(|| BridgeOrderer::for_devices(&ds.iter().collect::<Vec<_>>()));
     let authority = orderer.as_ref().map(|o| o as &dyn super::apply::Authority);
     let m: HashSet<DeviceId> = ds
         .iter()
@@ -1818,6 +1812,17 @@ impl BridgeOrderer {
     }
 }
 
+impl BridgeOrderer {
+    /// The bridge ordering the test folder of `devices` (made by [`Device::new`]).
+    fn for_devices(devices: &[&Device]) -> Self {
+        Self::new(
+            devices[0].folder.id,
+            &FolderKey::from_bytes([2; 32]),
+            &devices.iter().map(|d| &d.key).collect::<Vec<_>>(),
+        )
+    }
+}
+
 impl super::apply::Authority for BridgeOrderer {
     fn orders(&self) -> bool {
         true
@@ -1857,11 +1862,7 @@ fn server_authoritative_every_link_a_device_holds_was_ordered_by_the_bridge() {
     let mut a = Device::new(1);
     let mut b = Device::new(2);
     let m = members(&[&a, &b]);
-    let orderer = BridgeOrderer::new(
-        a.folder.id,
-        &FolderKey::from_bytes([2; 32]),
-        &[&a.key, &b.key],
-    );
+    let orderer = BridgeOrderer::for_devices(&[&a, &b]);
     a.write("other.txt", b"o");
     a.write("same.txt", b"made on both");
     b.write("same.txt", b"made on both");
@@ -1894,7 +1895,8 @@ fn server_authoritative_every_link_a_device_holds_was_ordered_by_the_bridge() {
             }
         }
     }
-    // Two creates, and the delete of the id given up (on the device that gave it up).
+    // Counted per device: the kept file's create on both, and on the device that gave its
+    // id up, that id's create and delete too.
     assert!(links >= 4, "{links}");
 }
 
@@ -1903,11 +1905,7 @@ fn server_authoritative_the_first_claim_wins_and_the_loser_keeps_a_conflict_copy
     let mut a = Device::new(1);
     let mut b = Device::new(2);
     let m = members(&[&a, &b]);
-    let orderer = BridgeOrderer::new(
-        a.folder.id,
-        &FolderKey::from_bytes([2; 32]),
-        &[&a.key, &b.key],
-    );
+    let orderer = BridgeOrderer::for_devices(&[&a, &b]);
     a.write("x.txt", b"v1");
     a.round_with(&m, &[], Some(&orderer));
     exchange(&mut a, &mut b);
