@@ -641,9 +641,19 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                     report.refused.push((path, why));
                     Ok(())
                 }
-                Action::Yield { id, local, same_as } => {
-                    yield_path(index, doc, ctx, &id, &local, same_as, &mut pending)
-                }
+                Action::Yield {
+                    id,
+                    local,
+                    same_as,
+                    version_of,
+                } => yield_path(
+                    index,
+                    doc,
+                    ctx,
+                    (&id, &local, &version_of),
+                    same_as,
+                    &mut pending,
+                ),
             };
             match result {
                 Ok(()) => match what.0 {
@@ -2324,14 +2334,13 @@ pub(super) fn take_over(
     Ok(taken)
 }
 
-/// This device's file lost its path to another file: give it up (same content) or move it
+/// A file held here lost its path to another file: give it up (same content) or move it
 /// aside under a conflict name, sign the change and publish it.
 fn yield_path(
     index: &mut Index,
     doc: &Doc,
     ctx: &Context<'_>,
-    id: &FileId,
-    local: &Record,
+    (id, local, version_of): (&FileId, &Record, &DeviceId),
     same_as: Option<(FileId, Record)>,
     pending: &mut Vec<(FileId, Digest)>,
 ) -> Result<(), Defer> {
@@ -2353,7 +2362,6 @@ fn yield_path(
         head: row.chain_head,
         present: true,
     };
-    let me = DeviceId::of_signing_key(ctx.device);
     if let Some((keeper, version)) = same_as {
         // The keeper's chain is checked before anything is written: a keeper this device
         // would not install must not take this file's place (its delete would be published
@@ -2389,7 +2397,7 @@ fn yield_path(
         return publish(index, doc, ctx, id, &record, pending);
     }
     // (A second yield of one path within a second, by one device, would take the same name.)
-    let new_path = free_conflict_name(folder, &local.path, &me);
+    let new_path = free_conflict_name(folder, &local.path, version_of);
     let (entry, head) = tip
         .sign(
             ctx.device,

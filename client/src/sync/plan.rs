@@ -17,9 +17,10 @@
 //! | moved | moved | a local delete yields to a remote edit, a local edit beats a remote delete; two edits: the published one wins and the local one becomes a conflict copy |
 //!
 //! Then paths: two live files (different ids) that want one path are a collision. The smaller
-//! file id keeps the path; the device that authored the other one moves its file aside under a
-//! conflict name (or, when both have the same content, simply lets it go), and nobody installs
-//! the loser at the contested path meanwhile.
+//! file id keeps the path; every device that holds the other one there (its author, or a device
+//! that received it before the collision was known) moves it aside under a conflict name that
+//! names the author's device (or, when both have the same content, simply lets it go), and
+//! nobody installs the loser at the contested path meanwhile.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -105,13 +106,16 @@ pub enum Action {
     /// This device's file takes a path another file won: move it aside (different content)
     /// or give it up (same content: the other file is the same thing).
     Yield {
-        /// The losing file (local, authored by this device).
+        /// The losing file (held here at the contested path).
         id: FileId,
         /// Its local record.
         local: Record,
         /// The file that keeps the path, with the record it will have, when it has the same
         /// kind and content: this device's file then *is* that file, and takes its id.
         same_as: Option<(FileId, Record)>,
+        /// The device whose version of the loser this is (its conflict name says so): this
+        /// device when it authored it, else the author of the document's value.
+        version_of: DeviceId,
     },
 }
 
@@ -193,7 +197,13 @@ pub fn plan(me: &DeviceId, files: &BTreeMap<FileId, FileState>, names: Names) ->
                     }
                     outcome.insert(*id, (local.clone(), true));
                 } else if !local_changed && remote_changed {
-                    if mine_lost(local) && !local.deleted {
+                    // This device's value lost: its content is kept aside, unless the winner
+                    // holds that content too (two renames of one file, say): then nothing is
+                    // lost by taking the winner, and a copy would only duplicate it.
+                    let same_content = local.kind == w.record.kind
+                        && local.content_root == w.record.content_root
+                        && local.deleted == w.record.deleted;
+                    if mine_lost(local) && !local.deleted && !same_content {
                         actions.push(Action::KeepConflict {
                             id: *id,
                             local: local.clone(),
@@ -295,14 +305,27 @@ fn resolve_paths(
                     && l.kind == rec.kind
                     && l.content_root == rec.content_root
             });
-            if authored_here && (*is_local || holds_it.is_some()) {
+            // Whoever holds the loser at the very path the keeper takes moves it aside, the
+            // author or not: a device that got the loser from its author must not wait for
+            // that author, who may never come back (the path would wait with it). If the
+            // author moves it too, the two moves are concurrent renames of one file and
+            // merge like any others. (Paths that only this file system takes for one are
+            // left to their author: the devices that can hold both keep both.)
+            let holds_it_there = holds_it.is_some() && rec.path == keeper_rec.path;
+            if (authored_here && (*is_local || holds_it.is_some())) || holds_it_there {
                 actions.retain(|a| !matches!(a, Action::Publish { id, .. } if id == loser));
+                let version_of = if authored_here {
+                    *me
+                } else {
+                    winner(&f.remote).and_then(|c| c.author).unwrap_or(*me)
+                };
                 actions.push(Action::Yield {
                     id: *loser,
                     local: holds_it.filter(|_| !*is_local).unwrap_or(rec).clone(),
                     same_as: (rec.kind == keeper_rec.kind
                         && rec.content_root == keeper_rec.content_root)
                         .then(|| (keeper, keeper_rec.clone())),
+                    version_of,
                 });
             } else if let Some(local) = f.local.as_ref().filter(|l| {
                 !l.deleted
@@ -319,6 +342,7 @@ fn resolve_paths(
                     id: *loser,
                     local: local.clone(),
                     same_as: Some((keeper, keeper_rec.clone())),
+                    version_of: *me,
                 });
             } else if !*is_local && rec.path != keeper_rec.path {
                 // Two paths only this file system takes for one: its author sees no clash and
@@ -690,5 +714,47 @@ mod tests {
         ]
         .into();
         assert!(plan(&b, &files_at_b, Names::CaseSensitive).is_empty());
+    }
+
+    #[test]
+    fn a_device_holding_another_s_file_that_lost_its_path_moves_it_aside_under_its_author_s_name() {
+        // Device 3 received device 1's file (id 9) before device 2's (id 1) took the path.
+        let (keeper, loser) = (rec("same.txt", 2, 1), rec("same.txt", 1, 1));
+        let at_3 = |loser: &Record, keeper: &Record| -> BTreeMap<FileId, FileState> {
+            [
+                (
+                    FileId::from_bytes([1; 16]),
+                    FileState {
+                        remote: vec![cand(keeper, 2, 1)],
+                        ..FileState::default()
+                    },
+                ),
+                (
+                    FileId::from_bytes([9; 16]),
+                    FileState {
+                        local: Some(loser.clone()),
+                        base: Some(loser.digest()),
+                        remote: vec![cand(loser, 1, 1)],
+                        local_passed: false,
+                    },
+                ),
+            ]
+            .into()
+        };
+        let actions = plan(&dev(3), &at_3(&loser, &keeper), Names::CaseSensitive);
+        assert!(
+            actions.iter().any(|x| matches!(x,
+                Action::Yield { id, same_as: None, version_of, .. }
+                    if *id == FileId::from_bytes([9; 16]) && *version_of == dev(1))),
+            "{actions:?}"
+        );
+        // Names that only a case-insensitive file system takes for one stay their author's
+        // to move: the devices that can hold both keep both.
+        let keeper = rec("Same.txt", 2, 1);
+        let actions = plan(&dev(3), &at_3(&loser, &keeper), Names::CaseInsensitive);
+        assert!(
+            !actions.iter().any(|x| matches!(x, Action::Yield { .. })),
+            "{actions:?}"
+        );
     }
 }

@@ -189,6 +189,8 @@ fn members(ds: &[&Device]) -> HashSet<DeviceId> {
 fn converge(a: &mut Device, b: &mut Device) {
     let m = members(&[a, b]);
     let mut last = None;
+    // What either published before is seen by both before the first quiet round counts.
+    exchange(a, b);
     for _ in 0..8 {
         let ra = a.round(&m, &[b]);
         exchange(a, b);
@@ -405,6 +407,11 @@ fn converge_all(ds: &mut [Device]) {
         .iter()
         .map(|d| DeviceId::of_signing_key(&d.key))
         .collect();
+    converge_among(ds, &m);
+}
+
+/// [`converge_all`] for devices of a folder whose members `m` may include absent ones.
+fn converge_among(ds: &mut [Device], m: &HashSet<DeviceId>) {
     for _ in 0..12 {
         exchange_all(ds);
         let mut changed = false;
@@ -412,7 +419,7 @@ fn converge_all(ds: &mut [Device]) {
             let (before, rest) = ds.split_at_mut(k);
             let (me, after) = rest.split_first_mut().unwrap();
             let others: Vec<&Device> = before.iter().chain(after.iter()).collect();
-            let r = me.round(&m, &others);
+            let r = me.round(m, &others);
             changed |= r.changed() || !r.deferred.is_empty();
         }
         if !changed {
@@ -479,6 +486,76 @@ fn the_author_of_a_file_that_lost_its_path_moves_it_even_when_another_device_tou
     let copies: Vec<_> = tree.keys().filter(|k| k.contains(".conflict-")).collect();
     assert_eq!(copies.len(), 1, "{tree:?}");
     assert_eq!(tree[copies[0]], touched);
+}
+
+#[test]
+fn a_file_that_lost_its_path_is_moved_aside_even_if_its_author_never_comes_back() {
+    // The author made the losing file and went away for good after a third device took it.
+    // The third device holds the loser at the contested path: if only the author may move
+    // it, the path waits forever, the keeper never reaches the third device and the loser
+    // never reaches the keeper's.
+    let mut ds: Vec<Device> = (1..=3).map(Device::new).collect();
+    ds[0].write("other.txt", b"o");
+    converge_all(&mut ds);
+    ds[0].write("p.txt", b"made on 1");
+    ds[1].write("p.txt", b"made on 2");
+    ds[0].scan();
+    ds[1].scan();
+    let id = |d: &Device| file_id(d, "p.txt");
+    let (author, keeper) = if id(&ds[0]) > id(&ds[1]) {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let m = members(&ds.iter().collect::<Vec<_>>());
+    ds[author].round(&m, &[]);
+    {
+        let (l, r) = ds.split_at_mut(2);
+        exchange(&mut l[author], &mut r[0]);
+        r[0].round(&m, &[&l[author]]);
+    }
+    let loser = format!("made on {}", author + 1).into_bytes();
+    assert_eq!(std::fs::read(ds[2].path("p.txt")).unwrap(), loser);
+    // The author leaves; the other two carry on (it stays a member).
+    let gone = ds.remove(author);
+    let mut rest = ds;
+    converge_among(&mut rest, &m);
+    let tree = rest[0].tree();
+    let keeper_bytes = format!("made on {}", keeper + 1).into_bytes();
+    assert_eq!(tree["p.txt"], keeper_bytes, "{tree:?}");
+    let copies: Vec<_> = tree.keys().filter(|k| k.contains(".conflict-")).collect();
+    assert_eq!(copies.len(), 1, "{tree:?}");
+    assert_eq!(tree[copies[0]], loser);
+    // The name says whose version it is: the author's, not the device that moved it.
+    let named = super::apply::parse_conflict_name(copies[0]).unwrap();
+    let author_id = DeviceId::of_signing_key(&gone.key).to_string();
+    assert!(author_id.starts_with(&named.device), "{named:?}");
+    // The author comes back and ends with the same tree, still one copy of its file.
+    let mut all = rest;
+    all.insert(author, gone);
+    converge_all(&mut all);
+    assert_eq!(all[author].tree(), tree);
+}
+
+#[test]
+fn one_file_renamed_two_ways_at_once_ends_under_one_name_without_a_copy() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.write("f.txt", b"renamed twice");
+    converge(&mut a, &mut b);
+    std::fs::rename(a.path("f.txt"), a.path("g.txt")).unwrap();
+    std::fs::rename(b.path("f.txt"), b.path("h.txt")).unwrap();
+    let m = members(&[&a, &b]);
+    a.round(&m, &[]);
+    b.round(&m, &[]);
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    assert_eq!(tree.len(), 1, "{tree:?}");
+    let (name, bytes) = tree.iter().next().unwrap();
+    assert!(name == "g.txt" || name == "h.txt", "{tree:?}");
+    assert_eq!(bytes, b"renamed twice");
+    assert_eq!(file_id(&a, name), file_id(&b, name));
 }
 
 #[test]
@@ -1214,10 +1291,18 @@ fn random_op(d: &Device, rng: &mut Rng, step: usize) -> Option<Vec<u8>> {
         v.truncate(len);
         v
     };
-    let op = if files.is_empty() { 0 } else { rng.below(9) };
+    let op = if files.is_empty() { 0 } else { rng.below(10) };
     match op {
         0 => {
             let name = format!("{}f{step}.bin", dirs[rng.below(4) as usize]);
+            let v = content(rng);
+            d.write(&name, &v);
+            Some(v)
+        }
+        8 => {
+            // A name other devices may use too: made on two devices before they sync, it is
+            // two files wanting one path (written here, where it exists, it is an edit).
+            let name = format!("{}shared{}.txt", dirs[rng.below(2) as usize], rng.below(3));
             let v = content(rng);
             d.write(&name, &v);
             Some(v)
