@@ -44,7 +44,7 @@ pub type Doc = std::sync::Mutex<FolderDoc>;
 pub(super) fn lock(doc: &Doc) -> std::sync::MutexGuard<'_, FolderDoc> {
     doc.lock().unwrap_or_else(|e| e.into_inner())
 }
-use super::plan::{self, Action, Candidate, FileState};
+use super::plan::{self, Action, Candidate, FileState, Merge};
 use crate::chunk;
 use crate::index::{ChunkLoc, ChunkTag, FileRow, Index};
 use crate::scan::Folder;
@@ -375,17 +375,35 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
     // A file replaced by another kind at the same path (a link became a directory) lost its
     // row to the new one, but its delete is in its chain: show it as a local tombstone, or the
     // delete would never be published and peers would keep the old entry in the way.
+    // The same holds for a file this device gave up to an equal one (`yield_path`), when the
+    // round was cut short before the document with its delete was saved and its base recorded.
+    let mut chained: Option<HashSet<FileId>> = None;
     for (id, f) in files.iter_mut() {
-        let (None, Some(base)) = (&f.local, f.base) else {
+        if f.local.is_some() || f.remote.iter().all(|c| c.record.deleted) {
             continue;
+        }
+        if chained.is_none() {
+            chained = Some(index.chained_files(&ctx.folder.id)?.into_iter().collect());
+        }
+        if !chained.as_ref().is_some_and(|c| c.contains(id)) {
+            continue;
+        }
+        let links = index.chain_links(&ctx.folder.id, id)?;
+        // The value this device agreed on; without a base (lost to a kill), a value its chain
+        // went through.
+        let agreed = match f.base {
+            Some(base) => f.remote.iter().find(|c| c.record.digest() == base),
+            None => f
+                .remote
+                .iter()
+                .find(|c| links.iter().any(|(_, head)| *head == c.record.chain_head)),
         };
-        let Some(agreed) = f.remote.iter().find(|c| c.record.digest() == base) else {
+        let Some(agreed) = agreed else {
             continue;
         };
         if agreed.record.deleted {
             continue;
         }
-        let links = index.chain_links(&ctx.folder.id, id)?;
         if let Some((last, head)) = links.last()
             && last.op == harp_protocol::chain::Op::Delete
             && last.seq > agreed.record.seq
@@ -431,7 +449,9 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
         );
     }
     settle_by_chains(index, doc, ctx, &mut files)?;
+    find_merges(index, doc, ctx, &mut files)?;
     let mut actions = plan::plan(&me, &files, names_of(ctx.folder));
+    tracing::trace!(folder = %ctx.folder.id, "planned: {actions:?}");
     tracing::debug!(
         folder = %ctx.folder.id,
         "round planned: {} actions for {} files in {:.3} s",
@@ -449,7 +469,12 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
         Action::Yield { .. } | Action::Refuse { .. } => (0, 0, 0),
         Action::KeepConflict { .. } => (1, 0, 0),
         Action::Publish { .. } | Action::Adopt { .. } => (2, 0, 0),
-        Action::Install { record, .. } => (
+        Action::Install { record, .. }
+        | Action::Merge {
+            winner: record,
+            how: Merge::KeepLocalPath,
+            ..
+        } => (
             3,
             u8::from(!record.deleted),
             if record.deleted {
@@ -458,6 +483,7 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                 depth(&record.path)
             },
         ),
+        Action::Merge { winner, .. } => (3, 1, depth(&winner.path)),
     });
     let cached = Prefetched {
         inner: ctx.fetcher,
@@ -466,11 +492,13 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
     let to_fetch: Vec<Record> = actions
         .iter()
         .filter_map(|a| match a {
-            Action::Install { record, .. } | Action::KeepConflict { winner: record, .. }
-                if !record.deleted && record.kind != EntryKind::Directory =>
-            {
-                Some(record.clone())
-            }
+            Action::Install { record, .. }
+            | Action::KeepConflict { winner: record, .. }
+            | Action::Merge {
+                winner: record,
+                how: Merge::KeepLocalPath,
+                ..
+            } if !record.deleted && record.kind != EntryKind::Directory => Some(record.clone()),
             _ => None,
         })
         .collect();
@@ -531,9 +559,13 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
         let mut report = Report::default();
         for action in actions {
             let due = match &action {
-                Action::Install { record, .. } | Action::KeepConflict { winner: record, .. } => {
-                    window_of.get(&record.digest()).copied()
-                }
+                Action::Install { record, .. }
+                | Action::KeepConflict { winner: record, .. }
+                | Action::Merge {
+                    winner: record,
+                    how: Merge::KeepLocalPath,
+                    ..
+                } => window_of.get(&record.digest()).copied(),
                 _ => None,
             };
             if let Some(w) = due
@@ -641,6 +673,56 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
                     report.refused.push((path, why));
                     Ok(())
                 }
+                Action::Merge {
+                    id,
+                    local,
+                    winner,
+                    how: Merge::KeepLocalPath,
+                } => {
+                    // The winner's content first (over the local version, which goes to the
+                    // versions store like any replaced one), then back to this device's path.
+                    let prebuilt = built.remove(&winner.digest());
+                    install(
+                        index,
+                        doc,
+                        ctx,
+                        &id,
+                        &winner,
+                        &mut report,
+                        &mut journal,
+                        prebuilt,
+                        &verified,
+                    )
+                    .and_then(|()| {
+                        move_signed(
+                            index,
+                            doc,
+                            ctx,
+                            &id,
+                            (&winner.path, &local.path),
+                            &mut pending,
+                        )
+                    })
+                }
+                Action::Merge {
+                    id,
+                    local,
+                    how: Merge::Made,
+                    ..
+                } => publish(index, doc, ctx, &id, &local, &mut pending),
+                Action::Merge {
+                    id,
+                    local,
+                    winner,
+                    how: Merge::TakeWinnerPath,
+                } => move_signed(
+                    index,
+                    doc,
+                    ctx,
+                    &id,
+                    (&local.path, &winner.path),
+                    &mut pending,
+                ),
                 Action::Yield {
                     id,
                     local,
@@ -657,7 +739,8 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
             };
             match result {
                 Ok(()) => match what.0 {
-                    "publish" => report.published += 1,
+                    // (A merge and a yield publish what they did, too.)
+                    "publish" | "merge" | "yield" => report.published += 1,
                     "install" => report.installed += 1,
                     _ => {}
                 },
@@ -772,6 +855,79 @@ fn settle_by_chains(
     Ok(())
 }
 
+/// Marks files whose local version and document winner changed different things since the
+/// last version they share (their fork point in the chains): one only moved the file, the other
+/// only changed its content ([`Merge`]). Files only: a directory has no content to merge, and a
+/// link's target is its content. Not in ordered folders, where the bridge lets only one of two
+/// changes after one version through (the other is a conflict copy, as the bridge decided).
+fn find_merges(
+    index: &Index,
+    doc: &Doc,
+    ctx: &Context<'_>,
+    files: &mut BTreeMap<FileId, FileState>,
+) -> Result<(), crate::index::Error> {
+    if ctx.authority.is_some_and(|a| a.orders()) {
+        return Ok(());
+    }
+    for (id, f) in files.iter_mut() {
+        let Some(local) = &f.local else { continue };
+        let Some(w) = plan::winner(&f.remote) else {
+            continue;
+        };
+        let w = &w.record;
+        if f.local_passed
+            || local.deleted
+            || w.deleted
+            || local.kind != EntryKind::File
+            || w.kind != EntryKind::File
+            || (local.path == w.path
+                && (local.content_root == w.content_root || f.base == Some(local.digest())))
+        {
+            // (A merge puts the file where one side moved it, so the paths differ, unless
+            // this device made it and has not published it yet: see `Merge::Made`.)
+            continue;
+        }
+        let links = index.chain_links(&ctx.folder.id, id)?;
+        if links.last().map(|(_, head)| *head) != Some(local.chain_head) {
+            continue;
+        }
+        let local_heads: HashMap<ChainHash, &Entry> =
+            links.iter().map(|(e, head)| (*head, e)).collect();
+        let fork = {
+            let d = lock(doc);
+            let mut at = w.chain_head;
+            let mut found = None;
+            for _ in 0..=w.seq {
+                if let Some(e) = local_heads.get(&at) {
+                    found = Some(*e);
+                    break;
+                }
+                match d.entry(&at) {
+                    Some((prev, _)) => at = prev,
+                    None => break,
+                }
+            }
+            found
+        };
+        let Some(fork) = fork.filter(|e| e.op != Op::Delete) else {
+            continue;
+        };
+        let commit = |path: &str| ctx.folder.keys.commit_path(path);
+        let moved = |r: &Record| commit(&r.path) != fork.path;
+        let edited = |r: &Record| r.content_root != fork.content_root;
+        f.merge = match (moved(local), edited(local), moved(w), edited(w)) {
+            (true, false, false, true) => Some(Merge::KeepLocalPath),
+            (false, true, true, false) => Some(Merge::TakeWinnerPath),
+            (true, true, true, false) if local.path == w.path => Some(Merge::Made),
+            _ => None,
+        };
+        if let Some(how) = f.merge {
+            tracing::debug!(folder = %ctx.folder.id, "{}: a move and an edit made at once: merged ({how:?})", local.path);
+        }
+    }
+    Ok(())
+}
+
 /// Whether the index's chain of the journaled file goes through the journaled version.
 fn chain_holds(
     index: &Index,
@@ -842,6 +998,7 @@ fn describe(a: &Action) -> (&'static str, String) {
         Action::Install { record, .. } => ("install", record.path.clone()),
         Action::KeepConflict { local, .. } => ("conflict", local.path.clone()),
         Action::Yield { local, .. } => ("yield", local.path.clone()),
+        Action::Merge { local, .. } => ("merge", local.path.clone()),
         Action::Refuse { path, .. } => ("refuse", path.clone()),
     }
 }
@@ -2394,10 +2551,48 @@ fn yield_path(
         // Published like a scanned change: in an ordered folder the bridge must see the link
         // before any document does (claimed after the index holds it, so a kill in between
         // leaves a link the next round claims, not one only the bridge knows).
-        return publish(index, doc, ctx, id, &record, pending);
+        publish(index, doc, ctx, id, &record, pending)?;
+        #[cfg(test)]
+        tests_hook::killed_after_keep(index)?;
+        return Ok(());
     }
     // (A second yield of one path within a second, by one device, would take the same name.)
     let new_path = free_conflict_name(folder, &local.path, version_of);
+    move_signed(index, doc, ctx, id, (&local.path, &new_path), pending)?;
+    tracing::info!(folder = %folder.id, "path conflict: {} moved to {new_path}", local.path);
+    Ok(())
+}
+
+/// Moves this device's file `id` from `from` to `to` (a free path): signs the rename on the
+/// local chain, renames, records it, and publishes it.
+fn move_signed(
+    index: &mut Index,
+    doc: &Doc,
+    ctx: &Context<'_>,
+    id: &FileId,
+    (from, to): (&str, &str),
+    pending: &mut Vec<(FileId, Digest)>,
+) -> Result<(), Defer> {
+    let folder = ctx.folder;
+    let row = index
+        .file(&folder.id, from)?
+        .filter(|r| r.file_id == *id && !r.deleted)
+        .ok_or_else(|| later("the file moved"))?;
+    if !disk_matches(folder, &row) {
+        return Err(later(format!("{from} changed on disk since the last scan")));
+    }
+    let dst = folder.root.join(to);
+    if fs::symlink_metadata(&dst).is_ok() {
+        return Err(later(format!("{to} exists")));
+    }
+    prepare_parents(folder, to)?;
+    let tip = ChainTip {
+        folder: folder.id,
+        file: *id,
+        seq: row.seq,
+        head: row.chain_head,
+        present: true,
+    };
     let (entry, head) = tip
         .sign(
             ctx.device,
@@ -2405,21 +2600,17 @@ fn yield_path(
                 op: Op::Rename,
                 content_root: row.content_root,
                 size: row.size,
-                path: folder.keys.commit_path(&new_path),
+                path: folder.keys.commit_path(to),
                 timestamp_ms: now_ms() as u64,
             },
         )
         .map_err(|e| Defer::Refused(e.to_string()))?;
-    let dst = folder.root.join(&new_path);
-    if fs::symlink_metadata(&dst).is_ok() {
-        return Err(later(format!("{new_path} exists")));
-    }
     fs::rename(folder.root.join(&row.path), &dst)?;
     #[cfg(test)]
     tests_hook::killed_after_keep(index)?;
     let meta = fs::symlink_metadata(&dst)?;
     let new_row = FileRow {
-        path: new_path.clone(),
+        path: to.to_owned(),
         seq: entry.seq,
         chain_head: head,
         mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
@@ -2431,7 +2622,5 @@ fn yield_path(
         w.put_entry(&folder.id, &entry, &head)?;
         w.put_file(&folder.id, &new_row)
     })?;
-    let record = local_record(&new_row);
-    tracing::info!(folder = %folder.id, "path conflict: {} moved to {new_path}", local.path);
-    publish(index, doc, ctx, id, &record, pending)
+    publish(index, doc, ctx, id, &local_record(&new_row), pending)
 }

@@ -15,6 +15,7 @@
 //! | same | moved | install the winner (if one of this device's own values lost, keep the local content as a conflict copy first) |
 //! | moved | same (or no record yet) | publish local |
 //! | moved | moved | a local delete yields to a remote edit, a local edit beats a remote delete; two edits: the published one wins and the local one becomes a conflict copy |
+//! | moved or this device's value lost | moved | when one side only moved the file and the other only changed its content since their chains forked: [`Merge`] (the file ends at the new path with the new content) |
 //!
 //! Then paths: two live files (different ids) that want one path are a collision. The smaller
 //! file id keeps the path; every device that holds the other one there (its author, or a device
@@ -51,6 +52,28 @@ pub struct FileState {
     /// last link: received here, not made here (an install a kill -9 left unrecorded, see
     /// [`super::recover`]). It counts as unchanged, so the winner is installed over it.
     pub local_passed: bool,
+    /// The local version and the winner changed different things since their last common
+    /// version (found from the chains by `apply::find_merges`): they merge instead of one
+    /// becoming a conflict copy.
+    pub merge: Option<Merge>,
+}
+
+/// Concurrent changes of one file that touch different things since the last version both
+/// sides share: one side only moved the file, the other only changed its content. The file
+/// ends at the mover's path with the editor's content, and no conflict copy is made: nothing
+/// either side did is lost. The device whose value lost the ranking makes the merge and
+/// publishes it; it is newer than both, so every device takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// This device moved the file, the winner changed its content: install the winner, then
+    /// move it where this device had put it.
+    KeepLocalPath,
+    /// This device changed the content, the winner moved the file: move the local file to
+    /// the winner's path.
+    TakeWinnerPath,
+    /// The local version is that merge already (a round was cut short after moving the file,
+    /// and the restarted scan signed the move): publish it.
+    Made,
 }
 
 /// What to do about one file.
@@ -102,6 +125,18 @@ pub enum Action {
         path: String,
         /// The path that keeps the name here.
         kept: String,
+    },
+    /// Merge a local change and the winner that changed different things (see [`Merge`]),
+    /// then publish the result.
+    Merge {
+        /// The file.
+        id: FileId,
+        /// Its local record.
+        local: Record,
+        /// The winning record.
+        winner: Record,
+        /// Which side's path the file keeps.
+        how: Merge,
     },
     /// This device's file takes a path another file won: move it aside (different content)
     /// or give it up (same content: the other file is the same thing).
@@ -186,6 +221,34 @@ pub fn plan(me: &DeviceId, files: &BTreeMap<FileId, FileState>, names: Names) ->
                     resolve: false,
                 });
                 outcome.insert(*id, (w.record.clone(), false));
+            }
+            (Some(local), Some(_)) if f.merge == Some(Merge::Made) => {
+                actions.push(Action::Publish {
+                    id: *id,
+                    record: local.clone(),
+                });
+                outcome.insert(*id, (local.clone(), true));
+            }
+            (Some(local), Some(w)) if f.merge.is_some() && local_digest != w_digest => {
+                let how = f.merge.unwrap_or(Merge::TakeWinnerPath);
+                let merged = match how {
+                    Merge::Made => local.clone(),
+                    Merge::KeepLocalPath => Record {
+                        path: local.path.clone(),
+                        ..w.record.clone()
+                    },
+                    Merge::TakeWinnerPath => Record {
+                        path: w.record.path.clone(),
+                        ..local.clone()
+                    },
+                };
+                actions.push(Action::Merge {
+                    id: *id,
+                    local: local.clone(),
+                    winner: w.record.clone(),
+                    how,
+                });
+                outcome.insert(*id, (merged, true));
             }
             (Some(local), Some(w)) => {
                 if local_digest == w_digest {
@@ -406,6 +469,7 @@ mod tests {
             base: Some(v1.digest()),
             remote: vec![cand(&v1, 1, 1)],
             local_passed: false,
+            merge: None,
         };
         assert!(plan(&me, &one(5, f), Names::CaseSensitive).is_empty());
         // Remote moved: install.
@@ -414,6 +478,7 @@ mod tests {
             base: Some(v1.digest()),
             remote: vec![cand(&v2, 2, 2)],
             local_passed: false,
+            merge: None,
         };
         assert_eq!(
             plan(&me, &one(5, f), Names::CaseSensitive),
@@ -429,6 +494,7 @@ mod tests {
             base: Some(v1.digest()),
             remote: vec![cand(&v1, 1, 1)],
             local_passed: false,
+            merge: None,
         };
         assert_eq!(
             plan(&me, &one(5, f), Names::CaseSensitive),
@@ -443,6 +509,7 @@ mod tests {
             base: None,
             remote: vec![],
             local_passed: false,
+            merge: None,
         };
         assert!(matches!(
             &plan(&me, &one(5, f), Names::CaseSensitive)[..],
@@ -454,6 +521,7 @@ mod tests {
             base: None,
             remote: vec![cand(&v1, 2, 1)],
             local_passed: false,
+            merge: None,
         };
         assert!(matches!(
             &plan(&me, &one(5, f), Names::CaseSensitive)[..],
@@ -465,6 +533,7 @@ mod tests {
             base: Some(v1.digest()),
             remote: vec![cand(&v2, 2, 2)],
             local_passed: false,
+            merge: None,
         };
         assert_eq!(
             plan(&me, &one(5, f), Names::CaseSensitive),
@@ -488,12 +557,14 @@ mod tests {
             base: Some(va.digest()),
             remote: remote.clone(),
             local_passed: false,
+            merge: None,
         };
         let at_b = FileState {
             local: Some(vb.clone()),
             base: Some(vb.digest()),
             remote: remote.iter().rev().cloned().collect(),
             local_passed: false,
+            merge: None,
         };
         assert!(matches!(
             &plan(&a, &one(5, at_a), Names::CaseSensitive)[..],
@@ -506,6 +577,7 @@ mod tests {
             base: Some(base.digest()),
             remote,
             local_passed: false,
+            merge: None,
         };
         assert!(matches!(
             &plan(&dev(3), &one(5, at_c), Names::CaseSensitive)[..],
@@ -528,6 +600,7 @@ mod tests {
             base: Some(base.digest()),
             remote: vec![cand(&deleted, 2, 500)],
             local_passed: false,
+            merge: None,
         };
         assert!(
             matches!(&plan(&me, &one(5, f), Names::CaseSensitive)[..], [Action::Publish { record, .. }] if *record == edited)
@@ -538,6 +611,7 @@ mod tests {
             base: Some(base.digest()),
             remote: vec![cand(&edited, 2, 1)],
             local_passed: false,
+            merge: None,
         };
         assert!(
             matches!(&plan(&me, &one(5, f), Names::CaseSensitive)[..], [Action::Install { record, .. }] if *record == edited)
@@ -548,6 +622,7 @@ mod tests {
             base: Some(deleted.digest()),
             remote: vec![cand(&deleted, 1, 900), cand(&edited, 2, 1)],
             local_passed: false,
+            merge: None,
         };
         assert!(matches!(
             &plan(&me, &one(5, f), Names::CaseSensitive)[..],
@@ -564,6 +639,7 @@ mod tests {
             base: Some(base.digest()),
             remote: vec![cand(&rec("a", 3, 2), 2, 1)],
             local_passed: false,
+            merge: None,
         };
         assert!(matches!(
             &plan(&me, &one(5, f), Names::CaseSensitive)[..],
@@ -584,6 +660,7 @@ mod tests {
                     base: None,
                     remote: vec![cand(&theirs, 2, 1)],
                     local_passed: false,
+                    merge: None,
                 },
             ),
             (
@@ -593,6 +670,7 @@ mod tests {
                     base: Some(mine.digest()),
                     remote: vec![cand(&mine, 1, 1)],
                     local_passed: false,
+                    merge: None,
                 },
             ),
         ]
@@ -623,6 +701,7 @@ mod tests {
                         base: None,
                         remote: vec![cand(&r, 2, 1)],
                         local_passed: false,
+                        merge: None,
                     },
                 )
             })
@@ -669,6 +748,7 @@ mod tests {
                     base: None,
                     remote: vec![cand(&theirs, 2, 1)],
                     local_passed: false,
+                    merge: None,
                 },
             ),
             (
@@ -678,6 +758,7 @@ mod tests {
                     base: Some(mine.digest()),
                     remote: vec![cand(&mine, 1, 1)],
                     local_passed: false,
+                    merge: None,
                 },
             ),
         ]
@@ -700,6 +781,7 @@ mod tests {
                     base: Some(theirs.digest()),
                     remote: vec![cand(&theirs, 2, 1)],
                     local_passed: false,
+                    merge: None,
                 },
             ),
             (
@@ -709,6 +791,7 @@ mod tests {
                     base: None,
                     remote: vec![cand(&mine, 1, 1)],
                     local_passed: false,
+                    merge: None,
                 },
             ),
         ]
@@ -736,6 +819,7 @@ mod tests {
                         base: Some(loser.digest()),
                         remote: vec![cand(loser, 1, 1)],
                         local_passed: false,
+                        merge: None,
                     },
                 ),
             ]
