@@ -921,6 +921,14 @@ fn find_merges(
             (true, true, true, false) if local.path == w.path => Some(Merge::Made),
             _ => None,
         };
+        // Both other merges go through the winner's path (one moves the file there, the other
+        // installs it there first): held here by something else, it is left to the path rules,
+        // which see only the winner there, so no merge (a conflict copy, as before).
+        if matches!(f.merge, Some(Merge::KeepLocalPath | Merge::TakeWinnerPath))
+            && fs::symlink_metadata(ctx.folder.root.join(&w.path)).is_ok()
+        {
+            f.merge = None;
+        }
         if let Some(how) = f.merge {
             tracing::debug!(folder = %ctx.folder.id, "{}: a move and an edit made at once: merged ({how:?})", local.path);
         }
