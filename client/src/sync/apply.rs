@@ -449,7 +449,6 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
         );
     }
     settle_by_chains(index, doc, ctx, &mut files)?;
-    find_merges(index, doc, ctx, &mut files)?;
     let mut actions = plan::plan(&me, &files, names_of(ctx.folder));
     tracing::trace!(folder = %ctx.folder.id, "planned: {actions:?}");
     tracing::debug!(
@@ -808,132 +807,121 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
 ///   store, as already happens when the two changes are concurrent (the document keeps the
 ///   descendant).
 ///
-/// Plain local changes (the winner is the base) are skipped before any chain is read: this
-/// runs every round.
+/// Then, of the rest, it marks files whose two versions changed different things since their
+/// fork point in the chains ([`merge_of`]).
+///
+/// Plain local changes (the winner is the base) and plain remote ones (the local version is
+/// the base, at the winner's path) are skipped before any chain is read: this runs every
+/// round. A file's chain is read at most once.
 fn settle_by_chains(
     index: &Index,
     doc: &Doc,
     ctx: &Context<'_>,
     files: &mut BTreeMap<FileId, FileState>,
 ) -> Result<(), crate::index::Error> {
-    for (id, f) in files.iter_mut() {
-        let Some(local) = &f.local else { continue };
-        let Some(w) = plan::winner(&f.remote) else {
-            continue;
-        };
-        let (local_digest, w_digest) = (local.digest(), w.record.digest());
-        if f.local_passed
-            || f.base == Some(local_digest)
-            || f.base == Some(w_digest)
-            || local_digest == w_digest
-            || local.chain_head == w.record.chain_head
-        {
-            continue;
-        }
-        let local_went_through = index
-            .chain_links(&ctx.folder.id, id)?
-            .iter()
-            .any(|(_, head)| *head == w.record.chain_head);
-        if local_went_through {
-            tracing::debug!(
-                folder = %ctx.folder.id,
-                "{}: its version {} is an ancestor of the local one: agreed on it before",
-                local.path,
-                w.record.seq
-            );
-            f.base = Some(w_digest);
-        } else if super::recover::goes_through(&lock(doc), local.chain_head, &w.record) {
-            tracing::debug!(
-                folder = %ctx.folder.id,
-                "{}: the document's version {} follows the local one: installed over it",
-                local.path,
-                w.record.seq
-            );
-            f.local_passed = true;
-        }
-    }
-    Ok(())
-}
-
-/// Marks files whose local version and document winner changed different things since the
-/// last version they share (their fork point in the chains): one only moved the file, the other
-/// only changed its content ([`Merge`]). Files only: a directory has no content to merge, and a
-/// link's target is its content. Not in ordered folders, where the bridge lets only one of two
-/// changes after one version through (the other is a conflict copy, as the bridge decided).
-fn find_merges(
-    index: &Index,
-    doc: &Doc,
-    ctx: &Context<'_>,
-    files: &mut BTreeMap<FileId, FileState>,
-) -> Result<(), crate::index::Error> {
-    if ctx.authority.is_some_and(|a| a.orders()) {
-        return Ok(());
-    }
+    let merges = !ctx.authority.is_some_and(|a| a.orders());
     for (id, f) in files.iter_mut() {
         let Some(local) = &f.local else { continue };
         let Some(w) = plan::winner(&f.remote) else {
             continue;
         };
         let w = &w.record;
-        if f.local_passed
-            || local.deleted
-            || w.deleted
-            || local.kind != EntryKind::File
-            || w.kind != EntryKind::File
-            || (local.path == w.path
-                && (local.content_root == w.content_root || f.base == Some(local.digest())))
-        {
-            // (A merge puts the file where one side moved it, so the paths differ, unless
-            // this device made it and has not published it yet: see `Merge::Made`.)
+        let (local_digest, w_digest) = (local.digest(), w.digest());
+        if f.local_passed || local_digest == w_digest || local.chain_head == w.chain_head {
             continue;
         }
-        let links = index.chain_links(&ctx.folder.id, id)?;
-        if links.last().map(|(_, head)| *head) != Some(local.chain_head) {
-            continue;
-        }
-        let local_heads: HashMap<ChainHash, &Entry> =
-            links.iter().map(|(e, head)| (*head, e)).collect();
-        let fork = {
-            let d = lock(doc);
-            let mut at = w.chain_head;
-            let mut found = None;
-            for _ in 0..=w.seq {
-                if let Some(e) = local_heads.get(&at) {
-                    found = Some(*e);
-                    break;
-                }
-                match d.entry(&at) {
-                    Some((prev, _)) => at = prev,
-                    None => break,
-                }
+        let mut links = None;
+        if f.base != Some(local_digest) && f.base != Some(w_digest) {
+            let local_links = index.chain_links(&ctx.folder.id, id)?;
+            if local_links.iter().any(|(_, head)| *head == w.chain_head) {
+                tracing::debug!(
+                    folder = %ctx.folder.id,
+                    "{}: its version {} is an ancestor of the local one: agreed on it before",
+                    local.path,
+                    w.seq
+                );
+                f.base = Some(w_digest);
+                continue;
             }
-            found
-        };
-        let Some(fork) = fork.filter(|e| e.op != Op::Delete) else {
-            continue;
-        };
-        let commit = |path: &str| ctx.folder.keys.commit_path(path);
-        let moved = |r: &Record| commit(&r.path) != fork.path;
-        let edited = |r: &Record| r.content_root != fork.content_root;
-        f.merge = match (moved(local), edited(local), moved(w), edited(w)) {
-            (true, false, false, true) => Some(Merge::KeepLocalPath),
-            (false, true, true, false) => Some(Merge::TakeWinnerPath),
-            (true, true, true, false) if local.path == w.path => Some(Merge::Made),
-            _ => None,
-        };
-        // Both other merges go through the winner's path (one moves the file there, the other
-        // installs it there first): held here by something else, it is left to the path rules,
-        // which see only the winner there, so no merge (a conflict copy, as before).
-        if matches!(f.merge, Some(Merge::KeepLocalPath | Merge::TakeWinnerPath))
-            && fs::symlink_metadata(ctx.folder.root.join(&w.path)).is_ok()
-        {
-            f.merge = None;
+            if super::recover::goes_through(&lock(doc), local.chain_head, w) {
+                tracing::debug!(
+                    folder = %ctx.folder.id,
+                    "{}: the document's version {} follows the local one: installed over it",
+                    local.path,
+                    w.seq
+                );
+                f.local_passed = true;
+                continue;
+            }
+            links = Some(local_links);
         }
+        if !merges || !may_merge(f.base, (local, local_digest), w) {
+            continue;
+        }
+        let links = match links {
+            Some(links) => links,
+            None => index.chain_links(&ctx.folder.id, id)?,
+        };
+        f.merge = merge_of(&lock(doc), ctx, local, w, &links);
         if let Some(how) = f.merge {
-            tracing::debug!(folder = %ctx.folder.id, "{}: a move and an edit made at once: merged ({how:?})", local.path);
+            tracing::debug!(
+                folder = %ctx.folder.id,
+                "{}: a move and an edit made at once: merged ({how:?})",
+                local.path
+            );
         }
     }
     Ok(())
+}
+
+/// Whether a file's local version and winner could be a move and an edit to merge, before
+/// any chain is read. Files only: a directory has no content to merge, and a link's target is
+/// its content. A merge puts the file where one side moved it, so the paths differ, unless
+/// this device made the merge and has not published it yet ([`Merge::Made`]).
+fn may_merge(base: Option<Digest>, (local, local_digest): (&Record, Digest), w: &Record) -> bool {
+    !local.deleted
+        && !w.deleted
+        && local.kind == EntryKind::File
+        && w.kind == EntryKind::File
+        && (local.path != w.path
+            || (local.content_root != w.content_root && base != Some(local_digest)))
+}
+
+/// How the local version and the winner merge, if one of them only moved the file and the
+/// other only changed its content since the last version both chains hold (their fork point):
+/// compared by content root and path commitment with that version. `links` is the local chain.
+/// Not in ordered folders (the caller's check), where the bridge lets only one of two changes
+/// after one version through (the other is a conflict copy, as the bridge decided).
+fn merge_of(
+    doc: &FolderDoc,
+    ctx: &Context<'_>,
+    local: &Record,
+    w: &Record,
+    links: &[(Entry, ChainHash)],
+) -> Option<Merge> {
+    if links.last().map(|(_, head)| *head) != Some(local.chain_head) {
+        return None;
+    }
+    let local_heads: HashMap<ChainHash, &Entry> =
+        links.iter().map(|(e, head)| (*head, e)).collect();
+    let fork = super::recover::chain_back(doc, w)
+        .find_map(|head| local_heads.get(&head).copied())
+        .filter(|e| e.op != Op::Delete)?;
+    let commit = |path: &str| ctx.folder.keys.commit_path(path);
+    let moved = |r: &Record| commit(&r.path) != fork.path;
+    let edited = |r: &Record| r.content_root != fork.content_root;
+    let how = match (moved(local), edited(local), moved(w), edited(w)) {
+        (true, false, false, true) => Merge::KeepLocalPath,
+        (false, true, true, false) => Merge::TakeWinnerPath,
+        (true, true, true, false) if local.path == w.path => return Some(Merge::Made),
+        _ => return None,
+    };
+    // Both other merges go through the winner's path (one moves the file there, the other
+    // installs it there first): held here by something else, it is left to the path rules,
+    // which see only the winner there, so no merge (a conflict copy, as before).
+    fs::symlink_metadata(ctx.folder.root.join(&w.path))
+        .is_err()
+        .then_some(how)
 }
 
 /// Whether the index's chain of the journaled file goes through the journaled version.

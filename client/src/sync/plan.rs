@@ -53,7 +53,7 @@ pub struct FileState {
     /// [`super::recover`]). It counts as unchanged, so the winner is installed over it.
     pub local_passed: bool,
     /// The local version and the winner changed different things since their last common
-    /// version (found from the chains by `apply::find_merges`): they merge instead of one
+    /// version (found from the chains by `apply::settle_by_chains`): they merge instead of one
     /// becoming a conflict copy.
     pub merge: Option<Merge>,
 }

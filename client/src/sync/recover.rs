@@ -121,17 +121,23 @@ fn holds(doc: &FolderDoc, ctx: &Context<'_>, noted: &Noted, local: &Record) -> O
 
 /// Whether the chain of `remote` went through the link `head`.
 pub(super) fn goes_through(doc: &FolderDoc, head: ChainHash, remote: &Record) -> bool {
-    let mut at = remote.chain_head;
-    for _ in 0..=remote.seq {
-        if at == head {
-            return true;
-        }
-        match doc.entry(&at) {
-            Some((prev, _)) => at = prev,
-            None => return false,
-        }
-    }
-    false
+    chain_back(doc, remote).any(|at| at == head)
+}
+
+/// The heads of `remote`'s chain, newest first, as far as the document holds its links (at
+/// most `seq + 1`, however the links in it loop).
+pub(super) fn chain_back<'a>(
+    doc: &'a FolderDoc,
+    remote: &Record,
+) -> impl Iterator<Item = ChainHash> + 'a {
+    std::iter::successors(Some(remote.chain_head), |at| {
+        doc.entry(at).map(|(prev, _)| prev)
+    })
+    .take(
+        usize::try_from(remote.seq)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1),
+    )
 }
 
 /// A file new here, never published, at a path where the install journal says this device

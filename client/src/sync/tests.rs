@@ -434,12 +434,11 @@ fn converge_among(ds: &mut [Device], m: &HashSet<DeviceId>) {
     );
 }
 
-#[test]
-fn the_author_of_a_file_that_lost_its_path_moves_it_even_when_another_device_touched_it() {
-    // Found by the random sequences (3 devices): a device that only touched the losing file
-    // (same bytes, new mtime) published it; the author, whose copy now differed from the
-    // document in its mtime alone, waited to take the touch, which it could not install at
-    // a path the loser does not keep, and never moved the file aside.
+/// Devices 0 and 1 each make a different `p.txt`; the third device gets only the one that
+/// loses the path (the larger id), from its author. Returns the devices, the members, and the
+/// indexes of the loser's author and of the keeper's.
+fn a_third_device_got_the_file_that_loses_p_txt() -> (Vec<Device>, HashSet<DeviceId>, usize, usize)
+{
     let mut ds: Vec<Device> = (1..=3).map(Device::new).collect();
     ds[0].write("other.txt", b"o");
     converge_all(&mut ds);
@@ -447,30 +446,30 @@ fn the_author_of_a_file_that_lost_its_path_moves_it_even_when_another_device_tou
     ds[1].write("p.txt", b"made on 2");
     ds[0].scan();
     ds[1].scan();
-    let id = |d: &Device| {
-        d.index
-            .file(&d.folder.id, "p.txt")
-            .unwrap()
-            .unwrap()
-            .file_id
-    };
-    // The device whose file loses the path (the larger id) is its author.
+    let id = |d: &Device| file_id(d, "p.txt");
     let (author, keeper) = if id(&ds[0]) > id(&ds[1]) {
         (0, 1)
     } else {
         (1, 0)
     };
-    let m: HashSet<DeviceId> = ds
-        .iter()
-        .map(|d| DeviceId::of_signing_key(&d.key))
-        .collect();
-    // The third device gets the losing file only, and touches it.
+    let m = members(&ds.iter().collect::<Vec<_>>());
     ds[author].round(&m, &[]);
     {
         let (l, r) = ds.split_at_mut(2);
         exchange(&mut l[author], &mut r[0]);
         r[0].round(&m, &[&l[author]]);
     }
+    (ds, m, author, keeper)
+}
+
+#[test]
+fn the_author_of_a_file_that_lost_its_path_moves_it_even_when_another_device_touched_it() {
+    // Found by the random sequences (3 devices): a device that only touched the losing file
+    // (same bytes, new mtime) published it; the author, whose copy now differed from the
+    // document in its mtime alone, waited to take the touch, which it could not install at
+    // a path the loser does not keep, and never moved the file aside.
+    let (mut ds, m, author, keeper) = a_third_device_got_the_file_that_loses_p_txt();
+    // The third device touches it.
     let touched = std::fs::read(ds[2].path("p.txt")).unwrap();
     assert_eq!(touched, format!("made on {}", author + 1).into_bytes());
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -494,26 +493,7 @@ fn a_file_that_lost_its_path_is_moved_aside_even_if_its_author_never_comes_back(
     // The third device holds the loser at the contested path: if only the author may move
     // it, the path waits forever, the keeper never reaches the third device and the loser
     // never reaches the keeper's.
-    let mut ds: Vec<Device> = (1..=3).map(Device::new).collect();
-    ds[0].write("other.txt", b"o");
-    converge_all(&mut ds);
-    ds[0].write("p.txt", b"made on 1");
-    ds[1].write("p.txt", b"made on 2");
-    ds[0].scan();
-    ds[1].scan();
-    let id = |d: &Device| file_id(d, "p.txt");
-    let (author, keeper) = if id(&ds[0]) > id(&ds[1]) {
-        (0, 1)
-    } else {
-        (1, 0)
-    };
-    let m = members(&ds.iter().collect::<Vec<_>>());
-    ds[author].round(&m, &[]);
-    {
-        let (l, r) = ds.split_at_mut(2);
-        exchange(&mut l[author], &mut r[0]);
-        r[0].round(&m, &[&l[author]]);
-    }
+    let (mut ds, m, author, keeper) = a_third_device_got_the_file_that_loses_p_txt();
     let loser = format!("made on {}", author + 1).into_bytes();
     assert_eq!(std::fs::read(ds[2].path("p.txt")).unwrap(), loser);
     // The author leaves; the other two carry on (it stays a member).
