@@ -1799,7 +1799,7 @@ fn random_sequences(n_devices: u8, seed: u64, steps: usize, ordered: bool) {
 }
 
 /// Seeds per test: 4 by default, more with `HARP_SYNC_SEEDS=N` (the longer run in
-/// docs/benchmarks.md).
+/// docs/benchmarks.md), from the `HARP_SYNC_SEED_FROM`-th on.
 fn seeds(base: u64) -> Vec<u64> {
     // `HARP_SYNC_SEED=S` runs that one seed (to look into a failure).
     if let Some(seed) = std::env::var("HARP_SYNC_SEED")
@@ -1812,7 +1812,13 @@ fn seeds(base: u64) -> Vec<u64> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4u64);
-    (1..=n).map(|i| i * base).collect()
+    // `HARP_SYNC_SEED_FROM=K` starts at the K-th seed, so a long run can go past the seeds
+    // earlier runs covered.
+    let from = std::env::var("HARP_SYNC_SEED_FROM")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1u64);
+    (from..from + n).map(|i| i * base).collect()
 }
 
 #[test]
