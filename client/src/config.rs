@@ -152,6 +152,60 @@ impl Default for Versioning {
     }
 }
 
+/// Which way changes flow through a folder on this device (Syncthing's folder types).
+///
+/// The direction is this device's own choice: other devices neither know nor check it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Changes made here are sent, other devices' changes are applied.
+    #[default]
+    SendReceive,
+    /// Changes made here are sent; other devices' changes are not applied here (the folder
+    /// is the source: `harp folder override` makes its versions win where others changed
+    /// a file).
+    SendOnly,
+    /// Other devices' changes are applied; changes made here are not sent (kept here, and
+    /// listed: `harp folder revert` puts the folder back as the others have it).
+    ReceiveOnly,
+}
+
+impl Direction {
+    /// Whether changes made here are sent.
+    pub fn sends(self) -> bool {
+        self != Direction::ReceiveOnly
+    }
+
+    /// Whether other devices' changes are applied here.
+    pub fn receives(self) -> bool {
+        self != Direction::SendOnly
+    }
+
+    /// The name in config.toml and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::SendReceive => "send_receive",
+            Direction::SendOnly => "send_only",
+            Direction::ReceiveOnly => "receive_only",
+        }
+    }
+}
+
+impl std::str::FromStr for Direction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.replace('-', "_").as_str() {
+            "send_receive" => Ok(Direction::SendReceive),
+            "send_only" => Ok(Direction::SendOnly),
+            "receive_only" => Ok(Direction::ReceiveOnly),
+            _ => Err(format!(
+                "{s:?} is not a direction: send_receive, send_only or receive_only"
+            )),
+        }
+    }
+}
+
 /// One synced folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,6 +223,13 @@ pub struct FolderConfig {
     /// Other devices allowed to fetch this folder's chunks (this device always may).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<String>,
+    /// Which way changes flow here (default: both).
+    #[serde(default, skip_serializing_if = "is_send_receive")]
+    pub direction: Direction,
+}
+
+fn is_send_receive(d: &Direction) -> bool {
+    *d == Direction::SendReceive
 }
 
 fn default_web_listen() -> String {
@@ -453,6 +514,7 @@ mod tests {
             label: "f".into(),
             versioning: Versioning::default(),
             members: vec!["d".into()],
+            direction: Direction::ReceiveOnly,
         });
         let value = toml::Value::try_from(&c).unwrap();
         let mut keys = Vec::new();
@@ -496,6 +558,7 @@ mod tests {
             label: "x".into(),
             versioning: Versioning::Simple { keep: 5 },
             members: vec![],
+            direction: Direction::SendOnly,
         });
         c.save(&dirs).unwrap();
         let mode = fs::metadata(dirs.config_file())

@@ -46,6 +46,7 @@ use crate::scan::{
 };
 use crate::sync::apply::{self, Fetcher, sync_once};
 use crate::sync::doc::FolderDoc;
+use crate::sync::plan::Force;
 
 /// The largest control request accepted.
 const MAX_REQUEST: usize = 4 << 20;
@@ -111,8 +112,13 @@ pub fn run(node: Node) -> anyhow::Result<()> {
             .join(format!("{}.automerge", f.id));
         let doc = Arc::new(Mutex::new(FolderDoc::open(&doc_path)?));
         let status = Arc::new(Mutex::new(json!({"state": "starting"})));
-        statuses.push((f.id, status.clone()));
         let wakes = scan::watch::channel();
+        let control = FolderControl {
+            direction: Arc::new(Mutex::new(f.direction)),
+            forced: Arc::default(),
+            wake: wakes.0.clone(),
+        };
+        statuses.push((f.id, status.clone(), control.clone()));
         let wake_tx = wakes.0.clone();
         let link_wake = wakes.0.clone();
         let ordering = crate::bridge::link::Ordered::default();
@@ -163,6 +169,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
                 runtime: runtime.handle().clone(),
                 pushed: pushed.clone(),
                 stop: stop.clone(),
+                control,
             },
             wakes,
         )?);
@@ -276,6 +283,29 @@ struct Worker {
     /// Notified when this device published changes (peers are due a session).
     pushed: Arc<Notify>,
     stop: Arc<AtomicBool>,
+    /// The folder's direction and the forced rounds asked for (the control socket's side).
+    control: FolderControl,
+}
+
+/// Forced rounds asked for, each with where its report goes.
+type ForcedRounds = Arc<Mutex<Vec<(Force, tokio::sync::oneshot::Sender<Value>)>>>;
+
+/// What the control socket changes of a running folder worker.
+#[derive(Clone)]
+struct FolderControl {
+    /// The folder's direction here (`harp folder direction` changes it live).
+    direction: Arc<Mutex<crate::config::Direction>>,
+    /// Forced rounds asked for (`harp folder revert`, `override`), each with where its
+    /// report goes.
+    forced: ForcedRounds,
+    /// Wakes the worker.
+    wake: std::sync::mpsc::SyncSender<Wake>,
+}
+
+impl FolderControl {
+    fn direction(&self) -> crate::config::Direction {
+        *self.direction.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// How soon a round that had to put work off runs again.
@@ -380,7 +410,8 @@ fn sync_rounds(
     label: &str,
 ) -> Option<Duration> {
     let members = w.signers.snapshot();
-    let ctx = apply::Context {
+    let direction = w.control.direction();
+    let mut ctx = apply::Context {
         folder,
         device,
         members: &members,
@@ -389,11 +420,25 @@ fn sync_rounds(
             .orderer
             .as_ref()
             .map(|o| o as &dyn crate::sync::apply::Authority),
+        direction,
+        force: None,
     };
+    // Forced rounds first (after the scan that ran before this call), each answered.
+    let forced = std::mem::take(&mut *w.control.forced.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut forced = forced.into_iter();
     let mut retry = None;
-    for _ in 0..MAX_ROUNDS {
+    for _ in 0..MAX_ROUNDS + forced.len() {
+        let asked = forced.next();
+        ctx.force = asked.as_ref().map(|(f, _)| *f);
         let heads = w.doc.lock().unwrap_or_else(|e| e.into_inner()).heads();
-        let report = match sync_once(index, &w.doc, &ctx) {
+        let result = sync_once(index, &w.doc, &ctx);
+        if let Some((_, tx)) = asked {
+            let _ = tx.send(match &result {
+                Ok(r) => serde_json::to_value(r).unwrap_or_default(),
+                Err(e) => json!({"error": e.to_string()}),
+            });
+        }
+        let report = match result {
             Ok(r) => {
                 w.metrics.synced(&r);
                 r
@@ -436,8 +481,11 @@ fn sync_rounds(
             "waiting": report.deferred.iter().take(20).map(|(path, why)| json!({"path": path, "why": why})).collect::<Vec<_>>(),
             "waiting_total": report.deferred.len(),
             "not_here": report.refused.iter().take(20).map(|(path, why)| json!({"path": path, "why": why})).collect::<Vec<_>>(),
+            "direction": direction.name(),
+            "held_back": report.held_back.iter().take(20).collect::<Vec<_>>(),
+            "held_back_total": report.held_back.len(),
         });
-        if !report.changed() {
+        if !report.changed() && ctx.force.is_none() {
             break;
         }
     }
@@ -512,7 +560,7 @@ async fn serve(
     handle: Handle,
     shared: meta::Folders,
     pushed: Arc<Notify>,
-    statuses: Vec<(FolderId, Arc<Mutex<Value>>)>,
+    statuses: Vec<(FolderId, Arc<Mutex<Value>>, FolderControl)>,
     bridge: crate::bridge::link::LinkHandle,
     folder_metrics: Vec<Arc<crate::metrics::FolderMetrics>>,
 ) -> anyhow::Result<()> {
@@ -582,6 +630,10 @@ async fn serve(
         });
     }
 
+    let (statuses, controls): (Vec<_>, HashMap<_, _>) = statuses
+        .into_iter()
+        .map(|(id, status, control)| ((id, status), (id, control)))
+        .unzip();
     let web = start_web(node, &handle, me, &bridge.status, &statuses).await;
 
     let socket = node.dirs.control_socket();
@@ -604,6 +656,7 @@ async fn serve(
         device: me,
         web,
         bridge,
+        controls,
         folders: c
             .folders
             .iter()
@@ -740,6 +793,8 @@ struct State {
     bridge: crate::bridge::link::LinkHandle,
     /// Each folder's fixed facts and its live sync status.
     folders: Vec<(Value, Arc<Mutex<Value>>)>,
+    /// Each folder's worker, as the control socket changes it.
+    controls: HashMap<FolderId, FolderControl>,
 }
 
 async fn control(stream: tokio::net::UnixStream, state: &State) -> anyhow::Result<()> {
@@ -842,8 +897,72 @@ async fn answer(req: &Value, state: &State) -> anyhow::Result<Value> {
                 "failed_peers": outcome.failed_peers.iter().map(|(p, e)| json!([p.to_string(), e])).collect::<Vec<_>>(),
             }))
         }
+        Some("direction") => {
+            let control = folder_control(req, state)?;
+            let direction: crate::config::Direction = req["direction"]
+                .as_str()
+                .context("direction needs a direction")?
+                .parse()
+                .map_err(anyhow::Error::msg)?;
+            *control.direction.lock().unwrap_or_else(|e| e.into_inner()) = direction;
+            let _ = control.wake.try_send(Wake::Disk);
+            Ok(json!({ "direction": direction.name() }))
+        }
+        Some("force") => {
+            let control = folder_control(req, state)?;
+            let (force, needs) = match req["force"].as_str() {
+                Some("revert") => (Force::Revert, crate::config::Direction::ReceiveOnly),
+                Some("override") => (Force::Override, crate::config::Direction::SendOnly),
+                other => anyhow::bail!("force needs revert or override, not {other:?}"),
+            };
+            let direction = control.direction();
+            if direction != needs {
+                anyhow::bail!(
+                    "the folder is {} here: only a {} folder can be {}",
+                    direction.name(),
+                    needs.name(),
+                    if force == Force::Revert {
+                        "reverted"
+                    } else {
+                        "overridden"
+                    }
+                );
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            control
+                .forced
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((force, tx));
+            // A scan first, so that the round sees the disk as it is now.
+            let _ = control.wake.try_send(Wake::Disk);
+            tokio::time::timeout(FORCED_ROUND_TIMEOUT, rx)
+                .await
+                .context("the folder did not run the round in time (still busy?)")?
+                .context("the folder worker stopped")
+        }
         other => anyhow::bail!("unknown command {other:?}"),
     }
+}
+
+/// How long a forced round (`harp folder revert`, `override`) may take to start and finish.
+const FORCED_ROUND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The worker of the folder a control request names (by id or label).
+fn folder_control<'s>(req: &Value, state: &'s State) -> anyhow::Result<&'s FolderControl> {
+    let name = req["folder"]
+        .as_str()
+        .context("the request needs a folder")?;
+    let id = state
+        .folders
+        .iter()
+        .find(|(f, _)| f["id"] == name || f["label"] == name)
+        .and_then(|(f, _)| f["id"].as_str()?.parse::<FolderId>().ok())
+        .with_context(|| format!("no folder {name:?} runs in this daemon"))?;
+    state
+        .controls
+        .get(&id)
+        .with_context(|| format!("no folder {name:?} runs in this daemon"))
 }
 
 /// Sends one control request to the running daemon and returns its answer.

@@ -156,6 +156,7 @@ impl Node {
             label,
             versioning: Versioning::default(),
             members,
+            direction: Default::default(),
         };
         self.config.folders.push(folder.clone());
         self.config.save(&self.dirs)?;

@@ -921,3 +921,87 @@ fn an_exfat_folder_keeps_names_that_differ_by_case_apart_holds_no_links_and_send
     assert_eq!(mode(&a.folder.join("plain.txt")), 0o640);
     check_ok(&b.home);
 }
+
+/// The held-back count of the folder in `harp status --json`.
+fn held_back(home: &Path) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(&ok(home, &["status", "--json"])).unwrap();
+    v["folders"][0]["sync"]["held_back_total"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// A folder made receive-only while its daemon runs keeps what is changed there to itself,
+/// still takes the other device's changes, and `harp folder revert` puts it back as the
+/// other device has it (what it held alone goes to its versions store).
+#[test]
+fn a_folder_made_receive_only_live_keeps_its_changes_until_reverted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, _pa, _pb) = pair(tmp.path()).unwrap();
+    std::fs::write(a.folder.join("shared.txt"), b"from a").unwrap();
+    wait_same(&a.folder, &b.folder, "first sync");
+    let out = ok(&b.home, &["folder", "direction", "shared", "receive-only"]);
+    assert!(
+        out.contains("receive_only") && out.contains("running daemon"),
+        "{out}"
+    );
+    std::fs::write(b.folder.join("mine.txt"), b"b only").unwrap();
+    std::fs::write(b.folder.join("shared.txt"), b"b's edit").unwrap();
+    wait_for(30, || held_back(&b.home) == 2).expect("b's two changes held back");
+    let status = ok(&b.home, &["status"]);
+    assert!(
+        status.contains("receive-only: 2 changes made here not sent")
+            && status.contains("mine.txt"),
+        "{status}"
+    );
+    // A's changes still arrive; B's never leave.
+    std::fs::write(a.folder.join("later.txt"), b"later").unwrap();
+    wait_for(30, || b.folder.join("later.txt").exists()).expect("a's new file at b");
+    assert!(!a.folder.join("mine.txt").exists());
+    assert_eq!(
+        std::fs::read(a.folder.join("shared.txt")).unwrap(),
+        b"from a"
+    );
+    // Only a send-only folder can be overridden.
+    let out = harp(&b.home, &["folder", "override", "shared"]).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("receive_only"),
+        "{err}"
+    );
+    let out = ok(&b.home, &["folder", "revert", "shared"]);
+    assert!(out.contains("reverted: 2 files"), "{out}");
+    wait_same(&a.folder, &b.folder, "b reverted");
+    let versions = ok(
+        &b.home,
+        &["versions", b.folder.join("mine.txt").to_str().unwrap()],
+    );
+    assert!(versions.contains("revert"), "{versions}");
+    wait_for(30, || held_back(&b.home) == 0).expect("nothing held back after the revert");
+}
+
+/// A send-only folder keeps its files as they are while the other device changes them, and
+/// `harp folder override` makes its versions the current ones on the other device too.
+#[test]
+fn a_send_only_folder_overrides_the_other_device_s_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, _pa, _pb) = pair(tmp.path()).unwrap();
+    std::fs::write(a.folder.join("master.txt"), b"a's version").unwrap();
+    wait_same(&a.folder, &b.folder, "first sync");
+    ok(&a.home, &["folder", "direction", "shared", "send-only"]);
+    std::fs::write(b.folder.join("master.txt"), b"b's edit").unwrap();
+    std::fs::write(b.folder.join("extra.txt"), b"b's file").unwrap();
+    wait_for(30, || held_back(&a.home) == 2).expect("b's changes held back at a");
+    assert_eq!(
+        std::fs::read(a.folder.join("master.txt")).unwrap(),
+        b"a's version"
+    );
+    assert!(!a.folder.join("extra.txt").exists());
+    let out = ok(&a.home, &["folder", "override", "shared"]);
+    assert!(out.contains("overridden: 2 files"), "{out}");
+    wait_same(&a.folder, &b.folder, "a's versions everywhere");
+    let versions = ok(
+        &b.home,
+        &["versions", b.folder.join("master.txt").to_str().unwrap()],
+    );
+    assert!(versions.contains("overwrite"), "{versions}");
+}

@@ -204,6 +204,29 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         if let Some(e) = sync["error"].as_str() {
             println!("    error: {e}");
         }
+        let held_back = sync["held_back_total"].as_u64().unwrap_or(0);
+        match sync["direction"].as_str() {
+            Some("receive_only") => println!(
+                "    receive-only: {held_back} changes made here not sent{}",
+                if held_back > 0 {
+                    " (harp folder revert undoes them)"
+                } else {
+                    ""
+                }
+            ),
+            Some("send_only") => println!(
+                "    send-only: {held_back} changes made elsewhere not applied here{}",
+                if held_back > 0 {
+                    " (harp folder override makes this device's versions win)"
+                } else {
+                    ""
+                }
+            ),
+            _ => {}
+        }
+        for p in sync["held_back"].as_array().into_iter().flatten() {
+            println!("      {}", p.as_str().unwrap_or("?"));
+        }
         for w in sync["waiting"].as_array().into_iter().flatten() {
             println!(
                 "    waiting: {}: {}",

@@ -1,4 +1,5 @@
-//! `harp folder add|share|join|list`: the synced folders of this device.
+//! `harp folder add|share|join|list|direction|revert|override|...`: the synced folders of this
+//! device.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -105,6 +106,76 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show or set which way changes flow in a folder on this device: send-receive (the
+    /// default), send-only (changes made here are sent, other devices' are not applied) or
+    /// receive-only (other devices' changes are applied, changes made here are not sent).
+    /// A running daemon takes the change at once.
+    Direction {
+        /// The folder (label, id or path).
+        folder: String,
+        /// The new direction: send-receive, send-only or receive-only.
+        direction: Option<crate::config::Direction>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Undo every change made here and not sent, in a receive-only folder: each file
+    /// becomes the version the other devices have, files only this device has are removed.
+    /// What is replaced or removed goes to the versions store. Needs the running daemon.
+    Revert {
+        /// The folder (label, id or path).
+        folder: String,
+        /// Print the round's report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make this device's version of every file the newest on every device, in a send-only
+    /// folder: files the other devices changed, added or deleted get a new version saying
+    /// what this device has. Needs the running daemon.
+    Override {
+        /// The folder (label, id or path).
+        folder: String,
+        /// Print the round's report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Asks the running daemon for a forced round (`revert`, `override`) and prints its report.
+fn force(node: &crate::node::Node, folder: &str, what: &str, json: bool) -> anyhow::Result<()> {
+    let cfg = node.config.folder(folder)?;
+    let report = crate::daemon::request(
+        &node.dirs.control_socket(),
+        &serde_json::json!({"cmd": "force", "folder": cfg.id.to_string(), "force": what}),
+    )?;
+    if json {
+        return super::print_json(&report);
+    }
+    let n = |k: &str| report[k].as_u64().unwrap_or(0);
+    let waiting = report["deferred"].as_array().map(Vec::len).unwrap_or(0);
+    match what {
+        "revert" => println!(
+            "{}: reverted: {} files put back as the other devices have them (what they              replaced or removed is in the versions store)",
+            cfg.label,
+            n("installed")
+        ),
+        _ => println!(
+            "{}: overridden: {} files now have this device's version everywhere",
+            cfg.label,
+            n("published")
+        ),
+    }
+    if waiting > 0 {
+        println!("{waiting} could not be done yet (see harp status); run it again later:");
+        for d in report["deferred"].as_array().into_iter().flatten().take(20) {
+            println!(
+                "  {}: {}",
+                d[0].as_str().unwrap_or(""),
+                d[1].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
 }
 
 fn folder_json(f: &crate::config::FolderConfig) -> serde_json::Value {
@@ -113,6 +184,7 @@ fn folder_json(f: &crate::config::FolderConfig) -> serde_json::Value {
         "label": f.label,
         "path": f.path,
         "versioning": f.versioning,
+        "direction": f.direction.name(),
     })
 }
 
@@ -387,6 +459,46 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                 print!("{}", policy.encode());
             }
         }
+        Command::Direction {
+            folder,
+            direction,
+            json,
+        } => {
+            let cfg = node.config.folder(folder)?.clone();
+            let mut live = false;
+            if let Some(d) = direction {
+                if let Some(f) = node.config.folders.iter_mut().find(|f| f.id == cfg.id) {
+                    f.direction = *d;
+                }
+                node.config.save(&node.dirs)?;
+                live = crate::daemon::request(
+                    &node.dirs.control_socket(),
+                    &serde_json::json!({
+                        "cmd": "direction",
+                        "folder": cfg.id.to_string(),
+                        "direction": d.name(),
+                    }),
+                )
+                .is_ok();
+            }
+            let now = direction.unwrap_or(cfg.direction);
+            if *json {
+                super::print_json(&serde_json::json!({
+                    "folder": cfg.id.to_string(),
+                    "direction": now.name(),
+                    "daemon_told": live,
+                }))?;
+            } else {
+                println!("{}: {}", cfg.label, now.name());
+                match (direction, live) {
+                    (Some(_), true) => println!("(the running daemon uses it from now on)"),
+                    (Some(_), false) => println!("(the daemon uses it from its next start)"),
+                    _ => {}
+                }
+            }
+        }
+        Command::Revert { folder, json } => force(&node, folder, "revert", *json)?,
+        Command::Override { folder, json } => force(&node, folder, "override", *json)?,
         Command::List { json } => {
             if *json {
                 let list: Vec<_> = node.config.folders.iter().map(folder_json).collect();

@@ -54,6 +54,7 @@ mod conflict;
 mod content;
 mod install;
 mod moves;
+mod one_way;
 mod window;
 
 #[cfg(test)]
@@ -65,6 +66,7 @@ use install::install;
 pub(super) use install::tests_hook;
 pub(super) use moves::{GivenUp, Keeper, take_over};
 use moves::{move_signed, yield_path};
+use one_way::{discard, override_with};
 use window::{Ahead, Built, Parts, Prefetched, Windows, prepare};
 
 /// The folder document, shared with the metadata sessions: locked only for short reads and
@@ -120,6 +122,9 @@ pub struct Report {
     /// Other devices' files this device cannot hold (not retried: nothing here changes it),
     /// with why.
     pub refused: Vec<(String, String)>,
+    /// Paths of changes the folder's direction holds back: made here and not sent
+    /// (`receive_only`), or made elsewhere and not applied here (`send_only`).
+    pub held_back: Vec<String>,
 }
 
 impl Report {
@@ -166,6 +171,11 @@ pub struct Context<'a> {
     pub fetcher: &'a dyn Fetcher,
     /// The bridge, for folders it orders (`server_authoritative`); `None`: nothing to claim.
     pub authority: Option<&'a dyn Authority>,
+    /// Which way changes flow in this folder here.
+    pub direction: plan::Direction,
+    /// A one-off round that settles a one-way folder's differences (`harp folder revert`,
+    /// `harp folder override`); `None`: an ordinary round.
+    pub force: Option<plan::Force>,
 }
 
 /// Why an action could not run now.
@@ -253,7 +263,10 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
         );
     }
     settle_by_chains(index, doc, ctx, &mut files)?;
-    let mut actions = plan::plan(&me, &files, names_of(ctx.folder));
+    let plan::Plan {
+        mut actions,
+        held_back,
+    } = plan::plan_for(&me, &files, names_of(ctx.folder), ctx.direction, ctx.force);
     tracing::trace!(folder = %ctx.folder.id, "planned: {actions:?}");
     tracing::debug!(
         folder = %ctx.folder.id,
@@ -266,7 +279,9 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
     // in (10,000 new files: ~10 MB of the receiver's peak).
     drop(files);
     order(&mut actions);
-    carry_out(index, doc, ctx, actions, journal)
+    let mut report = carry_out(index, doc, ctx, actions, journal)?;
+    report.held_back = held_back;
+    Ok(report)
 }
 
 /// Each file's local version (from the index), its values in the document (minus those
@@ -400,8 +415,10 @@ fn forget_settled(
 fn order(actions: &mut [Action]) {
     actions.sort_by_key(|a| match a {
         Action::Yield { .. } | Action::Refuse { .. } => (0, 0, 0),
+        // Children before their directory.
+        Action::Discard { local, .. } => (0, 1, usize::MAX - depth(&local.path)),
         Action::KeepConflict { .. } => (1, 0, 0),
-        Action::Publish { .. } | Action::Adopt { .. } => (2, 0, 0),
+        Action::Publish { .. } | Action::Adopt { .. } | Action::Override { .. } => (2, 0, 0),
         Action::Install { record, .. }
         | Action::Merge {
             winner: record,
@@ -517,8 +534,8 @@ fn carry_out(
             match result {
                 Ok(()) => match what.0 {
                     // (A merge and a yield publish what they did, too.)
-                    "publish" | "merge" | "yield" => report.published += 1,
-                    "install" => report.installed += 1,
+                    "publish" | "merge" | "yield" | "override" => report.published += 1,
+                    "install" | "discard" => report.installed += 1,
                     _ => {}
                 },
                 Err(Defer::Index(e)) => {
@@ -670,6 +687,10 @@ fn act(
             same_as,
             pending,
         ),
+        Action::Discard { id, local } => discard(index, ctx, &id, &local),
+        Action::Override { id, local, winner } => {
+            override_with(index, doc, ctx, &id, (local.as_ref(), &winner), pending)
+        }
     }
 }
 
@@ -882,6 +903,11 @@ fn describe(a: &Action) -> (&'static str, String) {
         Action::Yield { local, .. } => ("yield", local.path.clone()),
         Action::Merge { local, .. } => ("merge", local.path.clone()),
         Action::Refuse { path, .. } => ("refuse", path.clone()),
+        Action::Discard { local, .. } => ("discard", local.path.clone()),
+        Action::Override { winner, local, .. } => (
+            "override",
+            local.as_ref().map_or(&winner.path, |l| &l.path).clone(),
+        ),
     }
 }
 

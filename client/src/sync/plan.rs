@@ -28,6 +28,8 @@ use std::collections::{BTreeMap, HashMap};
 use harp_protocol::ids::{DeviceId, FileId};
 use harp_protocol::record::{Digest, Record};
 
+pub use crate::config::Direction;
+
 /// One value of a file in the document, with who wrote it (from its chain entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -152,6 +154,48 @@ pub enum Action {
         /// device when it authored it, else the author of the document's value.
         version_of: DeviceId,
     },
+    /// Remove a file only this device has, never sent (a `receive_only` folder's local
+    /// addition, when the folder is reverted): it goes to the versions store.
+    Discard {
+        /// The file.
+        id: FileId,
+        /// Its local record.
+        local: Record,
+    },
+    /// Make this device's version the newest everywhere (a `send_only` folder overriding
+    /// other devices' changes): a link signed on top of the winner's chain that says what
+    /// is on disk here (the local record; a delete when the file is not here).
+    Override {
+        /// The file.
+        id: FileId,
+        /// What is here (`None`: nothing, so the file is deleted everywhere).
+        local: Option<Record>,
+        /// The document's winner the new link follows.
+        winner: Record,
+    },
+}
+
+/// A one-off round that settles a one-way folder's differences with the other devices
+/// (Syncthing's "Revert Local Changes" and "Override Changes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Force {
+    /// `receive_only`: every change made here and not sent is undone: each file becomes the
+    /// document's winner again, files only this device has go (to the versions store, as
+    /// everything an install replaces).
+    Revert,
+    /// `send_only`: every file where the document's winner is not what this device has
+    /// gets a new version saying what this device has.
+    Override,
+}
+
+/// What a round is to do, and what it holds back because of the folder's direction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The actions.
+    pub actions: Vec<Action>,
+    /// Paths of the changes the direction holds back: made here and not sent
+    /// (`receive_only`), or made elsewhere and not applied here (`send_only`).
+    pub held_back: Vec<String>,
 }
 
 /// The value every device takes as the file's current one.
@@ -183,8 +227,194 @@ pub enum Names {
     CaseInsensitive,
 }
 
-/// Plans the actions for a folder. `me` is this device.
+/// Plans the actions for a folder that sends and receives. `me` is this device.
 pub fn plan(me: &DeviceId, files: &BTreeMap<FileId, FileState>, names: Names) -> Vec<Action> {
+    plan_both_ways(me, files, names, false)
+}
+
+/// Plans the actions for a folder of any direction, or a forced round ([`Force`]).
+///
+/// A one-way folder plans as a two-way one, then holds back what its direction does not
+/// allow ([`one_way`]), with one difference: in a `receive_only` folder a file made or moved
+/// here and not sent never keeps a path against another device's file (no other device
+/// knows of it), so it is moved aside here instead.
+pub fn plan_for(
+    me: &DeviceId,
+    files: &BTreeMap<FileId, FileState>,
+    names: Names,
+    direction: Direction,
+    force: Option<Force>,
+) -> Plan {
+    match force {
+        Some(Force::Revert) => Plan {
+            actions: revert(files),
+            held_back: Vec::new(),
+        },
+        Some(Force::Override) => Plan {
+            actions: override_all(files),
+            held_back: Vec::new(),
+        },
+        None => {
+            let actions = plan_both_ways(me, files, names, direction == Direction::ReceiveOnly);
+            one_way(direction, files, actions)
+        }
+    }
+}
+
+/// Whether `local` is a version this device has not sent (no value in the document is it).
+fn unsent(f: &FileState, local: &Record) -> bool {
+    let digest = local.digest();
+    !f.remote.iter().any(|c| c.record.digest() == digest)
+}
+
+/// Holds back what the direction does not allow: a `receive_only` folder publishes nothing
+/// (a local change that another device's change meets is kept as a conflict copy, here only,
+/// and the other change installed; a merge becomes the same); a `send_only` folder changes
+/// nothing on its disk (a local change that meets another device's is published, so the
+/// others settle the conflict; a move aside for a path is not made).
+fn one_way(
+    direction: Direction,
+    files: &BTreeMap<FileId, FileState>,
+    actions: Vec<Action>,
+) -> Plan {
+    let mut held_back = Vec::new();
+    let mut kept = Vec::with_capacity(actions.len());
+    for a in actions {
+        let a = match (direction, a) {
+            (Direction::SendReceive, a) => Some(a),
+            (Direction::ReceiveOnly, Action::Publish { record, .. }) => {
+                held_back.push(record.path);
+                None
+            }
+            (
+                Direction::ReceiveOnly,
+                Action::Merge {
+                    id,
+                    local,
+                    winner,
+                    how,
+                },
+            ) => {
+                held_back.push(local.path.clone());
+                Some(match how {
+                    // Moved here: the move is undone (the old content goes to the versions
+                    // store with the install).
+                    Merge::KeepLocalPath => Action::Install {
+                        id,
+                        record: winner,
+                        resolve: false,
+                    },
+                    Merge::TakeWinnerPath | Merge::Made => Action::KeepConflict {
+                        id,
+                        local,
+                        winner,
+                        resolve: false,
+                    },
+                })
+            }
+            (Direction::ReceiveOnly, a) => Some(a),
+            (Direction::SendOnly, Action::Install { record, .. }) => {
+                held_back.push(record.path);
+                None
+            }
+            (
+                Direction::SendOnly,
+                Action::KeepConflict {
+                    id, local, winner, ..
+                }
+                | Action::Merge {
+                    id,
+                    local,
+                    winner,
+                    how: Merge::KeepLocalPath | Merge::TakeWinnerPath,
+                },
+            ) => {
+                held_back.push(winner.path);
+                files
+                    .get(&id)
+                    .is_some_and(|f| unsent(f, &local))
+                    .then_some(Action::Publish { id, record: local })
+            }
+            (Direction::SendOnly, Action::Yield { local, .. }) => {
+                held_back.push(local.path);
+                None
+            }
+            (Direction::SendOnly, a) => Some(a),
+        };
+        kept.extend(a);
+    }
+    held_back.sort();
+    held_back.dedup();
+    Plan {
+        actions: kept,
+        held_back,
+    }
+}
+
+/// The actions that undo every change made here and not sent.
+fn revert(files: &BTreeMap<FileId, FileState>) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for (id, f) in files {
+        match (&f.local, winner(&f.remote)) {
+            (Some(local), None) if !local.deleted => actions.push(Action::Discard {
+                id: *id,
+                local: local.clone(),
+            }),
+            (Some(local), Some(w)) if local.digest() != w.record.digest() => {
+                actions.push(Action::Install {
+                    id: *id,
+                    record: w.record.clone(),
+                    resolve: false,
+                })
+            }
+            (None, Some(w)) if !w.record.deleted => actions.push(Action::Install {
+                id: *id,
+                record: w.record.clone(),
+                resolve: false,
+            }),
+            _ => {}
+        }
+    }
+    actions
+}
+
+/// The actions that make this device's version of every file the newest everywhere.
+fn override_all(files: &BTreeMap<FileId, FileState>) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for (id, f) in files {
+        let local = f.local.as_ref();
+        match winner(&f.remote) {
+            Some(w) if local.map(Record::digest) != Some(w.record.digest()) => {
+                if local.is_none() && w.record.deleted {
+                    continue;
+                }
+                actions.push(Action::Override {
+                    id: *id,
+                    local: local.cloned(),
+                    winner: w.record.clone(),
+                })
+            }
+            Some(_) => {}
+            // Never sent: an ordinary publish.
+            None => {
+                if let Some(l) = local.filter(|l| !l.deleted) {
+                    actions.push(Action::Publish {
+                        id: *id,
+                        record: l.clone(),
+                    })
+                }
+            }
+        }
+    }
+    actions
+}
+
+fn plan_both_ways(
+    me: &DeviceId,
+    files: &BTreeMap<FileId, FileState>,
+    names: Names,
+    unsent_yields: bool,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     // The record each file will have once the actions ran: for the path check below.
     let mut outcome: BTreeMap<FileId, (Record, bool)> = BTreeMap::new();
@@ -320,7 +550,7 @@ pub fn plan(me: &DeviceId, files: &BTreeMap<FileId, FileState>, names: Names) ->
             }
         }
     }
-    resolve_paths(me, files, &mut actions, &outcome, names);
+    resolve_paths(me, files, &mut actions, &outcome, names, unsent_yields);
     actions
 }
 
@@ -331,6 +561,7 @@ fn resolve_paths(
     actions: &mut Vec<Action>,
     outcome: &BTreeMap<FileId, (Record, bool)>,
     names: Names,
+    unsent_yields: bool,
 ) {
     let mut by_path: HashMap<String, Vec<FileId>> = HashMap::new();
     for (id, (rec, _)) in outcome {
@@ -346,10 +577,18 @@ fn resolve_paths(
         if ids.len() < 2 {
             continue;
         }
-        // BTreeMap order: ids are sorted, the first keeps the path.
-        let keeper = ids[0];
+        // BTreeMap order: ids are sorted, the first keeps the path (with `unsent_yields`,
+        // the first that some other device knows in that version).
+        let known = |id: &FileId| {
+            let (rec, is_local) = &outcome[id];
+            !*is_local || !unsent(&files[id], rec)
+        };
+        let keeper = match unsent_yields {
+            true => ids.iter().copied().find(known).unwrap_or(ids[0]),
+            false => ids[0],
+        };
         let (keeper_rec, _) = &outcome[&keeper];
-        for loser in &ids[1..] {
+        for loser in ids.iter().filter(|id| **id != keeper) {
             let (rec, is_local) = &outcome[loser];
             // Nobody installs a loser at the contested path.
             actions.retain(|a| !matches!(a, Action::Install { id, .. } if id == loser));

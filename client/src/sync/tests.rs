@@ -20,6 +20,10 @@ struct Device {
     index: Index,
     doc: std::sync::Mutex<FolderDoc>,
     key: SigningKey,
+    /// The folder's direction here.
+    direction: super::plan::Direction,
+    /// A forced round to run next (once).
+    force: Option<super::plan::Force>,
 }
 
 impl Device {
@@ -39,6 +43,8 @@ impl Device {
             index,
             doc: std::sync::Mutex::new(FolderDoc::in_memory()),
             key: SigningKey::from_bytes(&[n; 32]),
+            direction: Default::default(),
+            force: None,
         }
     }
 
@@ -113,6 +119,8 @@ impl Device {
             members,
             fetcher: &fetcher,
             authority,
+            direction: self.direction,
+            force: self.force.take(),
         };
         sync_once(&mut self.index, &self.doc, &ctx)
     }
@@ -1409,6 +1417,8 @@ fn a_stranger_s_changes_are_refused() {
         members: &only_b,
         fetcher: &super::apply::NoPeers,
         authority: None,
+        direction: Default::default(),
+        force: None,
     };
     let r = sync_once(&mut b.index, &b.doc, &ctx).unwrap();
     assert_eq!(r.installed, 0);
@@ -1929,6 +1939,8 @@ fn a_vanished_folder_is_never_written_into() {
         members: &m,
         fetcher: &super::apply::NoPeers,
         authority: None,
+        direction: Default::default(),
+        force: None,
     };
     let err = sync_once(&mut b.index, &b.doc, &ctx).unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
@@ -1980,6 +1992,8 @@ fn chunks_a_fetcher_claims_but_never_delivers_leave_no_file_behind() {
         members: &m,
         fetcher: &lying,
         authority: None,
+        direction: Default::default(),
+        force: None,
     };
     let r = sync_once(&mut b.index, &b.doc, &ctx).unwrap();
     assert_eq!(r.installed, 0, "{r:?}");
@@ -2438,6 +2452,8 @@ fn many_files_install_while_the_next_window_is_fetched_on_another_thread() {
         members: &m,
         fetcher: &watched,
         authority: None,
+        direction: Default::default(),
+        force: None,
     };
     let report = sync_once(&mut b.index, &b.doc, &ctx).unwrap();
     assert_eq!(report.installed, 43, "{report:?}"); // 40 files and 3 directories
@@ -2457,4 +2473,153 @@ fn many_files_install_while_the_next_window_is_fetched_on_another_thread() {
     let again = sync_once(&mut b.index, &b.doc, &ctx).unwrap();
     assert!(!again.changed(), "{again:?}");
     assert_eq!(b.tree(), a.tree());
+}
+
+/// Rounds on both devices (documents exchanged between them) until both are quiet; unlike
+/// [`converge`], their trees may differ (one-way folders).
+fn settle(a: &mut Device, b: &mut Device) -> (Report, Report) {
+    let m = members(&[a, b]);
+    exchange(a, b);
+    for _ in 0..8 {
+        let ra = a.round(&m, &[b]);
+        exchange(a, b);
+        let rb = b.round(&m, &[a]);
+        exchange(a, b);
+        if !ra.changed() && !rb.changed() && ra.deferred.is_empty() && rb.deferred.is_empty() {
+            return (ra, rb);
+        }
+    }
+    panic!(
+        "not settled: {:?} and {:?}",
+        a.tree().keys().collect::<Vec<_>>(),
+        b.tree().keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_receive_only_folder_takes_changes_keeps_its_own_and_reverts_to_the_others() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    b.direction = super::plan::Direction::ReceiveOnly;
+    a.write("kept.txt", b"a's file");
+    a.write("edited.txt", b"v1");
+    a.write("gone.txt", b"deleted on b");
+    settle(&mut a, &mut b);
+    assert_eq!(a.tree(), b.tree());
+    // B's own changes stay on B: an edit, a delete, a new file.
+    // (The new file first: made after the delete, it could take the deleted file's inode,
+    // and the scan would see a move.)
+    b.write("edited.txt", b"b's edit");
+    b.write("new-on-b.txt", b"only on b");
+    std::fs::remove_file(b.path("gone.txt")).unwrap();
+    let (_, rb) = settle(&mut a, &mut b);
+    assert_eq!(
+        rb.held_back,
+        ["edited.txt", "gone.txt", "new-on-b.txt"],
+        "{rb:?}"
+    );
+    let at_a = a.tree();
+    assert_eq!(at_a["edited.txt"], b"v1");
+    assert!(at_a.contains_key("gone.txt") && !at_a.contains_key("new-on-b.txt"));
+    // A's next edit of the file B changed reaches B; B's edit stays beside it, on B only.
+    a.write("edited.txt", b"v2 from a");
+    a.write("more.txt", b"new on a");
+    settle(&mut a, &mut b);
+    let at_b = b.tree();
+    assert_eq!(at_b["edited.txt"], b"v2 from a");
+    assert_eq!(at_b["more.txt"], b"new on a");
+    let copies: Vec<_> = at_b.keys().filter(|k| k.contains(".conflict-")).collect();
+    assert_eq!(copies.len(), 1, "{at_b:?}");
+    assert_eq!(at_b[copies[0]], b"b's edit");
+    assert!(!a.tree().keys().any(|k| k.contains(".conflict-")));
+    // Reverted: B has what A has, and what B held only is in its versions store.
+    b.force = Some(super::plan::Force::Revert);
+    let m = members(&[&a, &b]);
+    let r = b.round(&m, &[&a]);
+    assert!(r.deferred.is_empty(), "{r:?}");
+    settle(&mut a, &mut b);
+    assert_eq!(a.tree(), b.tree());
+    let kept = kept_contents(&b);
+    for content in [&b"only on b"[..], b"b's edit"] {
+        assert!(kept.contains(content), "{content:?} not kept");
+    }
+    let (ra, rb) = settle(&mut a, &mut b);
+    assert!(rb.held_back.is_empty() && ra.held_back.is_empty(), "{rb:?}");
+}
+
+#[test]
+fn a_receive_only_folder_moves_its_own_new_file_aside_for_another_device_s() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    b.direction = super::plan::Direction::ReceiveOnly;
+    settle(&mut a, &mut b);
+    b.write("p.txt", b"b's unsent file");
+    a.write("p.txt", b"a's file");
+    let m = members(&[&a, &b]);
+    b.round(&m, &[]);
+    a.round(&m, &[]);
+    settle(&mut a, &mut b);
+    let at_b = b.tree();
+    assert_eq!(at_b["p.txt"], b"a's file", "{at_b:?}");
+    let aside: Vec<_> = at_b.keys().filter(|k| k.contains(".conflict-")).collect();
+    assert_eq!(aside.len(), 1, "{at_b:?}");
+    assert_eq!(at_b[aside[0]], b"b's unsent file");
+    assert_eq!(
+        a.tree().len(),
+        1,
+        "nothing of b's reached a: {:?}",
+        a.tree()
+    );
+}
+
+#[test]
+fn a_send_only_folder_keeps_its_files_and_overrides_the_others() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.direction = super::plan::Direction::SendOnly;
+    a.write("edited.txt", b"a's v1");
+    a.write("deleted.txt", b"deleted on b");
+    a.write("moved.txt", b"moved on b");
+    settle(&mut a, &mut b);
+    assert_eq!(a.tree(), b.tree());
+    let before = a.tree();
+    // B's changes do not reach A's disk.
+    // (The new file before the delete: see the receive-only test.)
+    b.write("edited.txt", b"b's edit");
+    b.write("new-on-b.txt", b"b's file");
+    std::fs::remove_file(b.path("deleted.txt")).unwrap();
+    std::fs::rename(b.path("moved.txt"), b.path("moved-by-b.txt")).unwrap();
+    let (ra, _) = settle(&mut a, &mut b);
+    assert_eq!(a.tree(), before);
+    assert_eq!(
+        ra.held_back,
+        [
+            "deleted.txt",
+            "edited.txt",
+            "moved-by-b.txt",
+            "new-on-b.txt"
+        ],
+        "{ra:?}"
+    );
+    // A's own changes still go out, a concurrent edit too (B settles the conflict).
+    a.write("from-a.txt", b"sent");
+    settle(&mut a, &mut b);
+    assert_eq!(b.tree()["from-a.txt"], b"sent");
+    // Overridden: every device has what A has; what B had is in B's versions store.
+    a.force = Some(super::plan::Force::Override);
+    let m = members(&[&a, &b]);
+    let r = a.round(&m, &[&b]);
+    assert!(r.deferred.is_empty(), "{r:?}");
+    settle(&mut a, &mut b);
+    let at_a = a.tree();
+    assert_eq!(at_a, b.tree());
+    assert_eq!(at_a["edited.txt"], b"a's v1");
+    assert!(at_a.contains_key("deleted.txt") && at_a.contains_key("moved.txt"));
+    assert!(!at_a.contains_key("new-on-b.txt") && !at_a.contains_key("moved-by-b.txt"));
+    let kept = kept_contents(&b);
+    for content in [&b"b's edit"[..], b"b's file"] {
+        assert!(kept.contains(content), "{content:?} not kept");
+    }
+    let (ra, _) = settle(&mut a, &mut b);
+    assert!(ra.held_back.is_empty(), "{ra:?}");
 }

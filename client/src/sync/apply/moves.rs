@@ -163,8 +163,11 @@ pub(super) fn yield_path(
         take_over(index, ctx, &row, &keeper, GivenUp::EndsWith(&entry, &head))?;
         // Published like a scanned change: in an ordered folder the bridge must see the link
         // before any document does (claimed after the index holds it, so a kill in between
-        // leaves a link the next round claims, not one only the bridge knows).
-        publish(index, doc, ctx, id, &record, pending)?;
+        // leaves a link the next round claims, not one only the bridge knows). A
+        // `receive_only` folder sends nothing: the delete stays in the local chain.
+        if ctx.direction.sends() {
+            publish(index, doc, ctx, id, &record, pending)?;
+        }
         #[cfg(test)]
         tests_hook::killed_after_keep(index)?;
         return Ok(());
@@ -177,7 +180,7 @@ pub(super) fn yield_path(
 }
 
 /// Moves this device's file `id` from `from` to `to` (a free path): signs the rename on the
-/// local chain, renames, records it, and publishes it.
+/// local chain, renames, records it, and publishes it (unless the folder is `receive_only`).
 pub(super) fn move_signed(
     index: &mut Index,
     doc: &Doc,
@@ -229,6 +232,10 @@ pub(super) fn move_signed(
         w.put_entry(&folder.id, &entry, &head)?;
         w.put_file(&folder.id, &new_row)
     })?;
+    // (A `receive_only` folder sends nothing: the move stays in the local chain.)
+    if !ctx.direction.sends() {
+        return Ok(());
+    }
     publish(index, doc, ctx, id, &local_record(&new_row), pending)
 }
 

@@ -188,6 +188,8 @@ pub(super) fn prepare(
             members: parts.members,
             fetcher: &cache,
             authority: None,
+            direction: Default::default(),
+            force: None,
         };
         let refs: Vec<&Record> = records.iter().collect();
         prefetch(index, &ctx, &refs, &cache);
