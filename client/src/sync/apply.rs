@@ -415,8 +415,12 @@ fn forget_settled(
 fn order(actions: &mut [Action]) {
     actions.sort_by_key(|a| match a {
         Action::Yield { .. } | Action::Refuse { .. } => (0, 0, 0),
-        // Children before their directory.
-        Action::Discard { local, .. } => (0, 1, usize::MAX - depth(&local.path)),
+        // A file goes first (its path may be the one a reverted file needs); a directory
+        // last, once the installs moved out what was moved into it, children first.
+        Action::Discard { local, .. } if local.kind == EntryKind::Directory => {
+            (4, 0, usize::MAX - depth(&local.path))
+        }
+        Action::Discard { .. } => (0, 1, 0),
         Action::KeepConflict { .. } => (1, 0, 0),
         Action::Publish { .. } | Action::Adopt { .. } | Action::Override { .. } => (2, 0, 0),
         Action::Install { record, .. }
@@ -534,7 +538,8 @@ fn carry_out(
             match result {
                 Ok(()) => match what.0 {
                     // (A merge and a yield publish what they did, too.)
-                    "publish" | "merge" | "yield" | "override" => report.published += 1,
+                    "publish" | "merge" | "override" => report.published += 1,
+                    "yield" if ctx.direction.sends() => report.published += 1,
                     "install" | "discard" => report.installed += 1,
                     _ => {}
                 },

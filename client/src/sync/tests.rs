@@ -1623,7 +1623,23 @@ fn dump_unsettled(ds: &[Device]) {
 
 /// `ordered`: a `server_authoritative` folder, the bridge's rules ordering every change.
 fn random_sequences(n_devices: u8, seed: u64, steps: usize, ordered: bool) {
+    random_sequences_with(n_devices, seed, steps, ordered, None)
+}
+
+/// [`random_sequences`], with the last device's folder `one_way` (`send_only` or
+/// `receive_only`) throughout: at the end, once all are quiet, it overrides or reverts, and
+/// then every tree must be the same.
+fn random_sequences_with(
+    n_devices: u8,
+    seed: u64,
+    steps: usize,
+    ordered: bool,
+    one_way: Option<super::plan::Direction>,
+) {
     let mut ds: Vec<Device> = (1..=n_devices).map(Device::new).collect();
+    if let (Some(d), Some(last)) = (one_way, ds.last_mut()) {
+        last.direction = d;
+    }
     let orderer = ordered.then(|| BridgeOrderer::for_devices(&ds.iter().collect::<Vec<_>>()));
     let authority = orderer.as_ref().map(|o| o as &dyn super::apply::Authority);
     let m: HashSet<DeviceId> = ds
@@ -1736,26 +1752,17 @@ fn random_sequences(n_devices: u8, seed: u64, steps: usize, ordered: bool) {
     if std::env::var_os("HARP_SYNC_SEEDS").is_some() {
         eprintln!("seed {seed}: {killed} rounds killed");
     }
-    // Everyone comes back online: rounds until quiet.
-    let mut quiet = false;
-    for _ in 0..12 {
-        exchange_all(&mut ds);
-        let mut changed = false;
-        for k in 0..ds.len() {
-            let (before, rest) = ds.split_at_mut(k);
-            let (me, after) = rest.split_first_mut().unwrap();
-            let others: Vec<&Device> = before.iter().chain(after.iter()).collect();
-            let r = me.round_with(&m, &others, authority);
-            if r.changed() || !r.deferred.is_empty() {
-                eprintln!("seed {seed}, device {k}: {r:?}");
-            }
-            changed |= r.changed() || !r.deferred.is_empty();
+    // Everyone comes back online: rounds until quiet (then the one-way device settles its
+    // differences, and rounds until quiet again).
+    let mut quiet = quiet_rounds(&mut ds, &m, authority, seed);
+    if let Some(direction) = one_way.filter(|_| quiet) {
+        if let Some(last) = ds.last_mut() {
+            last.force = Some(match direction {
+                super::plan::Direction::SendOnly => super::plan::Force::Override,
+                _ => super::plan::Force::Revert,
+            });
         }
-        exchange_all(&mut ds);
-        if !changed {
-            quiet = true;
-            break;
-        }
+        quiet = quiet_rounds(&mut ds, &m, authority, seed);
     }
     let trees: Vec<_> = ds.iter().map(Device::tree).collect();
     if !quiet {
@@ -1808,6 +1815,35 @@ fn random_sequences(n_devices: u8, seed: u64, steps: usize, ordered: bool) {
     }
 }
 
+/// All devices online: rounds (documents exchanged between them) until none changes
+/// anything or waits (at most 12); whether they got there.
+fn quiet_rounds(
+    ds: &mut [Device],
+    m: &HashSet<DeviceId>,
+    authority: Option<&dyn super::apply::Authority>,
+    seed: u64,
+) -> bool {
+    for _ in 0..12 {
+        exchange_all(ds);
+        let mut changed = false;
+        for k in 0..ds.len() {
+            let (before, rest) = ds.split_at_mut(k);
+            let (me, after) = rest.split_first_mut().unwrap();
+            let others: Vec<&Device> = before.iter().chain(after.iter()).collect();
+            let r = me.round_with(m, &others, authority);
+            if r.changed() || !r.deferred.is_empty() {
+                eprintln!("seed {seed}, device {k}: {r:?}");
+            }
+            changed |= r.changed() || !r.deferred.is_empty();
+        }
+        exchange_all(ds);
+        if !changed {
+            return true;
+        }
+    }
+    false
+}
+
 /// Seeds per test: 4 by default, more with `HARP_SYNC_SEEDS=N` (the longer run in
 /// docs/benchmarks.md), from the `HARP_SYNC_SEED_FROM`-th on.
 fn seeds(base: u64) -> Vec<u64> {
@@ -1842,6 +1878,26 @@ fn random_sequences_on_two_devices_converge_and_lose_nothing() {
 fn random_sequences_on_three_devices_converge_and_lose_nothing() {
     for seed in seeds(104_729) {
         random_sequences(3, seed, 60, false);
+    }
+}
+
+#[test]
+fn random_sequences_with_a_receive_only_device_revert_to_the_others_and_lose_nothing() {
+    for seed in seeds(15_485_863) {
+        random_sequences_with(
+            3,
+            seed,
+            60,
+            false,
+            Some(super::plan::Direction::ReceiveOnly),
+        );
+    }
+}
+
+#[test]
+fn random_sequences_with_a_send_only_device_override_the_others_and_lose_nothing() {
+    for seed in seeds(32_452_843) {
+        random_sequences_with(3, seed, 60, false, Some(super::plan::Direction::SendOnly));
     }
 }
 
