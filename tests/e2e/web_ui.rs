@@ -160,4 +160,19 @@ fn the_web_ui_shows_folders_peers_conflicts_and_versions_in_a_real_browser() {
         dom.contains("<div id=\"error\" role=\"alert\"></div>"),
         "the page shows an error: {dom}"
     );
+
+    // A receive-only folder says so, with the changes it holds back.
+    ok(&a.home, &["folder", "direction", "shared", "receive-only"]);
+    std::fs::write(a.folder.join("draft.txt"), b"kept on A").unwrap();
+    let held = wait_for(30, || {
+        let s: serde_json::Value =
+            serde_json::from_str(&ok(&a.home, &["status", "--json"])).unwrap();
+        s["folders"][0]["sync"]["held_back_total"] == 1
+    });
+    assert!(held.is_some(), "draft.txt held back");
+    let dom = browser_dom(&ui, &tmp.path().join("chromium"));
+    assert!(
+        dom.contains("receive-only, 1 changes made here not sent"),
+        "{dom}"
+    );
 }
