@@ -26,6 +26,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use harp_protocol::ids::{DeviceId, FileId};
+use harp_protocol::manifest::EntryKind;
 use harp_protocol::record::{Digest, Record};
 
 pub use crate::config::Direction;
@@ -269,9 +270,10 @@ fn unsent(f: &FileState, local: &Record) -> bool {
 
 /// Holds back what the direction does not allow: a `receive_only` folder publishes nothing
 /// (a local change that another device's change meets is kept as a conflict copy, here only,
-/// and the other change installed; a merge becomes the same); a `send_only` folder changes
-/// nothing on its disk (a local change that meets another device's is published, so the
-/// others settle the conflict; a move aside for a path is not made).
+/// and the other change installed; a merge becomes the same); a `send_only` folder installs
+/// nothing (a local change that meets another device's is published, so the others settle
+/// the conflict). Its files that lose a path to another file still move aside, as in a
+/// two-way folder: nobody else can move them, and the path would wait for good.
 fn one_way(
     direction: Direction,
     files: &BTreeMap<FileId, FileState>,
@@ -312,6 +314,15 @@ fn one_way(
                     },
                 })
             }
+            // A directory another device deleted stays while it holds what was made here.
+            (Direction::ReceiveOnly, Action::Install { record, .. })
+                if record.deleted
+                    && record.kind == EntryKind::Directory
+                    && holds_unsent(files, &record.path) =>
+            {
+                held_back.push(record.path);
+                None
+            }
             (Direction::ReceiveOnly, a) => Some(a),
             (Direction::SendOnly, Action::Install { record, .. }) => {
                 held_back.push(record.path);
@@ -335,10 +346,10 @@ fn one_way(
                     .is_some_and(|f| unsent(f, &local))
                     .then_some(Action::Publish { id, record: local })
             }
-            (Direction::SendOnly, Action::Yield { local, .. }) => {
-                held_back.push(local.path);
-                None
-            }
+            // A file of this device's that lost its path still gives it up (it gives its id
+            // up to an equal file, or moves aside under a conflict name, and publishes that):
+            // the other devices install the file that keeps the path only once the loser is
+            // gone from it, and only its holders can move it.
             (Direction::SendOnly, a) => Some(a),
         };
         kept.extend(a);
@@ -349,6 +360,16 @@ fn one_way(
         actions: kept,
         held_back,
     }
+}
+
+/// Whether a live local version not sent lies under directory `dir`.
+fn holds_unsent(files: &BTreeMap<FileId, FileState>, dir: &str) -> bool {
+    let prefix = format!("{dir}/");
+    files.values().any(|f| {
+        f.local
+            .as_ref()
+            .is_some_and(|l| !l.deleted && l.path.starts_with(&prefix) && unsent(f, l))
+    })
 }
 
 /// The actions that undo every change made here and not sent.

@@ -2679,3 +2679,29 @@ fn a_send_only_folder_keeps_its_files_and_overrides_the_others() {
     let (ra, _) = settle(&mut a, &mut b);
     assert!(ra.held_back.is_empty(), "{ra:?}");
 }
+
+#[test]
+fn a_directory_deleted_elsewhere_stays_in_a_receive_only_folder_while_it_holds_a_local_file() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    b.direction = super::plan::Direction::ReceiveOnly;
+    a.write("d/theirs.txt", b"a's");
+    a.write(
+        "stays.txt",
+        b"(a root left empty would be refused as a vanished folder)",
+    );
+    settle(&mut a, &mut b);
+    b.write("d/mine.txt", b"b's, not sent");
+    std::fs::remove_dir_all(a.path("d")).unwrap();
+    // Quiet, not waiting for good on a directory it cannot empty.
+    let (_, rb) = settle(&mut a, &mut b);
+    assert_eq!(rb.held_back, ["d", "d/mine.txt"], "{rb:?}");
+    assert_eq!(
+        b.tree().keys().collect::<Vec<_>>(),
+        ["d/", "d/mine.txt", "stays.txt"]
+    );
+    b.force = Some(super::plan::Force::Revert);
+    settle(&mut a, &mut b);
+    assert_eq!(a.tree(), b.tree());
+    assert!(kept_contents(&b).contains(&b"b's, not sent"[..]));
+}
