@@ -507,7 +507,12 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                 println!("No folders yet: harp folder add PATH");
             } else {
                 for f in &node.config.folders {
-                    println!("{}  {}  {}", f.id, f.label, f.path.display());
+                    let one_way = match f.direction {
+                        crate::config::Direction::SendReceive => "",
+                        crate::config::Direction::SendOnly => "  (send-only)",
+                        crate::config::Direction::ReceiveOnly => "  (receive-only)",
+                    };
+                    println!("{}  {}  {}{one_way}", f.id, f.label, f.path.display());
                 }
             }
         }
