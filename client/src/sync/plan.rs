@@ -288,40 +288,21 @@ fn one_way(
                 held_back.push(record.path);
                 None
             }
+            // A merge would publish: the local version is kept as a local conflict copy,
+            // as any local change that meets a remote one, and the winner installed.
             (
                 Direction::ReceiveOnly,
                 Action::Merge {
-                    id,
-                    local,
-                    winner,
-                    how,
+                    id, local, winner, ..
                 },
             ) => {
                 held_back.push(local.path.clone());
-                Some(match how {
-                    // Moved here: the move is undone (the old content goes to the versions
-                    // store with the install).
-                    Merge::KeepLocalPath => Action::Install {
-                        id,
-                        record: winner,
-                        resolve: false,
-                    },
-                    Merge::TakeWinnerPath | Merge::Made => Action::KeepConflict {
-                        id,
-                        local,
-                        winner,
-                        resolve: false,
-                    },
+                Some(Action::KeepConflict {
+                    id,
+                    local,
+                    winner,
+                    resolve: false,
                 })
-            }
-            // A directory another device deleted stays while it holds what was made here.
-            (Direction::ReceiveOnly, Action::Install { record, .. })
-                if record.deleted
-                    && record.kind == EntryKind::Directory
-                    && holds_unsent(files, &record.path) =>
-            {
-                held_back.push(record.path);
-                None
             }
             (Direction::ReceiveOnly, a) => Some(a),
             (Direction::SendOnly, Action::Install { record, .. }) => {
@@ -360,16 +341,6 @@ fn one_way(
         actions: kept,
         held_back,
     }
-}
-
-/// Whether a live local version not sent lies under directory `dir`.
-fn holds_unsent(files: &BTreeMap<FileId, FileState>, dir: &str) -> bool {
-    let prefix = format!("{dir}/");
-    files.values().any(|f| {
-        f.local
-            .as_ref()
-            .is_some_and(|l| !l.deleted && l.path.starts_with(&prefix) && unsent(f, l))
-    })
 }
 
 /// The actions that undo every change made here and not sent.
@@ -571,8 +542,35 @@ fn plan_both_ways(
             }
         }
     }
+    keep_directories_of_live_files(&mut actions, &outcome);
     resolve_paths(me, files, &mut actions, &outcome, names, unsent_yields);
     actions
+}
+
+/// Drops the install of another device's directory delete while a file below it stays live
+/// here (it outlives the delete, as an edit outlives a concurrent delete): the directory
+/// could not be removed anyway, and would wait for good when the device that deleted it never
+/// installs that file (a `send_only` one). A two-way device that deleted it installs the file
+/// and so makes the directory again, which its next scan publishes.
+fn keep_directories_of_live_files(
+    actions: &mut Vec<Action>,
+    outcome: &BTreeMap<FileId, (Record, bool)>,
+) {
+    let live: std::collections::BTreeSet<&str> = outcome
+        .values()
+        .filter(|(r, _)| !r.deleted)
+        .map(|(r, _)| r.path.as_str())
+        .collect();
+    actions.retain(|a| match a {
+        Action::Install { record, .. } if record.deleted && record.kind == EntryKind::Directory => {
+            let prefix = format!("{}/", record.path);
+            !live
+                .range(prefix.as_str()..)
+                .next()
+                .is_some_and(|p| p.starts_with(&prefix))
+        }
+        _ => true,
+    });
 }
 
 /// Finds live files that would share a path, and settles who keeps it.

@@ -2695,7 +2695,7 @@ fn a_directory_deleted_elsewhere_stays_in_a_receive_only_folder_while_it_holds_a
     std::fs::remove_dir_all(a.path("d")).unwrap();
     // Quiet, not waiting for good on a directory it cannot empty.
     let (_, rb) = settle(&mut a, &mut b);
-    assert_eq!(rb.held_back, ["d", "d/mine.txt"], "{rb:?}");
+    assert_eq!(rb.held_back, ["d/mine.txt"], "{rb:?}");
     assert_eq!(
         b.tree().keys().collect::<Vec<_>>(),
         ["d/", "d/mine.txt", "stays.txt"]
@@ -2704,4 +2704,53 @@ fn a_directory_deleted_elsewhere_stays_in_a_receive_only_folder_while_it_holds_a
     settle(&mut a, &mut b);
     assert_eq!(a.tree(), b.tree());
     assert!(kept_contents(&b).contains(&b"b's, not sent"[..]));
+}
+
+#[test]
+fn a_receive_only_folder_made_two_way_again_sends_what_it_held_back() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    b.direction = super::plan::Direction::ReceiveOnly;
+    a.write("f.txt", b"v1");
+    settle(&mut a, &mut b);
+    b.write("f.txt", b"b's edit, held back");
+    b.write("new.txt", b"b's new file");
+    settle(&mut a, &mut b);
+    a.write("f.txt", b"a's edit");
+    settle(&mut a, &mut b);
+    b.direction = super::plan::Direction::SendReceive;
+    converge(&mut a, &mut b);
+    let tree = a.tree();
+    assert_eq!(tree, b.tree());
+    assert_eq!(tree["f.txt"], b"a's edit");
+    assert_eq!(tree["new.txt"], b"b's new file");
+    assert!(
+        tree.values().any(|v| v == b"b's edit, held back"),
+        "b's edit reached a as a conflict copy: {:?}",
+        tree.keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_directory_a_send_only_device_deleted_stays_where_a_new_file_lives_in_it() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    a.direction = super::plan::Direction::SendOnly;
+    a.write("d/old.txt", b"old");
+    a.write(
+        "stays.txt",
+        b"(a root left empty would be refused as a vanished folder)",
+    );
+    settle(&mut a, &mut b);
+    std::fs::remove_dir_all(a.path("d")).unwrap();
+    b.write("d/new.txt", b"b's new file");
+    // B keeps the directory its new file lives in: quiet, not waiting for good.
+    let (ra, rb) = settle(&mut a, &mut b);
+    assert!(rb.deferred.is_empty(), "{rb:?}");
+    assert_eq!(ra.held_back, ["d/new.txt"], "{ra:?}");
+    assert_eq!(b.tree()["d/new.txt"], b"b's new file");
+    a.force = Some(super::plan::Force::Override);
+    settle(&mut a, &mut b);
+    assert_eq!(a.tree(), b.tree());
+    assert!(kept_contents(&b).contains(&b"b's new file"[..]));
 }
