@@ -280,7 +280,9 @@ pub fn sync_once(index: &mut Index, doc: &Doc, ctx: &Context<'_>) -> Result<Repo
     drop(files);
     order(&mut actions);
     let mut report = carry_out(index, doc, ctx, actions, journal)?;
-    report.held_back = held_back;
+    report.held_back.extend(held_back);
+    report.held_back.sort();
+    report.held_back.dedup();
     Ok(report)
 }
 
@@ -606,6 +608,15 @@ fn act(
     } = acting;
     match action {
         Action::Publish { id, record } => match publish(index, doc, ctx, &id, &record, pending) {
+            // A send-only folder installs nothing, the winner included: its version stays
+            // as it is, unpublished, until an override makes it the next one.
+            Err(Defer::Lost(_)) if !ctx.direction.receives() => {
+                report.held_back.push(record.path.clone());
+                Err(later(format!(
+                    "another device's version of {} is first on the bridge (send-only:                      `harp folder override` makes this one the next)",
+                    record.path
+                )))
+            }
             Err(Defer::Lost(head)) => {
                 *what = "keep a conflict copy of";
                 lost_claim(index, doc, ctx, &id, &record, head, report, journal)

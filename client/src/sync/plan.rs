@@ -236,7 +236,7 @@ pub fn plan(me: &DeviceId, files: &BTreeMap<FileId, FileState>, names: Names) ->
 /// Plans the actions for a folder of any direction, or a forced round ([`Force`]).
 ///
 /// A one-way folder plans as a two-way one, then holds back what its direction does not
-/// allow ([`one_way`]), with one difference: in a `receive_only` folder a file made or moved
+/// allow (`one_way`), with one difference: in a `receive_only` folder a file made or moved
 /// here and not sent never keeps a path against another device's file (no other device
 /// knows of it), so it is moved aside here instead.
 pub fn plan_for(

@@ -2754,3 +2754,45 @@ fn a_directory_a_send_only_device_deleted_stays_where_a_new_file_lives_in_it() {
     assert_eq!(a.tree(), b.tree());
     assert!(kept_contents(&b).contains(&b"b's new file"[..]));
 }
+
+#[test]
+fn a_send_only_device_that_loses_a_claim_keeps_its_version_until_it_overrides() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    b.direction = super::plan::Direction::SendOnly;
+    let m = members(&[&a, &b]);
+    let orderer = BridgeOrderer::for_devices(&[&a, &b]);
+    a.write("x.txt", b"v1");
+    a.round_with(&m, &[], Some(&orderer));
+    exchange(&mut a, &mut b);
+    b.round_with(&m, &[&a], Some(&orderer));
+    // (B is send-only: it never installs, so it starts with the same file made by hand.)
+    b.write("x.txt", b"v1");
+    for _ in 0..2 {
+        exchange(&mut a, &mut b);
+        b.round_with(&m, &[&a], Some(&orderer));
+        a.round_with(&m, &[&b], Some(&orderer));
+    }
+    // Both edit; A reaches the bridge first.
+    a.write("x.txt", b"A's edit");
+    b.write("x.txt", b"B's edit!");
+    a.round_with(&m, &[&b], Some(&orderer));
+    for _ in 0..3 {
+        exchange(&mut a, &mut b);
+        let rb = b.round_with(&m, &[&a], Some(&orderer));
+        assert!(rb.held_back.contains(&"x.txt".to_owned()), "{rb:?}");
+        a.round_with(&m, &[&b], Some(&orderer));
+    }
+    assert_eq!(std::fs::read(b.path("x.txt")).unwrap(), b"B's edit!");
+    assert!(!b.tree().keys().any(|k| k.contains(".conflict-")));
+    // Overridden: B's version is the next one on the bridge, and A takes it.
+    b.force = Some(super::plan::Force::Override);
+    for _ in 0..3 {
+        exchange(&mut a, &mut b);
+        b.round_with(&m, &[&a], Some(&orderer));
+        exchange(&mut a, &mut b);
+        a.round_with(&m, &[&b], Some(&orderer));
+    }
+    assert_eq!(std::fs::read(a.path("x.txt")).unwrap(), b"B's edit!");
+    assert!(kept_contents(&a).contains(&b"A's edit"[..]));
+}
