@@ -226,6 +226,9 @@ pub struct FolderConfig {
     /// Which way changes flow here (default: both).
     #[serde(default, skip_serializing_if = "is_send_receive")]
     pub direction: Direction,
+    /// Paused: neither scanned nor synced (`harp folder pause` / `resume`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 fn is_send_receive(d: &Direction) -> bool {
@@ -515,6 +518,7 @@ mod tests {
             versioning: Versioning::default(),
             members: vec!["d".into()],
             direction: Direction::ReceiveOnly,
+            paused: true,
         });
         let value = toml::Value::try_from(&c).unwrap();
         let mut keys = Vec::new();
@@ -559,6 +563,7 @@ mod tests {
             versioning: Versioning::Simple { keep: 5 },
             members: vec![],
             direction: Direction::SendOnly,
+            paused: false,
         });
         c.save(&dirs).unwrap();
         let mode = fs::metadata(dirs.config_file())

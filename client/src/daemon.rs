@@ -113,8 +113,12 @@ pub fn run(node: Node) -> anyhow::Result<()> {
         let doc = Arc::new(Mutex::new(FolderDoc::open(&doc_path)?));
         let status = Arc::new(Mutex::new(json!({"state": "starting"})));
         let wakes = scan::watch::channel();
+        if f.paused {
+            *status.lock().unwrap_or_else(|e| e.into_inner()) = json!({"state": "paused"});
+        }
         let control = FolderControl {
             direction: Arc::new(Mutex::new(f.direction)),
+            paused: Arc::new(AtomicBool::new(f.paused)),
             forced: Arc::default(),
             wake: wakes.0.clone(),
         };
@@ -295,6 +299,8 @@ type ForcedRounds = Arc<Mutex<Vec<(Force, tokio::sync::oneshot::Sender<Value>)>>
 struct FolderControl {
     /// The folder's direction here (`harp folder direction` changes it live).
     direction: Arc<Mutex<crate::config::Direction>>,
+    /// Paused: neither scanned nor synced (`harp folder pause`, `resume`).
+    paused: Arc<AtomicBool>,
     /// Forced rounds asked for (`harp folder revert`, `override`), each with where its
     /// report goes.
     forced: ForcedRounds,
@@ -352,7 +358,7 @@ fn start_worker(
                 &device,
                 &opts,
                 timing,
-                &w.stop,
+                (&w.stop, &w.control.paused),
                 wakes,
                 |index, scanned| {
                     match scanned {
@@ -468,7 +474,13 @@ fn sync_rounds(
         retry = (!report.deferred.is_empty()).then_some(RETRY_DEFERRED);
         let (files, conflicts) = index.counts(&folder.id).unwrap_or_default();
         *w.status.lock().unwrap_or_else(|e| e.into_inner()) = json!({
-            "state": if report.deferred.is_empty() { "idle" } else { "waiting" },
+            "state": if w.control.paused.load(Ordering::Relaxed) {
+                "paused"
+            } else if report.deferred.is_empty() {
+                "idle"
+            } else {
+                "waiting"
+            },
             "files": files,
             "conflicts": conflicts,
             "last_round_ms": std::time::SystemTime::now()
@@ -908,6 +920,24 @@ async fn answer(req: &Value, state: &State) -> anyhow::Result<Value> {
             let _ = control.wake.try_send(Wake::Disk);
             Ok(json!({ "direction": direction.name() }))
         }
+        Some("pause") => {
+            let control = folder_control(req, state)?;
+            let paused = req["paused"].as_bool().context("pause needs paused")?;
+            control.paused.store(paused, Ordering::Relaxed);
+            if paused {
+                if let Some((_, status)) = state
+                    .folders
+                    .iter()
+                    .find(|(f, _)| req["folder"] == f["id"] || req["folder"] == f["label"])
+                {
+                    *status.lock().unwrap_or_else(|e| e.into_inner()) = json!({"state": "paused"});
+                }
+            } else {
+                // The scan catches up with what changed meanwhile, then a round runs.
+                let _ = control.wake.try_send(Wake::Disk);
+            }
+            Ok(json!({ "paused": paused }))
+        }
         Some("force") => {
             let control = folder_control(req, state)?;
             let (force, needs) = match req["force"].as_str() {
@@ -915,6 +945,9 @@ async fn answer(req: &Value, state: &State) -> anyhow::Result<Value> {
                 Some("override") => (Force::Override, crate::config::Direction::SendOnly),
                 other => anyhow::bail!("force needs revert or override, not {other:?}"),
             };
+            if control.paused.load(Ordering::Relaxed) {
+                anyhow::bail!("the folder is paused here: `harp folder resume` it first");
+            }
             let direction = control.direction();
             if direction != needs {
                 anyhow::bail!(

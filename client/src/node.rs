@@ -157,6 +157,7 @@ impl Node {
             versioning: Versioning::default(),
             members,
             direction: Default::default(),
+            paused: false,
         };
         self.config.folders.push(folder.clone());
         self.config.save(&self.dirs)?;

@@ -1005,3 +1005,41 @@ fn a_send_only_folder_overrides_the_other_device_s_changes() {
     );
     assert!(versions.contains("overwrite"), "{versions}");
 }
+
+/// A paused folder neither takes nor sends changes, and catches up once resumed.
+#[test]
+fn a_paused_folder_syncs_nothing_until_it_is_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, _pa, _pb) = pair(tmp.path()).unwrap();
+    std::fs::write(a.folder.join("first.txt"), b"first").unwrap();
+    wait_same(&a.folder, &b.folder, "first sync");
+    let out = ok(&b.home, &["folder", "pause", "shared"]);
+    assert!(out.contains("paused (the running daemon too)"), "{out}");
+    assert!(ok(&b.home, &["folder", "list"]).contains("(paused)"));
+    let state = |home: &Path| -> String {
+        let v: serde_json::Value = serde_json::from_str(&ok(home, &["status", "--json"])).unwrap();
+        v["folders"][0]["sync"]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(state(&b.home), "paused");
+    std::fs::write(a.folder.join("from-a.txt"), b"made while b was paused").unwrap();
+    std::fs::write(b.folder.join("from-b.txt"), b"made while paused").unwrap();
+    // A publishes at once and B is connected: were B not paused, it would have it in moments.
+    assert!(
+        wait_for(5, || b.folder.join("from-a.txt").exists()).is_none(),
+        "a paused folder took a change"
+    );
+    assert!(!a.folder.join("from-b.txt").exists(), "a paused folder sent a change");
+    let revert = harp(&b.home, &["folder", "revert", "shared"]).unwrap();
+    assert!(!revert.status.success());
+    let out = ok(&b.home, &["folder", "resume", "shared"]);
+    assert!(out.contains("resumed"), "{out}");
+    wait_same(&a.folder, &b.folder, "after the resume");
+    assert_eq!(
+        std::fs::read(a.folder.join("from-b.txt")).unwrap(),
+        b"made while paused"
+    );
+    wait_for(30, || state(&b.home) == "idle").expect("idle after the resume");
+}

@@ -119,6 +119,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Stop scanning and syncing a folder on this device until `harp folder resume` (a
+    /// running daemon stops at once; changes made meanwhile are scanned and synced on
+    /// resume).
+    Pause {
+        /// The folder (label, id or path).
+        folder: String,
+    },
+    /// Scan and sync a paused folder again.
+    Resume {
+        /// The folder (label, id or path).
+        folder: String,
+    },
     /// Undo every change made here and not sent, in a receive-only folder: each file
     /// becomes the version the other devices have, files only this device has are removed.
     /// What is replaced or removed goes to the versions store. Needs the running daemon.
@@ -185,6 +197,7 @@ fn folder_json(f: &crate::config::FolderConfig) -> serde_json::Value {
         "path": f.path,
         "versioning": f.versioning,
         "direction": f.direction.name(),
+        "paused": f.paused,
     })
 }
 
@@ -497,6 +510,29 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Pause { folder } | Command::Resume { folder } => {
+            let paused = matches!(cmd, Command::Pause { .. });
+            let cfg = node.config.folder(folder)?.clone();
+            if let Some(f) = node.config.folders.iter_mut().find(|f| f.id == cfg.id) {
+                f.paused = paused;
+            }
+            node.config.save(&node.dirs)?;
+            let live = crate::daemon::request(
+                &node.dirs.control_socket(),
+                &serde_json::json!({"cmd": "pause", "folder": cfg.id.to_string(), "paused": paused}),
+            )
+            .is_ok();
+            println!(
+                "{}: {}{}",
+                cfg.label,
+                if paused { "paused" } else { "resumed" },
+                if live {
+                    " (the running daemon too)"
+                } else {
+                    " (from the daemon's next start)"
+                }
+            );
+        }
         Command::Revert { folder, json } => force(&node, folder, "revert", *json)?,
         Command::Override { folder, json } => force(&node, folder, "override", *json)?,
         Command::List { json } => {
@@ -512,7 +548,13 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                         crate::config::Direction::SendOnly => "  (send-only)",
                         crate::config::Direction::ReceiveOnly => "  (receive-only)",
                     };
-                    println!("{}  {}  {}{one_way}", f.id, f.label, f.path.display());
+                    let paused = if f.paused { "  (paused)" } else { "" };
+                    println!(
+                        "{}  {}  {}{one_way}{paused}",
+                        f.id,
+                        f.label,
+                        f.path.display()
+                    );
                 }
             }
         }

@@ -73,7 +73,7 @@ pub fn watch(
         device,
         opts,
         timing,
-        stop,
+        (stop, &AtomicBool::new(false)),
         channel(),
         |_, scanned| {
             if let Some(r) = scanned {
@@ -87,6 +87,8 @@ pub fn watch(
 /// A folder's worker loop: like [`watch`], and after every scan (and every [`Wake::Other`])
 /// it calls `step` with the index and the scan's outcome (`None`: no scan ran). `step` may ask
 /// to be called again after a while (work it had to put off). Scans and steps never overlap.
+/// While `paused` is set nothing is scanned or stepped (wake it with [`Wake::Disk`] when
+/// clearing it: the scan then catches up).
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     index: &mut Index,
@@ -94,7 +96,7 @@ pub fn run(
     device: &SigningKey,
     opts: &Options<'_>,
     timing: Timing,
-    stop: &AtomicBool,
+    (stop, paused): (&AtomicBool, &AtomicBool),
     (tx, rx): (mpsc::SyncSender<Wake>, mpsc::Receiver<Wake>),
     mut step: impl FnMut(&mut Index, Option<&Result<Summary, Error>>) -> Option<Duration>,
 ) -> Result<(), Error> {
@@ -119,6 +121,9 @@ pub fn run(
     // time, not at the next periodic rescan: the changes it missed have no event left to
     // bring them back.
     let scan_and_step = |index: &mut Index, step: &mut Step<'_>| {
+        if paused.load(Ordering::Relaxed) {
+            return (None, Instant::now() + timing.rescan_every);
+        }
         let r = scan(index, folder, device, opts);
         let retry = step(index, Some(&r));
         let now = Instant::now();
@@ -142,14 +147,15 @@ pub fn run(
                 }
                 (retry_at, next_rescan) = scan_and_step(index, &mut step);
             }
-            Ok(Wake::Other) => {
+            Ok(Wake::Other) if !paused.load(Ordering::Relaxed) => {
                 retry_at = step(index, None).map(|d| Instant::now() + d);
             }
+            Ok(Wake::Other) => {}
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let now = Instant::now();
                 if now >= next_rescan {
                     (retry_at, next_rescan) = scan_and_step(index, &mut step);
-                } else if retry_at.is_some_and(|t| now >= t) {
+                } else if retry_at.is_some_and(|t| now >= t) && !paused.load(Ordering::Relaxed) {
                     retry_at = step(index, None).map(|d| Instant::now() + d);
                 }
             }
