@@ -1031,7 +1031,10 @@ fn a_paused_folder_syncs_nothing_until_it_is_resumed() {
         wait_for(5, || b.folder.join("from-a.txt").exists()).is_none(),
         "a paused folder took a change"
     );
-    assert!(!a.folder.join("from-b.txt").exists(), "a paused folder sent a change");
+    assert!(
+        !a.folder.join("from-b.txt").exists(),
+        "a paused folder sent a change"
+    );
     let revert = harp(&b.home, &["folder", "revert", "shared"]).unwrap();
     assert!(!revert.status.success());
     let out = ok(&b.home, &["folder", "resume", "shared"]);
