@@ -609,17 +609,23 @@ fn act(
     match action {
         Action::Publish { id, record } => match publish(index, doc, ctx, &id, &record, pending) {
             // A send-only folder installs nothing, the winner included: its version stays
-            // as it is, unpublished, until an override makes it the next one.
+            // as it is, unpublished and held back, until an override claims it as the next.
             Err(Defer::Lost(_)) if !ctx.direction.receives() => {
-                report.held_back.push(record.path.clone());
-                Err(later(format!(
-                    "another device's version of {} is first on the bridge (send-only:                      `harp folder override` makes this one the next)",
+                *what = "hold back";
+                tracing::info!(
+                    folder = %ctx.folder.id,
+                    "{}: another device's version is first on the bridge; held back \
+                     (send-only: `harp folder override` makes this one the next)",
                     record.path
-                )))
+                );
+                report.held_back.push(record.path.clone());
+                Ok(())
             }
             Err(Defer::Lost(head)) => {
                 *what = "keep a conflict copy of";
-                lost_claim(index, doc, ctx, &id, &record, head, report, journal)
+                lost_claim(
+                    index, doc, ctx, &id, &record, head, report, journal, pending,
+                )
             }
             other => other,
         },
@@ -984,6 +990,7 @@ fn lost_claim(
     head: Option<ChainHash>,
     report: &mut Report,
     journal: &mut InstallJournal,
+    pending: &mut Vec<(FileId, Digest)>,
 ) -> Result<(), Defer> {
     let winner = lock(doc)
         .files()
@@ -992,6 +999,18 @@ fn lost_claim(
         .into_iter()
         .find(|r| Some(r.chain_head) == head);
     match winner {
+        // A directory deleted elsewhere while files still live in it: made again, on top of
+        // the delete (it could not be removed here, and a deleter that never installs those
+        // files, a send-only one, would never make it again).
+        Some(w)
+            if w.deleted
+                && w.kind == EntryKind::Directory
+                && local.kind == EntryKind::Directory
+                && !local.deleted
+                && lives_below(doc, &local.path) =>
+        {
+            override_with(index, doc, ctx, id, (Some(local), &w), pending)
+        }
         Some(w) => {
             tracing::info!(folder = %ctx.folder.id, "{}: another device's version was first on the bridge", local.path);
             keep_conflict(index, doc, ctx, id, (local, &w), false, report, journal)
@@ -1001,6 +1020,14 @@ fn lost_claim(
             local.path
         ))),
     }
+}
+
+/// Whether the document holds a file below directory `dir` that is live in all its values.
+fn lives_below(doc: &Doc, dir: &str) -> bool {
+    let prefix = format!("{dir}/");
+    lock(doc).files().values().any(|values| {
+        values.iter().all(|r| !r.deleted) && values.iter().any(|r| r.path.starts_with(&prefix))
+    })
 }
 
 /// Puts every link of the local chain of `id` into the document (idempotent).

@@ -1902,6 +1902,17 @@ fn random_sequences_with_a_send_only_device_override_the_others_and_lose_nothing
 }
 
 #[test]
+fn random_sequences_with_one_way_devices_in_a_server_authoritative_folder_lose_nothing() {
+    for (i, seed) in seeds(49_979_687).into_iter().enumerate() {
+        let direction = [
+            super::plan::Direction::SendOnly,
+            super::plan::Direction::ReceiveOnly,
+        ][i % 2];
+        random_sequences_with(3, seed, 60, true, Some(direction));
+    }
+}
+
+#[test]
 fn random_sequences_in_a_server_authoritative_folder_converge_and_lose_nothing() {
     for seed in seeds(15_485_863) {
         random_sequences(3, seed, 60, true);
@@ -2795,4 +2806,44 @@ fn a_send_only_device_that_loses_a_claim_keeps_its_version_until_it_overrides() 
     }
     assert_eq!(std::fs::read(a.path("x.txt")).unwrap(), b"B's edit!");
     assert!(kept_contents(&a).contains(&b"A's edit"[..]));
+}
+
+#[test]
+fn in_an_ordered_folder_a_directory_a_send_only_device_deleted_is_made_again_for_a_file_in_it() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    b.direction = super::plan::Direction::SendOnly;
+    let m = members(&[&a, &b]);
+    let orderer = BridgeOrderer::for_devices(&[&a, &b]);
+    // B makes directory d and deletes it again, both on the bridge first.
+    b.write(
+        "b.txt",
+        b"(a root left empty would be refused as a vanished folder)",
+    );
+    std::fs::create_dir(b.path("d")).unwrap();
+    b.round_with(&m, &[], Some(&orderer));
+    std::fs::remove_dir(b.path("d")).unwrap();
+    b.round_with(&m, &[], Some(&orderer));
+    // A, before hearing of it, makes d with a file in it.
+    a.write("d/f.txt", b"a's file");
+    a.round_with(&m, &[], Some(&orderer));
+    let mut last = None;
+    for _ in 0..4 {
+        exchange(&mut a, &mut b);
+        let ra = a.round_with(&m, &[&b], Some(&orderer));
+        exchange(&mut a, &mut b);
+        b.round_with(&m, &[&a], Some(&orderer));
+        last = Some(ra);
+    }
+    let ra = last.unwrap();
+    assert!(ra.deferred.is_empty() && !ra.changed(), "{ra:?}");
+    assert_eq!(std::fs::read(a.path("d/f.txt")).unwrap(), b"a's file");
+    // d is live again in the document: made again on top of B's delete.
+    let d = a.doc.lock().unwrap().files();
+    assert!(
+        d.values()
+            .flatten()
+            .any(|r| r.path == "d" && !r.deleted && r.seq == 3),
+        "{d:?}"
+    );
 }
