@@ -95,51 +95,120 @@ fn chunk_list(
 }
 
 /// Starts the write-back of a temp file's pages every [`Writeback::EVERY`] bytes, so that the
-/// fsync before its rename finds little left to write. Without it a large file's pages all wait
-/// for that fsync (Linux starts flushing only past `dirty_background_ratio`, gigabytes on a
-/// desktop), and the disk then works alone after the copy is done: rebuilding a 1 GiB file here
-/// took 1.9-3.2 s with one fsync at the end and 0.9-1.0 s with a kick every 64 MiB (measured
-/// with the same reads and writes; docs/benchmarks.md).
+/// fsync before its rename finds little left to write, and decides which pages stay cached.
 ///
-/// The kick is `posix_fadvise(DONTNEED)`, which on Linux starts write-back of the dirty range
-/// without waiting for it. It also drops the pages already clean, so the next edit of the file
-/// reads its previous version from the disk; an `fdatasync` on a thread of its own keeps them,
-/// but made the rebuild of 1 GiB take 2.6-3.3 s instead of ~1 s (the copy waited on it).
-/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`, which starts the write-back and keeps the pages,
-/// was measured too (session 11): on this machine (a VM whose host backs guest memory on
-/// first touch, ~2.6 µs a page) a page cache that grows costs more than reading the previous
-/// version from the disk, and the 4 KiB overwrite took 0.99-3.04 s against 0.95-1.11 s.
-/// It only schedules work: durability still comes from the fsync (or syncfs) before the rename.
+/// Without the kicks a large file's pages all wait for that fsync (Linux starts flushing only
+/// past `dirty_background_ratio`, gigabytes on a desktop), and the disk then works alone after
+/// the copy is done: rebuilding a 1 GiB file here took 1.9-3.2 s with one fsync at the end and
+/// 0.9-1.0 s with a kick every 64 MiB (measured with the same reads and writes;
+/// docs/benchmarks.md). A kick is `posix_fadvise(DONTNEED)`, which on Linux starts the
+/// write-back of the dirty pages in its range without waiting for it, and drops the pages in
+/// it that are already clean. It only schedules work: durability still comes from the fsync
+/// (or syncfs) before the rename.
+///
+/// Which pages stay cached ([`Cache`]): a new version built from its previous one takes that
+/// version's place in the page cache. Each kick covers only the range written since the last
+/// one (still dirty, so nothing of it is dropped), and the previous version's pages are
+/// dropped as they are copied. The next edit of the file then copies from memory, not from the
+/// disk (1 GiB: 0.5-0.7 s against 0.8-2.3 s here, session 15), and a sync never grows the
+/// page cache: on this machine, a VM whose host backs guest memory on first touch (~3 µs a
+/// page), a page cache that grows costs more than reading from the disk (session 11 kept
+/// every page and the 4 KiB overwrite took 0.99-3.04 s). A file with no previous version
+/// (a new one, fetched) keeps nothing: its kicks cover the whole file, as a backup tool keeps
+/// a restore from pushing the user's own files out of the cache.
 struct Writeback<'a> {
     file: &'a fs::File,
     on: bool,
+    cache: Cache<'a>,
     since: std::cell::Cell<u64>,
+    /// The temp file's bytes written since the last kick: `[start, end)`.
+    written: std::cell::Cell<Option<(u64, u64)>>,
+    /// The previous version's bytes copied since the last kick.
+    copied: std::cell::Cell<Option<(u64, u64)>>,
+}
+
+/// What a build leaves in the page cache (see [`Writeback`]).
+enum Cache<'a> {
+    /// Nothing of the new file.
+    Nothing,
+    /// The new version, in place of the previous one (this file), dropped as it is copied.
+    InPlaceOf(&'a fs::File),
+}
+
+/// Widens a range to take `[at, at + len)` in.
+fn widen(range: &std::cell::Cell<Option<(u64, u64)>>, at: u64, len: u64) {
+    let end = at.saturating_add(len);
+    range.set(Some(match range.get() {
+        Some((s, e)) => (s.min(at), e.max(end)),
+        None => (at, end),
+    }));
+}
+
+/// Advice only: a file system that ignores it loses nothing but the head start (or the
+/// cached pages).
+fn drop_pages(file: &fs::File, range: Option<(u64, u64)>) {
+    let (offset, len) = match range {
+        None => (0, None),
+        Some((s, e)) => match std::num::NonZeroU64::new(e.saturating_sub(s)) {
+            Some(len) => (s, Some(len)),
+            None => return,
+        },
+    };
+    if let Err(e) = rustix::fs::fadvise(file, offset, len, rustix::fs::Advice::DontNeed) {
+        tracing::debug!("fadvise: {e}");
+    }
 }
 
 impl<'a> Writeback<'a> {
     const EVERY: u64 = 64 << 20;
 
-    fn new(file: &'a fs::File, on: bool) -> Self {
+    fn new(file: &'a fs::File, on: bool, cache: Cache<'a>) -> Self {
         Self {
             file,
             on,
+            cache,
             since: std::cell::Cell::new(0),
+            written: std::cell::Cell::new(None),
+            copied: std::cell::Cell::new(None),
         }
     }
 
-    fn wrote(&self, bytes: u64) {
+    /// `len` bytes were written at `at`.
+    fn wrote(&self, at: u64, len: u64) {
         if !self.on {
             return;
         }
-        let since = self.since.get() + bytes;
+        widen(&self.written, at, len);
+        let since = self.since.get() + len;
         if since < Self::EVERY {
             self.since.set(since);
             return;
         }
         self.since.set(0);
-        // Advice only: a file system that ignores it loses nothing but the head start.
-        if let Err(e) = rustix::fs::fadvise(self.file, 0, None, rustix::fs::Advice::DontNeed) {
-            tracing::debug!("fadvise: {e}");
+        match self.cache {
+            Cache::Nothing => drop_pages(self.file, None),
+            Cache::InPlaceOf(previous) => {
+                if let Some(range) = self.written.take() {
+                    drop_pages(self.file, Some(range));
+                }
+                if let Some(range) = self.copied.take() {
+                    drop_pages(previous, Some(range));
+                }
+            }
+        }
+    }
+
+    /// `len` bytes of the previous version were copied from `at`.
+    fn copied(&self, at: u64, len: u64) {
+        if self.on {
+            widen(&self.copied, at, len);
+        }
+    }
+
+    /// The build is over: what is left of the previous version in the cache goes.
+    fn done(&self) {
+        if let (true, Cache::InPlaceOf(previous)) = (self.on, &self.cache) {
+            drop_pages(previous, None);
         }
     }
 }
@@ -183,7 +252,8 @@ impl Run {
         remote: &mut Vec<ChunkId>,
     ) -> std::io::Result<()> {
         if self.move_bytes(from, to, buf)? {
-            writeback.wrote(self.len);
+            writeback.copied(self.src, self.len);
+            writeback.wrote(self.dst, self.len);
             report.reused_bytes += self.len;
         } else {
             remote.extend(self.ids);
@@ -320,35 +390,9 @@ pub(super) fn build_content(
     }
     let keys = &ctx.folder.keys;
     let file = tmp.as_file();
-    let writeback = Writeback::new(file, sync);
-    let put_plain = |id: ChunkId, plain: &[u8], counter: &mut u64| -> std::io::Result<()> {
-        for (off, len) in offsets.get(&id).map(Vec::as_slice).unwrap_or(&[]) {
-            if plain.len() != *len as usize {
-                return Err(std::io::Error::other(format!(
-                    "chunk {id} has {} bytes, the manifest says {len}",
-                    plain.len()
-                )));
-            }
-            file.write_all_at(plain, *off)?;
-            writeback.wrote(u64::from(*len));
-            *counter += u64::from(*len);
-        }
-        Ok(())
-    };
     // Each chunk's tag, for the rows: a rescan after a local edit then finds the unchanged
     // chunks where they are (chunk::KnownChunks) instead of cutting and sealing them again.
     let tags: std::cell::RefCell<HashMap<ChunkId, ChunkTag>> = Default::default();
-    let write = |sealed: CheckedBlob, counter: &mut u64| -> std::io::Result<()> {
-        let (id, nonce) = (sealed.id(), sealed.nonce());
-        let plain = sealed
-            .into_plaintext(keys, BlobKind::Chunk)
-            .map_err(|e| std::io::Error::other(format!("chunk {id}: {e}")))?;
-        // The blob opened, so its nonce is the tag's prefix.
-        if let Some(tag) = nonce {
-            tags.borrow_mut().insert(id, tag);
-        }
-        put_plain(id, &plain, counter)
-    };
     // Chunks this device already has: straight from a local file that is unchanged since its
     // scan (the scanner's own trust: size, mtime, inode), else re-made and checked against
     // the id, else fetched.
@@ -378,6 +422,36 @@ pub(super) fn build_content(
             }
             _ => None,
         };
+    let cache = match &previous {
+        Some((f, _)) => Cache::InPlaceOf(f),
+        None => Cache::Nothing,
+    };
+    let writeback = Writeback::new(file, sync, cache);
+    let put_plain = |id: ChunkId, plain: &[u8], counter: &mut u64| -> std::io::Result<()> {
+        for (off, len) in offsets.get(&id).map(Vec::as_slice).unwrap_or(&[]) {
+            if plain.len() != *len as usize {
+                return Err(std::io::Error::other(format!(
+                    "chunk {id} has {} bytes, the manifest says {len}",
+                    plain.len()
+                )));
+            }
+            file.write_all_at(plain, *off)?;
+            writeback.wrote(*off, u64::from(*len));
+            *counter += u64::from(*len);
+        }
+        Ok(())
+    };
+    let write = |sealed: CheckedBlob, counter: &mut u64| -> std::io::Result<()> {
+        let (id, nonce) = (sealed.id(), sealed.nonce());
+        let plain = sealed
+            .into_plaintext(keys, BlobKind::Chunk)
+            .map_err(|e| std::io::Error::other(format!("chunk {id}: {e}")))?;
+        // The blob opened, so its nonce is the tag's prefix.
+        if let Some(tag) = nonce {
+            tags.borrow_mut().insert(id, tag);
+        }
+        put_plain(id, &plain, counter)
+    };
     let elsewhere: Vec<ChunkId> = offsets
         .keys()
         .filter(|id| {
@@ -418,6 +492,7 @@ pub(super) fn build_content(
             }
             plain.resize(len as usize, 0);
             if f.read_exact_at(&mut plain, off).is_ok() {
+                writeback.copied(off, u64::from(len));
                 put_plain(*id, &plain, &mut report.reused_bytes)?;
                 continue;
             }
@@ -467,6 +542,7 @@ pub(super) fn build_content(
     if let (Some(r), Some((f, _))) = (run.take(), &previous) {
         r.copy(f, file, &mut plain, &writeback, report, &mut remote)?;
     }
+    writeback.done();
     let fetched_chunks = remote.len();
     let local = started.elapsed();
     let mut fetched = 0u64;
