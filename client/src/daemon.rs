@@ -36,6 +36,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::{Notify, mpsc};
 
+use crate::folder_status::FolderStatus;
 use crate::index::Index;
 use crate::members::Members;
 use crate::net::{self, Handle, chunks, meta, source::LocalSource};
@@ -111,10 +112,10 @@ pub fn run(node: Node) -> anyhow::Result<()> {
             .join("docs")
             .join(format!("{}.automerge", f.id));
         let doc = Arc::new(Mutex::new(FolderDoc::open(&doc_path)?));
-        let status = Arc::new(Mutex::new(json!({"state": "starting"})));
+        let status = Arc::new(FolderStatus::new(json!({"state": "starting"})));
         let wakes = scan::watch::channel();
         if f.paused {
-            *status.lock().unwrap_or_else(|e| e.into_inner()) = json!({"state": "paused"});
+            status.set(json!({"state": "paused"}));
         }
         let control = FolderControl {
             direction: Arc::new(Mutex::new(f.direction)),
@@ -274,7 +275,7 @@ pub(crate) fn lock_data_dir(node: &Node) -> anyhow::Result<std::fs::File> {
 struct Worker {
     doc: Arc<Mutex<FolderDoc>>,
     /// What `harp status` shows of this folder.
-    status: Arc<Mutex<Value>>,
+    status: Arc<FolderStatus>,
     members: Members,
     /// Devices whose chain entries are accepted (members past and present).
     signers: Members,
@@ -344,7 +345,7 @@ fn start_worker(
         .spawn(move || {
             let opts = scan::Options {
                 threads: threads_n,
-                progress: None,
+                progress: Some(&w.status.scan),
             };
             let fetcher = NetFetcher {
                 handle: w.handle.clone(),
@@ -398,12 +399,13 @@ fn start_worker(
 /// goes through again (a full disk under the index, an unreadable folder...): a folder that
 /// only logs its failures looks idle.
 fn show_error(w: &Worker, error: String) {
-    let mut status = w.status.lock().unwrap_or_else(|e| e.into_inner());
-    if !status.is_object() {
-        *status = json!({});
-    }
-    status["state"] = json!("error");
-    status["error"] = json!(error);
+    w.status.edit(|status| {
+        if !status.is_object() {
+            *status = json!({});
+        }
+        status["state"] = json!("error");
+        status["error"] = json!(error);
+    });
 }
 
 /// Sync rounds until nothing changes; saves the document and tells peers.
@@ -428,6 +430,7 @@ fn sync_rounds(
             .map(|o| o as &dyn crate::sync::apply::Authority),
         direction,
         force: None,
+        progress: Some(&w.status.sync),
     };
     // Forced rounds first (after the scan that ran before this call), each answered.
     let forced = std::mem::take(&mut *w.control.forced.lock().unwrap_or_else(|e| e.into_inner()));
@@ -473,7 +476,7 @@ fn sync_rounds(
         }
         retry = (!report.deferred.is_empty()).then_some(RETRY_DEFERRED);
         let (files, conflicts) = index.counts(&folder.id).unwrap_or_default();
-        *w.status.lock().unwrap_or_else(|e| e.into_inner()) = json!({
+        w.status.set(json!({
             "state": if w.control.paused.load(Ordering::Relaxed) {
                 "paused"
             } else if report.deferred.is_empty() {
@@ -496,7 +499,7 @@ fn sync_rounds(
             "direction": direction.name(),
             "held_back": report.held_back.iter().take(20).collect::<Vec<_>>(),
             "held_back_total": report.held_back.len(),
-        });
+        }));
         if !report.changed() && ctx.force.is_none() {
             break;
         }
@@ -572,7 +575,7 @@ async fn serve(
     handle: Handle,
     shared: meta::Folders,
     pushed: Arc<Notify>,
-    statuses: Vec<(FolderId, Arc<Mutex<Value>>, FolderControl)>,
+    statuses: Vec<(FolderId, Arc<FolderStatus>, FolderControl)>,
     bridge: crate::bridge::link::LinkHandle,
     folder_metrics: Vec<Arc<crate::metrics::FolderMetrics>>,
 ) -> anyhow::Result<()> {
@@ -718,7 +721,7 @@ async fn start_web(
     handle: &Handle,
     me: DeviceId,
     bridge: &Arc<Mutex<Value>>,
-    statuses: &[(FolderId, Arc<Mutex<Value>>)],
+    statuses: &[(FolderId, Arc<FolderStatus>)],
 ) -> Option<String> {
     let addr = node.config.web_listen.trim();
     if addr.is_empty() {
@@ -804,7 +807,7 @@ struct State {
     /// The bridge link: its status, and the flag that asks it for a full pass.
     bridge: crate::bridge::link::LinkHandle,
     /// Each folder's fixed facts and its live sync status.
-    folders: Vec<(Value, Arc<Mutex<Value>>)>,
+    folders: Vec<(Value, Arc<FolderStatus>)>,
     /// Each folder's worker, as the control socket changes it.
     controls: HashMap<FolderId, FolderControl>,
 }
@@ -835,7 +838,7 @@ async fn answer(req: &Value, state: &State) -> anyhow::Result<Value> {
             "bridge": state.bridge.status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             "folders": state.folders.iter().map(|(f, status)| {
                 let mut f = f.clone();
-                f["sync"] = status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                f["sync"] = status.now();
                 f
             }).collect::<Vec<_>>(),
         })),
@@ -930,7 +933,7 @@ async fn answer(req: &Value, state: &State) -> anyhow::Result<Value> {
                     .iter()
                     .find(|(f, _)| req["folder"] == f["id"] || req["folder"] == f["label"])
                 {
-                    *status.lock().unwrap_or_else(|e| e.into_inner()) = json!({"state": "paused"});
+                    status.set(json!({"state": "paused"}));
                 }
             } else {
                 // The scan catches up with what changed meanwhile, then a round runs.

@@ -207,6 +207,62 @@ pub struct Progress {
     pub files_done: AtomicU64,
     /// Bytes hashed so far.
     pub bytes_done: AtomicU64,
+    /// Whether a scan is running (see [`Progress::snapshot`]).
+    running: std::sync::atomic::AtomicBool,
+}
+
+/// The counters of a scan, read at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgressSnapshot {
+    /// Entries the walk has found.
+    pub walked: u64,
+    /// Files to hash (0 until the walk is over).
+    pub files_total: u64,
+    /// Files hashed so far.
+    pub files_done: u64,
+    /// Bytes to hash.
+    pub bytes_total: u64,
+    /// Bytes hashed so far.
+    pub bytes_done: u64,
+}
+
+/// Marks a scan as over when dropped, however it ends.
+pub struct ScanRunning<'a>(&'a Progress);
+
+impl Drop for ScanRunning<'_> {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Progress {
+    /// A scan begins: the counters start from nothing.
+    pub fn begin(&self) -> ScanRunning<'_> {
+        for c in [
+            &self.walked,
+            &self.files_total,
+            &self.bytes_total,
+            &self.files_done,
+            &self.bytes_done,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.running.store(true, Ordering::Relaxed);
+        ScanRunning(self)
+    }
+
+    /// The scan running now, if one is.
+    pub fn snapshot(&self) -> Option<ProgressSnapshot> {
+        self.running
+            .load(Ordering::Relaxed)
+            .then(|| ProgressSnapshot {
+                walked: self.walked.load(Ordering::Relaxed),
+                files_total: self.files_total.load(Ordering::Relaxed),
+                files_done: self.files_done.load(Ordering::Relaxed),
+                bytes_total: self.bytes_total.load(Ordering::Relaxed),
+                bytes_done: self.bytes_done.load(Ordering::Relaxed),
+            })
+    }
 }
 
 /// A file the scan could not take, and why.
@@ -599,6 +655,7 @@ pub fn scan(
     opts: &Options<'_>,
 ) -> Result<Summary, Error> {
     let started = Instant::now();
+    let _running = opts.progress.map(Progress::begin);
     let root_meta = fs::metadata(&folder.root).ok();
     if !root_meta.is_some_and(|m| m.is_dir()) {
         return Err(Error::RootMissing(folder.root.clone()));

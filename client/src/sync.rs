@@ -21,6 +21,7 @@ pub mod apply;
 pub mod doc;
 pub mod journal;
 pub mod plan;
+pub mod progress;
 pub mod recover;
 #[cfg(test)]
 mod tests;

@@ -30,6 +30,7 @@ use harp_protocol::ids::DeviceId;
 use serde_json::{Value, json};
 
 use crate::config::{Dirs, FolderConfig};
+use crate::folder_status::FolderStatus;
 use crate::net::Handle;
 
 /// The page.
@@ -64,7 +65,7 @@ pub struct Api {
     /// The bridge link's status (null: not logged in).
     pub bridge: Arc<Mutex<Value>>,
     /// The folders, with their live sync status.
-    pub folders: Vec<(FolderConfig, Arc<Mutex<Value>>)>,
+    pub folders: Vec<(FolderConfig, Arc<FolderStatus>)>,
     /// Where the index and keys are.
     pub dirs: Dirs,
     /// The token.
@@ -86,7 +87,7 @@ impl Api {
         handle: Handle,
         device: DeviceId,
         bridge: Arc<Mutex<Value>>,
-        folders: Vec<(FolderConfig, Arc<Mutex<Value>>)>,
+        folders: Vec<(FolderConfig, Arc<FolderStatus>)>,
         dirs: Dirs,
         token: String,
     ) -> Self {
@@ -207,7 +208,7 @@ async fn status(State(api): State<Shared>, h: HeaderMap) -> Result<axum::Json<Va
                 "path": f.path,
                 "files": files,
                 "conflicts": conflicts,
-                "sync": s.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                "sync": s.now(),
             })
         })
         .collect();

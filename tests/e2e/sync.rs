@@ -1046,3 +1046,60 @@ fn a_paused_folder_syncs_nothing_until_it_is_resumed() {
     );
     wait_for(30, || state(&b.home) == "idle").expect("idle after the resume");
 }
+
+/// While a large file comes in, `harp status` shows the round at work and how far it has got
+/// (actions, bytes, the file), instead of the last round's "idle"; once it is in, the folder
+/// is idle again. B's receiving is capped at 2 MiB/s so that the transfer lasts seconds.
+#[test]
+fn status_shows_a_round_s_progress_while_a_large_file_comes_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = side(tmp.path(), "a");
+    let b = side(tmp.path(), "b");
+    edit_config(&b.home, |c| c.max_recv_kib_per_sec = 2048).unwrap();
+    let (_pa, _pb) = connect(&a, &b).unwrap();
+    std::fs::write(a.folder.join("first.txt"), b"first").unwrap();
+    wait_same(&a.folder, &b.folder, "first sync");
+    let big = fill(b"progress-big", 12 << 20);
+    std::fs::write(a.folder.join("big.bin"), &big).unwrap();
+    let sync_of = |home: &Path| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&ok(home, &["status", "--json"])).unwrap();
+        v["folders"][0]["sync"].clone()
+    };
+    let mut seen = Vec::new();
+    let mut text = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline && !same(&a.folder, &b.folder) {
+        let s = sync_of(&b.home);
+        if s["state"] == "syncing" {
+            let p = &s["progress"];
+            let (done, total) = (
+                p["bytes_done"].as_u64().unwrap(),
+                p["bytes_total"].as_u64().unwrap(),
+            );
+            if text.is_none() && done > 0 && done < total / 2 {
+                text = Some(ok(&b.home, &["status"]));
+            }
+            seen.push((done, total, p["current"].as_str().unwrap_or("").to_owned()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    wait_same(&a.folder, &b.folder, "the large file");
+    let mid: Vec<_> = seen
+        .iter()
+        .filter(|(done, total, at)| {
+            *total == big.len() as u64 && *done > 0 && done < total && at == "big.bin"
+        })
+        .collect();
+    assert!(mid.len() >= 3, "progress seen: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0].0 <= w[1].0),
+        "bytes done went back: {seen:?}"
+    );
+    let text = text.expect("no look at the text status mid-transfer");
+    assert!(
+        text.contains("syncing: 0 of 1 actions") && text.contains("at big.bin"),
+        "{text}"
+    );
+    wait_for(30, || sync_of(&b.home)["state"] == "idle").expect("idle once the file is in");
+    assert!(sync_of(&b.home).get("progress").is_none());
+}

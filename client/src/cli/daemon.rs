@@ -201,6 +201,9 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
             sync["files"].as_u64().unwrap_or(0),
             sync["conflicts"].as_u64().unwrap_or(0),
         );
+        if let Some(line) = progress_line(sync) {
+            println!("    {line}");
+        }
         if let Some(e) = sync["error"].as_str() {
             println!("    error: {e}");
         }
@@ -245,6 +248,51 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How far a running scan or sync round has got, in one line (`None`: nothing runs).
+fn progress_line(sync: &Value) -> Option<String> {
+    let p = &sync["progress"];
+    let n = |k: &str| p[k].as_u64().unwrap_or(0);
+    let mb = |b: u64| b as f64 / 1e6;
+    let percent = |done: u64, total: u64| {
+        if total == 0 {
+            100.0
+        } else {
+            done as f64 * 100.0 / total as f64
+        }
+    };
+    match sync["state"].as_str()? {
+        "syncing" => {
+            let mut line = format!(
+                "syncing: {} of {} actions, {:.1} of {:.1} MB ({:.0} %)",
+                n("files_done"),
+                n("files_total"),
+                mb(n("bytes_done")),
+                mb(n("bytes_total")),
+                percent(n("bytes_done"), n("bytes_total"))
+            );
+            if let Some(eta) = p["eta_secs"].as_f64() {
+                line.push_str(&format!(", about {eta:.0} s left"));
+            }
+            if let Some(at) = p["current"].as_str().filter(|c| !c.is_empty()) {
+                line.push_str(&format!("; at {at}"));
+            }
+            Some(line)
+        }
+        "scanning" if n("files_total") == 0 => {
+            Some(format!("scanning: {} entries found so far", n("walked")))
+        }
+        "scanning" => Some(format!(
+            "scanning: {} of {} files, {:.1} of {:.1} MB hashed ({:.0} %)",
+            n("files_done"),
+            n("files_total"),
+            mb(n("bytes_done")),
+            mb(n("bytes_total")),
+            percent(n("bytes_done"), n("bytes_total"))
+        )),
+        _ => None,
+    }
+}
+
 /// Arguments of `harp ui`.
 #[derive(Debug, clap::Args)]
 pub struct UiArgs {
@@ -270,4 +318,26 @@ pub fn ui(args: &UiArgs) -> anyhow::Result<ExitCode> {
         println!("{web}#token={token}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_reads_as_a_line() {
+        let syncing = json!({"state": "syncing", "progress": {
+            "files_total": 4, "files_done": 1, "bytes_total": 200_000_000u64,
+            "bytes_done": 50_000_000u64, "current": "big.iso", "eta_secs": 12.4}});
+        assert_eq!(
+            progress_line(&syncing).unwrap(),
+            "syncing: 1 of 4 actions, 50.0 of 200.0 MB (25 %), about 12 s left; at big.iso"
+        );
+        let walking = json!({"state": "scanning", "progress": {"walked": 7, "files_total": 0}});
+        assert_eq!(
+            progress_line(&walking).unwrap(),
+            "scanning: 7 entries found so far"
+        );
+        assert_eq!(progress_line(&json!({"state": "idle"})), None);
+    }
 }

@@ -176,6 +176,8 @@ pub struct Context<'a> {
     /// A one-off round that settles a one-way folder's differences (`harp folder revert`,
     /// `harp folder override`); `None`: an ordinary round.
     pub force: Option<plan::Force>,
+    /// Where the round shows how far it has got (`None`: nobody looks).
+    pub progress: Option<&'a super::progress::Progress>,
 }
 
 /// Why an action could not run now.
@@ -477,7 +479,21 @@ fn carry_out(
         members: ctx.members,
         fetcher: ctx.fetcher,
         doc,
+        progress: ctx.progress,
     };
+    let installs: u64 = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Install { record, .. } if !record.deleted && record.kind == EntryKind::File => {
+                Some(record.size)
+            }
+            _ => None,
+        })
+        .sum();
+    let _running = ctx
+        .progress
+        .filter(|_| !actions.is_empty())
+        .map(|p| p.begin(actions.len() as u64, installs));
     let preparer = if windows.several() {
         index.reopen()?
     } else {
@@ -535,7 +551,13 @@ fn carry_out(
                 index.end_batch()?;
             }
             let mut what = describe(&action);
+            if let Some(p) = ctx.progress {
+                p.at(&what.1);
+            }
             let result = act(index, doc, ctx, action, &mut what.0, &mut acting);
+            if let Some(p) = ctx.progress {
+                p.did_one();
+            }
             let report = &mut acting.report;
             match result {
                 Ok(()) => match what.0 {

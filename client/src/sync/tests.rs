@@ -24,6 +24,8 @@ struct Device {
     direction: super::plan::Direction,
     /// A forced round to run next (once).
     force: Option<super::plan::Force>,
+    /// Where its rounds show how far they have got.
+    progress: super::progress::Progress,
 }
 
 impl Device {
@@ -45,6 +47,7 @@ impl Device {
             key: SigningKey::from_bytes(&[n; 32]),
             direction: Default::default(),
             force: None,
+            progress: Default::default(),
         }
     }
 
@@ -121,6 +124,7 @@ impl Device {
             authority,
             direction: self.direction,
             force: self.force.take(),
+            progress: Some(&self.progress),
         };
         sync_once(&mut self.index, &self.doc, &ctx)
     }
@@ -1401,6 +1405,7 @@ fn a_stranger_s_changes_are_refused() {
         authority: None,
         direction: Default::default(),
         force: None,
+        progress: None,
     };
     let r = sync_once(&mut b.index, &b.doc, &ctx).unwrap();
     assert_eq!(r.installed, 0);
@@ -1990,6 +1995,7 @@ fn a_vanished_folder_is_never_written_into() {
         authority: None,
         direction: Default::default(),
         force: None,
+        progress: None,
     };
     let err = sync_once(&mut b.index, &b.doc, &ctx).unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
@@ -2043,6 +2049,7 @@ fn chunks_a_fetcher_claims_but_never_delivers_leave_no_file_behind() {
         authority: None,
         direction: Default::default(),
         force: None,
+        progress: None,
     };
     let r = sync_once(&mut b.index, &b.doc, &ctx).unwrap();
     assert_eq!(r.installed, 0, "{r:?}");
@@ -2503,6 +2510,7 @@ fn many_files_install_while_the_next_window_is_fetched_on_another_thread() {
         authority: None,
         direction: Default::default(),
         force: None,
+        progress: None,
     };
     let report = sync_once(&mut b.index, &b.doc, &ctx).unwrap();
     assert_eq!(report.installed, 43, "{report:?}"); // 40 files and 3 directories
@@ -2828,4 +2836,81 @@ fn in_an_ordered_folder_a_directory_a_send_only_device_deleted_is_made_again_for
             .any(|r| r.path == "d" && !r.deleted && r.seq == 3),
         "{d:?}"
     );
+}
+
+/// Takes a look at a round's progress after each blob it delivers.
+struct Peeking<'a>(
+    &'a Peers,
+    &'a super::progress::Progress,
+    Mutex<Vec<Option<super::progress::Snapshot>>>,
+);
+
+impl Fetcher for Peeking<'_> {
+    fn fetch(
+        &self,
+        ids: Vec<ChunkId>,
+        sink: &mut dyn FnMut(harp_protocol::blob::CheckedBlob) -> std::io::Result<()>,
+    ) -> std::io::Result<Vec<ChunkId>> {
+        self.0.fetch(ids, &mut |b| {
+            let r = sink(b);
+            self.2.lock().unwrap().push(self.1.snapshot());
+            r
+        })
+    }
+}
+
+#[test]
+fn a_round_shows_how_far_it_has_got_while_it_runs() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    let big = crate::testutil::random(b"big", 8 << 20);
+    a.write("big.bin", &big);
+    a.write("d/small.txt", b"small");
+    let m = members(&[&a, &b]);
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    b.scan();
+    let peers = Peers(vec![(
+        Mutex::new(Index::open(&a._dir.path().join("index.sqlite3")).unwrap()),
+        Folder::new(a.folder.id, a.folder.root.clone(), a.folder.keys.clone()),
+    )]);
+    let progress = super::progress::Progress::default();
+    let peeking = Peeking(&peers, &progress, Mutex::new(Vec::new()));
+    let ctx = Context {
+        folder: &b.folder,
+        device: &b.key,
+        members: &m,
+        fetcher: &peeking,
+        authority: None,
+        direction: Default::default(),
+        force: None,
+        progress: Some(&progress),
+    };
+    let report = sync_once(&mut b.index, &b.doc, &ctx).unwrap();
+    assert_eq!(report.installed, 3, "{report:?}"); // two files and a directory
+    let seen: Vec<_> = peeking.2.lock().unwrap().clone();
+    let seen: Vec<_> = seen
+        .into_iter()
+        .map(|s| s.expect("a round that fetches shows as running"))
+        .collect();
+    assert!(seen.len() > 10, "{} looks", seen.len());
+    let total = big.len() as u64 + 5;
+    assert!(
+        seen.iter()
+            .all(|s| s.files_total == 3 && s.bytes_total == total),
+        "{:?}",
+        seen.first()
+    );
+    // The big file's bytes count as they arrive, and only go up.
+    assert!(seen.windows(2).all(|w| w[0].bytes_done <= w[1].bytes_done));
+    assert!(
+        seen.iter()
+            .any(|s| s.current == "big.bin" && s.bytes_done > 0 && s.bytes_done < total),
+        "{:?}",
+        seen.iter().map(|s| s.bytes_done).collect::<Vec<_>>()
+    );
+    assert!(seen.last().unwrap().bytes_done >= big.len() as u64);
+    // Once the round is over, nothing runs.
+    assert_eq!(progress.snapshot(), None);
+    assert_eq!(std::fs::read(b.path("big.bin")).unwrap(), big);
 }

@@ -17,6 +17,7 @@ use super::{Context, Defer, Report, later};
 use crate::chunk;
 use crate::index::{ChunkLoc, ChunkTag, Index};
 use crate::store;
+use crate::sync::progress::Progress;
 
 /// Manifest node blobs fetched from peers, to store in the index.
 pub(super) type Nodes = Vec<(ChunkId, Vec<u8>)>;
@@ -120,6 +121,8 @@ struct Writeback<'a> {
     file: &'a fs::File,
     on: bool,
     cache: Cache<'a>,
+    /// Where the round counts the bytes written.
+    progress: Option<&'a Progress>,
     since: std::cell::Cell<u64>,
     /// The temp file's bytes written since the last kick: `[start, end)`.
     written: std::cell::Cell<Option<(u64, u64)>>,
@@ -162,11 +165,12 @@ fn drop_pages(file: &fs::File, range: Option<(u64, u64)>) {
 impl<'a> Writeback<'a> {
     const EVERY: u64 = 64 << 20;
 
-    fn new(file: &'a fs::File, on: bool, cache: Cache<'a>) -> Self {
+    fn new(file: &'a fs::File, on: bool, cache: Cache<'a>, progress: Option<&'a Progress>) -> Self {
         Self {
             file,
             on,
             cache,
+            progress,
             since: std::cell::Cell::new(0),
             written: std::cell::Cell::new(None),
             copied: std::cell::Cell::new(None),
@@ -175,6 +179,9 @@ impl<'a> Writeback<'a> {
 
     /// `len` bytes were written at `at`.
     fn wrote(&self, at: u64, len: u64) {
+        if let Some(p) = self.progress {
+            p.wrote(len);
+        }
         if !self.on {
             return;
         }
@@ -426,7 +433,7 @@ pub(super) fn build_content(
         Some((f, _)) => Cache::InPlaceOf(f),
         None => Cache::Nothing,
     };
-    let writeback = Writeback::new(file, sync, cache);
+    let writeback = Writeback::new(file, sync, cache, ctx.progress);
     let put_plain = |id: ChunkId, plain: &[u8], counter: &mut u64| -> std::io::Result<()> {
         for (off, len) in offsets.get(&id).map(Vec::as_slice).unwrap_or(&[]) {
             if plain.len() != *len as usize {

@@ -155,6 +155,7 @@ pub(super) struct Parts<'a> {
     pub(super) members: &'a HashSet<DeviceId>,
     pub(super) fetcher: &'a dyn Fetcher,
     pub(super) doc: &'a Doc,
+    pub(super) progress: Option<&'a crate::sync::progress::Progress>,
 }
 
 /// A window of installs made ready: its blobs fetched, its small files built.
@@ -190,6 +191,7 @@ pub(super) fn prepare(
             authority: None,
             direction: Default::default(),
             force: None,
+            progress: parts.progress,
         };
         let refs: Vec<&Record> = records.iter().collect();
         prefetch(index, &ctx, &refs, &cache);

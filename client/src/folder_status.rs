@@ -1,0 +1,106 @@
+//! A folder's status as `harp status` and the web UI show it: what its worker's last round
+//! left (idle, waiting and on what, paused, an error), with what runs now on top: a scan or a
+//! sync round and how far it has got.
+//!
+//! The worker writes the last round's status once per round, which is enough for a folder
+//! at rest; the live part is read from the counters the scanner ([`scan::Progress`]) and the
+//! applier ([`sync::progress::Progress`]) update as they go, so a folder busy with a large
+//! file shows "syncing, 40 %" instead of looking idle until it is done.
+
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
+
+use crate::{scan, sync};
+
+/// One folder's status, shared by its worker and the readers (control socket, web API).
+#[derive(Debug, Default)]
+pub struct FolderStatus {
+    last: Mutex<Value>,
+    /// The scan running now.
+    pub scan: scan::Progress,
+    /// The sync round running now.
+    pub sync: sync::progress::Progress,
+}
+
+impl FolderStatus {
+    /// A status that says `last` until the worker writes another.
+    pub fn new(last: Value) -> Self {
+        Self {
+            last: Mutex::new(last),
+            ..Self::default()
+        }
+    }
+
+    fn last(&self) -> std::sync::MutexGuard<'_, Value> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What the last round (or a pause, or a failure) left to show.
+    pub fn set(&self, last: Value) {
+        *self.last() = last;
+    }
+
+    /// Changes what the last round left.
+    pub fn edit(&self, f: impl FnOnce(&mut Value)) {
+        f(&mut self.last());
+    }
+
+    /// The status to show now: `state` is `scanning` or `syncing` (with `progress`) while
+    /// one runs, else what the last round left.
+    pub fn now(&self) -> Value {
+        let mut v = self.last().clone();
+        if !v.is_object() {
+            v = json!({});
+        }
+        if let Some(s) = self.sync.snapshot() {
+            v["state"] = json!("syncing");
+            v["progress"] = json!({
+                "files_total": s.files_total,
+                "files_done": s.files_done,
+                "bytes_total": s.bytes_total,
+                "bytes_done": s.bytes_done,
+                "current": s.current,
+                "eta_secs": s.eta_secs(),
+            });
+        } else if let Some(s) = self.scan.snapshot() {
+            v["state"] = json!("scanning");
+            v["progress"] = json!({
+                "walked": s.walked,
+                "files_total": s.files_total,
+                "files_done": s.files_done,
+                "bytes_total": s.bytes_total,
+                "bytes_done": s.bytes_done,
+            });
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_round_shows_over_the_last_one_and_goes_when_it_ends() {
+        let s = FolderStatus::new(json!({"state": "idle", "files": 3}));
+        assert_eq!(s.now()["state"], "idle");
+        {
+            let _round = s.sync.begin(2, 100);
+            s.sync.wrote(25);
+            let now = s.now();
+            assert_eq!(now["state"], "syncing");
+            assert_eq!(now["files"], 3, "the last round's figures stay");
+            assert_eq!(now["progress"]["bytes_done"], 25);
+            assert_eq!(now["progress"]["bytes_total"], 100);
+        }
+        assert_eq!(s.now()["state"], "idle");
+        assert!(s.now().get("progress").is_none());
+        {
+            let _scan = s.scan.begin();
+            assert_eq!(s.now()["state"], "scanning");
+        }
+        s.set(json!({"state": "paused"}));
+        assert_eq!(s.now(), json!({"state": "paused"}));
+    }
+}
