@@ -13,7 +13,7 @@
 //!
 //! | `cmd` | request fields | answer |
 //! |---|---|---|
-//! | `status` | | `device_id`, `peer_id`, `listen` addresses, `folders` (each with `sync`: state `idle` or `waiting`, files, conflicts, what waits and why) |
+//! | `status` | | `device_id`, `peer_id`, `listen` addresses, `folders` (each with `sync`: state `idle`, `scanning` or `syncing` (with `progress`), `waiting` or `paused`, files, conflicts, what waits and why) |
 //! | `peers` | | `peers`: device, direct, connections, rtt_ms, bytes_in, bytes_out; `direct_ratio` |
 //! | `bridge_refresh` | | `linked` (whether a bridge link runs); asks it for a full pass now (membership, keys, device approvals) |
 //! | `fetch` | `folder`, `ids` (hex), `peers` (device ids) | fetched, bytes, missing, unfetched, failed_peers |
