@@ -55,23 +55,11 @@ impl FolderStatus {
         }
         if let Some(s) = self.sync.snapshot() {
             v["state"] = json!("syncing");
-            v["progress"] = json!({
-                "files_total": s.files_total,
-                "files_done": s.files_done,
-                "bytes_total": s.bytes_total,
-                "bytes_done": s.bytes_done,
-                "current": s.current,
-                "eta_secs": s.eta_secs(),
-            });
+            v["progress"] = json!(s);
+            v["progress"]["eta_secs"] = json!(s.eta_secs());
         } else if let Some(s) = self.scan.snapshot() {
             v["state"] = json!("scanning");
-            v["progress"] = json!({
-                "walked": s.walked,
-                "files_total": s.files_total,
-                "files_done": s.files_done,
-                "bytes_total": s.bytes_total,
-                "bytes_done": s.bytes_done,
-            });
+            v["progress"] = json!(s);
         }
         v
     }

@@ -212,7 +212,7 @@ pub struct Progress {
 }
 
 /// The counters of a scan, read at one moment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProgressSnapshot {
     /// Entries the walk has found.
     pub walked: u64,

@@ -252,24 +252,25 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 fn progress_line(sync: &Value) -> Option<String> {
     let p = &sync["progress"];
     let n = |k: &str| p[k].as_u64().unwrap_or(0);
-    let mb = |b: u64| b as f64 / 1e6;
-    let percent = |done: u64, total: u64| {
-        if total == 0 {
+    // "3 of 10 <what>, 1.5 of 6.0 MB<bytes> (25 %)"
+    let amounts = |what: &str, bytes: &str| {
+        let (done, total) = (n("bytes_done"), n("bytes_total"));
+        let percent = if total == 0 {
             100.0
         } else {
             done as f64 * 100.0 / total as f64
-        }
+        };
+        format!(
+            "{} of {} {what}, {:.1} of {:.1} MB{bytes} ({percent:.0} %)",
+            n("files_done"),
+            n("files_total"),
+            done as f64 / 1e6,
+            total as f64 / 1e6,
+        )
     };
     match sync["state"].as_str()? {
         "syncing" => {
-            let mut line = format!(
-                "syncing: {} of {} actions, {:.1} of {:.1} MB ({:.0} %)",
-                n("files_done"),
-                n("files_total"),
-                mb(n("bytes_done")),
-                mb(n("bytes_total")),
-                percent(n("bytes_done"), n("bytes_total"))
-            );
+            let mut line = format!("syncing: {}", amounts("actions", ""));
             if let Some(eta) = p["eta_secs"].as_f64() {
                 line.push_str(&format!(", about {eta:.0} s left"));
             }
@@ -281,14 +282,7 @@ fn progress_line(sync: &Value) -> Option<String> {
         "scanning" if n("files_total") == 0 => {
             Some(format!("scanning: {} entries found so far", n("walked")))
         }
-        "scanning" => Some(format!(
-            "scanning: {} of {} files, {:.1} of {:.1} MB hashed ({:.0} %)",
-            n("files_done"),
-            n("files_total"),
-            mb(n("bytes_done")),
-            mb(n("bytes_total")),
-            percent(n("bytes_done"), n("bytes_total"))
-        )),
+        "scanning" => Some(format!("scanning: {}", amounts("files", " hashed"))),
         _ => None,
     }
 }

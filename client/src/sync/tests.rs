@@ -105,17 +105,7 @@ impl Device {
         authority: Option<&dyn super::apply::Authority>,
     ) -> Result<Report, super::apply::RoundError> {
         self.scan();
-        let fetcher = Peers(
-            peers
-                .iter()
-                .map(|d| {
-                    (
-                        Mutex::new(Index::open(&d._dir.path().join("index.sqlite3")).unwrap()),
-                        Folder::new(d.folder.id, d.folder.root.clone(), d.folder.keys.clone()),
-                    )
-                })
-                .collect(),
-        );
+        let fetcher = Peers::of(peers);
         let ctx = Context {
             folder: &self.folder,
             device: &self.key,
@@ -163,6 +153,23 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
 }
 
 struct Peers(Vec<(Mutex<Index>, Folder)>);
+
+impl Peers {
+    /// Fetches from these devices' folders, through indexes of their own.
+    fn of(devices: &[&Device]) -> Self {
+        Peers(
+            devices
+                .iter()
+                .map(|d| {
+                    (
+                        Mutex::new(Index::open(&d._dir.path().join("index.sqlite3")).unwrap()),
+                        Folder::new(d.folder.id, d.folder.root.clone(), d.folder.keys.clone()),
+                    )
+                })
+                .collect(),
+        )
+    }
+}
 
 impl Fetcher for Peers {
     fn fetch(
@@ -2037,10 +2044,7 @@ fn chunks_a_fetcher_claims_but_never_delivers_leave_no_file_behind() {
     a.round(&m, &[]);
     exchange(&mut a, &mut b);
     b.scan();
-    let lying = ClaimsChunks(Peers(vec![(
-        Mutex::new(Index::open(&a._dir.path().join("index.sqlite3")).unwrap()),
-        Folder::new(a.folder.id, a.folder.root.clone(), a.folder.keys.clone()),
-    )]));
+    let lying = ClaimsChunks(Peers::of(&[&a]));
     let ctx = Context {
         folder: &b.folder,
         device: &b.key,
@@ -2497,10 +2501,7 @@ fn many_files_install_while_the_next_window_is_fetched_on_another_thread() {
     a.round(&m, &[]);
     exchange(&mut a, &mut b);
     b.scan();
-    let peers = Peers(vec![(
-        Mutex::new(Index::open(&a._dir.path().join("index.sqlite3")).unwrap()),
-        Folder::new(a.folder.id, a.folder.root.clone(), a.folder.keys.clone()),
-    )]);
+    let peers = Peers::of(&[&a]);
     let watched = Watched(&peers, Mutex::new(Vec::new()));
     let ctx = Context {
         folder: &b.folder,
@@ -2870,10 +2871,7 @@ fn a_round_shows_how_far_it_has_got_while_it_runs() {
     a.round(&m, &[]);
     exchange(&mut a, &mut b);
     b.scan();
-    let peers = Peers(vec![(
-        Mutex::new(Index::open(&a._dir.path().join("index.sqlite3")).unwrap()),
-        Folder::new(a.folder.id, a.folder.root.clone(), a.folder.keys.clone()),
-    )]);
+    let peers = Peers::of(&[&a]);
     let progress = super::progress::Progress::default();
     let peeking = Peeking(&peers, &progress, Mutex::new(Vec::new()));
     let ctx = Context {
