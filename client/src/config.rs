@@ -295,6 +295,16 @@ pub struct Config {
     /// The most file data per second the daemon receives from peers, in KiB; 0: no limit.
     #[serde(default)]
     pub max_recv_kib_per_sec: u64,
+    /// Move file data to and from peers with a direct connection over a bulk lane: a TCP
+    /// connection of its own, keyed over the libp2p connection and sealed with AES-256-GCM,
+    /// which costs a third of the CPU of libp2p's streams. Where no lane can be had
+    /// (relayed peers, a firewall) the data goes over libp2p as before.
+    #[serde(default = "default_true")]
+    pub bulk_lanes: bool,
+    /// The TCP port bulk lanes are served on, on the IP of the first `listen` address; 0: any
+    /// free port (peers learn it over libp2p). Set one to open it in a firewall.
+    #[serde(default)]
+    pub bulk_lane_port: u16,
     /// Which devices a bridge lists this device trusts: `"bridge"` (every one it lists) or
     /// `"manual"` (only those approved here with `harp device approve`; see
     /// [`crate::approval`]).
@@ -350,6 +360,8 @@ impl Config {
             web_listen: default_web_listen(),
             max_send_kib_per_sec: 0,
             max_recv_kib_per_sec: 0,
+            bulk_lanes: true,
+            bulk_lane_port: 0,
             device_approval: crate::approval::Mode::Bridge,
             peers: Vec::new(),
             folders: Vec::new(),

@@ -78,6 +78,8 @@ pub fn run(node: Node) -> anyhow::Result<()> {
         idle_timeout: Duration::from_secs(120),
         max_send_bytes_per_sec: c.max_send_kib_per_sec.saturating_mul(1024),
         max_recv_bytes_per_sec: c.max_recv_kib_per_sec.saturating_mul(1024),
+        bulk_lanes: c.bulk_lanes,
+        bulk_lane_port: c.bulk_lane_port,
     };
     let (handle, event_loop) = {
         let _in_runtime = runtime.enter();

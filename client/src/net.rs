@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 pub mod checkpoints;
 pub mod chunks;
 pub mod frame;
+pub mod lane;
 pub mod limit;
 pub mod meta;
 pub mod source;
@@ -95,6 +96,11 @@ pub struct Config {
     pub max_send_bytes_per_sec: u64,
     /// See `max_send_bytes_per_sec`.
     pub max_recv_bytes_per_sec: u64,
+    /// Move chunks over bulk lanes where a direct connection allows ([`lane`]): serve them,
+    /// and ask peers for them.
+    pub bulk_lanes: bool,
+    /// The TCP port lanes are served on (0: any free one), on the first listen address's IP.
+    pub bulk_lane_port: u16,
 }
 
 impl Default for Config {
@@ -115,6 +121,8 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             max_send_bytes_per_sec: 0,
             max_recv_bytes_per_sec: 0,
+            bulk_lanes: true,
+            bulk_lane_port: 0,
         }
     }
 }
@@ -348,6 +356,8 @@ pub struct Handle {
     pub stats: Arc<Stats>,
     /// Bandwidth limits of chunk traffic.
     pub limits: Arc<limit::Limits>,
+    /// Bulk lanes: served, handed out, kept for reuse.
+    pub lanes: Arc<lane::Lanes>,
 }
 
 impl std::fmt::Debug for Handle {
@@ -510,6 +520,13 @@ pub fn start(key: identity::Keypair, config: &Config) -> Result<(Handle, EventLo
             send: limit::Bucket::new(config.max_send_bytes_per_sec),
             recv: limit::Bucket::new(config.max_recv_bytes_per_sec),
         }),
+        lanes: Arc::new(lane::Lanes::new(
+            config
+                .bulk_lanes
+                .then(|| lane::bind_addr(&config.listen, config.bulk_lane_port))
+                .flatten(),
+            config.bulk_lanes,
+        )),
     };
     Ok((
         handle,

@@ -1,5 +1,7 @@
 //! `harp bench transfer`: the chunk exchange between real libp2p nodes on loopback (QUIC),
-//! next to a raw libp2p stream moving the same number of bytes in the same run.
+//! next to a raw libp2p stream moving the same number of bytes in the same run. The chunk
+//! exchange runs over bulk lanes ([`crate::net::lane`]) as devices with a direct connection
+//! do, and once more from one peer over libp2p streams, as relayed peers do.
 //!
 //! The serving node re-makes every chunk from the file (read, seal, check) as it would for a
 //! real peer; the fetching node checks each blob's id, then authenticates and decrypts it
@@ -49,10 +51,11 @@ impl Transport {
     }
 }
 
-async fn node(seed: u8, transport: Transport) -> anyhow::Result<(Handle, Multiaddr)> {
+async fn node(seed: u8, transport: Transport, lanes: bool) -> anyhow::Result<(Handle, Multiaddr)> {
     let config = net::Config {
         listen: vec![transport.listen().parse()?],
         mdns: false,
+        bulk_lanes: lanes,
         ..net::Config::default()
     };
     let (handle, event_loop) = net::start(net::keypair([seed; 32])?, &config)?;
@@ -69,8 +72,8 @@ async fn node(seed: u8, transport: Transport) -> anyhow::Result<(Handle, Multiad
 
 /// Moves `bytes` over one raw libp2p stream; returns the seconds until the receiver had all.
 pub(crate) async fn raw_stream(bytes: u64, transport: Transport) -> anyhow::Result<f64> {
-    let (a, _) = node(201, transport).await?;
-    let (b, b_addr) = node(202, transport).await?;
+    let (a, _) = node(201, transport, false).await?;
+    let (b, b_addr) = node(202, transport, false).await?;
     let mut incoming = b
         .control()
         .accept(RAW)
@@ -209,7 +212,7 @@ pub(crate) async fn transfer(args: &TransferArgs) -> anyhow::Result<serde_json::
         let folder = Folder::new(folder.id, root.clone(), key.schedule());
         let db = db.clone();
         async move {
-            let (h, addr) = node(seed, args.transport).await?;
+            let (h, addr) = node(seed, args.transport, true).await?;
             let source = LocalSource::new(
                 Index::open(&db)?,
                 vec![(folder, crate::members::Members::new(members))],
@@ -220,9 +223,12 @@ pub(crate) async fn transfer(args: &TransferArgs) -> anyhow::Result<serde_json::
     };
     let (s1, s1_addr) = serve(211).await?;
     let (s2, s2_addr) = serve(212).await?;
-    let (client, _) = node(210, args.transport).await?;
-    client.dial(s1_addr).await?;
+    let (client, _) = node(210, args.transport, true).await?;
+    client.dial(s1_addr.clone()).await?;
     client.dial(s2_addr).await?;
+    // The same device again with lanes off: the chunk exchange over libp2p streams.
+    let (streams_client, _) = node(210, args.transport, false).await?;
+    streams_client.dial(s1_addr).await?;
 
     say(args.json, "Harp: fetching every chunk from one peer…");
     let cpu0 = cpu_seconds();
@@ -231,6 +237,18 @@ pub(crate) async fn transfer(args: &TransferArgs) -> anyhow::Result<serde_json::
     anyhow::ensure!(
         plain == bytes,
         "received {plain} plaintext bytes, expected {bytes}"
+    );
+    let lanes_used = client.lanes.opened();
+    say(
+        args.json,
+        "Harp: fetching every chunk from one peer over libp2p streams (no bulk lane)…",
+    );
+    let cpu0 = cpu_seconds();
+    let (streams_secs, plain) = fetch_all(&streams_client, &[s1.peer_id], &folder, &ids).await?;
+    let streams_cpu = cpu_seconds() - cpu0;
+    anyhow::ensure!(
+        plain == bytes && streams_client.lanes.opened() == 0,
+        "received {plain} plaintext bytes, expected {bytes}, without a lane"
     );
     say(
         args.json,
@@ -260,7 +278,9 @@ pub(crate) async fn transfer(args: &TransferArgs) -> anyhow::Result<serde_json::
         "chunks": ids.len(),
         "transport": format!("{} on 127.0.0.1, all nodes in this process", args.transport.name()),
         "reference_raw_libp2p_stream": {"seconds": raw_secs, "mb_s": mb_s(bytes, raw_secs), "cpu_seconds": raw_cpu},
-        "harp_one_source": {"seconds": one_secs, "mb_s": mb_s(bytes, one_secs), "ratio": raw_secs / one_secs, "cpu_seconds": one_cpu},
+        "harp_one_source": {"seconds": one_secs, "mb_s": mb_s(bytes, one_secs), "ratio": raw_secs / one_secs, "cpu_seconds": one_cpu,
+            "bulk_lanes_opened": lanes_used},
+        "harp_one_source_over_libp2p_streams": {"seconds": streams_secs, "mb_s": mb_s(bytes, streams_secs), "ratio": raw_secs / streams_secs, "cpu_seconds": streams_cpu},
         "harp_two_sources": {"seconds": two_secs, "mb_s": mb_s(bytes, two_secs), "ratio": raw_secs / two_secs, "cpu_seconds": two_cpu,
             "bytes_in_per_source_cumulative": split},
     }))

@@ -36,6 +36,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         relay_server: true,
         hole_punching: false,
         idle_timeout: std::time::Duration::from_secs(300),
+        // A relay serves no chunks.
+        bulk_lanes: false,
         ..net::Config::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

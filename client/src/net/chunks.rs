@@ -28,7 +28,7 @@ use harp_protocol::wire::{self, Message, RefuseReason};
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{Semaphore, mpsc};
 
-use super::{Handle, Stats, device_of};
+use super::{Handle, Stats, device_of, lane};
 
 /// The protocol name.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/harp/chunks/1");
@@ -132,13 +132,70 @@ pub async fn write_frame(
     Ok(())
 }
 
-/// Accepts chunk streams and serves them from `source` until the node stops.
+/// Where a conversation's messages come from: a libp2p stream or a bulk lane ([`lane`]).
+pub trait MessageReader: Send {
+    /// The next message; `Ok(None)` at a clean end.
+    fn read_message(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<Message>, StreamError>> + Send;
+}
+
+/// Where a conversation's messages go.
+pub trait MessageWriter: Send {
+    /// Sends one message (and flushes it).
+    fn send(
+        &mut self,
+        msg: Message,
+    ) -> impl std::future::Future<Output = Result<(), StreamError>> + Send;
+}
+
+impl MessageReader for futures::io::ReadHalf<libp2p::Stream> {
+    async fn read_message(&mut self) -> Result<Option<Message>, StreamError> {
+        read_frame(self).await
+    }
+}
+
+impl MessageWriter for futures::io::WriteHalf<libp2p::Stream> {
+    async fn send(&mut self, msg: Message) -> Result<(), StreamError> {
+        write_frame(self, &msg).await
+    }
+}
+
+impl MessageReader for lane::LaneReader {
+    async fn read_message(&mut self) -> Result<Option<Message>, StreamError> {
+        lane::LaneReader::read_message(self).await
+    }
+}
+
+impl MessageWriter for lane::LaneWriter {
+    async fn send(&mut self, msg: Message) -> Result<(), StreamError> {
+        lane::LaneWriter::send(self, msg).await
+    }
+}
+
+/// Connections to the lane port waiting for their ticket, at most.
+const MAX_LANE_HANDSHAKES: usize = 64;
+
+/// Accepts chunk streams and bulk lanes and serves them from `source` until the node stops.
 pub async fn serve(handle: Handle, source: Arc<dyn BlobSource>) -> Result<(), super::Error> {
     let mut incoming = handle
         .control()
         .accept(PROTOCOL)
         .map_err(|e| super::Error::Setup(e.to_string()))?;
     let slots = Arc::new(Semaphore::new(MAX_INBOUND_STREAMS));
+    let lane_setups = handle
+        .control()
+        .accept(lane::PROTOCOL)
+        .map_err(|e| super::Error::Setup(e.to_string()))?;
+    tokio::spawn(offer_lanes(handle.clone(), lane_setups));
+    if let Some(listener) = handle.lanes.take_listener() {
+        tokio::spawn(serve_lanes(
+            handle.clone(),
+            listener,
+            source.clone(),
+            slots.clone(),
+        ));
+    }
     while let Some((peer, stream)) = incoming.next().await {
         // Never wait in this loop: libp2p drops inbound streams that find it busy. A stream
         // that gets no slot within `SLOT_WAIT` is dropped (the fetcher retries).
@@ -150,7 +207,8 @@ pub async fn serve(handle: Handle, source: Arc<dyn BlobSource>) -> Result<(), su
                 tracing::warn!(%peer, "chunk stream dropped: every serving slot is busy");
                 return;
             };
-            if let Err(e) = serve_stream(peer, stream, source, stats, &limits).await {
+            let (r, w) = stream.split();
+            if let Err(e) = serve_conversation(peer, r, w, source, stats, &limits).await {
                 tracing::warn!(%peer, "chunk stream ended: {e}");
             }
             drop(permit);
@@ -159,24 +217,76 @@ pub async fn serve(handle: Handle, source: Arc<dyn BlobSource>) -> Result<(), su
     Ok(())
 }
 
+/// Answers lane setups (each on its own task: the accept loop must never wait).
+async fn offer_lanes(handle: Handle, mut setups: libp2p_stream::IncomingStreams) {
+    while let Some((peer, stream)) = setups.next().await {
+        let handle = handle.clone();
+        tokio::spawn(async move { handle.lanes.offer(peer, handle.peer_id, stream).await });
+    }
+}
+
+/// Accepts connections to the lane port; one with a good ticket is served like a stream.
+async fn serve_lanes(
+    handle: Handle,
+    listener: tokio::net::TcpListener,
+    source: Arc<dyn BlobSource>,
+    slots: Arc<Semaphore>,
+) {
+    let handshakes = Arc::new(Semaphore::new(MAX_LANE_HANDSHAKES));
+    loop {
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of descriptors, say: wait a moment rather than spin.
+                tracing::warn!("lane port: {e}");
+                tokio::time::sleep(RETRY_DELAY).await;
+                continue;
+            }
+        };
+        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+            continue;
+        };
+        let (handle, source, slots) = (handle.clone(), source.clone(), slots.clone());
+        tokio::spawn(async move {
+            let lane = handle.lanes.accept(tcp).await;
+            drop(handshake);
+            let Some((peer, lane)) = lane else {
+                return;
+            };
+            let Ok(Ok(permit)) = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await
+            else {
+                tracing::warn!(%peer, "lane dropped: every serving slot is busy");
+                return;
+            };
+            let (stats, limits) = (handle.stats.clone(), handle.limits.clone());
+            let lane::Lane { reader, writer } = lane;
+            if let Err(e) = serve_conversation(peer, reader, writer, source, stats, &limits).await {
+                tracing::warn!(%peer, "lane ended: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
 /// What one message from a requester turns into: answers to send, made on the blocking
 /// pool (a batch of blobs) or at once (a refusal).
 type Answers = futures::future::BoxFuture<'static, Result<Vec<Message>, StreamError>>;
 
-async fn serve_stream(
+/// Serves one conversation (a libp2p stream or a lane) with `peer`.
+async fn serve_conversation(
     peer: PeerId,
-    stream: libp2p::Stream,
+    r: impl MessageReader + 'static,
+    mut w: impl MessageWriter,
     source: Arc<dyn BlobSource>,
     stats: Arc<Stats>,
     limits: &super::limit::Limits,
 ) -> Result<(), StreamError> {
     let device = device_of(&peer);
-    let (r, mut w) = stream.split();
     // Requests are read while the answers to earlier ones are being made and sent, and their
     // blobs are made two batches ahead across request boundaries: the first blobs of the next
     // `Want` are sealed while the last of this one go out, so the pipe never waits for them.
     let requests = futures::stream::try_unfold(r, |mut r| async move {
-        Ok(read_frame(&mut r).await?.map(|msg| (msg, r)))
+        Ok(r.read_message().await?.map(|msg| (msg, r)))
     });
     let answers = requests
         .map(move |msg| answers_to(msg, &peer, device.as_ref(), &source))
@@ -189,7 +299,7 @@ async fn serve_stream(
                 limits.send.take(data.len() as u64).await;
                 stats.count(&peer, data.len() as u64, false);
             }
-            write_frame(&mut w, &msg).await?;
+            w.send(msg).await?;
         }
     }
     Ok(())
@@ -417,7 +527,31 @@ pub async fn fetch(
 /// One peer's share of a fetch. Outstanding ids go back to the queue however it ends.
 async fn worker(handle: &Handle, peer: PeerId, shared: &Shared<'_>) -> Result<(), StreamError> {
     let mut inflight: VecDeque<(u64, HashSet<ChunkId>)> = VecDeque::new();
-    let result = run_worker(handle, peer, shared, &mut inflight).await;
+    let result = match lane::open(handle, peer).await {
+        Some(mut lane) => {
+            let result = run_worker(
+                handle,
+                peer,
+                shared,
+                &mut lane.reader,
+                &mut lane.writer,
+                &mut inflight,
+            )
+            .await;
+            // A lane with nothing in flight can carry the next fetch.
+            if result.is_ok() && inflight.is_empty() {
+                handle.lanes.put_back(peer, lane);
+            }
+            result
+        }
+        None => match handle.control().open_stream(peer, PROTOCOL).await {
+            Ok(stream) => {
+                let (mut r, mut w) = stream.split();
+                run_worker(handle, peer, shared, &mut r, &mut w, &mut inflight).await
+            }
+            Err(e) => Err(StreamError::Io(std::io::Error::other(e.to_string()))),
+        },
+    };
     let leftover: Vec<ChunkId> = inflight.into_iter().flat_map(|(_, ids)| ids).collect();
     shared.queue().give_back(leftover);
     result
@@ -427,14 +561,10 @@ async fn run_worker(
     handle: &Handle,
     peer: PeerId,
     shared: &Shared<'_>,
+    r: &mut impl MessageReader,
+    w: &mut impl MessageWriter,
     inflight: &mut VecDeque<(u64, HashSet<ChunkId>)>,
 ) -> Result<(), StreamError> {
-    let stream = handle
-        .control()
-        .open_stream(peer, PROTOCOL)
-        .await
-        .map_err(|e| StreamError::Io(std::io::Error::other(e.to_string())))?;
-    let (mut r, mut w) = stream.split();
     let mut next_req = 1u64;
     loop {
         while inflight.len() < PIPELINE_DEPTH {
@@ -455,20 +585,18 @@ async fn run_worker(
             // In flight before the write: if the write fails, the worker gives them back
             // (taken from the queue and lost, they would count as delivered).
             inflight.push_back((req, ids.iter().copied().collect()));
-            write_frame(
-                &mut w,
-                &Message::Want {
-                    req,
-                    folder: shared.folder,
-                    ids,
-                },
-            )
+            w.send(Message::Want {
+                req,
+                folder: shared.folder,
+                ids,
+            })
             .await?;
         }
         if inflight.is_empty() {
             return Ok(());
         }
-        let msg = read_frame(&mut r)
+        let msg = r
+            .read_message()
             .await?
             .ok_or_else(|| StreamError::Io(std::io::ErrorKind::UnexpectedEof.into()))?;
         let (req, id) = match &msg {

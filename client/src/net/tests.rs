@@ -165,6 +165,8 @@ async fn a_member_fetches_every_blob_and_a_stranger_is_refused() {
     assert!(pb.is_direct());
     assert_eq!(pb.bytes_in, outcome.bytes);
     assert_eq!(a.stats.direct_and_relayed(), (outcome.bytes, 0));
+    // A direct peer: the blobs came over a bulk lane, which the next fetch reuses.
+    assert_eq!(a.lanes.opened(), 1);
 
     // Device 3 is not a member: refused, nothing received.
     let (outcome, got) = collect(&c, &[b.peer_id], shared.folder.id, shared.ids.clone()).await;
@@ -183,6 +185,72 @@ async fn a_member_fetches_every_blob_and_a_stranger_is_refused() {
     )
     .await;
     assert_eq!(outcome.missing, vec![ChunkId::from_bytes([9; 32])]);
+    assert_eq!(a.lanes.opened(), 1, "the kept lane was not reused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_bulk_lanes_on_either_side_the_chunks_go_over_libp2p_streams() {
+    let no_lanes = || Config {
+        bulk_lanes: false,
+        ..config()
+    };
+    // A server that offers no lane, a fetcher that asks for one.
+    let (a, _) = node(51).await;
+    let (b, b_addr) = node_with(52, no_lanes()).await;
+    assert_eq!(b.lanes.port(), 0);
+    let (shared, source) = folder_source(&[device(51), device(53)]);
+    tokio::spawn(chunks::serve(b.clone(), source.clone()));
+    a.dial(b_addr).await.unwrap();
+    let (outcome, got) = collect(&a, &[b.peer_id], shared.folder.id, shared.ids.clone()).await;
+    assert_eq!(outcome.fetched as usize, shared.ids.len(), "{outcome:?}");
+    assert_eq!(got.len(), shared.ids.len());
+    assert_eq!(a.lanes.opened(), 0);
+    // A fetcher that never asks, from a server that offers lanes.
+    let (c, _) = node_with(53, no_lanes()).await;
+    let (d, d_addr) = node(54).await;
+    assert_ne!(d.lanes.port(), 0);
+    tokio::spawn(chunks::serve(d.clone(), source));
+    c.dial(d_addr).await.unwrap();
+    let (outcome, got) = collect(&c, &[d.peer_id], shared.folder.id, shared.ids.clone()).await;
+    assert_eq!(outcome.fetched as usize, shared.ids.len(), "{outcome:?}");
+    for (id, bytes) in &got {
+        blob::check_id(id, bytes).unwrap();
+    }
+    assert_eq!(c.lanes.opened(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_connection_without_a_good_ticket_or_with_garbage_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (a, _) = node(61).await;
+    let (b, b_addr) = node(62).await;
+    let (shared, source) = folder_source(&[device(61)]);
+    tokio::spawn(chunks::serve(b.clone(), source));
+    a.dial(b_addr).await.unwrap();
+    let lane_port = ("127.0.0.1", b.lanes.port());
+    // A made-up ticket: closed without the one-byte welcome.
+    let mut tcp = tokio::net::TcpStream::connect(lane_port).await.unwrap();
+    tcp.write_all(&[7u8; 32]).await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0))), "{read:?} {buf:?}");
+    // Too few bytes for a ticket: dropped after the setup timeout, without an answer.
+    let mut tcp = tokio::net::TcpStream::connect(lane_port).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0))), "{read:?} {buf:?}");
+    // A real lane that then carries garbage ends; the server keeps serving.
+    let mut lane = super::lane::open(&a, b.peer_id).await.expect("a lane");
+    let raw = lane.writer.raw_for_tests();
+    raw.write_all(&[0, 0, 0, 40]).await.unwrap();
+    raw.write_all(&[0x55; 40]).await.unwrap();
+    raw.flush().await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), lane.reader.read_message()).await;
+    assert!(matches!(answer, Ok(Ok(None))), "{answer:?}");
+    drop(lane);
+    let (outcome, _) = collect(&a, &[b.peer_id], shared.folder.id, shared.ids.clone()).await;
+    assert_eq!(outcome.fetched as usize, shared.ids.len(), "{outcome:?}");
+    assert_eq!(a.lanes.opened(), 2);
 }
 
 /// A peer that answers every `Want` with corrupted blobs.
@@ -384,8 +452,10 @@ async fn without_a_direct_path_chunks_flow_through_the_relay() {
     let (outcome, got) = collect(&a, &[b.peer_id], shared.folder.id, shared.ids.clone()).await;
     assert_eq!(outcome.fetched as usize, shared.ids.len(), "{outcome:?}");
     assert_eq!(got.len(), shared.ids.len());
-    // Every byte went through the relay, and status says so.
+    // Every byte went through the relay, and status says so: no bulk lane without a direct
+    // connection.
     assert_eq!(a.stats.direct_and_relayed(), (0, outcome.bytes));
+    assert_eq!(a.lanes.opened(), 0);
     let info = a.peers().await.unwrap();
     let to_b = info.iter().find(|p| p.peer == b.peer_id).unwrap();
     assert!(!to_b.is_direct(), "{to_b:?}");

@@ -1,0 +1,719 @@
+//! Bulk lanes: a TCP connection of its own beside a direct libp2p connection, keyed over it,
+//! that carries `/harp/chunks/1`'s messages.
+//!
+//! # Why
+//! libp2p's TCP stack (Noise with ChaCha20-Poly1305, then Yamux, in frames of at most 64 KiB)
+//! costs about 3.6 CPU seconds per GiB moved on loopback here, both ends together, and QUIC
+//! more; a TCP connection sealed with AES-256-GCM in records of up to a blob costs about 1.1
+//! (docs/benchmarks.md, session 16). The blobs themselves are already sealed under the folder
+//! key, so the lane's own cipher only has to keep the exchange (which ids, which requests)
+//! private and whole, and AES-GCM does that at a fraction of ChaCha20's cost on CPUs with AES
+//! instructions. Syncthing's TLS does the same. libp2p keeps everything else: finding peers,
+//! hole punching, relays, authentication, and the chunk exchange wherever a lane cannot be
+//! had.
+//!
+//! # Setup
+//! 1. The fetcher opens `/harp/lane/1` on its (authenticated, encrypted) libp2p connection to
+//!    the peer and sends a version byte and 32 random bytes.
+//! 2. The server answers with the lane port and 32 random bytes of its own (or "no lane").
+//!    Both derive, with BLAKE3's key derivation over both random values and both peer ids, a
+//!    key per direction and a one-time ticket. Nobody else saw the random values: they went
+//!    through Noise.
+//! 3. The fetcher connects to the peer's address of that libp2p connection (direct ones only:
+//!    a peer reached through a relay gets no lane) at the lane port and sends the ticket; the
+//!    server takes the ticket (once, within [`TICKET_TTL`]), knows from it which peer this is,
+//!    and answers one byte. From then on every record is sealed.
+//!
+//! A fetcher that cannot get a lane (no direct connection, a firewall, an older peer) uses a
+//! libp2p stream as before, and does not try that peer's lane again for [`RETRY_AFTER`].
+//!
+//! # Records
+//! `len: u32 BE` ‖ AES-256-GCM(`plaintext`) with the length as associated data and the
+//! record's number in its direction as nonce. A blob's plaintext is the blob, then its request
+//! id (u64 BE), its chunk id and the kind byte 1, so the reader takes the blob as it is, with
+//! no copy; any other message is its body from [`harp_protocol::wire`], then the kind byte 0.
+//! A record that fails to open ends the lane as a peer fault.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::{AsyncReadExt, AsyncWriteExt};
+use harp_protocol::blob::MAX_BLOB_LEN;
+use harp_protocol::ids::ChunkId;
+use harp_protocol::wire::{self, Message};
+use libp2p::core::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use super::chunks::StreamError;
+
+/// The protocol that sets a lane up.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/harp/lane/1");
+/// How long a ticket stays good.
+pub const TICKET_TTL: Duration = Duration::from_secs(10);
+/// How long a fetcher leaves a peer's lane alone after it could not get one.
+pub const RETRY_AFTER: Duration = Duration::from_secs(300);
+/// How long a lane may wait for its next request (server) before it is closed, and how long
+/// a fetcher keeps an idle one for the next fetch.
+pub const IDLE: Duration = Duration::from_secs(300);
+const POOL_IDLE: Duration = Duration::from_secs(30);
+/// How long each step of the setup may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(3);
+/// Tickets waiting to be used, at most (more get "no lane").
+const MAX_PENDING: usize = 256;
+/// Idle lanes kept per peer.
+const POOL_PER_PEER: usize = 4;
+
+const VERSION: u8 = 1;
+const TAG_LEN: usize = 16;
+const KIND_MESSAGE: u8 = 0;
+const KIND_BLOB: u8 = 1;
+/// A blob's trailer: request id, chunk id, kind.
+const BLOB_TRAILER: usize = 8 + 32 + 1;
+/// The largest record: a blob, its trailer and the tag.
+const MAX_RECORD: usize = wire::MAX_FRAME_LEN + BLOB_TRAILER + TAG_LEN;
+
+/// The keys of one lane, as both ends derive them.
+struct Keys {
+    up: [u8; 32],
+    down: [u8; 32],
+    ticket: [u8; 32],
+}
+
+impl Keys {
+    fn derive(
+        client_random: &[u8; 32],
+        server_random: &[u8; 32],
+        client: &PeerId,
+        server: &PeerId,
+    ) -> Self {
+        let mut material = Vec::with_capacity(64 + 80);
+        material.extend_from_slice(client_random);
+        material.extend_from_slice(server_random);
+        for p in [client, server] {
+            let bytes = p.to_bytes();
+            material.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+            material.extend_from_slice(&bytes);
+        }
+        Self {
+            up: blake3::derive_key("harp lane 1 fetcher to server", &material),
+            down: blake3::derive_key("harp lane 1 server to fetcher", &material),
+            ticket: blake3::derive_key("harp lane 1 ticket", &material),
+        }
+    }
+}
+
+/// One direction's cipher: a key and the number of the next record.
+struct Sealer {
+    key: LessSafeKey,
+    next: u64,
+}
+
+impl Sealer {
+    fn new(key: &[u8; 32]) -> Result<Self, StreamError> {
+        let key = UnboundKey::new(&AES_256_GCM, key)
+            .map_err(|_| StreamError::Violation("lane key rejected".into()))?;
+        Ok(Self {
+            key: LessSafeKey::new(key),
+            next: 0,
+        })
+    }
+
+    fn nonce(&mut self) -> Nonce {
+        let mut n = [0u8; 12];
+        n[4..].copy_from_slice(&self.next.to_be_bytes());
+        self.next += 1;
+        Nonce::assume_unique_for_key(n)
+    }
+}
+
+/// The reading half of a lane.
+pub struct LaneReader {
+    io: OwnedReadHalf,
+    open: Sealer,
+    /// How long to wait for the start of a record (`None`: for ever).
+    idle: Option<Duration>,
+}
+
+/// The writing half of a lane.
+pub struct LaneWriter {
+    io: BufWriter<OwnedWriteHalf>,
+    seal: Sealer,
+}
+
+/// Both halves of one lane.
+pub struct Lane {
+    /// Records from the other end.
+    pub reader: LaneReader,
+    /// Records to it.
+    pub writer: LaneWriter,
+}
+
+impl LaneReader {
+    /// Reads one message; `Ok(None)` at a clean end (or, on a server, after [`IDLE`] without
+    /// a request).
+    pub async fn read_message(&mut self) -> Result<Option<Message>, StreamError> {
+        let mut header = [0u8; 4];
+        let first = self.io.read_exact(&mut header);
+        let read = match self.idle {
+            Some(idle) => match tokio::time::timeout(idle, first).await {
+                Ok(r) => r,
+                Err(_) => return Ok(None),
+            },
+            None => first.await,
+        };
+        match read {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let len = u32::from_be_bytes(header) as usize;
+        if !(TAG_LEN + 1..=MAX_RECORD).contains(&len) {
+            return Err(StreamError::Violation(format!(
+                "a lane record of {len} bytes (at most {MAX_RECORD})"
+            )));
+        }
+        let mut buf = vec![0u8; len];
+        self.io.read_exact(&mut buf).await?;
+        let nonce = self.open.nonce();
+        let plain_len = self
+            .open
+            .key
+            .open_in_place(nonce, Aad::from(header), &mut buf)
+            .map_err(|_| StreamError::Violation("a lane record failed authentication".into()))?
+            .len();
+        buf.truncate(plain_len);
+        decode(buf).map(Some)
+    }
+}
+
+/// A record's plaintext to its message.
+fn decode(mut plain: Vec<u8>) -> Result<Message, StreamError> {
+    match plain.pop() {
+        Some(KIND_MESSAGE) => Ok(Message::decode(&plain)?),
+        Some(KIND_BLOB) if plain.len() >= BLOB_TRAILER - 1 => {
+            let at = plain.len() - (BLOB_TRAILER - 1);
+            let mut req = [0u8; 8];
+            req.copy_from_slice(&plain[at..at + 8]);
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&plain[at + 8..]);
+            plain.truncate(at);
+            if plain.len() > MAX_BLOB_LEN {
+                return Err(StreamError::Violation(format!(
+                    "a blob of {} bytes (at most {MAX_BLOB_LEN})",
+                    plain.len()
+                )));
+            }
+            Ok(Message::Blob {
+                req: u64::from_be_bytes(req),
+                id: ChunkId::from_bytes(id),
+                data: plain,
+            })
+        }
+        other => Err(StreamError::Violation(format!(
+            "a lane record of unknown kind {other:?}"
+        ))),
+    }
+}
+
+/// A message's record plaintext (a blob's bytes are moved, not copied).
+fn encode(msg: Message) -> Vec<u8> {
+    match msg {
+        Message::Blob { req, id, mut data } => {
+            data.reserve_exact(BLOB_TRAILER + TAG_LEN);
+            data.extend_from_slice(&req.to_be_bytes());
+            data.extend_from_slice(id.as_bytes());
+            data.push(KIND_BLOB);
+            data
+        }
+        other => {
+            let mut body = other.encode();
+            body.reserve_exact(1 + TAG_LEN);
+            body.push(KIND_MESSAGE);
+            body
+        }
+    }
+}
+
+impl LaneWriter {
+    /// The connection under the lane, to send it unsealed bytes (tests of hostile input).
+    #[cfg(test)]
+    pub(super) fn raw_for_tests(&mut self) -> &mut BufWriter<OwnedWriteHalf> {
+        &mut self.io
+    }
+
+    /// Seals and sends one message.
+    pub async fn send(&mut self, msg: Message) -> Result<(), StreamError> {
+        let mut buf = encode(msg);
+        let len = u32::try_from(buf.len() + TAG_LEN)
+            .map_err(|_| StreamError::Violation("a message too large for a lane".into()))?;
+        let header = len.to_be_bytes();
+        let nonce = self.seal.nonce();
+        self.seal
+            .key
+            .seal_in_place_append_tag(nonce, Aad::from(header), &mut buf)
+            .map_err(|_| StreamError::Violation("sealing a lane record failed".into()))?;
+        self.io.write_all(&header).await?;
+        self.io.write_all(&buf).await?;
+        self.io.flush().await?;
+        Ok(())
+    }
+}
+
+/// A pending lane: the ticket's peer and keys.
+struct Pending {
+    peer: PeerId,
+    keys: Keys,
+    expires: Instant,
+}
+
+/// A node's lanes: the listener it serves them on, tickets handed out, and (as a fetcher)
+/// idle lanes to reuse and peers whose lane could not be had.
+#[derive(Default)]
+pub struct Lanes {
+    /// The listener, until [`super::chunks::serve`] takes it.
+    listener: Mutex<Option<std::net::TcpListener>>,
+    /// Its port (0: no lanes served).
+    port: u16,
+    pending: Mutex<HashMap<[u8; 32], Pending>>,
+    idle: Mutex<HashMap<PeerId, Vec<(Lane, Instant)>>>,
+    failed: Mutex<HashMap<PeerId, Instant>>,
+    /// Lanes this node set up as a fetcher.
+    opened: std::sync::atomic::AtomicU64,
+    /// Whether this node asks peers for lanes.
+    pub use_lanes: bool,
+}
+
+impl std::fmt::Debug for Lanes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lanes")
+            .field("port", &self.port)
+            .field("use_lanes", &self.use_lanes)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where to listen for lanes, given the node's listen addresses: the first one's IP, at
+/// `port`.
+pub fn bind_addr(listen: &[Multiaddr], port: u16) -> Option<SocketAddr> {
+    listen.iter().find_map(|a| {
+        a.iter().find_map(|p| match p {
+            Protocol::Ip4(ip) => Some(SocketAddr::new(IpAddr::V4(ip), port)),
+            Protocol::Ip6(ip) => Some(SocketAddr::new(IpAddr::V6(ip), port)),
+            _ => None,
+        })
+    })
+}
+
+impl Lanes {
+    /// Lanes served on `bind` (`None`: none served) and asked for from peers (`use_lanes`).
+    /// A bind that fails is logged and leaves lanes unserved: libp2p streams still work.
+    pub fn new(bind: Option<SocketAddr>, use_lanes: bool) -> Self {
+        let listener = bind.and_then(|addr| {
+            let l =
+                std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l));
+            match l {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!(%addr, "no bulk lanes (chunks go over libp2p streams): {e}");
+                    None
+                }
+            }
+        });
+        let port = listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or(0, |a| a.port());
+        Self {
+            listener: Mutex::new(listener),
+            port,
+            use_lanes,
+            ..Self::default()
+        }
+    }
+
+    /// How many lanes this node has set up as a fetcher (kept ones reused are not counted
+    /// again).
+    pub fn opened(&self) -> u64 {
+        self.opened.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The port lanes are served on (0: none).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The listener, once (the chunk server takes it).
+    pub(super) fn take_listener(&self) -> Option<tokio::net::TcpListener> {
+        let l = lock(&self.listener).take()?;
+        tokio::net::TcpListener::from_std(l)
+            .inspect_err(|e| tracing::warn!("no bulk lanes: {e}"))
+            .ok()
+    }
+
+    /// Answers a fetcher's setup stream: an offer with a fresh ticket, or "no lane".
+    pub(super) async fn offer(&self, peer: PeerId, me: PeerId, mut stream: libp2p::Stream) {
+        let answer = async {
+            let mut hello = [0u8; 33];
+            stream.read_exact(&mut hello).await?;
+            let reply = self.ticket_for(peer, me, &hello)?;
+            stream.write_all(&reply).await?;
+            stream.close().await
+        };
+        match tokio::time::timeout(SETUP_TIMEOUT, answer).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(%peer, "lane setup failed: {e}"),
+            Err(_) => tracing::debug!(%peer, "lane setup timed out"),
+        }
+    }
+
+    /// The answer to a setup's hello: an offer (a ticket noted for `peer`) or "no lane".
+    fn ticket_for(&self, peer: PeerId, me: PeerId, hello: &[u8; 33]) -> std::io::Result<[u8; 35]> {
+        let mut reply = [0u8; 35];
+        let mut pending = lock(&self.pending);
+        let now = Instant::now();
+        pending.retain(|_, p| p.expires > now);
+        if hello[0] != VERSION || self.port == 0 || pending.len() >= MAX_PENDING {
+            return Ok(reply);
+        }
+        let mut server_random = [0u8; 32];
+        getrandom::getrandom(&mut server_random)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut client_random = [0u8; 32];
+        client_random.copy_from_slice(&hello[1..]);
+        let keys = Keys::derive(&client_random, &server_random, &peer, &me);
+        reply[0] = 1;
+        reply[1..3].copy_from_slice(&self.port.to_be_bytes());
+        reply[3..].copy_from_slice(&server_random);
+        pending.insert(
+            keys.ticket,
+            Pending {
+                peer,
+                keys,
+                expires: now + TICKET_TTL,
+            },
+        );
+        Ok(reply)
+    }
+
+    /// Takes a TCP connection to the lane port: its ticket names the peer and keys. `None`
+    /// (the connection dropped) for an unknown, used or expired ticket.
+    pub(super) async fn accept(&self, tcp: tokio::net::TcpStream) -> Option<(PeerId, Lane)> {
+        let from = tcp.peer_addr().ok();
+        let setup = async {
+            let _ = tcp.set_nodelay(true);
+            let mut tcp = tcp;
+            let mut ticket = [0u8; 32];
+            tcp.read_exact(&mut ticket).await.ok()?;
+            let pending = lock(&self.pending).remove(&ticket)?;
+            if pending.expires < Instant::now() {
+                return None;
+            }
+            tcp.write_all(&[1]).await.ok()?;
+            let lane = Lane::over(tcp, &pending.keys.up, &pending.keys.down, Some(IDLE)).ok()?;
+            Some((pending.peer, lane))
+        };
+        let lane = tokio::time::timeout(SETUP_TIMEOUT, setup)
+            .await
+            .ok()
+            .flatten();
+        if lane.is_none() {
+            tracing::debug!(?from, "lane connection without a good ticket dropped");
+        }
+        lane
+    }
+
+    /// An idle lane to `peer`, if one was kept.
+    fn reuse(&self, peer: &PeerId) -> Option<Lane> {
+        let mut idle = lock(&self.idle);
+        let lanes = idle.get_mut(peer)?;
+        let now = Instant::now();
+        lanes.retain(|(_, at)| now.duration_since(*at) < POOL_IDLE);
+        lanes.pop().map(|(lane, _)| lane)
+    }
+
+    /// Keeps a lane whose fetch ended with nothing in flight, for the next fetch.
+    pub(super) fn put_back(&self, peer: PeerId, lane: Lane) {
+        let mut idle = lock(&self.idle);
+        let lanes = idle.entry(peer).or_default();
+        if lanes.len() < POOL_PER_PEER {
+            lanes.push((lane, Instant::now()));
+        }
+    }
+
+    fn failed_lately(&self, peer: &PeerId) -> bool {
+        lock(&self.failed)
+            .get(peer)
+            .is_some_and(|at| at.elapsed() < RETRY_AFTER)
+    }
+}
+
+impl Lane {
+    fn over(
+        tcp: tokio::net::TcpStream,
+        read_key: &[u8; 32],
+        write_key: &[u8; 32],
+        idle: Option<Duration>,
+    ) -> Result<Self, StreamError> {
+        let (r, w) = tcp.into_split();
+        Ok(Self {
+            reader: LaneReader {
+                io: r,
+                open: Sealer::new(read_key)?,
+                idle,
+            },
+            writer: LaneWriter {
+                io: BufWriter::with_capacity(64 * 1024, w),
+                seal: Sealer::new(write_key)?,
+            },
+        })
+    }
+}
+
+/// The IP of a direct connection to `peer`, if the node has one.
+async fn direct_ip(handle: &super::Handle, peer: &PeerId) -> Option<IpAddr> {
+    let peers = handle.peers().await.ok()?;
+    let info = peers.into_iter().find(|p| p.peer == *peer)?;
+    info.connections
+        .iter()
+        .filter(|c| !c.relayed)
+        .find_map(|c| {
+            c.addr.iter().find_map(|p| match p {
+                Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+                Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+                _ => None,
+            })
+        })
+}
+
+/// A lane to `peer` for a fetch: a kept one, or a new one; `None` when the node does not use
+/// lanes or the peer offers none (the fetch then uses a libp2p stream).
+pub(super) async fn open(handle: &super::Handle, peer: PeerId) -> Option<Lane> {
+    let lanes = &handle.lanes;
+    if !lanes.use_lanes || lanes.failed_lately(&peer) {
+        return None;
+    }
+    if let Some(lane) = lanes.reuse(&peer) {
+        return Some(lane);
+    }
+    // Not a failure to remember: a relayed connection may turn direct by hole punching.
+    let ip = direct_ip(handle, &peer).await?;
+    match tokio::time::timeout(SETUP_TIMEOUT * 2, set_up(handle, peer, ip)).await {
+        Ok(Ok(lane)) => {
+            lanes
+                .opened
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(lane)
+        }
+        Ok(Err(why)) => {
+            tracing::debug!(%peer, "no bulk lane, using a libp2p stream: {why}");
+            lock(&lanes.failed).insert(peer, Instant::now());
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "no bulk lane (setup timed out), using a libp2p stream");
+            lock(&lanes.failed).insert(peer, Instant::now());
+            None
+        }
+    }
+}
+
+async fn set_up(handle: &super::Handle, peer: PeerId, ip: IpAddr) -> Result<Lane, String> {
+    let mut stream = handle
+        .control()
+        .open_stream(peer, PROTOCOL)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut client_random = [0u8; 32];
+    getrandom::getrandom(&mut client_random).map_err(|e| e.to_string())?;
+    let mut hello = [0u8; 33];
+    hello[0] = VERSION;
+    hello[1..].copy_from_slice(&client_random);
+    stream.write_all(&hello).await.map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())?;
+    let mut reply = [0u8; 35];
+    stream
+        .read_exact(&mut reply)
+        .await
+        .map_err(|e| e.to_string())?;
+    if reply[0] != 1 {
+        return Err("the peer offers no lane".into());
+    }
+    let port = u16::from_be_bytes([reply[1], reply[2]]);
+    let mut server_random = [0u8; 32];
+    server_random.copy_from_slice(&reply[3..]);
+    let keys = Keys::derive(&client_random, &server_random, &handle.peer_id, &peer);
+    let mut tcp = tokio::net::TcpStream::connect(SocketAddr::new(ip, port))
+        .await
+        .map_err(|e| format!("connecting to {ip} port {port}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    tcp.write_all(&keys.ticket)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut ok = [0u8; 1];
+    tcp.read_exact(&mut ok)
+        .await
+        .map_err(|e| format!("the peer did not take the ticket: {e}"))?;
+    if ok[0] != 1 {
+        return Err("the peer did not take the ticket".into());
+    }
+    Lane::over(tcp, &keys.down, &keys.up, None).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(a: &PeerId, b: &PeerId) -> (Keys, Keys) {
+        let (c, s) = ([1u8; 32], [2u8; 32]);
+        (Keys::derive(&c, &s, a, b), Keys::derive(&c, &s, a, b))
+    }
+
+    async fn connected(up: &[u8; 32], down: &[u8; 32]) -> (Lane, Lane) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (a, b) = tokio::join!(tokio::net::TcpStream::connect(addr), l.accept());
+        let fetcher = Lane::over(a.unwrap(), down, up, None).unwrap();
+        let server = Lane::over(b.unwrap().0, up, down, None).unwrap();
+        (fetcher, server)
+    }
+
+    fn samples() -> Vec<Message> {
+        let id = ChunkId::from_bytes([7; 32]);
+        vec![
+            Message::Blob {
+                req: 3,
+                id,
+                data: (0..70_000u32).map(|i| i as u8).collect(),
+            },
+            Message::Blob {
+                req: 4,
+                id,
+                data: vec![],
+            },
+            Message::Want {
+                req: 5,
+                folder: harp_protocol::ids::FolderId::from_bytes([1; 16]),
+                ids: vec![id; 3],
+            },
+            Message::Missing { req: 6, id },
+            Message::Cancel { req: 7 },
+        ]
+    }
+
+    #[tokio::test]
+    async fn every_message_crosses_a_lane_unchanged_both_ways() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let (k, _) = pair(&a, &b);
+        let (mut fetcher, mut server) = connected(&k.up, &k.down).await;
+        for msg in samples() {
+            fetcher.writer.send(msg.clone()).await.unwrap();
+            assert_eq!(
+                server.reader.read_message().await.unwrap(),
+                Some(msg.clone())
+            );
+            server.writer.send(msg.clone()).await.unwrap();
+            assert_eq!(fetcher.reader.read_message().await.unwrap(), Some(msg));
+        }
+        drop(server);
+        assert_eq!(fetcher.reader.read_message().await.unwrap(), None);
+    }
+
+    #[test]
+    fn both_ends_derive_the_same_keys_and_different_ones_per_direction_and_pair() {
+        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let (k1, k2) = pair(&a, &b);
+        assert_eq!((k1.up, k1.down, k1.ticket), (k2.up, k2.down, k2.ticket));
+        assert_ne!(k1.up, k1.down);
+        assert_ne!(k1.ticket, k1.up);
+        let other = Keys::derive(&[1; 32], &[2; 32], &a, &c);
+        assert_ne!(other.up, k1.up);
+        let swapped = Keys::derive(&[1; 32], &[2; 32], &b, &a);
+        assert_ne!(swapped.up, k1.up);
+    }
+
+    #[tokio::test]
+    async fn a_flipped_bit_a_replayed_record_or_a_wrong_key_is_refused() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let (k, _) = pair(&a, &b);
+        // Capture a real record's bytes.
+        let mut record = Vec::new();
+        {
+            let (mut fetcher, server) = connected(&k.up, &k.down).await;
+            fetcher.writer.send(samples()[0].clone()).await.unwrap();
+            drop(fetcher);
+            let mut raw = server.reader.io;
+            raw.read_to_end(&mut record).await.unwrap();
+        }
+        assert!(record.len() > 70_000);
+        let replay = |bytes: Vec<u8>, key: [u8; 32]| async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let (a, b) = tokio::join!(tokio::net::TcpStream::connect(addr), l.accept());
+            let mut a = a.unwrap();
+            a.write_all(&bytes).await.unwrap();
+            drop(a);
+            let mut lane = Lane::over(b.unwrap().0, &key, &key, None).unwrap();
+            lane.reader.read_message().await
+        };
+        // As sent, it opens.
+        assert!(matches!(
+            replay(record.clone(), k.up).await,
+            Ok(Some(Message::Blob { .. }))
+        ));
+        // A flipped bit in the body or in the length.
+        let mut flipped = record.clone();
+        flipped[1000] ^= 1;
+        assert!(matches!(
+            replay(flipped, k.up).await,
+            Err(StreamError::Violation(_))
+        ));
+        let mut longer = record.clone();
+        longer[3] ^= 1;
+        longer.push(0);
+        assert!(replay(longer, k.up).await.is_err());
+        // Another key (another lane's, or the other direction's).
+        assert!(matches!(
+            replay(record.clone(), k.down).await,
+            Err(StreamError::Violation(_))
+        ));
+        // The same record twice: the second has the wrong number.
+        let mut twice = record.clone();
+        twice.extend_from_slice(&record);
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (c, s) = tokio::join!(tokio::net::TcpStream::connect(addr), l.accept());
+        let mut c = c.unwrap();
+        c.write_all(&twice).await.unwrap();
+        let mut lane = Lane::over(s.unwrap().0, &k.up, &k.up, None).unwrap();
+        assert!(lane.reader.read_message().await.unwrap().is_some());
+        assert!(matches!(
+            lane.reader.read_message().await,
+            Err(StreamError::Violation(_))
+        ));
+        // An oversized length is refused before anything is read or allocated.
+        let huge = [0xffu8, 0xff, 0xff, 0xff];
+        assert!(matches!(
+            replay(huge.to_vec(), k.up).await,
+            Err(StreamError::Violation(_))
+        ));
+    }
+
+    #[test]
+    fn the_lane_listens_on_the_first_listen_address_ip() {
+        let listen: Vec<Multiaddr> = vec![
+            "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap(),
+            "/ip4/0.0.0.0/tcp/0".parse().unwrap(),
+        ];
+        assert_eq!(bind_addr(&listen, 7), Some("127.0.0.1:7".parse().unwrap()));
+        assert_eq!(bind_addr(&[], 7), None);
+    }
+}
