@@ -388,6 +388,13 @@ pub(crate) fn machine() -> serde_json::Value {
 
 /// Runs `harp bench ...`.
 pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
+    // The nodes' own log, on standard error, when asked for (`RUST_LOG=harp=debug`).
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     match cmd {
         Command::Ingest(args) => {
             let result = ingest(args)?;

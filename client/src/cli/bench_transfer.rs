@@ -206,7 +206,12 @@ pub(crate) async fn transfer(args: &TransferArgs) -> anyhow::Result<serde_json::
     let client_device =
         DeviceId::from_peer_id_bytes(&net::keypair([210; 32])?.public().to_peer_id().to_bytes())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let members: HashSet<DeviceId> = [client_device].into();
+    // A second fetching device, with lanes off (its own id: a server closes an older
+    // connection from the same device as one its restarted owner left behind).
+    let streams_device =
+        DeviceId::from_peer_id_bytes(&net::keypair([213; 32])?.public().to_peer_id().to_bytes())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let members: HashSet<DeviceId> = [client_device, streams_device].into();
     let serve = |seed: u8| {
         let members = members.clone();
         let folder = Folder::new(folder.id, root.clone(), key.schedule());
@@ -226,8 +231,8 @@ pub(crate) async fn transfer(args: &TransferArgs) -> anyhow::Result<serde_json::
     let (client, _) = node(210, args.transport, true).await?;
     client.dial(s1_addr.clone()).await?;
     client.dial(s2_addr).await?;
-    // The same device again with lanes off: the chunk exchange over libp2p streams.
-    let (streams_client, _) = node(210, args.transport, false).await?;
+    // The chunk exchange over libp2p streams.
+    let (streams_client, _) = node(213, args.transport, false).await?;
     streams_client.dial(s1_addr).await?;
 
     say(args.json, "Harp: fetching every chunk from one peer…");
