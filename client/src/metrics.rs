@@ -103,6 +103,13 @@ pub fn render(
     } else {
         let _ = writeln!(out, "harp_direct_ratio {}", direct as f64 / total as f64);
     }
+    family(
+        &mut out,
+        "harp_bulk_lane_bytes_total",
+        "counter",
+        "Chunk bytes (both ways) that went over bulk lanes rather than libp2p streams; direct only.",
+    );
+    let _ = writeln!(out, "harp_bulk_lane_bytes_total {}", stats.lane_bytes());
     let (verified, rejected) = stats.verified_and_rejected();
     family(
         &mut out,
@@ -236,7 +243,10 @@ mod tests {
         });
         stats.checked(true);
         stats.checked(false);
+        stats.count_lane(7);
+        stats.count_lane(5);
         let text = render(&stats, &[], &[f]);
+        assert!(text.contains("harp_bulk_lane_bytes_total 12\n"), "{text}");
         assert!(text.contains("harp_direct_ratio NaN"), "{text}");
         assert!(text.contains("harp_chunks_rejected_total 1"), "{text}");
         assert!(

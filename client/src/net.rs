@@ -275,6 +275,8 @@ struct StatsInner {
     relayed_bytes: u64,
     chunks_verified: u64,
     chunks_rejected: u64,
+    /// Chunk bytes (both ways) that went over bulk lanes.
+    lane_bytes: u64,
 }
 
 impl Stats {
@@ -298,6 +300,16 @@ impl Stats {
                 s.direct_bytes += bytes;
             }
         });
+    }
+
+    /// Counts chunk bytes (either way) that went over a bulk lane, besides [`Stats::count`].
+    pub fn count_lane(&self, bytes: u64) {
+        self.with(|s| s.lane_bytes += bytes);
+    }
+
+    /// Chunk bytes (both ways) that went over bulk lanes.
+    pub fn lane_bytes(&self) -> u64 {
+        self.with(|s| s.lane_bytes)
     }
 
     /// Counts a received blob that matched its id (`true`) or did not.

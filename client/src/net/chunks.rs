@@ -134,6 +134,8 @@ pub async fn write_frame(
 
 /// Where a conversation's messages come from: a libp2p stream or a bulk lane ([`lane`]).
 pub trait MessageReader: Send {
+    /// Whether this is a bulk lane (for the traffic counters).
+    const LANE: bool = false;
     /// The next message; `Ok(None)` at a clean end.
     fn read_message(
         &mut self,
@@ -142,6 +144,8 @@ pub trait MessageReader: Send {
 
 /// Where a conversation's messages go.
 pub trait MessageWriter: Send {
+    /// Whether this is a bulk lane (for the traffic counters).
+    const LANE: bool = false;
     /// Sends one message (and flushes it).
     fn send(
         &mut self,
@@ -162,12 +166,14 @@ impl MessageWriter for futures::io::WriteHalf<libp2p::Stream> {
 }
 
 impl MessageReader for lane::LaneReader {
+    const LANE: bool = true;
     async fn read_message(&mut self) -> Result<Option<Message>, StreamError> {
         lane::LaneReader::read_message(self).await
     }
 }
 
 impl MessageWriter for lane::LaneWriter {
+    const LANE: bool = true;
     async fn send(&mut self, msg: Message) -> Result<(), StreamError> {
         lane::LaneWriter::send(self, msg).await
     }
@@ -273,10 +279,10 @@ async fn serve_lanes(
 type Answers = futures::future::BoxFuture<'static, Result<Vec<Message>, StreamError>>;
 
 /// Serves one conversation (a libp2p stream or a lane) with `peer`.
-async fn serve_conversation(
+async fn serve_conversation<W: MessageWriter>(
     peer: PeerId,
     r: impl MessageReader + 'static,
-    mut w: impl MessageWriter,
+    mut w: W,
     source: Arc<dyn BlobSource>,
     stats: Arc<Stats>,
     limits: &super::limit::Limits,
@@ -298,6 +304,9 @@ async fn serve_conversation(
             if let Message::Blob { data, .. } = &msg {
                 limits.send.take(data.len() as u64).await;
                 stats.count(&peer, data.len() as u64, false);
+                if W::LANE {
+                    stats.count_lane(data.len() as u64);
+                }
             }
             w.send(msg).await?;
         }
@@ -557,11 +566,11 @@ async fn worker(handle: &Handle, peer: PeerId, shared: &Shared<'_>) -> Result<()
     result
 }
 
-async fn run_worker(
+async fn run_worker<R: MessageReader>(
     handle: &Handle,
     peer: PeerId,
     shared: &Shared<'_>,
-    r: &mut impl MessageReader,
+    r: &mut R,
     w: &mut impl MessageWriter,
     inflight: &mut VecDeque<(u64, HashSet<ChunkId>)>,
 ) -> Result<(), StreamError> {
@@ -621,6 +630,9 @@ async fn run_worker(
                 };
                 let len = data.bytes().len() as u64;
                 shared.stats.count(&peer, len, true);
+                if R::LANE {
+                    shared.stats.count_lane(len);
+                }
                 handle.limits.recv.take(len).await;
                 {
                     let mut f = shared.fetched.lock().unwrap_or_else(|e| e.into_inner());

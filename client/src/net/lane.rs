@@ -55,16 +55,27 @@ use super::chunks::StreamError;
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/harp/lane/1");
 /// How long a ticket stays good.
 pub const TICKET_TTL: Duration = Duration::from_secs(10);
-/// How long a fetcher leaves a peer's lane alone after it could not get one.
+/// How long a fetcher leaves a peer's lane alone after it could not get one; each further
+/// failure in a row doubles it, up to [`RETRY_AT_MOST`].
 pub const RETRY_AFTER: Duration = Duration::from_secs(300);
+/// The longest wait before trying a peer's lane again.
+pub const RETRY_AT_MOST: Duration = Duration::from_secs(4 * 3600);
+/// How long the TCP connect of a lane may take: a port that a firewall drops costs the first
+/// fetch from that peer this much, then nothing until [`RETRY_AFTER`].
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// How long a lane may wait for its next request (server) before it is closed, and how long
 /// a fetcher keeps an idle one for the next fetch.
 pub const IDLE: Duration = Duration::from_secs(300);
 const POOL_IDLE: Duration = Duration::from_secs(30);
+/// How long a record may take to arrive or to go out, and a fetcher may wait for an answer,
+/// before the lane counts as cut. TCP alone would wait many minutes on a path that died (a
+/// router's uplink gone); the fetch then asks again, over whatever path is left.
+pub const STALL: Duration = Duration::from_secs(60);
 /// How long each step of the setup may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(3);
-/// Tickets waiting to be used, at most (more get "no lane").
+/// Tickets waiting to be used, at most (more get "no lane"), in all and per peer.
 const MAX_PENDING: usize = 256;
+const MAX_PENDING_PER_PEER: usize = 8;
 /// Idle lanes kept per peer.
 const POOL_PER_PEER: usize = 4;
 
@@ -135,7 +146,8 @@ impl Sealer {
 pub struct LaneReader {
     io: OwnedReadHalf,
     open: Sealer,
-    /// How long to wait for the start of a record (`None`: for ever).
+    /// How long to wait for the start of a record (`None`: for ever); then the lane ends as
+    /// if closed.
     idle: Option<Duration>,
 }
 
@@ -178,7 +190,7 @@ impl LaneReader {
             )));
         }
         let mut buf = vec![0u8; len];
-        self.io.read_exact(&mut buf).await?;
+        stalled(self.io.read_exact(&mut buf)).await?;
         let nonce = self.open.nonce();
         let plain_len = self
             .open
@@ -189,6 +201,15 @@ impl LaneReader {
         buf.truncate(plain_len);
         decode(buf).map(Some)
     }
+}
+
+/// `io`, or a `TimedOut` error after [`STALL`].
+async fn stalled<T>(
+    io: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout(STALL, io)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 /// A record's plaintext to its message.
@@ -257,9 +278,12 @@ impl LaneWriter {
             .key
             .seal_in_place_append_tag(nonce, Aad::from(header), &mut buf)
             .map_err(|_| StreamError::Violation("sealing a lane record failed".into()))?;
-        self.io.write_all(&header).await?;
-        self.io.write_all(&buf).await?;
-        self.io.flush().await?;
+        stalled(async {
+            self.io.write_all(&header).await?;
+            self.io.write_all(&buf).await?;
+            self.io.flush().await
+        })
+        .await?;
         Ok(())
     }
 }
@@ -281,7 +305,8 @@ pub struct Lanes {
     port: u16,
     pending: Mutex<HashMap<[u8; 32], Pending>>,
     idle: Mutex<HashMap<PeerId, Vec<(Lane, Instant)>>>,
-    failed: Mutex<HashMap<PeerId, Instant>>,
+    /// Peers whose lane could not be had: when it last failed, and how many times in a row.
+    failed: Mutex<HashMap<PeerId, (Instant, u32)>>,
     /// Lanes this node set up as a fetcher.
     opened: std::sync::atomic::AtomicU64,
     /// Whether this node asks peers for lanes.
@@ -381,7 +406,12 @@ impl Lanes {
         let mut pending = lock(&self.pending);
         let now = Instant::now();
         pending.retain(|_, p| p.expires > now);
-        if hello[0] != VERSION || self.port == 0 || pending.len() >= MAX_PENDING {
+        let of_peer = pending.values().filter(|p| p.peer == peer).count();
+        if hello[0] != VERSION
+            || self.port == 0
+            || pending.len() >= MAX_PENDING
+            || of_peer >= MAX_PENDING_PER_PEER
+        {
             return Ok(reply);
         }
         let mut server_random = [0u8; 32];
@@ -452,7 +482,13 @@ impl Lanes {
     fn failed_lately(&self, peer: &PeerId) -> bool {
         lock(&self.failed)
             .get(peer)
-            .is_some_and(|at| at.elapsed() < RETRY_AFTER)
+            .is_some_and(|(at, times)| at.elapsed() < retry_after(*times))
+    }
+
+    fn note_failure(&self, peer: PeerId) {
+        let mut failed = lock(&self.failed);
+        let times = failed.get(&peer).map_or(0, |(_, n)| *n);
+        failed.insert(peer, (Instant::now(), times.saturating_add(1)));
     }
 }
 
@@ -508,6 +544,7 @@ pub(super) async fn open(handle: &super::Handle, peer: PeerId) -> Option<Lane> {
     let ip = direct_ip(handle, &peer).await?;
     match tokio::time::timeout(SETUP_TIMEOUT * 2, set_up(handle, peer, ip)).await {
         Ok(Ok(lane)) => {
+            lock(&lanes.failed).remove(&peer);
             lanes
                 .opened
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -515,15 +552,22 @@ pub(super) async fn open(handle: &super::Handle, peer: PeerId) -> Option<Lane> {
         }
         Ok(Err(why)) => {
             tracing::debug!(%peer, "no bulk lane, using a libp2p stream: {why}");
-            lock(&lanes.failed).insert(peer, Instant::now());
+            lanes.note_failure(peer);
             None
         }
         Err(_) => {
             tracing::debug!(%peer, "no bulk lane (setup timed out), using a libp2p stream");
-            lock(&lanes.failed).insert(peer, Instant::now());
+            lanes.note_failure(peer);
             None
         }
     }
+}
+
+/// The wait before trying a lane again after `times` failures in a row.
+fn retry_after(times: u32) -> Duration {
+    RETRY_AFTER
+        .saturating_mul(1 << times.saturating_sub(1).min(16))
+        .min(RETRY_AT_MOST)
 }
 
 async fn set_up(handle: &super::Handle, peer: PeerId, ip: IpAddr) -> Result<Lane, String> {
@@ -551,9 +595,13 @@ async fn set_up(handle: &super::Handle, peer: PeerId, ip: IpAddr) -> Result<Lane
     let mut server_random = [0u8; 32];
     server_random.copy_from_slice(&reply[3..]);
     let keys = Keys::derive(&client_random, &server_random, &handle.peer_id, &peer);
-    let mut tcp = tokio::net::TcpStream::connect(SocketAddr::new(ip, port))
-        .await
-        .map_err(|e| format!("connecting to {ip} port {port}: {e}"))?;
+    let mut tcp = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect(SocketAddr::new(ip, port)),
+    )
+    .await
+    .map_err(|_| format!("connecting to {ip} port {port}: timed out"))?
+    .map_err(|e| format!("connecting to {ip} port {port}: {e}"))?;
     let _ = tcp.set_nodelay(true);
     tcp.write_all(&keys.ticket)
         .await
@@ -565,7 +613,8 @@ async fn set_up(handle: &super::Handle, peer: PeerId, ip: IpAddr) -> Result<Lane
     if ok[0] != 1 {
         return Err("the peer did not take the ticket".into());
     }
-    Lane::over(tcp, &keys.down, &keys.up, None).map_err(|e| e.to_string())
+    // A fetcher reads only while answers are due: a silence of `STALL` is a cut.
+    Lane::over(tcp, &keys.down, &keys.up, Some(STALL)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -705,6 +754,50 @@ mod tests {
             replay(huge.to_vec(), k.up).await,
             Err(StreamError::Violation(_))
         ));
+    }
+
+    #[test]
+    fn a_peer_whose_lane_keeps_failing_is_asked_less_and_less_often() {
+        assert_eq!(retry_after(1), RETRY_AFTER);
+        assert_eq!(retry_after(2), RETRY_AFTER * 2);
+        assert_eq!(retry_after(3), RETRY_AFTER * 4);
+        assert_eq!(retry_after(9), RETRY_AT_MOST);
+        assert_eq!(retry_after(u32::MAX), RETRY_AT_MOST);
+        let lanes = Lanes::new(None, true);
+        let peer = PeerId::random();
+        assert!(!lanes.failed_lately(&peer));
+        lanes.note_failure(peer);
+        lanes.note_failure(peer);
+        assert!(lanes.failed_lately(&peer));
+        assert_eq!(lock(&lanes.failed)[&peer].1, 2);
+    }
+
+    #[test]
+    fn tickets_are_handed_out_within_bounds_and_only_for_this_version() {
+        let lanes = Lanes::new(Some("127.0.0.1:0".parse().unwrap()), true);
+        assert_ne!(lanes.port(), 0);
+        let (me, peer) = (PeerId::random(), PeerId::random());
+        let hello = |v: u8| {
+            let mut h = [9u8; 33];
+            h[0] = v;
+            h
+        };
+        assert_eq!(lanes.ticket_for(peer, me, &hello(2)).unwrap()[0], 0);
+        for _ in 0..MAX_PENDING_PER_PEER {
+            let offer = lanes.ticket_for(peer, me, &hello(VERSION)).unwrap();
+            assert_eq!(offer[0], 1);
+            assert_eq!(u16::from_be_bytes([offer[1], offer[2]]), lanes.port());
+        }
+        // One peer cannot take every ticket; another still gets one.
+        assert_eq!(lanes.ticket_for(peer, me, &hello(VERSION)).unwrap()[0], 0);
+        let other = PeerId::random();
+        assert_eq!(lanes.ticket_for(other, me, &hello(VERSION)).unwrap()[0], 1);
+        // A node that serves no lanes offers none.
+        let off = Lanes::new(None, true);
+        assert_eq!(
+            off.ticket_for(peer, me, &hello(VERSION)).unwrap(),
+            [0u8; 35]
+        );
     }
 
     #[test]

@@ -167,6 +167,8 @@ async fn a_member_fetches_every_blob_and_a_stranger_is_refused() {
     assert_eq!(a.stats.direct_and_relayed(), (outcome.bytes, 0));
     // A direct peer: the blobs came over a bulk lane, which the next fetch reuses.
     assert_eq!(a.lanes.opened(), 1);
+    assert_eq!(a.stats.lane_bytes(), outcome.bytes);
+    assert_eq!(b.stats.lane_bytes(), outcome.bytes);
 
     // Device 3 is not a member: refused, nothing received.
     let (outcome, got) = collect(&c, &[b.peer_id], shared.folder.id, shared.ids.clone()).await;
@@ -455,7 +457,7 @@ async fn without_a_direct_path_chunks_flow_through_the_relay() {
     // Every byte went through the relay, and status says so: no bulk lane without a direct
     // connection.
     assert_eq!(a.stats.direct_and_relayed(), (0, outcome.bytes));
-    assert_eq!(a.lanes.opened(), 0);
+    assert_eq!((a.lanes.opened(), a.stats.lane_bytes()), (0, 0));
     let info = a.peers().await.unwrap();
     let to_b = info.iter().find(|p| p.peer == b.peer_id).unwrap();
     assert!(!to_b.is_direct(), "{to_b:?}");
