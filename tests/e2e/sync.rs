@@ -505,6 +505,11 @@ fn metrics_count_bytes_chunks_and_versions() {
         "{text}"
     );
     assert_eq!(value(&text, "harp_direct_ratio"), 1.0, "{text}");
+    // A direct peer on this machine: the file came over a bulk lane.
+    assert!(
+        value(&text, "harp_bulk_lane_bytes_total") >= 300_000.0,
+        "{text}"
+    );
     assert!(value(&text, "harp_chunks_verified_total") >= 1.0, "{text}");
     assert_eq!(value(&text, "harp_chunks_rejected_total"), 0.0, "{text}");
     assert_eq!(value(&text, "harp_peers{path=\"direct\"}"), 1.0, "{text}");
@@ -521,6 +526,57 @@ fn metrics_count_bytes_chunks_and_versions() {
         0.0,
         "{text}"
     );
+}
+
+#[test]
+fn with_bulk_lanes_off_a_folder_syncs_over_libp2p_streams_alone() {
+    // B asks for no lane (and serves none); A offers them. Both ways, the files go over
+    // `/harp/chunks/1` streams, and neither side counts a byte on a lane.
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (side(tmp.path(), "a"), side(tmp.path(), "b"));
+    edit_config(&a.home, |c| {
+        c.metrics_listen = Some("127.0.0.1:0".to_owned())
+    })
+    .unwrap();
+    edit_config(&b.home, |c| c.bulk_lanes = false).unwrap();
+    a.add_folder("shared").unwrap();
+    let invite = ok(&a.home, &["folder", "share", "shared", "--with", &b.id]);
+    std::fs::write(a.folder.join("to-b.bin"), fill(b"no-lane-a", 400_000)).unwrap();
+    let pa = Proc::start(&[], &a.home, &["daemon"]).unwrap();
+    let lines = pa.until("daemon ready").unwrap();
+    let addr_a = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("listening on "))
+        .expect("A prints its address")
+        .to_owned();
+    let url = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("metrics on "))
+        .expect("the daemon prints where metrics are")
+        .to_owned();
+    b.join(&invite, &addr_a).unwrap();
+    let _pb = start(&b);
+    wait_same(&a.folder, &b.folder, "A to B without lanes");
+    std::fs::write(b.folder.join("to-a.bin"), fill(b"no-lane-b", 400_000)).unwrap();
+    wait_same(&a.folder, &b.folder, "B to A without lanes");
+    let text = ureq::get(&url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let value = |sample: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample).map(str::trim))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {sample} in\n{text}"))
+    };
+    // A sent one file and fetched the other, all of it direct, none of it on a lane.
+    assert!(
+        value("harp_chunk_bytes_total{path=\"direct\"}") >= 800_000.0,
+        "{text}"
+    );
+    assert_eq!(value("harp_bulk_lane_bytes_total"), 0.0, "{text}");
 }
 
 #[test]
