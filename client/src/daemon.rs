@@ -14,7 +14,7 @@
 //! | `cmd` | request fields | answer |
 //! |---|---|---|
 //! | `status` | | `device_id`, `peer_id`, `listen` addresses, `folders` (each with `sync`: state `idle`, `scanning` or `syncing` (with `progress`), `waiting` or `paused`, files, conflicts, what waits and why) |
-//! | `peers` | | `peers`: device, direct, connections, rtt_ms, bytes_in, bytes_out; `direct_ratio` |
+//! | `peers` | | `peers`: device, direct, connections, rtt_ms, bytes_in, bytes_out, bulk_lane_bytes; `direct_ratio` |
 //! | `bridge_refresh` | | `linked` (whether a bridge link runs); asks it for a full pass now (membership, keys, device approvals) |
 //! | `fetch` | `folder`, `ids` (hex), `peers` (device ids) | fetched, bytes, missing, unfetched, failed_peers |
 //!
@@ -868,6 +868,7 @@ async fn answer(req: &Value, state: &State) -> anyhow::Result<Value> {
                     "agent": p.agent,
                     "bytes_in": p.bytes_in,
                     "bytes_out": p.bytes_out,
+                    "bulk_lane_bytes": p.lane_bytes,
                 })).collect::<Vec<_>>(),
                 "bytes_direct": direct,
                 "bytes_relayed": relayed,

@@ -243,8 +243,10 @@ mod tests {
         });
         stats.checked(true);
         stats.checked(false);
-        stats.count_lane(7);
-        stats.count_lane(5);
+        let peer = libp2p::PeerId::random();
+        stats.count_lane(&peer, 7);
+        stats.count_lane(&peer, 5);
+        assert_eq!(stats.lane_bytes_of(&peer), 12);
         let text = render(&stats, &[], &[f]);
         assert!(text.contains("harp_bulk_lane_bytes_total 12\n"), "{text}");
         assert!(text.contains("harp_direct_ratio NaN"), "{text}");

@@ -251,6 +251,8 @@ pub struct PeerInfo {
     pub bytes_in: u64,
     /// Chunk bytes sent to it.
     pub bytes_out: u64,
+    /// Of those, in and out, the bytes that went over bulk lanes.
+    pub lane_bytes: u64,
 }
 
 impl PeerInfo {
@@ -275,8 +277,9 @@ struct StatsInner {
     relayed_bytes: u64,
     chunks_verified: u64,
     chunks_rejected: u64,
-    /// Chunk bytes (both ways) that went over bulk lanes.
+    /// Chunk bytes (both ways) that went over bulk lanes, in all and per peer.
     lane_bytes: u64,
+    lane_per_peer: HashMap<PeerId, u64>,
 }
 
 impl Stats {
@@ -303,8 +306,16 @@ impl Stats {
     }
 
     /// Counts chunk bytes (either way) that went over a bulk lane, besides [`Stats::count`].
-    pub fn count_lane(&self, bytes: u64) {
-        self.with(|s| s.lane_bytes += bytes);
+    pub fn count_lane(&self, peer: &PeerId, bytes: u64) {
+        self.with(|s| {
+            s.lane_bytes += bytes;
+            *s.lane_per_peer.entry(*peer).or_default() += bytes;
+        });
+    }
+
+    /// Chunk bytes (both ways) exchanged with a peer over bulk lanes.
+    pub fn lane_bytes_of(&self, peer: &PeerId) -> u64 {
+        self.with(|s| s.lane_per_peer.get(peer).copied().unwrap_or_default())
     }
 
     /// Chunk bytes (both ways) that went over bulk lanes.
@@ -609,6 +620,7 @@ impl EventLoop {
                         PeerInfo {
                             bytes_in,
                             bytes_out,
+                            lane_bytes: self.stats.lane_bytes_of(&p.peer),
                             ..p.clone()
                         }
                     })
@@ -649,6 +661,7 @@ impl EventLoop {
             agent: None,
             bytes_in: 0,
             bytes_out: 0,
+            lane_bytes: 0,
         })
     }
 

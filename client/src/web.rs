@@ -9,7 +9,7 @@
 //! | path | answer |
 //! |---|---|
 //! | `GET /api/v1/status` | device, addresses, bridge link and log audits, folders with their sync state |
-//! | `GET /api/v1/peers` | peers: direct or relayed, addresses, RTT, bytes and bytes per second each way |
+//! | `GET /api/v1/peers` | peers: direct or relayed, addresses, RTT, bytes and bytes per second each way, bytes over bulk lanes |
 //! | `GET /api/v1/folders/{id}/conflicts` | the folder's conflict copies (path, size, mtime) |
 //! | `GET /api/v1/folders/{id}/versions?path=P` | a file's chain (seq, op, author, time, size), whether it verifies, whether the bridge logged each version, and the kept old versions |
 //!
@@ -264,6 +264,7 @@ async fn peers(State(api): State<Shared>, h: HeaderMap) -> Result<axum::Json<Val
                 "rtt_ms": p.rtt.map(|r| r.as_secs_f64() * 1000.0),
                 "bytes_in": p.bytes_in,
                 "bytes_out": p.bytes_out,
+                "bulk_lane_bytes": p.lane_bytes,
                 "in_per_second": rate_in,
                 "out_per_second": rate_out,
             })

@@ -505,11 +505,22 @@ fn metrics_count_bytes_chunks_and_versions() {
         "{text}"
     );
     assert_eq!(value(&text, "harp_direct_ratio"), 1.0, "{text}");
-    // A direct peer on this machine: the file came over a bulk lane.
+    // A direct peer on this machine: the file came over a bulk lane, and `harp peers` says
+    // so for that peer.
     assert!(
         value(&text, "harp_bulk_lane_bytes_total") >= 300_000.0,
         "{text}"
     );
+    let peers: serde_json::Value =
+        serde_json::from_str(&ok(&b.home, &["peers", "--json"])).unwrap();
+    let to_a = &peers["peers"][0];
+    assert_eq!(to_a["device"], a.id.as_str(), "{peers}");
+    assert!(
+        to_a["bulk_lane_bytes"].as_u64().unwrap() >= 300_000,
+        "{peers}"
+    );
+    let line = ok(&b.home, &["peers"]);
+    assert!(line.contains("over a bulk lane"), "{line}");
     assert!(value(&text, "harp_chunks_verified_total") >= 1.0, "{text}");
     assert_eq!(value(&text, "harp_chunks_rejected_total"), 0.0, "{text}");
     assert_eq!(value(&text, "harp_peers{path=\"direct\"}"), 1.0, "{text}");

@@ -77,8 +77,12 @@ pub fn peers(args: &PeersArgs) -> anyhow::Result<ExitCode> {
             .flatten()
             .map(|c| c["addr"].as_str().unwrap_or("?").to_owned())
             .collect();
+        let lane = match p["bulk_lane_bytes"].as_u64() {
+            Some(n) if n > 0 => format!("  ({n} B over a bulk lane)"),
+            _ => String::new(),
+        };
         println!(
-            "{}  {}  rtt {}  in {} B  out {} B  {}",
+            "{}  {}  rtt {}  in {} B  out {} B{lane}  {}",
             p["device"].as_str().unwrap_or("?"),
             if p["direct"] == Value::Bool(true) {
                 "direct "

@@ -305,7 +305,7 @@ async fn serve_conversation<W: MessageWriter>(
                 limits.send.take(data.len() as u64).await;
                 stats.count(&peer, data.len() as u64, false);
                 if W::LANE {
-                    stats.count_lane(data.len() as u64);
+                    stats.count_lane(&peer, data.len() as u64);
                 }
             }
             w.send(msg).await?;
@@ -631,7 +631,7 @@ async fn run_worker<R: MessageReader>(
                 let len = data.bytes().len() as u64;
                 shared.stats.count(&peer, len, true);
                 if R::LANE {
-                    shared.stats.count_lane(len);
+                    shared.stats.count_lane(&peer, len);
                 }
                 handle.limits.recv.take(len).await;
                 {
