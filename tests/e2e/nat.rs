@@ -306,6 +306,13 @@ fn cone_to_cone_goes_direct_by_hole_punching() {
     );
     let totals = ask(&s.a_home, json!({"cmd": "peers"}));
     assert_eq!(totals["bytes_relayed"], json!(0), "{totals}");
+    // B's router forwards no port to B's bulk lane: the punched libp2p connection carried
+    // the chunks, after a lane attempt that its firewall dropped.
+    eprintln!(
+        "NAT cell cone<->cone: bulk lane bytes {} (none expected: B's lane port is behind its NAT)",
+        p["bulk_lane_bytes"]
+    );
+    assert_eq!(p["bulk_lane_bytes"], json!(0), "{p}");
 }
 
 #[test]
