@@ -411,7 +411,9 @@ pub fn make_blob(folder: &Folder, id: &ChunkId, location: BlobLocation) -> Optio
     match location {
         BlobLocation::Stored(blob) => Some(blob),
         BlobLocation::Ranges(ranges) => ranges.into_iter().find_map(|range| {
-            let mut buf = Vec::with_capacity(blob::BLOB_OVERHEAD + range.len as usize);
+            // Room for a bulk lane's record trailer too, so sending never moves the blob.
+            let room = blob::BLOB_OVERHEAD + crate::net::lane::RECORD_ROOM;
+            let mut buf = Vec::with_capacity(room + range.len as usize);
             buf.resize(blob::BLOB_HEADER_LEN, 0);
             read_range(folder, &range, &mut buf)?;
             match range.tag {

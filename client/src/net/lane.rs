@@ -85,6 +85,9 @@ const KIND_MESSAGE: u8 = 0;
 const KIND_BLOB: u8 = 1;
 /// A blob's trailer: request id, chunk id, kind.
 const BLOB_TRAILER: usize = 8 + 32 + 1;
+/// What a blob's record adds after it (trailer and tag): a blob made with this much spare
+/// capacity is sealed and sent where it lies.
+pub const RECORD_ROOM: usize = BLOB_TRAILER + TAG_LEN;
 /// The largest record: a blob, its trailer and the tag.
 const MAX_RECORD: usize = wire::MAX_FRAME_LEN + BLOB_TRAILER + TAG_LEN;
 
@@ -189,8 +192,18 @@ impl LaneReader {
                 "a lane record of {len} bytes (at most {MAX_RECORD})"
             )));
         }
-        let mut buf = vec![0u8; len];
-        stalled(self.io.read_exact(&mut buf)).await?;
+        // Into spare capacity: no zeroing first.
+        let mut buf = Vec::with_capacity(len);
+        stalled(async {
+            while buf.len() < len {
+                let want = len - buf.len();
+                if (&mut self.io).take(want as u64).read_buf(&mut buf).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            Ok(())
+        })
+        .await?;
         let nonce = self.open.nonce();
         let plain_len = self
             .open
