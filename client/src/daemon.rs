@@ -17,6 +17,9 @@
 //! | `peers` | | `peers`: device, direct, connections, rtt_ms, bytes_in, bytes_out, bulk_lane_bytes; `direct_ratio` |
 //! | `bridge_refresh` | | `linked` (whether a bridge link runs); asks it for a full pass now (membership, keys, device approvals) |
 //! | `fetch` | `folder`, `ids` (hex), `peers` (device ids) | fetched, bytes, missing, unfetched, failed_peers |
+//! | `direction` | `folder` (id or label), `direction` (`send_receive`, `send_only`, `receive_only`; `-` for `_` too) | `direction`; the folder's worker applies it from its next round |
+//! | `pause` | `folder`, `paused` (bool) | `paused`; resuming scans what changed meanwhile, then runs a round |
+//! | `force` | `folder`, `force` (`revert` on a receive-only folder, `override` on a send-only one) | the report of the round the folder's worker runs for it (after a scan); refused while paused or in another direction |
 //!
 //! `fetch` moves blobs into memory and checks them, nothing more: it is how tests and
 //! `harp bench` drive the chunk exchange between real processes.
