@@ -654,7 +654,32 @@ async fn serve(
         .into_iter()
         .map(|(id, status, control)| ((id, status), (id, control)))
         .unzip();
-    let web = start_web(node, &handle, me, &bridge.status, &statuses).await;
+    let pause = {
+        let folders: HashMap<FolderId, (FolderControl, Arc<FolderStatus>)> = statuses
+            .iter()
+            .filter_map(|(id, s)| Some((*id, (controls.get(id)?.clone(), s.clone()))))
+            .collect();
+        let dirs = node.dirs.clone();
+        let pause: crate::web::PauseFolder = Arc::new(move |id: &FolderId, paused: bool| {
+            let Some((control, status)) = folders.get(id) else {
+                return false;
+            };
+            set_paused(control, Some(status), paused);
+            // Kept in the config too, as `harp folder pause` does, so a restart keeps it.
+            let saved = crate::config::Config::load(&dirs).and_then(|mut c| {
+                if let Some(f) = c.folders.iter_mut().find(|f| f.id == *id) {
+                    f.paused = paused;
+                }
+                c.save(&dirs)
+            });
+            if let Err(e) = saved {
+                tracing::warn!("folder paused or resumed, but not saved in the config: {e}");
+            }
+            true
+        });
+        pause
+    };
+    let web = start_web(node, &handle, me, &bridge.status, &statuses, pause).await;
 
     let socket = node.dirs.control_socket();
     let _ = std::fs::remove_file(&socket);
@@ -727,6 +752,7 @@ async fn start_web(
     me: DeviceId,
     bridge: &Arc<Mutex<Value>>,
     statuses: &[(FolderId, Arc<FolderStatus>)],
+    pause: crate::web::PauseFolder,
 ) -> Option<String> {
     let addr = node.config.web_listen.trim();
     if addr.is_empty() {
@@ -767,6 +793,7 @@ async fn start_web(
         folders,
         node.dirs.clone(),
         token,
+        pause,
     ));
     println!("web UI on {url} (`harp ui` prints it with its token)");
     tokio::spawn(async move {
@@ -932,19 +959,12 @@ async fn answer(req: &Value, state: &State) -> anyhow::Result<Value> {
         Some("pause") => {
             let control = folder_control(req, state)?;
             let paused = req["paused"].as_bool().context("pause needs paused")?;
-            control.paused.store(paused, Ordering::Relaxed);
-            if paused {
-                if let Some((_, status)) = state
-                    .folders
-                    .iter()
-                    .find(|(f, _)| req["folder"] == f["id"] || req["folder"] == f["label"])
-                {
-                    status.set(json!({"state": "paused"}));
-                }
-            } else {
-                // The scan catches up with what changed meanwhile, then a round runs.
-                let _ = control.wake.try_send(Wake::Disk);
-            }
+            let status = state
+                .folders
+                .iter()
+                .find(|(f, _)| req["folder"] == f["id"] || req["folder"] == f["label"])
+                .map(|(_, s)| s.as_ref());
+            set_paused(control, status, paused);
             Ok(json!({ "paused": paused }))
         }
         Some("force") => {
@@ -991,6 +1011,19 @@ async fn answer(req: &Value, state: &State) -> anyhow::Result<Value> {
 const FORCED_ROUND_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The worker of the folder a control request names (by id or label).
+/// Pauses or resumes a folder's worker (the control socket's `pause`, the web UI's button).
+fn set_paused(control: &FolderControl, status: Option<&FolderStatus>, paused: bool) {
+    control.paused.store(paused, Ordering::Relaxed);
+    if paused {
+        if let Some(status) = status {
+            status.set(json!({"state": "paused"}));
+        }
+    } else {
+        // The scan catches up with what changed meanwhile, then a round runs.
+        let _ = control.wake.try_send(Wake::Disk);
+    }
+}
+
 fn folder_control<'s>(req: &Value, state: &'s State) -> anyhow::Result<&'s FolderControl> {
     let name = req["folder"]
         .as_str()

@@ -12,6 +12,10 @@
 //! | `GET /api/v1/peers` | peers: direct or relayed, addresses, RTT, bytes and bytes per second each way, bytes over bulk lanes |
 //! | `GET /api/v1/folders/{id}/conflicts` | the folder's conflict copies (path, size, mtime) |
 //! | `GET /api/v1/folders/{id}/versions?path=P` | a file's chain (seq, op, author, time, size), whether it verifies, whether the bridge logged each version, and the kept old versions |
+//! | `POST /api/v1/folders/{id}/pause` with `{"paused": true\|false}` | pauses or resumes the folder on this device, as `harp folder pause`/`resume` do (live, and in the config): `{"paused": …}` |
+//!
+//! The one action needs the token like every read: a page elsewhere cannot send it (it does
+//! not know the token, and a bearer header is not sent by the browser on its own).
 //!
 //! Errors are `{"error": "..."}` with 400 (bad request), 401 (no or wrong token), 403 (a host
 //! that is not loopback) or 404 (no such folder or file).
@@ -70,6 +74,8 @@ pub struct Api {
     pub dirs: Dirs,
     /// The token.
     pub token: String,
+    /// Pauses and resumes folders.
+    pub pause: PauseFolder,
     /// Bytes per peer at the last sample, to compute rates.
     rates: Mutex<Rates>,
 }
@@ -90,6 +96,7 @@ impl Api {
         folders: Vec<(FolderConfig, Arc<FolderStatus>)>,
         dirs: Dirs,
         token: String,
+        pause: PauseFolder,
     ) -> Self {
         Self {
             handle,
@@ -98,6 +105,7 @@ impl Api {
             folders,
             dirs,
             token,
+            pause,
             rates: Mutex::new(Rates::default()),
         }
     }
@@ -110,6 +118,9 @@ impl Api {
             .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no folder {id}")))
     }
 }
+
+/// Pauses (`true`) or resumes a running folder's worker; false if no such folder runs.
+pub type PauseFolder = Arc<dyn Fn(&harp_protocol::ids::FolderId, bool) -> bool + Send + Sync>;
 
 /// An error answer.
 struct Failure(StatusCode, String);
@@ -385,15 +396,42 @@ fn versions_of(dirs: &Dirs, cfg: &FolderConfig, path: &str) -> Result<Value, Fai
     }))
 }
 
+async fn pause(
+    State(api): State<Shared>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<Value>, Failure> {
+    authorize(&api, &h)?;
+    let folder = api.folder(&id)?.id;
+    let paused = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["paused"].as_bool())
+        .ok_or_else(|| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                "the body must be {\"paused\": true} or {\"paused\": false}".into(),
+            )
+        })?;
+    if !(api.pause)(&folder, paused) {
+        return Err(Failure(
+            StatusCode::NOT_FOUND,
+            format!("folder {id} does not run in this daemon"),
+        ));
+    }
+    Ok(axum::Json(json!({ "paused": paused })))
+}
+
 /// Serves the page and the API on `listener` until the task is dropped.
 pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    use axum::routing::get;
+    use axum::routing::{get, post};
     let app = axum::Router::new()
         .route("/", get(page))
         .route("/api/v1/status", get(status))
         .route("/api/v1/peers", get(peers))
         .route("/api/v1/folders/{id}/conflicts", get(conflicts))
         .route("/api/v1/folders/{id}/versions", get(versions))
+        .route("/api/v1/folders/{id}/pause", post(pause))
         .fallback(|| async { Failure(StatusCode::NOT_FOUND, "no such page".into()) })
         .with_state(api);
     axum::serve(listener, app)

@@ -46,6 +46,20 @@ fn browser_dom(url: &str, profile: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+fn post(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut req = agent.post(url).header("Content-Type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.send(body).unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().read_to_string().unwrap_or_default())
+}
+
 fn get(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -175,4 +189,51 @@ fn the_web_ui_shows_folders_peers_conflicts_and_versions_in_a_real_browser() {
         dom.contains("receive-only, 1 changes made here not sent"),
         "{dom}"
     );
+    assert!(dom.contains(">Pause</button>"), "{dom}");
+
+    // Pausing from the web UI (its button posts this): live, in the config, and the page
+    // then offers to resume. Without the token, or with a bad body, nothing changes.
+    let pause_url = format!("{base}api/v1/folders/{folder_id}/pause");
+    assert_eq!(post(&pause_url, &[], r#"{"paused": true}"#).0, 401);
+    let (code, body) = post(
+        &pause_url,
+        &[("Authorization", &bearer)],
+        r#"{"paused": 1}"#,
+    );
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = post(
+        &format!("{base}api/v1/folders/nope/pause"),
+        &[("Authorization", &bearer)],
+        r#"{"paused": true}"#,
+    );
+    assert_eq!(code, 404);
+    let state = || -> serde_json::Value {
+        let s: serde_json::Value =
+            serde_json::from_str(&ok(&a.home, &["status", "--json"])).unwrap();
+        s["folders"][0]["sync"]["state"].clone()
+    };
+    assert_ne!(state(), "paused");
+    let (code, body) = post(
+        &pause_url,
+        &[("Authorization", &bearer)],
+        r#"{"paused": true}"#,
+    );
+    assert_eq!((code, body.as_str()), (200, r#"{"paused":true}"#));
+    assert_eq!(state(), "paused");
+    let config = std::fs::read_to_string(a.home.join("config/harp/config.toml")).unwrap();
+    assert!(config.contains("paused = true"), "{config}");
+    let dom = browser_dom(&ui, &tmp.path().join("chromium"));
+    assert!(
+        dom.contains(">paused<") && dom.contains(">Resume</button>"),
+        "{dom}"
+    );
+    let (code, _) = post(
+        &pause_url,
+        &[("Authorization", &bearer)],
+        r#"{"paused": false}"#,
+    );
+    assert_eq!(code, 200);
+    assert!(wait_for(30, || state() != "paused").is_some());
+    let config = std::fs::read_to_string(a.home.join("config/harp/config.toml")).unwrap();
+    assert!(!config.contains("paused = true"), "{config}");
 }
