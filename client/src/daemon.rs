@@ -19,6 +19,7 @@
 //! | `fetch` | `folder`, `ids` (hex), `peers` (device ids) | fetched, bytes, missing, unfetched, failed_peers |
 //! | `direction` | `folder` (id or label), `direction` (`send_receive`, `send_only`, `receive_only`; `-` for `_` too) | `direction`; the folder's worker applies it from its next round |
 //! | `pause` | `folder`, `paused` (bool) | `paused`; resuming scans what changed meanwhile, then runs a round |
+//! | `rescan` | `folder` | `rescan: true`; the worker scans the whole folder now, then runs a round (refused while paused) |
 //! | `force` | `folder`, `force` (`revert` on a receive-only folder, `override` on a send-only one) | the report of the round the folder's worker runs for it (after a scan); refused while paused or in another direction |
 //!
 //! `fetch` moves blobs into memory and checks them, nothing more: it is how tests and
@@ -368,7 +369,10 @@ fn start_worker(
                 wakes,
                 |index, scanned| {
                     match scanned {
-                        Some(Ok(s)) => w.metrics.scanned(Some(s.elapsed)),
+                        Some(Ok(s)) => {
+                            w.metrics.scanned(Some(s.elapsed));
+                            w.status.scanned();
+                        }
                         Some(Err(_)) => w.metrics.scanned(None),
                         None => {}
                     }
@@ -654,15 +658,21 @@ async fn serve(
         .into_iter()
         .map(|(id, status, control)| ((id, status), (id, control)))
         .unzip();
-    let pause = {
+    let actions = {
         let folders: HashMap<FolderId, (FolderControl, Arc<FolderStatus>)> = statuses
             .iter()
             .filter_map(|(id, s)| Some((*id, (controls.get(id)?.clone(), s.clone()))))
             .collect();
         let dirs = node.dirs.clone();
-        let pause: crate::web::PauseFolder = Arc::new(move |id: &FolderId, paused: bool| {
+        let actions: crate::web::FolderActions = Arc::new(move |id: &FolderId, action| {
             let Some((control, status)) = folders.get(id) else {
-                return false;
+                return Err(crate::web::ActionError::NotRunning);
+            };
+            let paused = match action {
+                crate::web::FolderAction::Rescan => {
+                    return rescan(control).map_err(crate::web::ActionError::Refused);
+                }
+                crate::web::FolderAction::Pause(paused) => paused,
             };
             set_paused(control, Some(status), paused);
             // Kept in the config too, as `harp folder pause` does, so a restart keeps it.
@@ -675,11 +685,11 @@ async fn serve(
             if let Err(e) = saved {
                 tracing::warn!("folder paused or resumed, but not saved in the config: {e}");
             }
-            true
+            Ok(())
         });
-        pause
+        actions
     };
-    let web = start_web(node, &handle, me, &bridge.status, &statuses, pause).await;
+    let web = start_web(node, &handle, me, &bridge.status, &statuses, actions).await;
 
     let socket = node.dirs.control_socket();
     let _ = std::fs::remove_file(&socket);
@@ -752,7 +762,7 @@ async fn start_web(
     me: DeviceId,
     bridge: &Arc<Mutex<Value>>,
     statuses: &[(FolderId, Arc<FolderStatus>)],
-    pause: crate::web::PauseFolder,
+    actions: crate::web::FolderActions,
 ) -> Option<String> {
     let addr = node.config.web_listen.trim();
     if addr.is_empty() {
@@ -793,7 +803,7 @@ async fn start_web(
         folders,
         node.dirs.clone(),
         token,
-        pause,
+        actions,
     ));
     println!("web UI on {url} (`harp ui` prints it with its token)");
     tokio::spawn(async move {
@@ -956,6 +966,11 @@ async fn answer(req: &Value, state: &State) -> anyhow::Result<Value> {
             let _ = control.wake.try_send(Wake::Disk);
             Ok(json!({ "direction": direction.name() }))
         }
+        Some("rescan") => {
+            let control = folder_control(req, state)?;
+            rescan(control).map_err(anyhow::Error::msg)?;
+            Ok(json!({ "rescan": true }))
+        }
         Some("pause") => {
             let control = folder_control(req, state)?;
             let paused = req["paused"].as_bool().context("pause needs paused")?;
@@ -1022,6 +1037,16 @@ fn set_paused(control: &FolderControl, status: Option<&FolderStatus>, paused: bo
         // The scan catches up with what changed meanwhile, then a round runs.
         let _ = control.wake.try_send(Wake::Disk);
     }
+}
+
+/// Asks a folder's worker for a full scan now (then a round), as the periodic rescan does.
+fn rescan(control: &FolderControl) -> Result<(), String> {
+    if control.paused.load(Ordering::Relaxed) {
+        return Err("the folder is paused here: resume it first".into());
+    }
+    // A full channel means wakes are pending already: a scan runs anyway.
+    let _ = control.wake.try_send(Wake::Disk);
+    Ok(())
 }
 
 fn folder_control<'s>(req: &Value, state: &'s State) -> anyhow::Result<&'s FolderControl> {

@@ -8,6 +8,7 @@
 //! file shows "syncing, 40 %" instead of looking idle until it is done.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde_json::{Value, json};
 
@@ -17,6 +18,8 @@ use crate::{scan, sync};
 #[derive(Debug, Default)]
 pub struct FolderStatus {
     last: Mutex<Value>,
+    /// When the last scan that went through ended (unix ms; 0: none yet).
+    last_scan_ms: AtomicI64,
     /// The scan running now.
     pub scan: scan::Progress,
     /// The sync round running now.
@@ -46,12 +49,24 @@ impl FolderStatus {
         f(&mut self.last());
     }
 
+    /// Notes that a scan went through just now.
+    pub fn scanned(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.last_scan_ms.store(now, Ordering::Relaxed);
+    }
+
     /// The status to show now: `state` is `scanning` or `syncing` (with `progress`) while
-    /// one runs, else what the last round left.
+    /// one runs, else what the last round left; `last_scan_ms` once a scan went through.
     pub fn now(&self) -> Value {
         let mut v = self.last().clone();
         if !v.is_object() {
             v = json!({});
+        }
+        let scanned = self.last_scan_ms.load(Ordering::Relaxed);
+        if scanned > 0 {
+            v["last_scan_ms"] = json!(scanned);
         }
         if let Some(s) = self.sync.snapshot() {
             v["state"] = json!("syncing");
@@ -90,5 +105,11 @@ mod tests {
         }
         s.set(json!({"state": "paused"}));
         assert_eq!(s.now(), json!({"state": "paused"}));
+        // A scan that went through shows when, over whatever the round left.
+        s.scanned();
+        let at = s.now()["last_scan_ms"].as_i64().unwrap();
+        assert!(at > 1_700_000_000_000, "{at}");
+        s.set(json!({"state": "idle"}));
+        assert_eq!(s.now()["last_scan_ms"], at);
     }
 }

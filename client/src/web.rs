@@ -14,11 +14,14 @@
 //! | `GET /api/v1/folders/{id}/versions?path=P` | a file's chain (seq, op, author, time, size), whether it verifies, whether the bridge logged each version, and the kept old versions |
 //! | `POST /api/v1/folders/{id}/pause` with `{"paused": true\|false}` | pauses or resumes the folder on this device, as `harp folder pause`/`resume` do (live, and in the config): `{"paused": …}` |
 //!
-//! The one action needs the token like every read: a page elsewhere cannot send it (it does
+//! | `POST /api/v1/folders/{id}/rescan` | scans the whole folder now, then a round runs (409 while paused): `{"rescan": true}` |
+//!
+//! The actions need the token like every read: a page elsewhere cannot send it (it does
 //! not know the token, and a bearer header is not sent by the browser on its own).
 //!
 //! Errors are `{"error": "..."}` with 400 (bad request), 401 (no or wrong token), 403 (a host
-//! that is not loopback) or 404 (no such folder or file).
+//! that is not loopback), 404 (no such folder or file) or 409 (an action the folder's state
+//! forbids).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -74,8 +77,8 @@ pub struct Api {
     pub dirs: Dirs,
     /// The token.
     pub token: String,
-    /// Pauses and resumes folders.
-    pub pause: PauseFolder,
+    /// Pauses, resumes and rescans folders.
+    pub actions: FolderActions,
     /// Bytes per peer at the last sample, to compute rates.
     rates: Mutex<Rates>,
 }
@@ -96,7 +99,7 @@ impl Api {
         folders: Vec<(FolderConfig, Arc<FolderStatus>)>,
         dirs: Dirs,
         token: String,
-        pause: PauseFolder,
+        actions: FolderActions,
     ) -> Self {
         Self {
             handle,
@@ -105,7 +108,7 @@ impl Api {
             folders,
             dirs,
             token,
-            pause,
+            actions,
             rates: Mutex::new(Rates::default()),
         }
     }
@@ -119,8 +122,28 @@ impl Api {
     }
 }
 
-/// Pauses (`true`) or resumes a running folder's worker; false if no such folder runs.
-pub type PauseFolder = Arc<dyn Fn(&harp_protocol::ids::FolderId, bool) -> bool + Send + Sync>;
+/// What the web UI may ask of a running folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FolderAction {
+    /// Pause (`true`) or resume its worker.
+    Pause(bool),
+    /// Scan the whole folder now.
+    Rescan,
+}
+
+/// Why a folder action did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionError {
+    /// No such folder runs in this daemon.
+    NotRunning,
+    /// The folder's state forbids it (a rescan of a paused folder), and why.
+    Refused(String),
+}
+
+/// Carries out folder actions (the daemon's side).
+pub type FolderActions = Arc<
+    dyn Fn(&harp_protocol::ids::FolderId, FolderAction) -> Result<(), ActionError> + Send + Sync,
+>;
 
 /// An error answer.
 struct Failure(StatusCode, String);
@@ -403,7 +426,6 @@ async fn pause(
     body: axum::body::Bytes,
 ) -> Result<axum::Json<Value>, Failure> {
     authorize(&api, &h)?;
-    let folder = api.folder(&id)?.id;
     let paused = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v["paused"].as_bool())
@@ -413,13 +435,29 @@ async fn pause(
                 "the body must be {\"paused\": true} or {\"paused\": false}".into(),
             )
         })?;
-    if !(api.pause)(&folder, paused) {
-        return Err(Failure(
+    act(&api, &id, FolderAction::Pause(paused))?;
+    Ok(axum::Json(json!({ "paused": paused })))
+}
+
+async fn rescan(
+    State(api): State<Shared>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, Failure> {
+    authorize(&api, &h)?;
+    act(&api, &id, FolderAction::Rescan)?;
+    Ok(axum::Json(json!({ "rescan": true })))
+}
+
+fn act(api: &Api, id: &str, action: FolderAction) -> Result<(), Failure> {
+    let folder = api.folder(id)?.id;
+    (api.actions)(&folder, action).map_err(|e| match e {
+        ActionError::NotRunning => Failure(
             StatusCode::NOT_FOUND,
             format!("folder {id} does not run in this daemon"),
-        ));
-    }
-    Ok(axum::Json(json!({ "paused": paused })))
+        ),
+        ActionError::Refused(why) => Failure(StatusCode::CONFLICT, why),
+    })
 }
 
 /// Serves the page and the API on `listener` until the task is dropped.
@@ -432,6 +470,7 @@ pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener) -> anyhow::
         .route("/api/v1/folders/{id}/conflicts", get(conflicts))
         .route("/api/v1/folders/{id}/versions", get(versions))
         .route("/api/v1/folders/{id}/pause", post(pause))
+        .route("/api/v1/folders/{id}/rescan", post(rescan))
         .fallback(|| async { Failure(StatusCode::NOT_FOUND, "no such page".into()) })
         .with_state(api);
     axum::serve(listener, app)

@@ -227,6 +227,10 @@ fn the_web_ui_shows_folders_peers_conflicts_and_versions_in_a_real_browser() {
         dom.contains(">paused<") && dom.contains(">Resume</button>"),
         "{dom}"
     );
+    // A paused folder is not rescanned.
+    let rescan_url = format!("{base}api/v1/folders/{folder_id}/rescan");
+    let (code, body) = post(&rescan_url, &[("Authorization", &bearer)], "{}");
+    assert_eq!(code, 409, "{body}");
     let (code, _) = post(
         &pause_url,
         &[("Authorization", &bearer)],
@@ -236,4 +240,30 @@ fn the_web_ui_shows_folders_peers_conflicts_and_versions_in_a_real_browser() {
     assert!(wait_for(30, || state() != "paused").is_some());
     let config = std::fs::read_to_string(a.home.join("config/harp/config.toml")).unwrap();
     assert!(!config.contains("paused = true"), "{config}");
+
+    // Rescan (the page's button, and `harp folder rescan`): the folder's last scan moves on.
+    let last_scan = || -> i64 {
+        let s: serde_json::Value =
+            serde_json::from_str(&ok(&a.home, &["status", "--json"])).unwrap();
+        s["folders"][0]["sync"]["last_scan_ms"]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    assert!(wait_for(30, || last_scan() > 0).is_some());
+    let before = last_scan();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(post(&rescan_url, &[], "{}").0, 401);
+    let (code, body) = post(&rescan_url, &[("Authorization", &bearer)], "{}");
+    assert_eq!((code, body.as_str()), (200, r#"{"rescan":true}"#));
+    assert!(wait_for(30, || last_scan() > before).is_some(), "no rescan");
+    let before = last_scan();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let said = ok(&a.home, &["folder", "rescan", "shared"]);
+    assert!(said.contains("rescan started"), "{said}");
+    assert!(wait_for(30, || last_scan() > before).is_some(), "no rescan");
+    let dom = browser_dom(&ui, &tmp.path().join("chromium"));
+    assert!(
+        dom.contains(">Rescan</button>") && dom.contains(" · scanned "),
+        "{dom}"
+    );
 }

@@ -131,6 +131,13 @@ pub enum Command {
         /// The folder (label, id or path).
         folder: String,
     },
+    /// Ask the running daemon to scan the whole folder now (then sync), instead of waiting
+    /// for the file watcher or the periodic rescan: for changes the watcher cannot see (a
+    /// network file system, a folder changed while its disk was elsewhere).
+    Rescan {
+        /// The folder (label, id or path).
+        folder: String,
+    },
     /// Undo every change made here and not sent, in a receive-only folder: each file
     /// becomes the version the other devices have, files only this device has are removed.
     /// What is replaced or removed goes to the versions store. Needs the running daemon.
@@ -532,6 +539,18 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                     " (from the daemon's next start)"
                 }
             );
+        }
+        Command::Rescan { folder } => {
+            let cfg = node.config.folder(folder)?.clone();
+            let answer = crate::daemon::request(
+                &node.dirs.control_socket(),
+                &serde_json::json!({"cmd": "rescan", "folder": cfg.id.to_string()}),
+            )
+            .context("no daemon runs (start it with `harp daemon`)")?;
+            if let Some(e) = answer["error"].as_str() {
+                anyhow::bail!("{}: {e}", cfg.label);
+            }
+            println!("{}: rescan started (`harp status` shows it)", cfg.label);
         }
         Command::Revert { folder, json } => force(&node, folder, "revert", *json)?,
         Command::Override { folder, json } => force(&node, folder, "override", *json)?,
