@@ -4,11 +4,12 @@
 //! # Why
 //! libp2p's TCP stack (Noise with ChaCha20-Poly1305, then Yamux, in frames of at most 64 KiB)
 //! costs about 3.6 CPU seconds per GiB moved on loopback here, both ends together, and QUIC
-//! more; a TCP connection sealed with AES-256-GCM in records of up to a blob costs about 1.1
-//! (docs/benchmarks.md, session 16). The blobs themselves are already sealed under the folder
+//! more; a TCP connection sealed with AES-256-GCM in records of up to a blob costs about
+//! 1.2-1.4 (docs/benchmarks.md, session 16). The blobs themselves are already sealed under the folder
 //! key, so the lane's own cipher only has to keep the exchange (which ids, which requests)
 //! private and whole, and AES-GCM does that at a fraction of ChaCha20's cost on CPUs with AES
-//! instructions. Syncthing's TLS does the same. libp2p keeps everything else: finding peers,
+//! instructions (Syncthing's TLS, from Go's crypto/tls, makes the same choice). libp2p keeps
+//! everything else: finding peers,
 //! hole punching, relays, authentication, and the chunk exchange wherever a lane cannot be
 //! had.
 //!
@@ -25,7 +26,8 @@
 //!    and answers one byte. From then on every record is sealed.
 //!
 //! A fetcher that cannot get a lane (no direct connection, a firewall, an older peer) uses a
-//! libp2p stream as before, and does not try that peer's lane again for [`RETRY_AFTER`].
+//! libp2p stream as before, and does not try that peer's lane again for [`RETRY_AFTER`]
+//! (twice as long after each further failure in a row, up to [`RETRY_AT_MOST`]).
 //!
 //! # Records
 //! `len: u32 BE` ‖ AES-256-GCM(`plaintext`) with the length as associated data and the
@@ -63,9 +65,10 @@ pub const RETRY_AT_MOST: Duration = Duration::from_secs(4 * 3600);
 /// How long the TCP connect of a lane may take: a port that a firewall drops costs the first
 /// fetch from that peer this much, then nothing until [`RETRY_AFTER`].
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
-/// How long a lane may wait for its next request (server) before it is closed, and how long
-/// a fetcher keeps an idle one for the next fetch.
+/// How long a served lane may wait for its next request before the server closes it.
 pub const IDLE: Duration = Duration::from_secs(300);
+/// How long a fetcher keeps an idle lane for its next fetch (well within [`IDLE`], so a kept
+/// lane is still open at the other end).
 const POOL_IDLE: Duration = Duration::from_secs(30);
 /// How long a record may take to arrive or to go out, and a fetcher may wait for an answer,
 /// before the lane counts as cut. TCP alone would wait many minutes on a path that died (a
