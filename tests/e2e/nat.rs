@@ -118,7 +118,7 @@ struct Scene {
 }
 
 fn scene(name: &str, nat_a: &str, nat_b: &str, tweak_lab: impl FnOnce(&Lab)) -> Option<Scene> {
-    scene_with(name, nat_a, nat_b, tweak_lab, true, 4)
+    scene_with(name, nat_a, nat_b, tweak_lab, true, 4, false)
 }
 
 fn scene_with(
@@ -128,6 +128,7 @@ fn scene_with(
     tweak_lab: impl FnOnce(&Lab),
     a_uses_quic: bool,
     mib: usize,
+    b_on_a_s_lan: bool,
 ) -> Option<Scene> {
     let lab = Lab::up(name, nat_a, nat_b)?;
     tweak_lab(&lab);
@@ -186,7 +187,9 @@ fn scene_with(
         c.relays = relays.clone();
         c.folders[0].members = vec![a_id.clone()];
     });
-    let b = lab.start("b1", &b_home, &["daemon"]);
+    // B behind its own router (b1), or beside A on A's LAN (a2).
+    let b_node = if b_on_a_s_lan { "a2" } else { "b1" };
+    let b = lab.start(b_node, &b_home, &["daemon"]);
     b.until("daemon ready").unwrap();
     wait("B's relay reservation", 20, || {
         ask(&b_home, json!({"cmd": "status"}))["listen"]
@@ -200,10 +203,22 @@ fn scene_with(
         .as_str()
         .unwrap()
         .to_owned();
-    let circuits = vec![
-        format!("{relay_quic}/p2p-circuit/p2p/{b_peer}"),
-        format!("{relay_tcp}/p2p-circuit/p2p/{b_peer}"),
-    ];
+    let circuits = if b_on_a_s_lan {
+        // On one LAN, A knows B's own addresses there.
+        ask(&b_home, json!({"cmd": "status"}))["listen"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str())
+            .filter(|a| a.starts_with("/ip4/10.0.1.3/"))
+            .map(|a| format!("{a}/p2p/{b_peer}"))
+            .collect()
+    } else {
+        vec![
+            format!("{relay_quic}/p2p-circuit/p2p/{b_peer}"),
+            format!("{relay_tcp}/p2p-circuit/p2p/{b_peer}"),
+        ]
+    };
     let keep = |list: &[String]| -> Vec<String> {
         list.iter()
             .filter(|a| a_uses_quic || !a.contains("quic"))
@@ -316,6 +331,42 @@ fn cone_to_cone_goes_direct_by_hole_punching() {
 }
 
 #[test]
+fn two_peers_on_one_lan_move_chunks_over_a_bulk_lane() {
+    // A and B on the same LAN behind router A: a direct connection between their LAN
+    // addresses, and the chunks over a bulk lane across the LAN's bridge (not loopback).
+    let Some(s) = scene_with("ln", "cone", "cone", |_| {}, true, 4, true) else {
+        return;
+    };
+    s.connected().expect("A never connected to B on their LAN");
+    let got = s.fetch();
+    assert_eq!(got["fetched"].as_u64(), Some(s.ids.len() as u64), "{got}");
+    let p = peer(&s.a_home, &s.b_id).unwrap();
+    eprintln!(
+        "LAN cell: {}, bulk lane bytes {}, connections {}",
+        if p["direct"] == json!(true) {
+            "direct"
+        } else {
+            "relayed"
+        },
+        p["bulk_lane_bytes"],
+        p["connections"]
+    );
+    assert_eq!(p["direct"], json!(true), "{p}");
+    assert!(
+        p["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["addr"].as_str().unwrap().contains("10.0.1.3")),
+        "{p}"
+    );
+    assert!(
+        p["bulk_lane_bytes"].as_u64().unwrap() >= 4 << 20,
+        "the 4 MiB did not come over a bulk lane: {p}"
+    );
+}
+
+#[test]
 fn symmetric_nat_falls_back_to_the_relay() {
     let Some(s) = scene("sy", "cone", "symmetric", |_| {}) else {
         return;
@@ -353,6 +404,7 @@ fn udp_blocked_still_connects_over_tcp() {
         |lab| lab.ctl(&["block-udp", "A"]),
         true,
         4,
+        false,
     ) else {
         return;
     };
@@ -437,7 +489,7 @@ fn forty_ms_each_way_and_five_percent_loss_still_deliver_every_chunk_intact() {
 
 #[test]
 fn a_five_second_uplink_cut_mid_transfer_resumes_and_completes() {
-    let Some(s) = scene_with("ct", "cone", "cone", |_| {}, true, 48) else {
+    let Some(s) = scene_with("ct", "cone", "cone", |_| {}, true, 48, false) else {
         return;
     };
     s.connected().expect("A never connected to B");
