@@ -1025,7 +1025,6 @@ async fn answer(req: &Value, state: &State) -> anyhow::Result<Value> {
 /// How long a forced round (`harp folder revert`, `override`) may take to start and finish.
 const FORCED_ROUND_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The worker of the folder a control request names (by id or label).
 /// Pauses or resumes a folder's worker (the control socket's `pause`, the web UI's button).
 fn set_paused(control: &FolderControl, status: Option<&FolderStatus>, paused: bool) {
     control.paused.store(paused, Ordering::Relaxed);
@@ -1049,6 +1048,7 @@ fn rescan(control: &FolderControl) -> Result<(), String> {
     Ok(())
 }
 
+/// The worker of the folder a control request names (by id or label).
 fn folder_control<'s>(req: &Value, state: &'s State) -> anyhow::Result<&'s FolderControl> {
     let name = req["folder"]
         .as_str()

@@ -13,7 +13,6 @@
 //! | `GET /api/v1/folders/{id}/conflicts` | the folder's conflict copies (path, size, mtime) |
 //! | `GET /api/v1/folders/{id}/versions?path=P` | a file's chain (seq, op, author, time, size), whether it verifies, whether the bridge logged each version, and the kept old versions |
 //! | `POST /api/v1/folders/{id}/pause` with `{"paused": true\|false}` | pauses or resumes the folder on this device, as `harp folder pause`/`resume` do (live, and in the config): `{"paused": …}` |
-//!
 //! | `POST /api/v1/folders/{id}/rescan` | scans the whole folder now, then a round runs (409 while paused): `{"rescan": true}` |
 //!
 //! The actions need the token like every read: a page elsewhere cannot send it (it does
