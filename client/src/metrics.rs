@@ -243,12 +243,8 @@ mod tests {
         });
         stats.checked(true);
         stats.checked(false);
-        let peer = libp2p::PeerId::random();
-        stats.count_lane(&peer, 7);
-        stats.count_lane(&peer, 5);
-        assert_eq!(stats.lane_bytes_of(&peer), 12);
-        let text = render(&stats, &[], &[f]);
-        assert!(text.contains("harp_bulk_lane_bytes_total 12\n"), "{text}");
+        let text = render(&stats, &[], &[f.clone()]);
+        assert!(text.contains("harp_bulk_lane_bytes_total 0\n"), "{text}");
         assert!(text.contains("harp_direct_ratio NaN"), "{text}");
         assert!(text.contains("harp_chunks_rejected_total 1"), "{text}");
         assert!(
@@ -268,5 +264,14 @@ mod tests {
             let name = line.split(['{', ' ']).next().unwrap_or("");
             assert!(text.contains(&format!("# TYPE {name} ")), "{line}");
         }
+        // Lane bytes count as direct chunk bytes too, in one place.
+        let peer = libp2p::PeerId::random();
+        stats.count_lane(&peer, 7, true);
+        stats.count_lane(&peer, 5, false);
+        assert_eq!(stats.lane_bytes_of(&peer), 12);
+        assert_eq!(stats.of(&peer), (7, 5));
+        let text = render(&stats, &[], &[f]);
+        assert!(text.contains("harp_bulk_lane_bytes_total 12\n"), "{text}");
+        assert!(text.contains("harp_direct_ratio 1\n"), "{text}");
     }
 }

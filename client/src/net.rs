@@ -282,32 +282,38 @@ struct StatsInner {
     lane_per_peer: HashMap<PeerId, u64>,
 }
 
+impl StatsInner {
+    fn add(&mut self, peer: &PeerId, bytes: u64, inbound: bool) {
+        let e = self.per_peer.entry(*peer).or_default();
+        if inbound {
+            e.0 += bytes;
+        } else {
+            e.1 += bytes;
+        }
+        if self.relayed_only.contains(peer) {
+            self.relayed_bytes += bytes;
+        } else {
+            self.direct_bytes += bytes;
+        }
+    }
+}
+
 impl Stats {
     fn with<T>(&self, f: impl FnOnce(&mut StatsInner) -> T) -> T {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut guard)
     }
 
-    /// Counts chunk bytes received from (`inbound`) or sent to a peer.
+    /// Counts chunk bytes received from (`inbound`) or sent to a peer over a libp2p stream.
     pub fn count(&self, peer: &PeerId, bytes: u64, inbound: bool) {
-        self.with(|s| {
-            let e = s.per_peer.entry(*peer).or_default();
-            if inbound {
-                e.0 += bytes;
-            } else {
-                e.1 += bytes;
-            }
-            if s.relayed_only.contains(peer) {
-                s.relayed_bytes += bytes;
-            } else {
-                s.direct_bytes += bytes;
-            }
-        });
+        self.with(|s| s.add(peer, bytes, inbound));
     }
 
-    /// Counts chunk bytes (either way) that went over a bulk lane, besides [`Stats::count`].
-    pub fn count_lane(&self, peer: &PeerId, bytes: u64) {
+    /// [`Stats::count`] for bytes that went over a bulk lane: counted as lane bytes too (one
+    /// lock per blob, on the hot path).
+    pub fn count_lane(&self, peer: &PeerId, bytes: u64, inbound: bool) {
         self.with(|s| {
+            s.add(peer, bytes, inbound);
             s.lane_bytes += bytes;
             *s.lane_per_peer.entry(*peer).or_default() += bytes;
         });

@@ -303,9 +303,10 @@ async fn serve_conversation<W: MessageWriter>(
         for msg in batch? {
             if let Message::Blob { data, .. } = &msg {
                 limits.send.take(data.len() as u64).await;
-                stats.count(&peer, data.len() as u64, false);
                 if W::LANE {
-                    stats.count_lane(&peer, data.len() as u64);
+                    stats.count_lane(&peer, data.len() as u64, false);
+                } else {
+                    stats.count(&peer, data.len() as u64, false);
                 }
             }
             w.send(msg).await?;
@@ -629,9 +630,10 @@ async fn run_worker<R: MessageReader>(
                     return Err(StreamError::BadBlob(id));
                 };
                 let len = data.bytes().len() as u64;
-                shared.stats.count(&peer, len, true);
                 if R::LANE {
-                    shared.stats.count_lane(&peer, len);
+                    shared.stats.count_lane(&peer, len, true);
+                } else {
+                    shared.stats.count(&peer, len, true);
                 }
                 handle.limits.recv.take(len).await;
                 {
