@@ -198,9 +198,13 @@ pub fn forget(dirs: &Dirs, device: &DeviceId) -> Result<bool, Error> {
     Ok(was)
 }
 
-/// The devices waiting for approval, as the daemon last wrote them.
+/// The devices waiting for approval, as the daemon last wrote them, less those approved here
+/// since (the daemon rewrites the list only at the end of its next bridge pass).
 pub fn waiting(dirs: &Dirs) -> Result<BTreeMap<String, Waiting>, Error> {
-    read(&waiting_file(dirs))
+    let mut waiting: BTreeMap<String, Waiting> = read(&waiting_file(dirs))?;
+    let approved = approved(dirs)?;
+    waiting.retain(|d, _| !approved.keys().any(|a| a.to_string() == *d));
+    Ok(waiting)
 }
 
 /// Records the devices waiting for approval now (the daemon's bridge link, each full pass).
@@ -272,6 +276,11 @@ mod tests {
             },
         )]);
         set_waiting(&dirs, &w).unwrap();
+        assert_eq!(waiting(&dirs).unwrap(), w);
+        // Approved here, it waits no more, before the daemon rewrites the list.
+        approve(&dirs, a, 11, false).unwrap();
+        assert!(waiting(&dirs).unwrap().is_empty());
+        assert!(forget(&dirs, &a).unwrap());
         assert_eq!(waiting(&dirs).unwrap(), w);
         std::fs::write(approved_file(&dirs), b"{not json").unwrap();
         assert!(matches!(approved(&dirs), Err(Error::Malformed(..))));

@@ -66,10 +66,7 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::List { json } => {
             let approved = approval::approved(&dirs)?;
-            // The daemon rewrites the waiting list at the end of each bridge pass; a device
-            // approved here since then waits no more.
-            let mut waiting = approval::waiting(&dirs)?;
-            waiting.retain(|d, _| !approved.keys().any(|a| a.to_string() == *d));
+            let waiting = approval::waiting(&dirs)?;
             let introduced = approval::introduced(&dirs)?;
             if *json {
                 super::print_json(&json!({
