@@ -243,7 +243,7 @@ mod tests {
         });
         stats.checked(true);
         stats.checked(false);
-        let text = render(&stats, &[], &[f.clone()]);
+        let text = render(&stats, &[], std::slice::from_ref(&f));
         assert!(text.contains("harp_bulk_lane_bytes_total 0\n"), "{text}");
         assert!(text.contains("harp_direct_ratio NaN"), "{text}");
         assert!(text.contains("harp_chunks_rejected_total 1"), "{text}");

@@ -451,6 +451,33 @@ fn three_daemons_with_random_changes_and_an_outage_converge() {
 }
 
 /// `metrics_listen` serves Prometheus metrics that count what the daemon did.
+/// Where a daemon that just printed `lines` serves its metrics.
+fn metrics_url(lines: &[String]) -> String {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("metrics on "))
+        .expect("the daemon prints where metrics are")
+        .to_owned()
+}
+
+/// The metrics text at `url`.
+fn scrape(url: &str) -> String {
+    ureq::get(url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
+/// The value of one sample (name with its labels) in a metrics text.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).map(str::trim))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
 #[test]
 fn metrics_count_bytes_chunks_and_versions() {
     let tmp = tempfile::tempdir().unwrap();
@@ -466,35 +493,17 @@ fn metrics_count_bytes_chunks_and_versions() {
     let (_pa, addr_a) = start(&a);
     b.join(&invite, &addr_a).unwrap();
     let pb = Proc::start(&[], &b.home, &["daemon"]).unwrap();
-    let lines = pb.until("daemon ready").unwrap();
-    let url = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("metrics on "))
-        .expect("the daemon prints where metrics are")
-        .to_owned();
+    let url = metrics_url(&pb.until("daemon ready").unwrap());
     wait_same(&a.folder, &b.folder, "first sync");
-    let value = |text: &str, sample: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(sample).map(str::trim))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {sample} in\n{text}"))
-    };
+    let value = sample;
     let got = wait_for(30, || {
-        let text = ureq::get(&url)
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
-        value(&text, "harp_versions_installed_total{folder=\"shared\"}") >= 1.0
+        value(
+            &scrape(&url),
+            "harp_versions_installed_total{folder=\"shared\"}",
+        ) >= 1.0
     });
     assert!(got.is_some());
-    let text = ureq::get(&url)
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let text = scrape(&url);
     assert!(
         value(&text, "harp_chunk_bytes_total{path=\"direct\"}") >= 300_000.0,
         "{text}"
@@ -560,28 +569,14 @@ fn with_bulk_lanes_off_a_folder_syncs_over_libp2p_streams_alone() {
         .find_map(|l| l.strip_prefix("listening on "))
         .expect("A prints its address")
         .to_owned();
-    let url = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("metrics on "))
-        .expect("the daemon prints where metrics are")
-        .to_owned();
+    let url = metrics_url(&lines);
     b.join(&invite, &addr_a).unwrap();
     let _pb = start(&b);
     wait_same(&a.folder, &b.folder, "A to B without lanes");
     std::fs::write(b.folder.join("to-a.bin"), fill(b"no-lane-b", 400_000)).unwrap();
     wait_same(&a.folder, &b.folder, "B to A without lanes");
-    let text = ureq::get(&url)
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    let value = |sample: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(sample).map(str::trim))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {sample} in\n{text}"))
-    };
+    let text = scrape(&url);
+    let value = |name: &str| sample(&text, name);
     // A sent one file and fetched the other, all of it direct, none of it on a lane.
     assert!(
         value("harp_chunk_bytes_total{path=\"direct\"}") >= 800_000.0,

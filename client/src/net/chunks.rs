@@ -661,10 +661,12 @@ async fn run_worker<R: MessageReader>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::net) mod tests {
     use super::*;
 
-    fn samples() -> Vec<Message> {
+    /// One of each message, a large and an empty blob among them (the lane's tests use them
+    /// too).
+    pub(in crate::net) fn samples() -> Vec<Message> {
         let id = ChunkId::from_bytes([7; 32]);
         vec![
             Message::Blob {

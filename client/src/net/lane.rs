@@ -636,6 +636,7 @@ async fn set_up(handle: &super::Handle, peer: PeerId, ip: IpAddr) -> Result<Lane
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::chunks::tests::samples;
 
     fn pair(a: &PeerId, b: &PeerId) -> (Keys, Keys) {
         let (c, s) = ([1u8; 32], [2u8; 32]);
@@ -649,29 +650,6 @@ mod tests {
         let fetcher = Lane::over(a.unwrap(), down, up, None).unwrap();
         let server = Lane::over(b.unwrap().0, up, down, None).unwrap();
         (fetcher, server)
-    }
-
-    fn samples() -> Vec<Message> {
-        let id = ChunkId::from_bytes([7; 32]);
-        vec![
-            Message::Blob {
-                req: 3,
-                id,
-                data: (0..70_000u32).map(|i| i as u8).collect(),
-            },
-            Message::Blob {
-                req: 4,
-                id,
-                data: vec![],
-            },
-            Message::Want {
-                req: 5,
-                folder: harp_protocol::ids::FolderId::from_bytes([1; 16]),
-                ids: vec![id; 3],
-            },
-            Message::Missing { req: 6, id },
-            Message::Cancel { req: 7 },
-        ]
     }
 
     #[tokio::test]
