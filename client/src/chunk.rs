@@ -108,6 +108,32 @@ impl KnownChunks {
     }
 }
 
+/// Someone who takes a new file's sealed chunks as the scan makes them, to send them on before
+/// the scan ends ([`crate::early`]).
+pub trait Offer: Sync {
+    /// A chunk was sealed. Called from the hashing threads, in any order.
+    fn sealed(&self, id: ChunkId, blob: Vec<u8>);
+    /// These chunks were cut and sealed (in file order; the next call continues the list).
+    /// Called between windows on the scanning thread, which it may hold up (the receivers
+    /// keeping up).
+    fn listed(&self, chunks: &[ChunkLoc]);
+    /// The file's scan ended: `complete` when the chunks listed are the whole file as
+    /// recorded.
+    fn end(self: Box<Self>, complete: bool);
+}
+
+/// Seals a chunk and hands its blob to `offer`.
+fn seal_offered(keys: &FolderKeys, data: &[u8], offer: &dyn Offer) -> (ChunkId, ChunkTag) {
+    match blob::seal_chunk_tagged(keys, data) {
+        Ok((tag, id, blob)) => {
+            offer.sealed(id, blob);
+            (id, prefix(&tag))
+        }
+        // The chunker never cuts more than its maximum, which is below the blob limit.
+        Err(_) => unreachable!("chunks are never larger than the blob limit"),
+    }
+}
+
 /// A chunk's tag as the index keeps it ([`ChunkTag`]).
 pub fn tag_of(keys: &FolderKeys, data: &[u8]) -> ChunkTag {
     prefix(&blob::chunk_tag(keys, data))
@@ -150,6 +176,7 @@ fn cut_and_seal(
     first_idx: u32,
     eof: bool,
     known: Option<&KnownChunks>,
+    offer: Option<&dyn Offer>,
     aligned: &mut Alignment,
     out: &mut Vec<ChunkLoc>,
 ) -> usize {
@@ -225,7 +252,10 @@ fn cut_and_seal(
             }
             let sealed = &sealed;
             s.spawn(move |_| {
-                let (id, tag) = seal_id(keys, piece, known);
+                let (id, tag) = match offer {
+                    Some(o) => seal_offered(keys, piece, o),
+                    None => seal_id(keys, piece, known),
+                };
                 out_lock(sealed).push(ChunkLoc {
                     idx,
                     offset,
@@ -259,19 +289,20 @@ pub fn hash_reader(
     chunker: &Chunker,
     keys: &FolderKeys,
 ) -> io::Result<Hashed> {
-    hash_reader_known(reader, size_hint, chunker, keys, None)
+    hash_reader_known(reader, size_hint, chunker, keys, None, None)
 }
 
 /// [`hash_reader`] for a file that had `known` chunks at its last scan: unchanged chunks are
 /// checked where they were (a keyed hash each, on the pool) instead of cut and sealed again,
 /// and chunks that moved are found by tag. The chunks are exactly those [`hash_reader`]
-/// makes.
+/// makes. With `offer`, each window's blobs and chunk list go to it as they are made.
 pub fn hash_reader_known(
     mut reader: impl Read,
     size_hint: u64,
     chunker: &Chunker,
     keys: &FolderKeys,
     known: Option<&KnownChunks>,
+    offer: Option<&dyn Offer>,
 ) -> io::Result<Hashed> {
     // One byte more than the hint, to see the end of the file without a second read.
     let mut buf = vec![0u8; size_hint.saturating_add(1).min(WINDOW as u64) as usize];
@@ -301,6 +332,7 @@ pub fn hash_reader_known(
                 Err(e) => return Err(e),
             }
         }
+        let listed = chunks.len();
         let cut = cut_and_seal(
             chunker,
             keys,
@@ -309,9 +341,15 @@ pub fn hash_reader_known(
             chunks.len() as u32,
             eof,
             known,
+            offer,
             &mut aligned,
             &mut chunks,
         );
+        if let Some(o) = offer
+            && chunks.len() > listed
+        {
+            o.listed(&chunks[listed..]);
+        }
         base += cut as u64;
         buf.copy_within(cut..filled, 0);
         filled -= cut;
@@ -336,6 +374,7 @@ pub fn hash_bytes(data: &[u8], chunker: &Chunker, keys: &FolderKeys) -> Hashed {
         0,
         0,
         true,
+        None,
         None,
         &mut aligned,
         &mut chunks,
@@ -505,6 +544,7 @@ mod tests {
             &chunker,
             &keys,
             Some(&known),
+            None,
         )
         .unwrap();
         assert_eq!((&reused.chunks, reused.size), (&fresh.chunks, fresh.size));
@@ -537,8 +577,15 @@ mod tests {
         let first = hash_reader(before, before.len() as u64, &chunker, &keys).unwrap();
         let known = KnownChunks::new(&first.chunks);
         let fresh = hash_reader(after, after.len() as u64, &chunker, &keys).unwrap();
-        let reused =
-            hash_reader_known(after, after.len() as u64, &chunker, &keys, Some(&known)).unwrap();
+        let reused = hash_reader_known(
+            after,
+            after.len() as u64,
+            &chunker,
+            &keys,
+            Some(&known),
+            None,
+        )
+        .unwrap();
         assert_eq!(reused.size, after.len() as u64);
         assert_eq!(reused.chunks, fresh.chunks);
         reused.cut_bytes
@@ -645,6 +692,7 @@ mod serve_tests {
             &Options {
                 threads: 2,
                 progress: None,
+                early: None,
             },
         )
         .unwrap();

@@ -301,6 +301,12 @@ pub struct Config {
     /// (relayed peers, a firewall) the data goes over libp2p as before.
     #[serde(default = "default_true")]
     pub bulk_lanes: bool,
+    /// Offer large new files (64 MiB and up) to direct member peers while they are still
+    /// being scanned, so their chunks move as they are cut instead of after the scan; and take
+    /// such offers from peers (staged in the folder's temp area until the file's record
+    /// arrives). Off: new files move after their scan, as other changes do.
+    #[serde(default = "default_true")]
+    pub early_transfer: bool,
     /// The TCP port bulk lanes are served on, on the IP of the first `listen` address; 0: any
     /// free port (peers learn it over libp2p). Set one to open it in a firewall.
     #[serde(default)]
@@ -361,6 +367,7 @@ impl Config {
             max_send_kib_per_sec: 0,
             max_recv_kib_per_sec: 0,
             bulk_lanes: true,
+            early_transfer: true,
             bulk_lane_port: 0,
             device_approval: crate::approval::Mode::Bridge,
             peers: Vec::new(),

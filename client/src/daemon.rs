@@ -93,6 +93,9 @@ pub fn run(node: Node) -> anyhow::Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let pushed = Arc::new(Notify::new());
+    // Large new files offered while they are scanned, and offers taken (crate::early).
+    let outbox = Arc::new(crate::early::Outbox::default());
+    let staging = Arc::new(crate::early::Staging::default());
     let mut statuses = Vec::new();
     let mut shared = HashMap::new();
     let mut workers = Vec::new();
@@ -181,6 +184,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
                 pushed: pushed.clone(),
                 stop: stop.clone(),
                 control,
+                early: c.early_transfer.then(|| (outbox.clone(), staging.clone())),
             },
             wakes,
         )?);
@@ -228,6 +232,7 @@ pub fn run(node: Node) -> anyhow::Result<()> {
         statuses,
         bridge,
         folder_metrics,
+        c.early_transfer.then_some((outbox, staging)),
     ));
     stop.store(true, Ordering::Relaxed);
     for w in workers {
@@ -296,6 +301,9 @@ struct Worker {
     stop: Arc<AtomicBool>,
     /// The folder's direction and the forced rounds asked for (the control socket's side).
     control: FolderControl,
+    /// Where this device's offered blobs wait and peers' offered files are staged, unless
+    /// `early_transfer` is off.
+    early: Option<(Arc<crate::early::Outbox>, Arc<crate::early::Staging>)>,
 }
 
 /// Forced rounds asked for, each with where its report goes.
@@ -349,15 +357,31 @@ fn start_worker(
     Ok(std::thread::Builder::new()
         .name(format!("harp-folder-{label}"))
         .spawn(move || {
+            let offering = w.early.as_ref().map(|(outbox, _)| {
+                let control = w.control.clone();
+                crate::early::Offering {
+                    folder: folder.id,
+                    outbox: outbox.clone(),
+                    handle: w.handle.clone(),
+                    runtime: w.runtime.clone(),
+                    members: w.members.clone(),
+                    sending: Arc::new(move || {
+                        !control.paused.load(Ordering::Relaxed)
+                            && control.direction() != crate::config::Direction::ReceiveOnly
+                    }),
+                }
+            });
             let opts = scan::Options {
                 threads: threads_n,
                 progress: Some(&w.status.scan),
+                early: offering.as_ref().map(|o| o as &dyn scan::OfferNewFiles),
             };
             let fetcher = NetFetcher {
                 handle: w.handle.clone(),
                 runtime: w.runtime.clone(),
                 folder: folder.id,
                 members: w.members.clone(),
+                staging: w.early.as_ref().map(|(_, s)| s.clone()),
             };
             let result = scan::watch::run(
                 &mut index,
@@ -516,12 +540,89 @@ fn sync_rounds(
     retry
 }
 
+/// Takes member peers' offers of large new files for the folders here ([`crate::early`]).
+struct EarlyReceiver {
+    staging: Arc<crate::early::Staging>,
+    folders: HashMap<FolderId, (Arc<scan::Folder>, Members, FolderControl)>,
+    /// Its own connection, to see whether a path holds a file here.
+    index: Mutex<Index>,
+    handle: Handle,
+    runtime: tokio::runtime::Handle,
+}
+
+impl net::early::EarlySink for EarlyReceiver {
+    fn begin(
+        &self,
+        peer: PeerId,
+        device: DeviceId,
+        folder: FolderId,
+        path: &str,
+        size: u64,
+    ) -> Option<Box<dyn net::early::EarlyFile>> {
+        let (f, members, control) = self.folders.get(&folder)?;
+        let decline = |why: &str| {
+            tracing::debug!(%peer, path, "early offer declined: {why}");
+            None
+        };
+        if !members.contains(&device) {
+            return decline("not a member of the folder");
+        }
+        if control.paused.load(Ordering::Relaxed)
+            || control.direction() == crate::config::Direction::SendOnly
+        {
+            return decline("the folder takes no changes here now");
+        }
+        if let Err(why) = harp_protocol::record::check_path(path) {
+            return decline(why);
+        }
+        if size < crate::early::MIN_SIZE {
+            return decline("a small file");
+        }
+        let row = self
+            .index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .file(&folder, path);
+        match row {
+            Ok(None) => {}
+            Ok(Some(r)) if r.deleted => {}
+            Ok(Some(_)) => return decline("a file is there"),
+            Err(_) => return decline("the index cannot say what is there"),
+        }
+        if std::fs::symlink_metadata(f.root.join(path)).is_ok() {
+            return decline("something is there on disk");
+        }
+        let room = rustix::fs::statvfs(&f.root)
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+            .unwrap_or(0);
+        if room < size.saturating_add(crate::early::MIN_SIZE) {
+            return decline("not enough free space");
+        }
+        self.staging.begin(
+            peer,
+            path,
+            size,
+            crate::early::StageWork {
+                folder: f.clone(),
+                fetcher: Box::new(crate::early::PeerFetcher {
+                    handle: self.handle.clone(),
+                    runtime: self.runtime.clone(),
+                    peer,
+                    folder,
+                }),
+            },
+        )
+    }
+}
+
 /// Fetches blobs of one folder from its connected member peers.
 struct NetFetcher {
     handle: Handle,
     runtime: tokio::runtime::Handle,
     folder: FolderId,
     members: Members,
+    /// Files peers offered early, staged here.
+    staging: Option<Arc<crate::early::Staging>>,
 }
 
 impl Fetcher for NetFetcher {
@@ -538,47 +639,15 @@ impl Fetcher for NetFetcher {
                 .collect(),
             Err(_) => Vec::new(),
         };
-        if peers.is_empty() {
-            return Ok(ids);
-        }
-        let wanted: HashSet<ChunkId> = ids.iter().copied().collect();
-        let (tx, mut rx) = mpsc::channel(16);
-        let (handle, folder) = (self.handle.clone(), self.folder);
-        let task = self.runtime.spawn(async move {
-            let outcome = chunks::fetch(&handle, &peers, folder, ids, &tx).await;
-            drop(tx);
-            outcome
-        });
-        let mut failed = None;
-        let mut wanted = wanted;
-        while let Some(blob) = rx.blocking_recv() {
-            wanted.remove(&blob.id());
-            if let Err(e) = sink(blob) {
-                failed = Some(e);
-                break;
-            }
-        }
-        drop(rx);
-        let outcome = self
-            .runtime
-            .block_on(task)
-            .map_err(|e| std::io::Error::other(format!("fetch task: {e}")))?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        // Whatever did not reach the sink is not had, whatever the outcome says.
-        let reported: HashSet<ChunkId> = outcome
-            .missing
-            .into_iter()
-            .chain(outcome.unfetched)
-            .collect();
-        if let Some(lost) = wanted.iter().find(|id| !reported.contains(id)) {
-            tracing::warn!("chunk fetch ended without {lost} and without saying so");
-        }
-        Ok(wanted.into_iter().collect())
+        chunks::fetch_blocking(&self.runtime, &self.handle, &peers, self.folder, ids, sink)
+    }
+
+    fn take_staged(&self, path: &str, size: u64) -> Option<crate::early::Staged> {
+        self.staging.as_ref()?.take(&self.folder, path, size)
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the daemon's parts, each handed over once
 async fn serve(
     node: &Node,
     handle: Handle,
@@ -587,6 +656,7 @@ async fn serve(
     statuses: Vec<(FolderId, Arc<FolderStatus>, FolderControl)>,
     bridge: crate::bridge::link::LinkHandle,
     folder_metrics: Vec<Arc<crate::metrics::FolderMetrics>>,
+    early: Option<(Arc<crate::early::Outbox>, Arc<crate::early::Staging>)>,
 ) -> anyhow::Result<()> {
     let c = &node.config;
     let me = node.device_id();
@@ -598,7 +668,32 @@ async fn serve(
             .unwrap_or_default();
         folders.push((node.open_folder(f)?, members));
     }
-    let source = LocalSource::new(Index::open(&node.dirs.index())?.with_cache_mib(4)?, folders);
+    let mut source = LocalSource::new(Index::open(&node.dirs.index())?.with_cache_mib(4)?, folders);
+    if let Some((outbox, staging)) = early {
+        source = source.with_outbox(outbox);
+        let mut offered = HashMap::new();
+        for f in &c.folders {
+            let members = shared
+                .get(&f.id)
+                .map(|s| s.members.clone())
+                .unwrap_or_default();
+            let Some((_, _, control)) = statuses.iter().find(|(id, _, _)| *id == f.id) else {
+                continue;
+            };
+            offered.insert(
+                f.id,
+                (Arc::new(node.open_folder(f)?), members, control.clone()),
+            );
+        }
+        let receiver = EarlyReceiver {
+            staging,
+            folders: offered,
+            index: Mutex::new(Index::open(&node.dirs.index())?),
+            handle: handle.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        tokio::spawn(net::early::serve(handle.clone(), Arc::new(receiver)));
+    }
     tokio::spawn(chunks::serve(handle.clone(), Arc::new(source)));
     let sessions = meta::Sessions::default();
     tokio::spawn(meta::serve(

@@ -26,6 +26,7 @@ pub struct FolderMetrics {
     installed: AtomicU64,
     conflicts: AtomicU64,
     fetched_bytes: AtomicU64,
+    early_bytes: AtomicU64,
     reused_bytes: AtomicU64,
 }
 
@@ -60,6 +61,7 @@ impl FolderMetrics {
         self.installed.fetch_add(r.installed, Relaxed);
         self.conflicts.fetch_add(r.conflicts, Relaxed);
         self.fetched_bytes.fetch_add(r.fetched_bytes, Relaxed);
+        self.early_bytes.fetch_add(r.early_bytes, Relaxed);
         self.reused_bytes.fetch_add(r.reused_bytes, Relaxed);
     }
 }
@@ -140,7 +142,7 @@ pub fn render(
     );
 
     type Get = fn(&FolderMetrics) -> u64;
-    let per_folder: [(&str, &str, &str, Get); 9] = [
+    let per_folder: [(&str, &str, &str, Get); 10] = [
         ("harp_scans_total", "counter", "Completed scans.", |m| {
             m.scans.load(Relaxed)
         }),
@@ -179,6 +181,13 @@ pub fn render(
             "counter",
             "File bytes written from chunks fetched from peers.",
             |m| m.fetched_bytes.load(Relaxed),
+        ),
+        (
+            "harp_early_bytes_total",
+            "counter",
+            "Of the fetched bytes, those fetched while the sending device was still scanning \
+             the new file (early transfer).",
+            |m| m.early_bytes.load(Relaxed),
         ),
         (
             "harp_reused_bytes_total",

@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub mod checkpoints;
 pub mod chunks;
+pub mod early;
 pub mod frame;
 pub mod lane;
 pub mod limit;

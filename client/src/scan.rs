@@ -315,6 +315,15 @@ pub struct Options<'a> {
     pub threads: usize,
     /// Counters to update, if someone displays progress.
     pub progress: Option<&'a Progress>,
+    /// Who is offered large new files while they are scanned ([`crate::early`]).
+    pub early: Option<&'a dyn OfferNewFiles>,
+}
+
+/// Takes offers of new files as the scan reads them ([`crate::early::Offering`]).
+pub trait OfferNewFiles: Sync + std::fmt::Debug {
+    /// A new file of `size` bytes at `path` is about to be read: where its chunks go as they
+    /// are made, or `None`.
+    fn offer(&self, path: &str, size: u64) -> Option<Box<dyn chunk::Offer + '_>>;
 }
 
 /// One entry the walk found.
@@ -548,6 +557,7 @@ fn hash_entry(
     seen: &Seen,
     progress: Option<&Progress>,
     known: Option<&chunk::KnownChunks>,
+    early: Option<&dyn OfferNewFiles>,
 ) -> Result<Content, String> {
     let content = |meta: &Metadata, hashed: Hashed| -> Result<Content, String> {
         let refs: Vec<ChunkRef> = hashed
@@ -600,14 +610,24 @@ fn hash_entry(
                         "replaced by something that is not a file during the scan".to_owned()
                     );
                 }
+                let offer = early.and_then(|e| e.offer(&seen.rel, before.len()));
                 let hashed = chunk::hash_reader_known(
                     &file,
                     before.len(),
                     &folder.chunker,
                     &folder.keys,
                     known,
-                )
-                .map_err(|e| format!("cannot read: {e}"))?;
+                    offer.as_deref(),
+                );
+                let hashed = match hashed {
+                    Ok(h) => h,
+                    Err(e) => {
+                        if let Some(o) = offer {
+                            o.end(false);
+                        }
+                        return Err(format!("cannot read: {e}"));
+                    }
+                };
                 let after = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
                 let at_path = fs::symlink_metadata(&seen.disk).ok();
                 if let Some(p) = progress {
@@ -616,6 +636,9 @@ fn hash_entry(
                 let stable = same_file(&before, &after)
                     && at_path.as_ref().is_some_and(|m| same_file(&before, m))
                     && hashed.size == before.len();
+                if let Some(o) = offer {
+                    o.end(stable);
+                }
                 if stable {
                     return content(&before, hashed);
                 }
@@ -1253,7 +1276,13 @@ fn record(
                             Work::Update { row, .. } => known.get(&row.file_id),
                             _ => None,
                         };
-                        let hashed = hash_entry(folder, seen, opts.progress, previous);
+                        // Only new files are offered early: a changed one moves as the
+                        // chunks that changed, once its scan is recorded.
+                        let early = match &w {
+                            Work::Create { .. } => opts.early,
+                            _ => None,
+                        };
+                        let hashed = hash_entry(folder, seen, opts.progress, previous, early);
                         if let Some(p) = opts.progress {
                             p.files_done.fetch_add(1, Ordering::Relaxed);
                         }
@@ -1335,6 +1364,7 @@ mod tests {
                 &Options {
                     threads: 2,
                     progress: None,
+                    early: None,
                 },
             )
         }

@@ -1165,3 +1165,39 @@ fn status_shows_a_round_s_progress_while_a_large_file_comes_in() {
     wait_for(30, || sync_of(&b.home)["state"] == "idle").expect("idle once the file is in");
     assert!(sync_of(&b.home).get("progress").is_none());
 }
+
+#[test]
+fn a_large_new_file_moves_to_a_peer_while_it_is_scanned() {
+    // A offers a new 96 MiB file to B as it cuts it (`/harp/early/1`); B stages the chunks
+    // and installs the file once A's record arrives, from the staging file. B's metrics say
+    // how many of the bytes it fetched came that way; nothing is left in its temp area.
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (side(tmp.path(), "a"), side(tmp.path(), "b"));
+    edit_config(&b.home, |c| {
+        c.metrics_listen = Some("127.0.0.1:0".to_owned())
+    })
+    .unwrap();
+    a.add_folder("shared").unwrap();
+    let invite = ok(&a.home, &["folder", "share", "shared", "--with", &b.id]);
+    std::fs::write(a.folder.join("first.txt"), b"connected").unwrap();
+    let (_pa, addr_a) = start(&a);
+    b.join(&invite, &addr_a).unwrap();
+    let pb = Proc::start(&[], &b.home, &["daemon"]).unwrap();
+    let url = metrics_url(&pb.until("daemon ready").unwrap());
+    wait_same(&a.folder, &b.folder, "the first file");
+    let big = fill(b"early", 96 << 20);
+    std::fs::write(a.folder.join("big.bin"), &big).unwrap();
+    wait_same(&a.folder, &b.folder, "the large new file");
+    let text = scrape(&url);
+    let early = sample(&text, "harp_early_bytes_total{folder=\"shared\"}");
+    assert!(early > 0.0, "no byte came early:\n{text}");
+    assert!(early <= big.len() as f64, "{text}");
+    assert!(
+        sample(&text, "harp_fetched_bytes_total{folder=\"shared\"}") >= big.len() as f64,
+        "{text}"
+    );
+    let temp: Vec<_> = std::fs::read_dir(b.folder.join(".harp/tmp"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(temp.is_empty(), "left in B's temp area: {temp:?}");
+}

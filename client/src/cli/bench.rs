@@ -181,6 +181,7 @@ impl Env {
             &Options {
                 threads,
                 progress: None,
+                early: None,
             },
         )?;
         Ok((summary, peak_rss_mib()))

@@ -180,6 +180,7 @@ pub(crate) async fn transfer(args: &TransferArgs) -> anyhow::Result<serde_json::
         &scan::Options {
             threads,
             progress: None,
+            early: None,
         },
     )?;
     let row = index

@@ -65,6 +65,7 @@ fn watch(args: &Args) -> anyhow::Result<ExitCode> {
     let opts = Options {
         threads: node.config.hashing_threads,
         progress: None,
+        early: None,
     };
     scan::watch::watch(
         &mut index,
@@ -145,6 +146,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             &Options {
                 threads: node.config.hashing_threads,
                 progress: Some(&progress),
+                early: None,
             },
         );
         done.store(true, Ordering::Relaxed);

@@ -534,6 +534,55 @@ pub async fn fetch(
     outcome
 }
 
+/// [`fetch`] from a thread that is not the runtime's: each checked blob goes to `sink` on the
+/// calling thread (which may block on disk); returns the ids that did not reach `sink`. An
+/// error from `sink` stops the fetch and is returned.
+pub fn fetch_blocking(
+    runtime: &tokio::runtime::Handle,
+    handle: &Handle,
+    peers: &[PeerId],
+    folder: FolderId,
+    ids: Vec<ChunkId>,
+    sink: &mut dyn FnMut(blob::CheckedBlob) -> std::io::Result<()>,
+) -> std::io::Result<Vec<ChunkId>> {
+    if peers.is_empty() {
+        return Ok(ids);
+    }
+    let mut wanted: HashSet<ChunkId> = ids.iter().copied().collect();
+    let (tx, mut rx) = mpsc::channel(16);
+    let (handle, peers) = (handle.clone(), peers.to_vec());
+    let task = runtime.spawn(async move {
+        let outcome = fetch(&handle, &peers, folder, ids, &tx).await;
+        drop(tx);
+        outcome
+    });
+    let mut failed = None;
+    while let Some(blob) = rx.blocking_recv() {
+        wanted.remove(&blob.id());
+        if let Err(e) = sink(blob) {
+            failed = Some(e);
+            break;
+        }
+    }
+    drop(rx);
+    let outcome = runtime
+        .block_on(task)
+        .map_err(|e| std::io::Error::other(format!("fetch task: {e}")))?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    // Whatever did not reach the sink is not had, whatever the outcome says.
+    let reported: HashSet<ChunkId> = outcome
+        .missing
+        .into_iter()
+        .chain(outcome.unfetched)
+        .collect();
+    if let Some(lost) = wanted.iter().find(|id| !reported.contains(id)) {
+        tracing::warn!("chunk fetch ended without {lost} and without saying so");
+    }
+    Ok(wanted.into_iter().collect())
+}
+
 /// One peer's share of a fetch. Outstanding ids go back to the queue however it ends.
 async fn worker(handle: &Handle, peer: PeerId, shared: &Shared<'_>) -> Result<(), StreamError> {
     let mut inflight: VecDeque<(u64, HashSet<ChunkId>)> = VecDeque::new();

@@ -2,12 +2,13 @@
 //! to the member devices of each folder.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use harp_protocol::ids::{ChunkId, DeviceId, FolderId};
 
 use super::chunks::BlobSource;
 use crate::chunk;
+use crate::early::Outbox;
 use crate::index::Index;
 use crate::members::Members;
 use crate::scan::Folder;
@@ -17,6 +18,8 @@ use crate::scan::Folder;
 pub struct LocalSource {
     index: Mutex<Index>,
     folders: HashMap<FolderId, (Folder, Members)>,
+    /// Blobs sealed by a scan and offered early ([`crate::early`]): served from there first.
+    outbox: Option<Arc<Outbox>>,
 }
 
 impl LocalSource {
@@ -26,7 +29,14 @@ impl LocalSource {
         Self {
             index: Mutex::new(index),
             folders: folders.into_iter().map(|(f, m)| (f.id, (f, m))).collect(),
+            outbox: None,
         }
+    }
+
+    /// Serves blobs waiting in `outbox` before re-making them from files.
+    pub fn with_outbox(mut self, outbox: Arc<Outbox>) -> Self {
+        self.outbox = Some(outbox);
+        self
     }
 }
 
@@ -38,6 +48,9 @@ impl BlobSource for LocalSource {
     }
 
     fn read(&self, folder: &FolderId, id: &ChunkId) -> Option<Vec<u8>> {
+        if let Some(blob) = self.outbox.as_ref().and_then(|o| o.take(folder, id)) {
+            return Some(blob);
+        }
         let (folder, _) = self.folders.get(folder)?;
         let location = {
             let index = self.index.lock().unwrap_or_else(|e| e.into_inner());

@@ -77,6 +77,7 @@ fn folder_source(members: &[DeviceId]) -> (Shared, Arc<LocalSource>) {
         &scan::Options {
             threads: 2,
             progress: None,
+            early: None,
         },
     )
     .unwrap();

@@ -194,6 +194,7 @@ mod tests {
                     &Options {
                         threads: 1,
                         progress: None,
+                        early: None,
                     },
                     timing,
                     &stop,

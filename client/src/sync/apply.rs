@@ -88,6 +88,12 @@ pub trait Fetcher: Sync {
         ids: Vec<ChunkId>,
         sink: &mut dyn FnMut(CheckedBlob) -> std::io::Result<()>,
     ) -> std::io::Result<Vec<ChunkId>>;
+
+    /// The staging file of a new file a peer offered while scanning it ([`crate::early`]),
+    /// if one was staged for `path` with `size` bytes. Taking it stops its fetch.
+    fn take_staged(&self, _path: &str, _size: u64) -> Option<crate::early::Staged> {
+        None
+    }
 }
 
 /// A fetcher with no peers (tests, and folders with no one online).
@@ -115,6 +121,9 @@ pub struct Report {
     pub conflicts: u64,
     /// Bytes written from chunks fetched from peers.
     pub fetched_bytes: u64,
+    /// Of those, bytes fetched while the sending device was still scanning the file (staged
+    /// early, [`crate::early`]).
+    pub early_bytes: u64,
     /// Bytes written from chunks found locally.
     pub reused_bytes: u64,
     /// Actions put off to a later round, with why.

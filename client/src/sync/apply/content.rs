@@ -376,11 +376,18 @@ pub(super) fn build_content(
     let started = std::time::Instant::now();
     let (chunks, nodes) = chunk_list(index, ctx, record)?;
     let listed = started.elapsed();
-    let tmp_dir = store::temp_dir(ctx.folder);
-    fs::create_dir_all(&tmp_dir)?;
-    enough_room(&tmp_dir, record)?;
-    let tmp = tempfile::NamedTempFile::new_in(&tmp_dir)?;
-    tmp.as_file().set_len(record.size)?;
+    // A new file a peer offered while scanning it may be here in part already (staged).
+    let (tmp, staged) = match ctx.fetcher.take_staged(&record.path, record.size) {
+        Some(s) => (s.file, s.done),
+        None => {
+            let tmp_dir = store::temp_dir(ctx.folder);
+            fs::create_dir_all(&tmp_dir)?;
+            enough_room(&tmp_dir, record)?;
+            let tmp = tempfile::NamedTempFile::new_in(&tmp_dir)?;
+            tmp.as_file().set_len(record.size)?;
+            (tmp, Vec::new())
+        }
+    };
     let mut offsets: HashMap<ChunkId, Vec<(u64, u32)>> = HashMap::new();
     let mut locs = Vec::with_capacity(chunks.len());
     let mut offset = 0u64;
@@ -400,6 +407,27 @@ pub(super) fn build_content(
     // Each chunk's tag, for the rows: a rescan after a local edit then finds the unchanged
     // chunks where they are (chunk::KnownChunks) instead of cutting and sealing them again.
     let tags: std::cell::RefCell<HashMap<ChunkId, ChunkTag>> = Default::default();
+    // Staged chunks count where the manifest puts the same chunk at the same offset (each
+    // was checked when it arrived); every other byte is written below as usual.
+    let mut staged_bytes = 0u64;
+    let mut staged_chunks = 0usize;
+    for s in &staged {
+        let at = locs.get(s.idx as usize);
+        if !at.is_some_and(|l| l.offset == s.offset && l.id == s.id && l.len == s.len) {
+            continue;
+        }
+        if let Some(places) = offsets.get_mut(&s.id)
+            && let Some(i) = places.iter().position(|p| *p == (s.offset, s.len))
+        {
+            places.swap_remove(i);
+            staged_bytes += u64::from(s.len);
+            staged_chunks += 1;
+            if let Some(tag) = s.tag {
+                tags.borrow_mut().insert(s.id, tag);
+            }
+        }
+    }
+    offsets.retain(|_, places| !places.is_empty());
     // Chunks this device already has: straight from a local file that is unchanged since its
     // scan (the scanner's own trust: size, mtime, inode), else re-made and checked against
     // the id, else fetched.
@@ -474,7 +502,11 @@ pub(super) fn build_content(
     // In file order, so that the writes (and their early write-back) run front to back.
     let mut seen = HashSet::with_capacity(offsets.len());
     let mut run: Option<Run> = None;
-    for id in chunks.iter().map(|c| &c.id).filter(|id| seen.insert(**id)) {
+    for id in chunks
+        .iter()
+        .map(|c| &c.id)
+        .filter(|id| offsets.contains_key(*id) && seen.insert(**id))
+    {
         if let Some((f, held)) = &previous
             && let Some(&(off, len)) = held.get(id)
         {
@@ -552,10 +584,9 @@ pub(super) fn build_content(
     writeback.done();
     let fetched_chunks = remote.len();
     let local = started.elapsed();
-    let mut fetched = 0u64;
+    let mut fetched = staged_bytes;
     if !remote.is_empty() {
         let left = ctx.fetcher.fetch(remote, &mut |b| write(b, &mut fetched))?;
-        report.fetched_bytes += fetched;
         if !left.is_empty() {
             return Err(later(format!(
                 "{} chunks of {} are on no connected peer",
@@ -564,6 +595,8 @@ pub(super) fn build_content(
             )));
         }
     }
+    report.fetched_bytes += fetched;
+    report.early_bytes += staged_bytes;
     // Every byte of the file must have come from a checked chunk: a source that claimed a
     // chunk without delivering it would otherwise leave zeros behind.
     let written = report.reused_bytes - reused_before + fetched;
@@ -583,12 +616,13 @@ pub(super) fn build_content(
     }
     tracing::debug!(
         folder = %ctx.folder.id,
-        "{}: {} bytes built from {} chunks ({} fetched) in {:.3} s (chunk list {:.3} s, local \
-         chunks {:.3} s, fetch {:.3} s), synced in {:.3} s",
+        "{}: {} bytes built from {} chunks ({} fetched, {} staged early) in {:.3} s (chunk \
+         list {:.3} s, local chunks {:.3} s, fetch {:.3} s), synced in {:.3} s",
         record.path,
         record.size,
-        offsets.len(),
+        offsets.len() + staged_chunks,
         fetched_chunks,
+        staged_chunks,
         built.as_secs_f64(),
         listed.as_secs_f64(),
         (local - listed).as_secs_f64(),

@@ -51,6 +51,10 @@ impl Fetcher for Prefetched<'_> {
         }
         self.inner.fetch(rest, sink)
     }
+
+    fn take_staged(&self, path: &str, size: u64) -> Option<crate::early::Staged> {
+        self.inner.take_staged(path, size)
+    }
 }
 
 /// The most bytes of small files' chunks fetched ahead at once (a window of installs).
