@@ -122,9 +122,10 @@ pub trait Offer: Sync {
     fn end(self: Box<Self>, complete: bool);
 }
 
-/// Seals a chunk and hands its blob to `offer`.
+/// Seals a chunk and hands its blob to `offer` (with room for a bulk lane's record trailer,
+/// as [`make_blob`] leaves, so sending it never moves it).
 fn seal_offered(keys: &FolderKeys, data: &[u8], offer: &dyn Offer) -> (ChunkId, ChunkTag) {
-    match blob::seal_chunk_tagged(keys, data) {
+    match blob::seal_chunk_tagged_with_room(keys, data, crate::net::lane::RECORD_ROOM) {
         Ok((tag, id, blob)) => {
             offer.sealed(id, blob);
             (id, prefix(&tag))

@@ -164,10 +164,20 @@ pub fn seal_chunk_tagged(
     keys: &FolderKeys,
     plaintext: &[u8],
 ) -> Result<([u8; 32], ChunkId, Vec<u8>), BlobError> {
+    seal_chunk_tagged_with_room(keys, plaintext, 0)
+}
+
+/// [`seal_chunk_tagged`] into a buffer with `spare` bytes of capacity left after the blob, for
+/// a transport that appends a trailer in place (no second copy of the blob to send it).
+pub fn seal_chunk_tagged_with_room(
+    keys: &FolderKeys,
+    plaintext: &[u8],
+    spare: usize,
+) -> Result<([u8; 32], ChunkId, Vec<u8>), BlobError> {
     let tag = chunk_tag(keys, plaintext);
     let mut nonce = [0u8; 24];
     nonce.copy_from_slice(&tag[..24]);
-    let (id, blob) = seal_with_nonce(keys, BlobKind::Chunk, plaintext, nonce)?;
+    let (id, blob) = seal_with_nonce(keys, BlobKind::Chunk, plaintext, nonce, spare)?;
     Ok((tag, id, blob))
 }
 
@@ -179,7 +189,7 @@ pub fn seal(
 ) -> Result<(ChunkId, Vec<u8>), BlobError> {
     let (nonce_key, _) = kind.keys(keys);
     let nonce = synthetic_nonce(nonce_key, plaintext);
-    seal_with_nonce(keys, kind, plaintext, nonce)
+    seal_with_nonce(keys, kind, plaintext, nonce, 0)
 }
 
 fn seal_with_nonce(
@@ -187,10 +197,11 @@ fn seal_with_nonce(
     kind: BlobKind,
     plaintext: &[u8],
     nonce: [u8; 24],
+    spare: usize,
 ) -> Result<(ChunkId, Vec<u8>), BlobError> {
     // One buffer, encrypted in place: header, nonce, then the plaintext turned ciphertext,
     // then the tag (no second copy of a chunk on the hot path).
-    let mut buf = Vec::with_capacity(BLOB_OVERHEAD + plaintext.len());
+    let mut buf = Vec::with_capacity(BLOB_OVERHEAD + plaintext.len() + spare);
     buf.extend_from_slice(&[0; BLOB_HEADER_LEN]);
     buf.extend_from_slice(plaintext);
     let blob = seal_in_place(keys, kind, buf, nonce)?;

@@ -37,6 +37,10 @@ pub struct SyncArgs {
     /// btrfs or XFS mount to measure a file system that shares blocks; removed afterwards.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Run the daemons with `early_transfer = false` (a new file moves after its scan), to
+    /// measure what early transfer does in one binary.
+    #[arg(long)]
+    pub no_early: bool,
     /// The daemons' transport (and the raw stream's, the reference). TCP by default: what
     /// daemons on one network use first (`net::in_dial_order`).
     #[arg(long, value_enum, default_value = "tcp")]
@@ -226,7 +230,8 @@ fn same_bytes(a: &Path, b: &Path) -> bool {
         std::io::copy(&mut f, &mut h).ok()?;
         Some(h.finalize())
     };
-    hash(a).is_some() && hash(a) == hash(b)
+    let of_a = hash(a);
+    of_a.is_some() && of_a == hash(b)
 }
 
 fn count_files(dir: &Path) -> usize {
@@ -316,6 +321,7 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
         c.listen = vec![args.transport.listen().to_owned()];
         c.mdns = false;
         c.watch_delay_ms = 100;
+        c.early_transfer = !args.no_early;
         // No web UI: two daemons would contend for its default port, and no one looks.
         c.web_listen = String::new();
         c.save(&dirs)?;
@@ -374,6 +380,7 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
         "machine": crate::cli::bench::machine(),
         "file_system": file_system_of(base.path()),
         "transport": args.transport.name(),
+        "early_transfer": !args.no_early,
         "size_bytes": size,
         "small_files": args.small_files,
         "raw_libp2p_stream_mb_s": size as f64 / raw_seconds.max(1e-9) / 1e6,
@@ -395,9 +402,12 @@ pub(super) fn scenarios(args: &SyncArgs, run: &Run<'_>) -> anyhow::Result<Vec<Va
     let big_b = run.b_folder.join("big.bin");
     let mut out = Vec::new();
 
-    // 1. A new large file.
+    // 1. A new large file. It is written and made durable outside the folder, then moved in:
+    // it appears whole when the clock starts, so neither side can start on it before (a
+    // watcher would otherwise see it being written, and work during its fsync).
+    let incoming = run.a_folder.with_extension("incoming-big.bin");
     {
-        let mut f = std::fs::File::create(&big_a)?;
+        let mut f = std::fs::File::create(&incoming)?;
         let mut buf = vec![0u8; 8 << 20];
         let mut written = 0;
         while written < size {
@@ -408,6 +418,7 @@ pub(super) fn scenarios(args: &SyncArgs, run: &Run<'_>) -> anyhow::Result<Vec<Va
         }
         f.sync_all()?;
     }
+    std::fs::rename(&incoming, &big_a)?;
     out.push(run.measure("new_file", || looks_same(&big_a, &big_b))?);
     check(&big_a, &big_b)?;
 
