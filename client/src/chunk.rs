@@ -4,7 +4,9 @@
 //! cuts hands each chunk to the current rayon pool as soon as its boundary is known, so with
 //! `hashing_threads` threads the expensive part (XChaCha20-Poly1305 and two BLAKE3 passes) runs
 //! on all of them, even for one huge file. Only the ids are kept: a blob is made again from the
-//! file whenever a peer asks for it.
+//! file whenever a peer asks for it. (Except for a new file read with an [`Offer`]: its blobs
+//! go to the offer with each window's chunk list, so they can go to a peer while the scan goes
+//! on, [`crate::early`].)
 //!
 //! A changed file is not cut again where it did not change. A FastCDC boundary depends only on
 //! the bytes since the previous boundary, so where the file still holds, from a boundary on,
@@ -653,6 +655,55 @@ mod tests {
                 _ => after.truncate(len.saturating_sub(n)),
             }
             rescan_matches_fresh(&before, &after);
+        }
+    }
+
+    /// Keeps what a scan offers.
+    #[derive(Default)]
+    struct Kept {
+        blobs: std::sync::Mutex<HashMap<ChunkId, Vec<u8>>>,
+        listed: std::sync::Mutex<Vec<ChunkLoc>>,
+    }
+
+    impl Offer for &Kept {
+        fn sealed(&self, id: ChunkId, blob: Vec<u8>) {
+            self.blobs.lock().unwrap().insert(id, blob);
+        }
+        fn listed(&self, chunks: &[ChunkLoc]) {
+            self.listed.lock().unwrap().extend_from_slice(chunks);
+        }
+        fn end(self: Box<Self>, _complete: bool) {}
+    }
+
+    #[test]
+    fn an_offer_gets_every_blob_and_the_list_in_order_and_the_chunks_do_not_change() {
+        let keys = FolderKey::from_bytes([5; 32]).schedule();
+        let chunker = Chunker::for_folder(&keys);
+        // Several read windows.
+        let data = crate::testutil::random(b"offered", 3 * WINDOW + 12_345);
+        let plain = hash_reader(&data[..], data.len() as u64, &chunker, &keys).unwrap();
+        let kept = Kept::default();
+        let offer = &kept;
+        let offered = hash_reader_known(
+            &data[..],
+            data.len() as u64,
+            &chunker,
+            &keys,
+            None,
+            Some(&offer),
+        )
+        .unwrap();
+        assert_eq!(offered, plain);
+        assert_eq!(*kept.listed.lock().unwrap(), plain.chunks);
+        let blobs = kept.blobs.lock().unwrap();
+        for c in &plain.chunks {
+            let blob = blobs.get(&c.id).expect("every chunk's blob is offered");
+            // Room for a lane's trailer: sending it never moves it.
+            assert!(blob.capacity() >= blob.len() + crate::net::lane::RECORD_ROOM);
+            let checked = blob::CheckedBlob::check(c.id, blob.clone()).unwrap();
+            let opened = checked.into_plaintext(&keys, BlobKind::Chunk).unwrap();
+            let at = c.offset as usize;
+            assert_eq!(&opened[..], &data[at..at + c.len as usize]);
         }
     }
 
