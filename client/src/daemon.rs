@@ -13,7 +13,7 @@
 //!
 //! | `cmd` | request fields | answer |
 //! |---|---|---|
-//! | `status` | | `device_id`, `peer_id`, `listen` addresses, `folders` (each with `sync`: state `idle`, `scanning` or `syncing` (with `progress`), `waiting` or `paused`, files, conflicts, what waits and why) |
+//! | `status` | | `device_id`, `peer_id`, `listen` addresses, `folders` (each with `sync`: state `idle`, `scanning` or `syncing` (with `progress`), `waiting` or `paused`, files, conflicts, what waits and why; `incoming`: new files another device is still scanning, staged here ahead of their records, with bytes done and total) |
 //! | `peers` | | `peers`: device, direct, connections, rtt_ms, bytes_in, bytes_out, bulk_lane_bytes; `direct_ratio` |
 //! | `bridge_refresh` | | `linked` (whether a bridge link runs); asks it for a full pass now (membership, keys, device approvals) |
 //! | `fetch` | `folder`, `ids` (hex), `peers` (device ids) | fetched, bytes, missing, unfetched, failed_peers |
@@ -122,6 +122,9 @@ pub fn run(node: Node) -> anyhow::Result<()> {
             .join(format!("{}.automerge", f.id));
         let doc = Arc::new(Mutex::new(FolderDoc::open(&doc_path)?));
         let status = Arc::new(FolderStatus::new(json!({"state": "starting"})));
+        if c.early_transfer {
+            status.show_incoming(staging.clone(), f.id);
+        }
         let wakes = scan::watch::channel();
         if f.paused {
             status.set(json!({"state": "paused"}));

@@ -499,6 +499,28 @@ impl Staging {
         Some((s.done.iter().map(|c| u64::from(c.len)).sum(), s.listed))
     }
 
+    /// The files of `folder` being staged, for a status: (path, bytes staged, bytes offered),
+    /// by path.
+    pub fn incoming(&self, folder: &FolderId) -> Vec<(String, u64, u64)> {
+        let stages: Vec<(String, Arc<Stage>)> = locked(&self.stages)
+            .iter()
+            .filter(|((f, _), _)| f == folder)
+            .map(|((_, path), stage)| (path.clone(), stage.clone()))
+            .collect();
+        let mut out: Vec<(String, u64, u64)> = stages
+            .into_iter()
+            .filter_map(|(path, stage)| {
+                let s = stage.state();
+                (!s.finished && s.stop.is_none()).then(|| {
+                    let done = s.done.iter().map(|c| u64::from(c.len)).sum();
+                    (path, done, s.size)
+                })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Files being staged.
     pub fn len(&self) -> usize {
         locked(&self.stages).len()
@@ -779,6 +801,11 @@ mod tests {
         wait_until("the second staging fetch", || {
             staging.progress(&s.folder.id, "big.bin") == Some((size, size))
         });
+        assert_eq!(
+            staging.incoming(&s.folder.id),
+            vec![("big.bin".to_owned(), size, size)]
+        );
+        assert!(staging.incoming(&FolderId::from_bytes([9; 16])).is_empty());
         let staged = staging.take(&s.folder.id, "big.bin", size).unwrap();
         assert_eq!(std::fs::read(staged.file.path()).unwrap(), s.data);
         let mut done = staged.done.clone();
@@ -795,6 +822,32 @@ mod tests {
         assert!(staging.is_empty());
         drop(staged);
         assert_eq!(temp_files(&s), 0);
+    }
+
+    #[test]
+    fn a_folder_s_status_shows_what_is_coming_in_early_until_it_is_taken() {
+        let s = setup(1 << 20);
+        let staging = Arc::new(Staging::default());
+        let status = crate::folder_status::FolderStatus::new(serde_json::json!({"state": "idle"}));
+        status.show_incoming(staging.clone(), s.folder.id);
+        assert!(status.now().get("incoming").is_none());
+        let size = s.data.len() as u64;
+        let mut feed = staging
+            .begin(PeerId::random(), "big.bin", size, work(&s, s.blobs.clone()))
+            .unwrap();
+        let first = s.chunks[0].len;
+        assert!(feed.listed(0, refs(&s.chunks[..1])));
+        wait_until("the first chunk", || {
+            staging.progress(&s.folder.id, "big.bin") == Some((u64::from(first), u64::from(first)))
+        });
+        let now = status.now();
+        assert_eq!(now["state"], "idle");
+        assert_eq!(
+            now["incoming"],
+            serde_json::json!([{"path": "big.bin", "bytes_done": first, "bytes_total": size}])
+        );
+        assert!(staging.take(&s.folder.id, "big.bin", size).is_some());
+        assert!(status.now().get("incoming").is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use harp_protocol::ids::FolderId;
 use serde_json::{Value, json};
 
 use crate::{scan, sync};
@@ -24,6 +25,9 @@ pub struct FolderStatus {
     pub scan: scan::Progress,
     /// The sync round running now.
     pub sync: sync::progress::Progress,
+    /// Where files offered early for this folder are staged ([`crate::early`]), once the
+    /// daemon says.
+    early: std::sync::OnceLock<(std::sync::Arc<crate::early::Staging>, FolderId)>,
 }
 
 impl FolderStatus {
@@ -47,6 +51,11 @@ impl FolderStatus {
     /// Changes what the last round left.
     pub fn edit(&self, f: impl FnOnce(&mut Value)) {
         f(&mut self.last());
+    }
+
+    /// Shows the files `staging` holds for `folder` as `incoming` from now on.
+    pub fn show_incoming(&self, staging: std::sync::Arc<crate::early::Staging>, folder: FolderId) {
+        let _ = self.early.set((staging, folder));
     }
 
     /// Notes that a scan went through just now.
@@ -75,6 +84,18 @@ impl FolderStatus {
         } else if let Some(s) = self.scan.snapshot() {
             v["state"] = json!("scanning");
             v["progress"] = json!(s);
+        }
+        // New files another device is still scanning, coming in ahead of their records.
+        if let Some((staging, folder)) = self.early.get() {
+            let incoming = staging.incoming(folder);
+            if !incoming.is_empty() {
+                v["incoming"] = incoming
+                    .into_iter()
+                    .map(|(path, done, total)| {
+                        json!({"path": path, "bytes_done": done, "bytes_total": total})
+                    })
+                    .collect();
+            }
         }
         v
     }

@@ -208,6 +208,14 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         if let Some(line) = progress_line(sync) {
             println!("    {line}");
         }
+        for i in sync["incoming"].as_array().into_iter().flatten() {
+            println!(
+                "    receiving {} early: {:.1} of {:.1} MB (the other device is still scanning it)",
+                i["path"].as_str().unwrap_or("?"),
+                i["bytes_done"].as_u64().unwrap_or(0) as f64 / 1e6,
+                i["bytes_total"].as_u64().unwrap_or(0) as f64 / 1e6,
+            );
+        }
         if let Some(e) = sync["error"].as_str() {
             println!("    error: {e}");
         }
