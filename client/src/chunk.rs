@@ -124,19 +124,6 @@ pub trait Offer: Sync {
     fn end(self: Box<Self>, complete: bool);
 }
 
-/// Seals a chunk and hands its blob to `offer` (with room for a bulk lane's record trailer,
-/// as [`make_blob`] leaves, so sending it never moves it).
-fn seal_offered(keys: &FolderKeys, data: &[u8], offer: &dyn Offer) -> (ChunkId, ChunkTag) {
-    match blob::seal_chunk_tagged_with_room(keys, data, crate::net::lane::RECORD_ROOM) {
-        Ok((tag, id, blob)) => {
-            offer.sealed(id, blob);
-            (id, prefix(&tag))
-        }
-        // The chunker never cuts more than its maximum, which is below the blob limit.
-        Err(_) => unreachable!("chunks are never larger than the blob limit"),
-    }
-}
-
 /// A chunk's tag as the index keeps it ([`ChunkTag`]).
 pub fn tag_of(keys: &FolderKeys, data: &[u8]) -> ChunkTag {
     prefix(&blob::chunk_tag(keys, data))
@@ -149,16 +136,32 @@ fn prefix(tag: &[u8; 32]) -> ChunkTag {
 }
 
 /// The id and tag of a chunk: looked up by tag when the file had it before (a keyed hash, no
-/// encryption), else sealed.
-fn seal_id(keys: &FolderKeys, data: &[u8], known: Option<&KnownChunks>) -> (ChunkId, ChunkTag) {
+/// encryption), else sealed. With `offer`, the blob goes to it (with room for a bulk lane's
+/// record trailer, as [`make_blob`] leaves, so sending it never moves it).
+fn seal_id(
+    keys: &FolderKeys,
+    data: &[u8],
+    known: Option<&KnownChunks>,
+    offer: Option<&dyn Offer>,
+) -> (ChunkId, ChunkTag) {
     if let Some(known) = known {
         let tag = tag_of(keys, data);
         if let Some(id) = known.id(&tag) {
             return (id, tag);
         }
     }
-    match blob::seal_chunk_tagged(keys, data) {
-        Ok((tag, id, _)) => (id, prefix(&tag)),
+    let room = if offer.is_some() {
+        crate::net::lane::RECORD_ROOM
+    } else {
+        0
+    };
+    match blob::seal_chunk_tagged_with_room(keys, data, room) {
+        Ok((tag, id, blob)) => {
+            if let Some(o) = offer {
+                o.sealed(id, blob);
+            }
+            (id, prefix(&tag))
+        }
         // The chunker never cuts more than its maximum, which is below the blob limit.
         Err(_) => unreachable!("chunks are never larger than the blob limit"),
     }
@@ -255,10 +258,7 @@ fn cut_and_seal(
             }
             let sealed = &sealed;
             s.spawn(move |_| {
-                let (id, tag) = match offer {
-                    Some(o) => seal_offered(keys, piece, o),
-                    None => seal_id(keys, piece, known),
-                };
+                let (id, tag) = seal_id(keys, piece, known, offer);
                 out_lock(sealed).push(ChunkLoc {
                     idx,
                     offset,

@@ -344,6 +344,12 @@ struct StageState {
     file: Option<tempfile::NamedTempFile>,
 }
 
+impl StageState {
+    fn staged_bytes(&self) -> u64 {
+        self.done.iter().map(|c| u64::from(c.len)).sum()
+    }
+}
+
 impl Stage {
     fn state(&self) -> MutexGuard<'_, StageState> {
         locked(&self.state)
@@ -496,7 +502,7 @@ impl Staging {
             .get(&(*folder, path.to_owned()))?
             .clone();
         let s = stage.state();
-        Some((s.done.iter().map(|c| u64::from(c.len)).sum(), s.listed))
+        Some((s.staged_bytes(), s.listed))
     }
 
     /// The files of `folder` being staged, for a status: (path, bytes staged, bytes offered),
@@ -511,10 +517,7 @@ impl Staging {
             .into_iter()
             .filter_map(|(path, stage)| {
                 let s = stage.state();
-                (!s.finished && s.stop.is_none()).then(|| {
-                    let done = s.done.iter().map(|c| u64::from(c.len)).sum();
-                    (path, done, s.size)
-                })
+                (!s.finished && s.stop.is_none()).then(|| (path, s.staged_bytes(), s.size))
             })
             .collect();
         out.sort();
