@@ -28,7 +28,6 @@
 //! at every start.
 
 use std::collections::HashMap;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -39,6 +38,7 @@ use libp2p::PeerId;
 use tokio::sync::mpsc;
 
 use crate::chunk::Offer;
+use crate::direct_write::SequentialWriter;
 use crate::index::ChunkLoc;
 use crate::net::Handle;
 use crate::net::early::{EarlyFile, MAX_REFS, Message};
@@ -65,8 +65,12 @@ pub const ADOPT_WAIT: Duration = Duration::from_secs(120);
 const LIST_WAIT: Duration = Duration::from_secs(60);
 /// Chunks fetched per request batch while staging.
 const FETCH_BATCH: usize = 128;
-/// Write-back is started every this many staged bytes (as the applier does).
+/// Write-back is started every this many staged bytes (as the applier does), where they go
+/// through the page cache.
 const KICK_EVERY: u64 = 64 << 20;
+/// How long the list may pause before what was fetched is written out in full (so it shows
+/// as staged); until then the file is written in whole blocks ([`SequentialWriter`]).
+const IDLE_FLUSH: Duration = Duration::from_millis(100);
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -579,11 +583,18 @@ impl EarlyFile for Feed {
 /// Fetches what gets listed into the staging file until the offer ends and the list is
 /// done, the stage is stopped, or the peer stops answering; then waits for the applier.
 fn stage_worker(stage: &Stage, work: &StageWork) {
-    let file = match stage.state().file.as_ref().map(|f| f.as_file().try_clone()) {
-        Some(Ok(f)) => f,
+    let opened = stage
+        .state()
+        .file
+        .as_ref()
+        .map(|f| (f.as_file().try_clone(), f.path().to_owned()));
+    let mut file = match opened {
+        Some((Ok(f), path)) => SequentialWriter::new(f, &path),
         _ => return finish(stage),
     };
     let mut since_kick = 0u64;
+    // Chunks fetched whose bytes may not all be in the file yet.
+    let mut pending: Vec<ChunkLoc> = Vec::new();
     loop {
         let batch: Vec<(usize, u64, ChunkId, u32)> = {
             let mut s = stage.state();
@@ -597,17 +608,38 @@ fn stage_worker(stage: &Stage, work: &StageWork) {
                 if s.ended.is_some() {
                     break;
                 }
+                let wait = if pending.is_empty() {
+                    LIST_WAIT
+                } else {
+                    IDLE_FLUSH
+                };
                 let (next, timeout) = stage
                     .changed
-                    .wait_timeout(s, LIST_WAIT)
+                    .wait_timeout(s, wait)
                     .unwrap_or_else(|e| e.into_inner());
                 s = next;
                 if timeout.timed_out() && s.next == s.refs.len() && s.ended.is_none() {
+                    if !pending.is_empty() {
+                        break;
+                    }
                     s.stop.get_or_insert(Stop::Dropped);
                 }
             }
-            if s.stop.is_some() || s.next == s.refs.len() {
+            if s.stop.is_some() || (s.next == s.refs.len() && pending.is_empty()) {
                 break;
+            }
+            if s.next == s.refs.len() {
+                // Nothing more listed for a while: put what was fetched in the file, so
+                // that it counts as staged (and shows so), then wait again.
+                drop(s);
+                match file.flush() {
+                    Ok(()) => stage.state().done.append(&mut pending),
+                    Err(e) => {
+                        tracing::debug!(peer = %stage.peer, "staging stopped: {e}");
+                        break;
+                    }
+                }
+                continue;
             }
             let end = (s.next + FETCH_BATCH).min(s.refs.len());
             let batch = (s.next..end)
@@ -617,10 +649,15 @@ fn stage_worker(stage: &Stage, work: &StageWork) {
             batch
         };
         let mut at: HashMap<ChunkId, Vec<(usize, u64, u32)>> = HashMap::new();
+        let mut ids = Vec::new();
         for (i, offset, id, len) in &batch {
-            at.entry(*id).or_default().push((*i, *offset, *len));
+            let places = at.entry(*id).or_default();
+            if places.is_empty() {
+                // Asked for in file order, so they mostly come in order for the writer.
+                ids.push(*id);
+            }
+            places.push((*i, *offset, *len));
         }
-        let ids: Vec<ChunkId> = at.keys().copied().collect();
         let mut written = Vec::new();
         let fetched = work.fetcher.fetch(ids, &mut |blob: CheckedBlob| {
             let (id, nonce) = (blob.id(), blob.nonce());
@@ -634,7 +671,7 @@ fn stage_worker(stage: &Stage, work: &StageWork) {
                         plain.len()
                     )));
                 }
-                file.write_all_at(&plain, offset)?;
+                file.write_at(&plain, offset)?;
                 written.push(ChunkLoc {
                     idx: i as u32,
                     offset,
@@ -646,17 +683,33 @@ fn stage_worker(stage: &Stage, work: &StageWork) {
             }
             if since_kick >= KICK_EVERY {
                 since_kick = 0;
-                // Start the write-back now (see sync::apply::content::Writeback).
-                let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
+                // Start the write-back now (see sync::apply::content::Writeback), for bytes
+                // that went through the page cache.
+                file.kick();
             }
             Ok(())
         });
-        stage.state().done.extend(written);
-        if let Err(e) = fetched {
+        // Only what is in the file counts as staged; the rest of the batch once it is (or
+        // when the list pauses, above).
+        pending.append(&mut written);
+        let below = file.in_file_below();
+        if let Ok(below) = below {
+            let (done, later) = pending
+                .drain(..)
+                .partition(|c| c.offset + u64::from(c.len) <= below);
+            pending = later;
+            stage.state().done.extend::<Vec<ChunkLoc>>(done);
+        }
+        if let Err(e) = fetched.and(below) {
             tracing::debug!(peer = %stage.peer, "staging stopped: {e}");
             break;
         }
     }
+    match file.flush() {
+        Ok(()) => stage.state().done.append(&mut pending),
+        Err(e) => tracing::debug!(peer = %stage.peer, "staging file not written: {e}"),
+    }
+    drop(file);
     // The list is fetched (or the fetch stopped): wait for the applier, if the offer is whole.
     let mut s = stage.state();
     let deadline = Instant::now() + ADOPT_WAIT;

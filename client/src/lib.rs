@@ -36,6 +36,7 @@ pub mod chunk;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod direct_write;
 pub mod early;
 pub mod folder_status;
 pub mod index;
