@@ -26,6 +26,9 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::mpsc;
 
+/// Files (or the part of one that is fetched) from this size on are worth a writer thread.
+pub const WORTH_IT: u64 = 16 << 20;
+
 /// The alignment of memory, offsets and lengths: 4 KiB, a multiple of every common logical
 /// block size (512 B and 4 KiB).
 pub const ALIGN: usize = 4096;
@@ -385,6 +388,13 @@ mod tests {
         (dir, writer)
     }
 
+    /// ext4, XFS or btrfs: file systems that take O_DIRECT (so the test sees that the
+    /// direct path really runs where it can).
+    fn takes_direct_writes(dir: &tempfile::TempDir) -> bool {
+        let kind = rustix::fs::statfs(dir.path()).unwrap().f_type as u64;
+        [0xEF53, 0x5846_5342, 0x9123_683E].contains(&kind)
+    }
+
     fn contents(dir: &tempfile::TempDir) -> Vec<u8> {
         std::fs::read(dir.path().join("f")).unwrap()
     }
@@ -413,6 +423,12 @@ mod tests {
                 w.flush().unwrap();
             }
             assert!(contents(&dir) == data, "buffered: {buffered}");
+            if !buffered && takes_direct_writes(&dir) {
+                assert!(
+                    w.is_direct(),
+                    "O_DIRECT refused where the file system has it"
+                );
+            }
             if w.is_direct() {
                 // All but the last partial block, some of it written twice.
                 assert!(w.direct_bytes() >= (data.len() / ALIGN * ALIGN) as u64);

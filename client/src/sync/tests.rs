@@ -313,6 +313,25 @@ fn a_received_file_gets_the_chunk_tags_of_its_bytes_as_the_sender_has_them() {
 }
 
 #[test]
+fn a_large_new_file_written_past_the_page_cache_arrives_whole_with_its_tags() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    // Over direct_write::WORTH_IT, and not a multiple of its blocks.
+    let size = crate::direct_write::WORTH_IT as usize + 3 * 65_536 + 1234;
+    let big = crate::testutil::random(b"direct", size);
+    a.write("big.bin", &big);
+    converge(&mut a, &mut b);
+    assert!(std::fs::read(b.path("big.bin")).unwrap() == big);
+    assert_tags(&b, "big.bin", &big);
+    // And its next version, built from it (the ordinary writes), is exact too.
+    let mut edited = big.clone();
+    edited[size / 2..size / 2 + 4096].fill(7);
+    a.write("big.bin", &edited);
+    converge(&mut a, &mut b);
+    assert!(std::fs::read(b.path("big.bin")).unwrap() == edited);
+}
+
+#[test]
 fn concurrent_edits_keep_both_versions_and_both_devices_agree() {
     let mut a = Device::new(1);
     let mut b = Device::new(2);

@@ -15,6 +15,7 @@ use harp_protocol::record::Record;
 use super::install::disk_matches;
 use super::{Context, Defer, Report, later};
 use crate::chunk;
+use crate::direct_write::{self, SequentialWriter};
 use crate::index::{ChunkLoc, ChunkTag, Index};
 use crate::store;
 use crate::sync::progress::Progress;
@@ -462,6 +463,8 @@ pub(super) fn build_content(
         None => Cache::Nothing,
     };
     let writeback = Writeback::new(file, sync, cache, ctx.progress);
+    // Set for the fetch of a large new file: its bytes go past the page cache.
+    let direct: std::cell::RefCell<Option<SequentialWriter>> = Default::default();
     let put_plain = |id: ChunkId, plain: &[u8], counter: &mut u64| -> std::io::Result<()> {
         for (off, len) in offsets.get(&id).map(Vec::as_slice).unwrap_or(&[]) {
             if plain.len() != *len as usize {
@@ -470,7 +473,10 @@ pub(super) fn build_content(
                     plain.len()
                 )));
             }
-            file.write_all_at(plain, *off)?;
+            match direct.borrow_mut().as_mut() {
+                Some(w) => w.write_at(plain, *off)?,
+                None => file.write_all_at(plain, *off)?,
+            }
             writeback.wrote(*off, u64::from(*len));
             *counter += u64::from(*len);
         }
@@ -586,7 +592,24 @@ pub(super) fn build_content(
     let local = started.elapsed();
     let mut fetched = staged_bytes;
     if !remote.is_empty() {
+        // A new file (nothing of it to keep cached, see `Writeback`) with much to fetch is
+        // written past the page cache: less CPU while both devices share it.
+        let remote_bytes: u64 = remote
+            .iter()
+            .filter_map(|id| offsets.get(id))
+            .flatten()
+            .map(|(_, len)| u64::from(*len))
+            .sum();
+        if previous.is_none()
+            && remote_bytes >= direct_write::WORTH_IT
+            && let Ok(f) = file.try_clone()
+        {
+            *direct.borrow_mut() = Some(SequentialWriter::new(f, tmp.path()));
+        }
         let left = ctx.fetcher.fetch(remote, &mut |b| write(b, &mut fetched))?;
+        if let Some(mut w) = direct.borrow_mut().take() {
+            w.flush()?;
+        }
         if !left.is_empty() {
             return Err(later(format!(
                 "{} chunks of {} are on no connected peer",
