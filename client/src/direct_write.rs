@@ -188,8 +188,10 @@ impl SequentialWriter {
     /// Every byte given below this offset is in the file (bytes given above it may be too).
     pub fn in_file_below(&mut self) -> io::Result<u64> {
         self.collect(false)?;
-        Ok(match self.direct.as_ref().and_then(|d| d.in_flight) {
-            Some((offset, _)) => offset,
+        Ok(match &self.direct {
+            Some(direct) => direct.in_flight.map_or(self.base, |(offset, _)| offset),
+            // Ordinary writes are in the file as they are made (nothing is gathered then).
+            None if self.end == self.base => u64::MAX,
             None => self.base,
         })
     }
@@ -301,10 +303,19 @@ impl SequentialWriter {
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                // From here on, the ordinary way: that job's bytes, what is gathered (so
+                // that nothing waits in the buffer while later bytes go straight to the
+                // file), and every later write.
                 tracing::debug!("O_DIRECT write refused, writing buffered: {e}");
                 self.direct = None;
                 self.file
-                    .write_all_at(&job.buf[job.head..job.head + job.len], job.offset)
+                    .write_all_at(&job.buf[job.head..job.head + job.len], job.offset)?;
+                let gathered = (self.end - self.base) as usize;
+                self.file
+                    .write_all_at(&self.buf[self.head..self.head + gathered], self.base)?;
+                self.base = self.end;
+                self.buf.truncate(self.head);
+                Ok(())
             }
             Err(e) => Err(e),
         }
@@ -313,11 +324,14 @@ impl SequentialWriter {
     /// Hands the whole blocks gathered to the writer thread (once it is done with the last
     /// ones) and goes on in the other buffer, from the partial block.
     fn write_blocks(&mut self) -> io::Result<()> {
-        let whole = (floor(self.end) - self.base) as usize;
-        if whole == 0 {
+        if floor(self.end) <= self.base {
             return Ok(());
         }
         self.collect(true)?;
+        let whole = floor(self.end).saturating_sub(self.base) as usize;
+        if whole == 0 {
+            return Ok(());
+        }
         let gathered = (self.end - self.base) as usize;
         let Some(direct) = &mut self.direct else {
             self.file

@@ -14,6 +14,8 @@
 //! - [`bridge`]: the bridge client and the daemon's link to it (membership, keys, changes,
 //!   chain entries, search index, the audit of each folder's transparency log).
 //! - [`sync`]: the folder document (Automerge), the plan, and applying it to disk.
+//! - [`early`]: a large new file moves to peers while it is scanned (offer, outbox, staging).
+//! - [`direct_write`]: a large received file written past the page cache (`O_DIRECT`).
 //! - [`check`]: `harp check`, the whole record checked against itself and the disk.
 //! - [`metrics`]: Prometheus counters of a running daemon.
 //! - [`members`], [`invite`]: who may fetch a folder's chunks; invitations.
