@@ -56,16 +56,18 @@ struct Direct {
     spare: Option<Vec<u8>>,
 }
 
+/// How the writer thread writes a job (a seam for the tests: a file system that refuses).
+type WriteFn = fn(&File, &[u8], u64) -> io::Result<()>;
+
 impl Direct {
-    fn start(file: File) -> io::Result<Self> {
+    fn start(file: File, write: WriteFn) -> io::Result<Self> {
         let (jobs, inbox) = mpsc::sync_channel::<Job>(1);
         let (outbox, results) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("harp-direct-write".into())
             .spawn(move || {
                 for job in inbox {
-                    let written =
-                        file.write_all_at(&job.buf[job.head..job.head + job.len], job.offset);
+                    let written = write(&file, &job.buf[job.head..job.head + job.len], job.offset);
                     if outbox.send((job, written)).is_err() {
                         return;
                     }
@@ -146,7 +148,7 @@ impl SequentialWriter {
             Mode::empty(),
         )
         .map_err(io::Error::from)
-        .and_then(|fd| Direct::start(File::from(fd)))
+        .and_then(|fd| Direct::start(File::from(fd), |f, bytes, at| f.write_all_at(bytes, at)))
         .map_err(|e| tracing::debug!(path = %path.display(), "no O_DIRECT: {e}"))
         .ok();
         Self::with(file, direct)
@@ -407,6 +409,37 @@ mod tests {
     fn takes_direct_writes(dir: &tempfile::TempDir) -> bool {
         let kind = rustix::fs::statfs(dir.path()).unwrap().f_type as u64;
         [0xEF53, 0x5846_5342, 0x9123_683E].contains(&kind)
+    }
+
+    /// A file system that opens with O_DIRECT but refuses the writes (another alignment).
+    #[test]
+    fn a_refused_direct_write_falls_back_without_losing_a_byte() {
+        let data = random(4, (12 << 20) + 77);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = File::create_new(&path).unwrap();
+        file.set_len(data.len() as u64).unwrap();
+        let refusing = Direct::start(file.try_clone().unwrap(), |_, _, _| {
+            Err(io::Error::from(io::ErrorKind::InvalidInput))
+        })
+        .unwrap();
+        let mut w = SequentialWriter::with(file, Some(refusing));
+        let all = pieces(data.len());
+        let (first, rest) = all.split_at(all.len() / 2);
+        // Past the first buffer (so a job is refused while more is gathered), then a piece
+        // from before, then the rest.
+        for &(at, len) in first.iter().skip(1) {
+            w.write_at(&data[at..at + len], at as u64).unwrap();
+        }
+        let (at, len) = first[0];
+        w.write_at(&data[at..at + len], at as u64).unwrap();
+        assert!(!w.is_direct());
+        for &(at, len) in rest {
+            w.write_at(&data[at..at + len], at as u64).unwrap();
+        }
+        w.flush().unwrap();
+        assert_eq!(w.in_file_below().unwrap(), u64::MAX);
+        assert!(contents(&dir) == data);
     }
 
     fn contents(dir: &tempfile::TempDir) -> Vec<u8> {
