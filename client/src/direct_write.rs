@@ -94,6 +94,11 @@ impl Drop for Direct {
 }
 
 /// Writes a file from bytes that arrive at roughly increasing offsets (see the module doc).
+///
+/// **It owns the file's bytes**: a block is written whole, so the bytes between two it was
+/// given (a chunk that never came) may be written as zeros. Use it on a file that nothing
+/// else writes, or has written, while it runs: a new staging file, or a new file that comes
+/// whole from peers, not one that already holds bytes copied from elsewhere.
 pub struct SequentialWriter {
     /// The ordinary descriptor.
     file: File,

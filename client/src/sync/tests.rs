@@ -332,6 +332,27 @@ fn a_large_new_file_written_past_the_page_cache_arrives_whole_with_its_tags() {
 }
 
 #[test]
+fn a_large_new_file_that_shares_chunks_with_a_local_file_keeps_the_bytes_copied_from_it() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    // B has the first 4 MiB already (another file); the new file needs more than
+    // direct_write::WORTH_IT from the peer besides.
+    let size = crate::direct_write::WORTH_IT as usize + (6 << 20) + 777;
+    let big = crate::testutil::random(b"shared", size);
+    a.write("early-part.bin", &big[..4 << 20]);
+    converge(&mut a, &mut b);
+    a.write("big.bin", &big);
+    let report = {
+        let m = members(&[&a, &b]);
+        a.round(&m, &[]);
+        exchange(&mut a, &mut b);
+        b.round(&m, &[&a])
+    };
+    assert!(report.reused_bytes > 0, "{report:?}");
+    assert!(std::fs::read(b.path("big.bin")).unwrap() == big);
+}
+
+#[test]
 fn concurrent_edits_keep_both_versions_and_both_devices_agree() {
     let mut a = Device::new(1);
     let mut b = Device::new(2);

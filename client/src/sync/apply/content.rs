@@ -592,8 +592,10 @@ pub(super) fn build_content(
     let local = started.elapsed();
     let mut fetched = staged_bytes;
     if !remote.is_empty() {
-        // A new file (nothing of it to keep cached, see `Writeback`) with much to fetch is
-        // written past the page cache: less CPU while both devices share it.
+        // A large new file (nothing of it to keep cached, see `Writeback`) that comes whole
+        // from peers is written past the page cache: less CPU while both devices share it.
+        // Only whole: the writer owns every byte of the file (it may write zeros between
+        // the bytes it is given), so not over bytes staged or copied from local files.
         let remote_bytes: u64 = remote
             .iter()
             .filter_map(|id| offsets.get(id))
@@ -601,6 +603,7 @@ pub(super) fn build_content(
             .map(|(_, len)| u64::from(*len))
             .sum();
         if previous.is_none()
+            && remote_bytes == record.size
             && remote_bytes >= direct_write::WORTH_IT
             && let Ok(f) = file.try_clone()
         {
