@@ -264,17 +264,20 @@ impl SequentialWriter {
             return self.file.write_all_at(data, offset);
         }
         if stop - self.base > SPAN as u64 {
-            // A jump ahead: write out what is gathered and start afresh at this offset.
+            // A jump ahead (or a piece larger than what is left of the buffer): write out what
+            // is gathered and start afresh at this offset, but never in a block that holds
+            // bytes written already (the flush wrote the last partial one the ordinary way).
             self.flush()?;
-            self.base = floor(offset);
-            self.end = self.base;
+            let start = floor(offset).max(ceil(self.end));
             self.buf.truncate(self.head);
-            if stop - self.base > SPAN as u64 {
-                // Larger than a buffer (chunks never are): the ordinary way, past `base`.
+            if offset < start || stop - start > SPAN as u64 {
+                // The ordinary way, and nothing is gathered below its end from here on.
                 self.base = ceil(stop);
                 self.end = self.base;
                 return self.file.write_all_at(data, offset);
             }
+            self.base = start;
+            self.end = start;
         }
         let at = self.head + (offset - self.base) as usize;
         if self.buf.len() < at + data.len() {
@@ -422,6 +425,25 @@ mod tests {
             SequentialWriter::new(file, &path)
         };
         (dir, writer)
+    }
+
+    #[test]
+    fn a_piece_too_large_for_the_rest_of_the_buffer_keeps_the_bytes_before_it() {
+        let size = 3 * SPAN;
+        let data = random(5, size);
+        let (dir, mut w) = setup(size as u64, false);
+        // A flush leaves a partial block written the ordinary way; the next piece starts in
+        // that block and is almost a buffer long; then more after it.
+        let cuts = [0, 1000, 1000 + SPAN - 100, 2 * SPAN + 5, size];
+        for (i, pair) in cuts.windows(2).enumerate() {
+            let (at, end) = (pair[0], pair[1]);
+            w.write_at(&data[at..end], at as u64).unwrap();
+            if i == 0 {
+                w.flush().unwrap();
+            }
+        }
+        w.flush().unwrap();
+        assert!(contents(&dir) == data);
     }
 
     /// A file system that opens with O_DIRECT but refuses the writes (another alignment).
