@@ -280,10 +280,17 @@ impl SequentialWriter {
             self.end = start;
         }
         let at = self.head + (offset - self.base) as usize;
-        if self.buf.len() < at + data.len() {
-            self.buf.resize(at + data.len(), 0);
+        if at >= self.buf.len() {
+            // Past what is gathered (the usual case: right after it): zeros for a gap, then
+            // the bytes, without filling their place with zeros first.
+            self.buf.resize(at, 0);
+            self.buf.extend_from_slice(data);
+        } else {
+            if self.buf.len() < at + data.len() {
+                self.buf.resize(at + data.len(), 0);
+            }
+            self.buf[at..at + data.len()].copy_from_slice(data);
         }
-        self.buf[at..at + data.len()].copy_from_slice(data);
         self.end = self.end.max(stop);
         Ok(())
     }
