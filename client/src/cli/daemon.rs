@@ -18,6 +18,9 @@ pub struct PeersArgs {
 
 /// How many malloc arenas the daemon lets glibc make (see [`limit_malloc_arenas`]).
 const MALLOC_ARENAS: &str = "2";
+/// Blocks from this size on are mapped on their own (see [`limit_malloc_arenas`]): above the
+/// largest blob (256 KiB and its header), so chunks stay on the heap.
+const MMAP_THRESHOLD: usize = 1 << 20;
 
 /// Re-executes the daemon with `MALLOC_ARENA_MAX` set, unless the environment sets it.
 ///
@@ -28,6 +31,14 @@ const MALLOC_ARENAS: &str = "2";
 /// side instead of 100-107, and 82-86 instead of 90-91 on the receiving side, for about 5 % more
 /// CPU (docs/benchmarks.md). glibc reads the limit once, at process start, hence the exec
 /// (same process id, arguments and descriptors). If it fails the daemon runs on as it is.
+///
+/// Unless `GLIBC_TUNABLES` is set, the exec also fixes glibc's mmap threshold at
+/// [`MMAP_THRESHOLD`]. Left alone, glibc raises it to the largest block freed so far (a scan's
+/// 8 MiB window, a 4 MiB write buffer) and its trim threshold to twice that, so after a
+/// large file the heap keeps tens of MB it could give back. Fixed, the large buffers are
+/// mapped and unmapped on their own and the heap is trimmed past 128 KiB: over whole `harp
+/// bench sync` runs, peaks of 70-81 / 80-91 MB against 73-99 / 87-94 MB (seven pairs,
+/// docs/benchmarks.md, session 18), CPU within the spread.
 fn limit_malloc_arenas() {
     use std::os::unix::process::CommandExt as _;
     if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
@@ -36,10 +47,17 @@ fn limit_malloc_arenas() {
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
-    let err = std::process::Command::new(exe)
+    let mut command = std::process::Command::new(exe);
+    command
         .args(std::env::args_os().skip(1))
-        .env("MALLOC_ARENA_MAX", MALLOC_ARENAS)
-        .exec();
+        .env("MALLOC_ARENA_MAX", MALLOC_ARENAS);
+    if std::env::var_os("GLIBC_TUNABLES").is_none() {
+        command.env(
+            "GLIBC_TUNABLES",
+            format!("glibc.malloc.mmap_threshold={MMAP_THRESHOLD}"),
+        );
+    }
+    let err = command.exec();
     eprintln!("harp: could not restart with MALLOC_ARENA_MAX={MALLOC_ARENAS} ({err}); going on");
 }
 
