@@ -595,9 +595,7 @@ impl net::early::EarlySink for EarlyReceiver {
         if std::fs::symlink_metadata(f.root.join(path)).is_ok() {
             return decline("something is there on disk");
         }
-        let room = rustix::fs::statvfs(&f.root)
-            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
-            .unwrap_or(0);
+        let room = crate::store::free_bytes(&f.root).unwrap_or(0);
         if room < size.saturating_add(crate::early::MIN_SIZE) {
             return decline("not enough free space");
         }
@@ -664,30 +662,24 @@ async fn serve(
     let c = &node.config;
     let me = node.device_id();
     let mut folders = Vec::new();
+    // The folders that take offers of large new files (crate::early), with early transfer on.
+    let mut offered = HashMap::new();
     for f in &c.folders {
         let members = shared
             .get(&f.id)
             .map(|s| s.members.clone())
             .unwrap_or_default();
+        if early.is_some()
+            && let Some((_, _, control)) = statuses.iter().find(|(id, _, _)| *id == f.id)
+        {
+            let folder = Arc::new(node.open_folder(f)?);
+            offered.insert(f.id, (folder, members.clone(), control.clone()));
+        }
         folders.push((node.open_folder(f)?, members));
     }
     let mut source = LocalSource::new(Index::open(&node.dirs.index())?.with_cache_mib(4)?, folders);
     if let Some((outbox, staging)) = early {
         source = source.with_outbox(outbox);
-        let mut offered = HashMap::new();
-        for f in &c.folders {
-            let members = shared
-                .get(&f.id)
-                .map(|s| s.members.clone())
-                .unwrap_or_default();
-            let Some((_, _, control)) = statuses.iter().find(|(id, _, _)| *id == f.id) else {
-                continue;
-            };
-            offered.insert(
-                f.id,
-                (Arc::new(node.open_folder(f)?), members, control.clone()),
-            );
-        }
         let receiver = EarlyReceiver {
             staging,
             folders: offered,

@@ -72,6 +72,13 @@ pub fn temp_dir(folder: &Folder) -> PathBuf {
     folder.root.join(MARKER_DIR).join("tmp")
 }
 
+/// Bytes an unprivileged writer can still put on the file system that holds `path`, if it
+/// says (`statvfs`).
+pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    let fs = rustix::fs::statvfs(path).ok()?;
+    Some(fs.f_bavail.saturating_mul(fs.f_frsize))
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

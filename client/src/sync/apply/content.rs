@@ -350,10 +350,9 @@ fn kernel_copy(
 /// fail writing it. (A disk that fills while the file is written still fails cleanly: the
 /// temp file goes, the error is the file's reason to wait.)
 fn enough_room(tmp_dir: &std::path::Path, record: &Record) -> Result<(), Defer> {
-    let Ok(fs) = rustix::fs::statvfs(tmp_dir) else {
+    let Some(free) = store::free_bytes(tmp_dir) else {
         return Ok(()); // no figure: let the writes tell
     };
-    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
     if record.size > free {
         const MB: f64 = 1e6;
         return Err(later(format!(
