@@ -350,6 +350,8 @@ fn start_worker(
     let folder = node.open_folder(cfg)?;
     clear_temp_area(&folder);
     let mut index = Index::open(&node.dirs.index())?;
+    // Before the first scan, which would take an edit cut short for a local one.
+    crate::sync::apply::recover_edits_in_place(&index, &folder);
     let device = node.device.clone();
     let timing = Timing {
         settle: Duration::from_millis(node.config.watch_delay_ms),

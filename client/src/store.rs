@@ -150,34 +150,70 @@ pub fn keep(index: &Index, folder: &Folder, rel: &str, reason: &str) -> Result<O
     } else {
         return Ok(None);
     };
+    let row = VersionRow {
+        id: 0,
+        path: rel.to_owned(),
+        stored: String::new(),
+        kind,
+        size: meta.len(),
+        mode: meta.mode() & 0o7777,
+        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        kept_ms: now_ms(),
+        reason: reason.to_owned(),
+    };
+    store_as_version(index, folder, &src, row).map(Some)
+}
+
+/// Records `file` (a durable regular file outside the folder's tree, in its temp area) as a
+/// version of `rel` that had `size`, `mode` and `mtime_ns`, moving it into the versions store.
+/// For a version that is no longer at `rel` (an edit written into the file in place kept the
+/// bytes it replaced, and rebuilt the version from them).
+pub fn keep_file(
+    index: &Index,
+    folder: &Folder,
+    rel: &str,
+    file: &Path,
+    (size, mode, mtime_ns): (u64, u32, i64),
+    reason: &str,
+) -> Result<VersionRow> {
+    let row = VersionRow {
+        id: 0,
+        path: rel.to_owned(),
+        stored: String::new(),
+        kind: EntryKind::File,
+        size,
+        mode,
+        mtime_ns,
+        kept_ms: now_ms(),
+        reason: reason.to_owned(),
+    };
+    store_as_version(index, folder, file, row)
+}
+
+/// Renames `src` into the versions store under a free stamped name and records `row` (its
+/// `stored` filled in here).
+fn store_as_version(
+    index: &Index,
+    folder: &Folder,
+    src: &Path,
+    mut row: VersionRow,
+) -> Result<VersionRow> {
     let base = versions_dir(folder);
-    let kept_ms = now_ms();
     let mut n = 0;
-    let stored = loop {
-        let name = stored_name(rel, kept_ms, n);
+    row.stored = loop {
+        let name = stored_name(&row.path, row.kept_ms, n);
         if fs::symlink_metadata(base.join(&name)).is_err() {
             break name;
         }
         n += 1;
     };
-    let dst = base.join(&stored);
+    let dst = base.join(&row.stored);
     if let Some(parent) = dst.parent() {
         fs::create_dir_all(parent).map_err(io(parent))?;
     }
-    fs::rename(&src, &dst).map_err(io(&dst))?;
-    let mut row = VersionRow {
-        id: 0,
-        path: rel.to_owned(),
-        stored,
-        kind,
-        size: meta.len(),
-        mode: meta.mode() & 0o7777,
-        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-        kept_ms,
-        reason: reason.to_owned(),
-    };
+    fs::rename(src, &dst).map_err(io(&dst))?;
     row.id = index.add_version(&folder.id, &row)?;
-    Ok(Some(row))
+    Ok(row)
 }
 
 /// Puts version `number` (1 = oldest, as [`Index::versions`] lists them) of `rel` back in

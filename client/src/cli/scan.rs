@@ -100,6 +100,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let cfg = node.config.folder(&args.folder)?.clone();
     let folder = node.open_folder(&cfg)?;
     let mut index = node.index()?;
+    // An edit a stopped daemon cut short is finished or undone first (not under a running
+    // daemon, whose edit it may be).
+    if let Ok(_daemon_lock) = crate::daemon::lock_data_dir(&node) {
+        crate::sync::apply::recover_edits_in_place(&index, &folder);
+    }
     let progress = Progress::default();
     let show = !args.json && std::io::stderr().is_terminal();
     let done = std::sync::atomic::AtomicBool::new(false);

@@ -55,6 +55,7 @@ mod content;
 mod install;
 mod moves;
 mod one_way;
+mod patch;
 mod window;
 
 #[cfg(test)]
@@ -67,6 +68,9 @@ pub(super) use install::tests_hook;
 pub(super) use moves::{GivenUp, Keeper, take_over};
 use moves::{move_signed, yield_path};
 use one_way::{discard, override_with};
+pub use patch::recover as recover_edits_in_place;
+#[cfg(test)]
+pub(super) use patch::tests_hook as patch_hook;
 use window::{Ahead, Built, Parts, Prefetched, Windows, prepare};
 
 /// The folder document, shared with the metadata sessions: locked only for short reads and

@@ -352,6 +352,166 @@ fn a_large_new_file_that_shares_chunks_with_a_local_file_keeps_the_bytes_copied_
     assert!(std::fs::read(b.path("big.bin")).unwrap() == big);
 }
 
+/// A and B in sync on a large file, written in place from here on whatever the file system
+/// (see `apply::patch`); returns its content and B's inode of it.
+fn large_file_in_sync(a: &mut Device, b: &mut Device) -> (Vec<u8>, u64) {
+    use std::os::unix::fs::MetadataExt;
+    super::apply::patch_hook::IN_PLACE.with(|f| f.set(Some(true)));
+    let size = 20 << 20;
+    let big = crate::testutil::random(b"in place", size);
+    a.write("big.bin", &big);
+    converge(a, b);
+    assert!(std::fs::read(b.path("big.bin")).unwrap() == big);
+    let inode = std::fs::metadata(b.path("big.bin")).unwrap().ino();
+    (big, inode)
+}
+
+/// `data` with 4 KiB overwritten in its middle.
+fn overwritten(data: &[u8], fill: u8) -> Vec<u8> {
+    let mut edited = data.to_vec();
+    let mid = data.len() / 2 + 1000;
+    edited[mid..mid + 4096].fill(fill);
+    edited
+}
+
+/// B's kept versions of `rel`, oldest first: (bytes, mode, mtime).
+fn kept_versions(d: &Device, rel: &str) -> Vec<(Vec<u8>, u32, i64)> {
+    d.index
+        .versions(&d.folder.id, rel)
+        .unwrap()
+        .into_iter()
+        .map(|v| {
+            let file = crate::store::versions_dir(&d.folder).join(&v.stored);
+            (std::fs::read(file).unwrap(), v.mode, v.mtime_ns)
+        })
+        .collect()
+}
+
+fn mtime_of(d: &Device, rel: &str) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(d.path(rel)).unwrap();
+    m.mtime() * 1_000_000_000 + m.mtime_nsec()
+}
+
+#[test]
+fn a_small_edit_of_a_large_file_is_written_in_place_and_its_previous_version_kept_whole() {
+    use std::os::unix::fs::MetadataExt;
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    let (big, inode) = large_file_in_sync(&mut a, &mut b);
+    let old_mtime = mtime_of(&b, "big.bin");
+    let edited = overwritten(&big, 7);
+    a.write("big.bin", &edited);
+    let m = members(&[&a, &b]);
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    let report = b.round(&m, &[&a]);
+    assert!(std::fs::read(b.path("big.bin")).unwrap() == edited);
+    // The same file, written where it changed: not a new file built whole.
+    assert_eq!(std::fs::metadata(b.path("big.bin")).unwrap().ino(), inode);
+    assert_eq!(mtime_of(&b, "big.bin"), mtime_of(&a, "big.bin"));
+    assert!(report.fetched_bytes < 1 << 20, "{report:?}");
+    assert!(report.reused_bytes > 19 << 20, "{report:?}");
+    // The version it replaced is in the versions store, whole, with its mtime.
+    let kept = kept_versions(&b, "big.bin");
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].0 == big);
+    assert_eq!(kept[0].2, old_mtime);
+    assert!(
+        !b.folder
+            .root
+            .join(".harp/patches")
+            .read_dir()
+            .unwrap()
+            .any(|_| true)
+    );
+    // The index describes the file as it is: the next round publishes nothing, and the tags
+    // are the new bytes'.
+    assert_tags(&b, "big.bin", &edited);
+    let again = b.round(&m, &[&a]);
+    assert_eq!(again.published, 0, "{again:?}");
+    converge(&mut a, &mut b);
+    assert_eq!(a.tree(), b.tree());
+    super::apply::patch_hook::IN_PLACE.with(|f| f.set(None));
+}
+
+#[test]
+fn an_edit_in_place_cut_short_is_rolled_back_at_restart_then_installed_again() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    let (big, _) = large_file_in_sync(&mut a, &mut b);
+    let old_mtime = mtime_of(&b, "big.bin");
+    let edited = overwritten(&big, 9);
+    a.write("big.bin", &edited);
+    let m = members(&[&a, &b]);
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    super::apply::patch_hook::KILL_AFTER_PATCH.with(|k| k.set(true));
+    let r = b.try_round(&m, &[&a], None);
+    assert!(
+        r.as_ref().is_err_and(|e| e.to_string().contains("killed")),
+        "{r:?}"
+    );
+    // Cut short after the bytes went in, before the index knew.
+    assert!(std::fs::read(b.path("big.bin")).unwrap() == edited);
+    super::apply::recover_edits_in_place(&b.index, &b.folder);
+    assert!(std::fs::read(b.path("big.bin")).unwrap() == big);
+    assert_eq!(mtime_of(&b, "big.bin"), old_mtime);
+    // The restarted round installs it, and nothing of B's is taken for a local edit.
+    let report = b.round(&m, &[&a]);
+    assert_eq!(report.published, 0, "{report:?}");
+    assert!(std::fs::read(b.path("big.bin")).unwrap() == edited);
+    let kept = kept_versions(&b, "big.bin");
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].0 == big);
+    converge(&mut a, &mut b);
+    assert_eq!(a.tree(), b.tree());
+    no_conflict_copies(&b.tree());
+    super::apply::patch_hook::IN_PLACE.with(|f| f.set(None));
+}
+
+#[test]
+fn a_version_replaced_in_place_is_kept_at_restart_or_before_the_next_edit_if_cut_short() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    let (big, _) = large_file_in_sync(&mut a, &mut b);
+    let m = members(&[&a, &b]);
+    let mut versions = vec![big];
+    for (i, restart) in [(1u8, true), (2, false), (3, false)] {
+        let next = overwritten(versions.last().unwrap(), 10 + i);
+        a.write("big.bin", &next);
+        a.round(&m, &[]);
+        exchange(&mut a, &mut b);
+        super::apply::patch_hook::KILL_BEFORE_KEEP.with(|k| k.set(true));
+        let r = b.try_round(&m, &[&a], None);
+        assert!(
+            r.as_ref().is_err_and(|e| e.to_string().contains("killed")),
+            "{r:?}"
+        );
+        assert!(std::fs::read(b.path("big.bin")).unwrap() == next);
+        if restart {
+            super::apply::recover_edits_in_place(&b.index, &b.folder);
+        }
+        versions.push(next);
+        // Whether kept at the restart or by the next edit's install, before it writes.
+        let kept = kept_versions(&b, "big.bin");
+        let expect = if restart { 1 } else { i as usize - 1 };
+        assert_eq!(kept.len(), expect, "edit {i}");
+    }
+    converge(&mut a, &mut b);
+    super::apply::recover_edits_in_place(&b.index, &b.folder);
+    let kept: Vec<Vec<u8>> = kept_versions(&b, "big.bin")
+        .into_iter()
+        .map(|k| k.0)
+        .collect();
+    assert!(
+        kept == versions[..3],
+        "every replaced version is kept, in order"
+    );
+    assert!(std::fs::read(b.path("big.bin")).unwrap() == versions[3]);
+    super::apply::patch_hook::IN_PLACE.with(|f| f.set(None));
+}
+
 #[test]
 fn concurrent_edits_keep_both_versions_and_both_devices_agree() {
     let mut a = Device::new(1);

@@ -24,7 +24,7 @@ use crate::sync::progress::Progress;
 pub(super) type Nodes = Vec<(ChunkId, Vec<u8>)>;
 
 /// The manifest nodes and chunk list of a version, fetching missing nodes level by level.
-fn chunk_list(
+pub(super) fn chunk_list(
     index: &Index,
     ctx: &Context<'_>,
     record: &Record,

@@ -13,6 +13,7 @@ use harp_protocol::manifest::EntryKind;
 use harp_protocol::record::Record;
 
 use super::content::build_content;
+use super::patch;
 use super::window::Built;
 use super::{Context, Defer, Doc, InstallJournal, Report, later, lock};
 use crate::index::{FileRow, Index};
@@ -256,6 +257,8 @@ pub(super) fn install(
     let mut noted = false;
     // Whether mode and mtime came with a file built ahead.
     let mut meta_done = false;
+    // An edit written into the file in place, whose previous version is kept at the end.
+    let mut patched = None;
     match record.kind {
         EntryKind::Directory => match &target_meta {
             Some(m) if m.is_dir() => {}
@@ -315,6 +318,14 @@ pub(super) fn install(
             }
             locs = Some(l);
             nodes = n;
+        }
+        EntryKind::File
+            if built.is_none()
+                && let Some(p) = in_place(index, ctx, record, &mine, &replacing, report)? =>
+        {
+            locs = Some(p.locs);
+            nodes = p.nodes;
+            patched = Some(p.previous);
         }
         EntryKind::File => {
             let (tmp, l, n) = match built {
@@ -403,7 +414,30 @@ pub(super) fn install(
     if noted {
         journal.recorded();
     }
+    if let Some(p) = patched {
+        #[cfg(test)]
+        super::patch::tests_hook::killed_before_keep()?;
+        super::patch::keep_previous(index, folder, p);
+    }
     Ok(())
+}
+
+/// The edit written into the file in place, if it can be (see [`patch`]): only over the
+/// same file at the same path.
+fn in_place(
+    index: &Index,
+    ctx: &Context<'_>,
+    record: &Record,
+    mine: &Option<FileRow>,
+    replacing: &Option<FileRow>,
+    report: &mut Report,
+) -> Result<Option<patch::Patched>, Defer> {
+    match (mine, replacing) {
+        (Some(m), Some(r)) if r.file_id == m.file_id && r.path == m.path => {
+            patch::write_in_place(index, ctx, record, m, report)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Checks, right before the rename, that the target still holds what it held when planned.

@@ -1,0 +1,726 @@
+//! An edit that keeps a large file's length, written into the file in place, on a file system
+//! that cannot share blocks between files (ext4, F2FS).
+//!
+//! An install normally builds the new version whole in the temp area and renames it over the
+//! old one, which goes to the versions store. The unchanged bytes are copied from the old
+//! version: on btrfs or XFS the kernel shares their blocks (milliseconds), but on ext4 it
+//! writes them again, and a 4 KiB edit of a 1 GiB file costs a 1 GiB copy (1.1-2.0 s on this
+//! host) before the edit shows. Here the changed bytes are written into the file itself
+//! instead, and the previous version is rebuilt in the versions store afterwards, from the
+//! patched file and the bytes the patch replaced. The copy still happens, but after the new
+//! version is in place, not before. The previous version is still kept whole.
+//!
+//! The steps, and what a kill -9 between any two of them leaves:
+//! 1. The changed byte ranges' old and new bytes go to a journal,
+//!    `<folder>/.harp/patches/<file id>`, which ends with a BLAKE3 of all before it. It is
+//!    fsynced, and so is its directory. A torn journal belongs to a patch that never started.
+//! 2. The file is checked against its index row (the scan's size, mtime and inode) and, if it
+//!    still matches, the new bytes are written and fsynced.
+//! 3. The installer sets the mode and mtime and commits the index row of the new version.
+//! 4. The previous version is rebuilt in the temp area (a copy of the file, with the old
+//!    bytes put back), made durable, and renamed into the versions store; the journal goes.
+//!
+//! [`recover`] runs on each folder before its first scan. A journal whose file's index row
+//! still names the old version (killed before step 3) is rolled back: the old bytes, mode and
+//! mtime are put back, so the file is again what the index says and the install simply
+//! runs again. A journal whose row names the new version (killed in step 4) has its previous
+//! version rebuilt. Between a kill in step 2 and the restart, the changed ranges (a few KiB
+//! for a small edit) can hold part old, part new bytes: this is the one place where a file
+//! under its final name may briefly be neither version, which is why it is used only where
+//! the alternative is a copy of the whole file (16 MiB and more, an edit of at most 8 MiB).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use harp_protocol::blob::BlobKind;
+use harp_protocol::ids::{ChunkId, ContentRoot, FileId};
+use harp_protocol::manifest::EntryKind;
+use harp_protocol::record::Record;
+
+use super::content::{Nodes, chunk_list};
+use super::{Context, Defer, Report, later};
+use crate::index::{ChunkLoc, ChunkTag, FileRow, Index};
+use crate::scan::{Folder, MARKER_DIR};
+use crate::store;
+
+/// The smallest file written in place: below it a copy is cheap.
+pub(super) const WORTH_IT: u64 = 16 << 20;
+/// The most bytes of changed chunks written in place (held twice in memory, old and new).
+const MAX_PATCH: u64 = 8 << 20;
+
+/// `<root>/.harp/patches`: the journals of edits written in place.
+fn patches_dir(folder: &Folder) -> PathBuf {
+    folder.root.join(MARKER_DIR).join("patches")
+}
+
+fn journal_path(folder: &Folder, id: &FileId) -> PathBuf {
+    patches_dir(folder).join(id.to_string())
+}
+
+/// Whether the folder's file system is one where an edit is written in place: a local one
+/// that cannot share blocks (ext2/3/4, F2FS). Elsewhere the whole-file build shares blocks
+/// (btrfs, XFS, bcachefs) or its atomic rename is worth the copy (network and FUSE file
+/// systems, whose failure modes are their own).
+fn writes_in_place(root: &Path) -> bool {
+    #[cfg(test)]
+    if let Some(forced) = tests_hook::IN_PLACE.with(|f| f.get()) {
+        return forced;
+    }
+    const KINDS: [u64; 2] = [0xEF53, 0xF2F5_2010];
+    rustix::fs::statfs(root).is_ok_and(|fs| KINDS.contains(&(fs.f_type as u64)))
+}
+
+/// One changed stretch of the file: its bytes before and after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Range {
+    offset: u64,
+    old: Vec<u8>,
+    new: Vec<u8>,
+}
+
+/// A patch's journal (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Journal {
+    path: String,
+    file_id: FileId,
+    old_root: ContentRoot,
+    new_root: ContentRoot,
+    size: u64,
+    old_mode: u32,
+    old_mtime_ns: i64,
+    inode: u64,
+    dev: u64,
+    ranges: Vec<Range>,
+}
+
+impl Journal {
+    /// A JSON header line, the old bytes of every range, their new bytes, then a BLAKE3 of
+    /// all that.
+    fn encode(&self) -> Vec<u8> {
+        let ranges: Vec<(u64, usize)> = self
+            .ranges
+            .iter()
+            .map(|r| (r.offset, r.old.len()))
+            .collect();
+        let header = serde_json::json!({
+            "path": self.path,
+            "file_id": self.file_id.to_string(),
+            "old_root": self.old_root.to_string(),
+            "new_root": self.new_root.to_string(),
+            "size": self.size,
+            "old_mode": self.old_mode,
+            "old_mtime_ns": self.old_mtime_ns,
+            "inode": self.inode,
+            "dev": self.dev,
+            "ranges": ranges,
+        });
+        let mut out = header.to_string().into_bytes();
+        out.push(b'\n');
+        for r in &self.ranges {
+            out.extend_from_slice(&r.old);
+        }
+        for r in &self.ranges {
+            out.extend_from_slice(&r.new);
+        }
+        let sum = blake3::hash(&out);
+        out.extend_from_slice(sum.as_bytes());
+        out
+    }
+
+    /// `None` for anything but a whole journal.
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(32)?)?;
+        if blake3::hash(body).as_bytes() != sum {
+            return None;
+        }
+        let nl = body.iter().position(|b| *b == b'\n')?;
+        let header: serde_json::Value = serde_json::from_slice(&body[..nl]).ok()?;
+        let text = |k: &str| header.get(k)?.as_str();
+        let int = |k: &str| header.get(k)?.as_u64();
+        let spans: Vec<(u64, usize)> =
+            serde_json::from_value(header.get("ranges")?.clone()).ok()?;
+        let rest = &body[nl + 1..];
+        let total = spans
+            .iter()
+            .try_fold(0usize, |sum, (_, n)| sum.checked_add(*n))?;
+        if rest.len() != total.checked_mul(2)? {
+            return None;
+        }
+        let (olds, news) = rest.split_at(total);
+        let mut at = 0;
+        let mut ranges = Vec::with_capacity(spans.len());
+        for (offset, n) in spans {
+            ranges.push(Range {
+                offset,
+                old: olds.get(at..at + n)?.to_vec(),
+                new: news.get(at..at + n)?.to_vec(),
+            });
+            at += n;
+        }
+        Some(Self {
+            path: text("path")?.to_owned(),
+            file_id: text("file_id")?.parse().ok()?,
+            old_root: text("old_root")?.parse().ok()?,
+            new_root: text("new_root")?.parse().ok()?,
+            size: int("size")?,
+            old_mode: u32::try_from(int("old_mode")?).ok()?,
+            old_mtime_ns: header.get("old_mtime_ns")?.as_i64()?,
+            inode: int("inode")?,
+            dev: int("dev")?,
+            ranges,
+        })
+    }
+
+    /// Writes the journal durably (a temp name, fsync, rename, fsync of the directory).
+    fn save(&self, folder: &Folder) -> std::io::Result<PathBuf> {
+        let dir = patches_dir(folder);
+        fs::create_dir_all(&dir)?;
+        let path = journal_path(folder, &self.file_id);
+        let tmp = dir.join(format!("{}.new", self.file_id));
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(&self.encode())?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        fs::File::open(&dir)?.sync_all()?;
+        Ok(path)
+    }
+
+    /// Whether `file` is still the inode the patch was made for, at its size.
+    fn same_inode(&self, m: &fs::Metadata) -> bool {
+        m.is_file() && m.ino() == self.inode && m.dev() == self.dev && m.len() == self.size
+    }
+}
+
+/// An edit written in place: what the installer records, and the version it replaced.
+pub(super) struct Patched {
+    /// The new version's chunks, where they are.
+    pub(super) locs: Vec<ChunkLoc>,
+    /// Manifest nodes fetched for it.
+    pub(super) nodes: Nodes,
+    /// To keep with [`keep_previous`] once the index holds the new version.
+    pub(super) previous: Previous,
+}
+
+/// The version an edit in place replaced, not yet in the versions store: its journal.
+pub(super) struct Previous(Journal);
+
+/// Writes `record` into the file `mine` describes, if it is an edit that keeps the file's
+/// length (see the module doc); the file is then fsynced, its mode and mtime still the old
+/// ones. `Ok(None)`: not this way (the caller builds the version whole).
+pub(super) fn write_in_place(
+    index: &Index,
+    ctx: &Context<'_>,
+    record: &Record,
+    mine: &FileRow,
+    report: &mut Report,
+) -> Result<Option<Patched>, Defer> {
+    let folder = ctx.folder;
+    let fits = record.kind == EntryKind::File
+        && mine.kind == EntryKind::File
+        && !mine.deleted
+        && mine.path == record.path
+        && mine.size == record.size
+        && record.size >= WORTH_IT;
+    if !fits || !writes_in_place(&folder.root) {
+        return Ok(None);
+    }
+    // The previous patch's version must be in the versions store before this one replaces
+    // the bytes it is rebuilt from.
+    let pending = journal_path(folder, &mine.file_id);
+    if pending.exists() {
+        recover_one(index, folder, &pending)?;
+        if pending.exists() {
+            return Err(later(format!(
+                "the version of {} before its last edit is not in the versions store yet",
+                record.path
+            )));
+        }
+    }
+    let started = Instant::now();
+    let (chunks, nodes) = chunk_list(index, ctx, record)?;
+    let old_rows = index.chunks(&folder.id, &mine.file_id)?;
+    if old_rows.iter().map(|c| u64::from(c.len)).sum::<u64>() != mine.size {
+        return Ok(None);
+    }
+    let old_at: HashMap<u64, (ChunkId, u32)> =
+        old_rows.iter().map(|c| (c.offset, (c.id, c.len))).collect();
+    let mut tags: HashMap<ChunkId, ChunkTag> = old_rows
+        .iter()
+        .filter_map(|c| Some((c.id, c.tag?)))
+        .collect();
+    let old_place: HashMap<ChunkId, (u64, u32)> =
+        old_rows.iter().map(|c| (c.id, (c.offset, c.len))).collect();
+
+    // The new chunks not at the same offset in the old version, as contiguous spans.
+    let mut locs = Vec::with_capacity(chunks.len());
+    let mut spans: Vec<(u64, u64)> = Vec::new();
+    let mut changed: Vec<(u64, ChunkId, u32)> = Vec::new();
+    let mut offset = 0u64;
+    for (i, c) in chunks.iter().enumerate() {
+        locs.push(ChunkLoc {
+            idx: i as u32,
+            offset,
+            len: c.len,
+            id: c.id,
+            tag: None,
+        });
+        if old_at.get(&offset) != Some(&(c.id, c.len)) {
+            changed.push((offset, c.id, c.len));
+            match spans.last_mut() {
+                Some((start, len)) if *start + *len == offset => *len += u64::from(c.len),
+                _ => spans.push((offset, u64::from(c.len))),
+            }
+        }
+        offset += u64::from(c.len);
+    }
+    let changed_bytes: u64 = spans.iter().map(|(_, n)| n).sum();
+    if changed.is_empty() || changed_bytes > MAX_PATCH {
+        return Ok(None);
+    }
+    // Room for the previous version's copy, as the whole-file build would need.
+    if store::free_bytes(&folder.root).is_some_and(|free| free < record.size + 2 * changed_bytes) {
+        return Ok(None);
+    }
+
+    let target = folder.root.join(&record.path);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&target)?;
+    let unchanged = |f: &fs::File| {
+        f.metadata().is_ok_and(|m| {
+            m.is_file()
+                && m.ino() == mine.inode
+                && m.dev() == mine.dev
+                && m.len() == mine.size
+                && m.mtime() * 1_000_000_000 + m.mtime_nsec() == mine.mtime_ns
+        })
+    };
+    if !unchanged(&file) {
+        return Err(later(format!(
+            "{} changed on disk since the last scan",
+            record.path
+        )));
+    }
+    // Each span's old bytes, and its new bytes from the old version (a chunk that moved) or
+    // from peers.
+    let mut ranges: Vec<Range> = Vec::with_capacity(spans.len());
+    for (start, len) in &spans {
+        let mut old = vec![0; *len as usize];
+        file.read_exact_at(&mut old, *start)?;
+        ranges.push(Range {
+            offset: *start,
+            old,
+            new: vec![0; *len as usize],
+        });
+    }
+    let mut filled = 0u64;
+    let mut put = |ranges: &mut [Range], id: ChunkId, plain: &[u8]| -> std::io::Result<()> {
+        for (at, _, len) in changed.iter().filter(|(_, c, _)| *c == id) {
+            if plain.len() != *len as usize {
+                return Err(std::io::Error::other(format!(
+                    "chunk {id} has {} bytes, the manifest says {len}",
+                    plain.len()
+                )));
+            }
+            let r = ranges
+                .iter_mut()
+                .rfind(|r| r.offset <= *at)
+                .ok_or_else(|| std::io::Error::other("a changed chunk outside its range"))?;
+            let from = (*at - r.offset) as usize;
+            r.new[from..from + plain.len()].copy_from_slice(plain);
+            filled += u64::from(*len);
+        }
+        Ok(())
+    };
+    let mut remote = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (_, id, _) in &changed {
+        if !seen.insert(*id) {
+            continue;
+        }
+        match old_place.get(id) {
+            Some(&(at, len)) => {
+                let mut plain = vec![0; len as usize];
+                file.read_exact_at(&mut plain, at)?;
+                put(&mut ranges, *id, &plain)?;
+            }
+            None => remote.push(*id),
+        }
+    }
+    let keys = &ctx.folder.keys;
+    let mut fetched = 0u64;
+    if !remote.is_empty() {
+        let left = ctx.fetcher.fetch(remote, &mut |sealed| {
+            let (id, nonce) = (sealed.id(), sealed.nonce());
+            let plain = sealed
+                .into_plaintext(keys, BlobKind::Chunk)
+                .map_err(|e| std::io::Error::other(format!("chunk {id}: {e}")))?;
+            if let Some(tag) = nonce {
+                tags.insert(id, tag);
+            }
+            fetched += plain.len() as u64;
+            put(&mut ranges, id, &plain)
+        })?;
+        if !left.is_empty() {
+            return Err(later(format!(
+                "{} chunks of {} are on no connected peer",
+                left.len(),
+                record.path
+            )));
+        }
+    }
+    if filled != changed_bytes {
+        return Err(later(format!(
+            "{}: {filled} of {changed_bytes} changed bytes arrived",
+            record.path
+        )));
+    }
+    // Only the bytes that differ are written (a 4 KiB edit changes 4 KiB of its chunks).
+    for r in &mut ranges {
+        let head = r.old.iter().zip(&r.new).take_while(|(a, b)| a == b).count();
+        let tail = r.old[head..]
+            .iter()
+            .rev()
+            .zip(r.new[head..].iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let end = r.old.len() - tail;
+        r.old = r.old[head..end].to_vec();
+        r.new = r.new[head..end].to_vec();
+        r.offset += head as u64;
+    }
+    ranges.retain(|r| !r.old.is_empty());
+    let journal = Journal {
+        path: record.path.clone(),
+        file_id: mine.file_id,
+        old_root: mine.content_root,
+        new_root: record.content_root,
+        size: mine.size,
+        old_mode: mine.mode,
+        old_mtime_ns: mine.mtime_ns,
+        inode: mine.inode,
+        dev: mine.dev,
+        ranges,
+    };
+    journal.save(folder)?;
+    // Right before the write: the path still holds the scanned file.
+    let still =
+        fs::symlink_metadata(&target).is_ok_and(|m| m.ino() == mine.inode && m.dev() == mine.dev);
+    if !still || !unchanged(&file) {
+        let _ = fs::remove_file(journal_path(folder, &mine.file_id));
+        return Err(later(format!(
+            "{} changed on disk while its new version was fetched",
+            record.path
+        )));
+    }
+    let wrote = journal
+        .ranges
+        .iter()
+        .try_for_each(|r| file.write_all_at(&r.new, r.offset))
+        .and_then(|()| file.sync_data());
+    if let Err(e) = wrote {
+        // Undone now, not at the next start: the index still names the old version.
+        drop(file);
+        if let Err(undo) = recover_one(index, folder, &journal_path(folder, &mine.file_id)) {
+            tracing::warn!(folder = %folder.id, "{}: {undo}", record.path);
+        }
+        return Err(e.into());
+    }
+    #[cfg(test)]
+    tests_hook::killed_after_patch()?;
+    for loc in &mut locs {
+        loc.tag = tags.get(&loc.id).copied();
+    }
+    let written: usize = journal.ranges.iter().map(|r| r.new.len()).sum();
+    report.fetched_bytes += fetched;
+    report.reused_bytes += record.size - changed_bytes;
+    tracing::debug!(
+        folder = %folder.id,
+        "{}: {} bytes written in place ({} ranges, {} of {} changed chunks fetched) in {:.3} s",
+        record.path,
+        written,
+        journal.ranges.len(),
+        fetched,
+        changed_bytes,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Some(Patched {
+        locs,
+        nodes,
+        previous: Previous(journal),
+    }))
+}
+
+/// Rebuilds the version a patch replaced in the versions store (step 4 of the module doc)
+/// and drops its journal. Left for [`recover`] (and the file's next patch) if it fails.
+pub(super) fn keep_previous(index: &Index, folder: &Folder, previous: Previous) {
+    let journal = previous.0;
+    if let Err(e) = rebuild_previous(index, folder, &journal) {
+        tracing::warn!(
+            folder = %folder.id,
+            "the version of {} before this edit is not kept yet (retried at the next start): {e}",
+            journal.path
+        );
+    }
+}
+
+/// Why a previous version could not be rebuilt.
+#[derive(Debug, thiserror::Error)]
+enum RebuildError {
+    /// The file no longer holds the patched version: what it was built from is gone.
+    #[error("the file changed before its previous version was copied")]
+    Gone,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+fn rebuild_previous(index: &Index, folder: &Folder, j: &Journal) -> Result<(), RebuildError> {
+    let started = Instant::now();
+    let source = folder.root.join(&j.path);
+    let from = fs::File::open(&source)?;
+    let holds_patch = |f: &fs::File| -> std::io::Result<bool> {
+        if !j.same_inode(&f.metadata()?) {
+            return Ok(false);
+        }
+        for r in &j.ranges {
+            let mut now = vec![0; r.new.len()];
+            f.read_exact_at(&mut now, r.offset)?;
+            if now != r.new {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    if !holds_patch(&from)? {
+        return Err(RebuildError::Gone);
+    }
+    let before = from.metadata()?.modified()?;
+    let tmp_dir = store::temp_dir(folder);
+    fs::create_dir_all(&tmp_dir)?;
+    let tmp = tempfile::NamedTempFile::new_in(&tmp_dir)?;
+    copy_whole(&from, tmp.as_file(), j.size)?;
+    for r in &j.ranges {
+        tmp.as_file().write_all_at(&r.old, r.offset)?;
+    }
+    // Nothing wrote into the file while it was copied.
+    if from.metadata()?.modified()? != before || !holds_patch(&from)? {
+        return Err(RebuildError::Gone);
+    }
+    let out = tmp.as_file();
+    out.set_permissions(fs::Permissions::from_mode(j.old_mode))?;
+    out.set_modified(UNIX_EPOCH + Duration::from_nanos(j.old_mtime_ns.max(0) as u64))?;
+    out.sync_all()?;
+    let kept = tmp.into_temp_path().keep().map_err(|e| e.error)?;
+    store::keep_file(
+        index,
+        folder,
+        &j.path,
+        &kept,
+        (j.size, j.old_mode, j.old_mtime_ns),
+        "overwrite",
+    )?;
+    fs::remove_file(journal_path(folder, &j.file_id))?;
+    tracing::debug!(
+        folder = %folder.id,
+        "{}: the version before the edit kept in {:.3} s",
+        j.path,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Copies `len` bytes of `from` to `to` with the kernel's `copy_file_range`, starting each
+/// 64 MiB's write-back as it goes and dropping the pages on both sides (as the whole-file
+/// build does, see `content::Writeback`): the copy is for the versions store, which nobody
+/// reads soon.
+fn copy_whole(from: &fs::File, to: &fs::File, len: u64) -> std::io::Result<()> {
+    const KICK: u64 = 64 << 20;
+    let (mut src, mut dst) = (0u64, 0u64);
+    let mut kicked = 0u64;
+    while src < len {
+        let step = usize::try_from((len - src).min(8 << 20)).unwrap_or(8 << 20);
+        let n = rustix::fs::copy_file_range(from, Some(&mut src), to, Some(&mut dst), step)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file is shorter than its version",
+            ));
+        }
+        if dst - kicked >= KICK || dst == len {
+            for f in [to, from] {
+                let _ = rustix::fs::fadvise(
+                    f,
+                    kicked,
+                    std::num::NonZeroU64::new(dst - kicked),
+                    rustix::fs::Advice::DontNeed,
+                );
+            }
+            kicked = dst;
+        }
+    }
+    Ok(())
+}
+
+/// Finishes or undoes the edits written in place that a stopped daemon left (see the module
+/// doc). Runs before the folder's first scan, which would otherwise take a rolled-back
+/// file's bytes for a local edit.
+pub fn recover(index: &Index, folder: &Folder) {
+    let Ok(entries) = fs::read_dir(patches_dir(folder)) else {
+        return;
+    };
+    for e in entries.map_while(Result::ok) {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "new") {
+            // A journal not yet complete: its patch never started.
+            let _ = fs::remove_file(&path);
+            continue;
+        }
+        if let Err(err) = recover_one(index, folder, &path) {
+            tracing::warn!(folder = %folder.id, "{}: {err}", path.display());
+        }
+    }
+}
+
+/// [`recover`] for one journal.
+fn recover_one(index: &Index, folder: &Folder, path: &Path) -> Result<(), Defer> {
+    let journal = fs::read(path).ok().as_deref().and_then(Journal::decode);
+    let Some(j) = journal else {
+        tracing::warn!(folder = %folder.id, "{}: not a whole patch journal, dropped", path.display());
+        fs::remove_file(path)?;
+        return Ok(());
+    };
+    let row = index
+        .file(&folder.id, &j.path)?
+        .filter(|r| r.file_id == j.file_id && !r.deleted);
+    match row {
+        Some(r) if r.content_root == j.new_root => match rebuild_previous(index, folder, &j) {
+            Ok(()) => {}
+            Err(RebuildError::Gone) => {
+                tracing::warn!(
+                    folder = %folder.id,
+                    "the version of {} before a received edit could not be kept: the file \
+                     changed before it was copied",
+                    j.path
+                );
+                fs::remove_file(path)?;
+            }
+            Err(e) => return Err(later(format!("{}: {e}", j.path))),
+        },
+        Some(r) if r.content_root == j.old_root => {
+            // Killed before the index took the new version: put the old bytes back.
+            let target = folder.root.join(&j.path);
+            match fs::OpenOptions::new().write(true).open(&target) {
+                Ok(f) if f.metadata().is_ok_and(|m| j.same_inode(&m)) => {
+                    for r in &j.ranges {
+                        f.write_all_at(&r.old, r.offset)?;
+                    }
+                    f.sync_data()?;
+                    f.set_permissions(fs::Permissions::from_mode(j.old_mode))?;
+                    f.set_modified(
+                        UNIX_EPOCH + Duration::from_nanos(j.old_mtime_ns.max(0) as u64),
+                    )?;
+                    tracing::info!(folder = %folder.id, "{}: an edit cut short was rolled back", j.path);
+                }
+                _ => tracing::warn!(
+                    folder = %folder.id,
+                    "{}: replaced since an edit of it was cut short; left as it is",
+                    j.path
+                ),
+            }
+            fs::remove_file(path)?;
+        }
+        _ => {
+            fs::remove_file(path)?;
+        }
+    }
+    Ok(())
+}
+
+/// A test's kill -9 in the middle of an edit in place, and its choice of file system.
+#[cfg(test)]
+pub(in crate::sync) mod tests_hook {
+    use super::Defer;
+
+    thread_local! {
+        /// `Some(b)`: whether edits are written in place, whatever the file system.
+        pub static IN_PLACE: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+        /// When set, the round is "killed" right after the next patch's bytes are written.
+        pub static KILL_AFTER_PATCH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// When set, the round is "killed" after the next patched file's index commit, before
+        /// its previous version is kept.
+        pub static KILL_BEFORE_KEEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    pub(super) fn killed_after_patch() -> Result<(), Defer> {
+        if KILL_AFTER_PATCH.with(|k| k.replace(false)) {
+            return Err(Defer::Index(crate::index::Error::Corrupt(
+                "killed by the test",
+            )));
+        }
+        Ok(())
+    }
+
+    pub(in crate::sync) fn killed_before_keep() -> Result<(), Defer> {
+        if KILL_BEFORE_KEEP.with(|k| k.replace(false)) {
+            return Err(Defer::Index(crate::index::Error::Corrupt(
+                "killed by the test",
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal() -> Journal {
+        Journal {
+            path: "dir/big file.bin".into(),
+            file_id: FileId::from_bytes([3; 16]),
+            old_root: ContentRoot::from_bytes([4; 32]),
+            new_root: ContentRoot::from_bytes([5; 32]),
+            size: 1 << 30,
+            old_mode: 0o644,
+            old_mtime_ns: 1_700_000_000_123_456_789,
+            inode: 77,
+            dev: 2049,
+            ranges: vec![
+                Range {
+                    offset: 4096,
+                    old: vec![1; 10],
+                    new: vec![2; 10],
+                },
+                Range {
+                    offset: 1 << 29,
+                    old: vec![3; 4096],
+                    new: vec![4; 4096],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_journal_reads_back_as_written() {
+        let j = journal();
+        assert_eq!(Journal::decode(&j.encode()), Some(j));
+    }
+
+    #[test]
+    fn a_torn_or_altered_journal_is_not_read() {
+        let bytes = journal().encode();
+        for cut in [0, 1, 31, 32, 100, bytes.len() - 1] {
+            assert_eq!(Journal::decode(&bytes[..cut]), None, "cut at {cut}");
+        }
+        let mut flipped = bytes.clone();
+        flipped[40] ^= 1;
+        assert_eq!(Journal::decode(&flipped), None);
+    }
+}
