@@ -513,6 +513,96 @@ fn a_version_replaced_in_place_is_kept_at_restart_or_before_the_next_edit_if_cut
 }
 
 #[test]
+fn an_append_to_a_large_file_and_a_cut_from_its_end_are_written_in_place() {
+    use std::os::unix::fs::MetadataExt;
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    let (big, inode) = large_file_in_sync(&mut a, &mut b);
+    let m = members(&[&a, &b]);
+    let mut appended = big.clone();
+    appended.extend_from_slice(&crate::testutil::random(b"appended", 300_000));
+    let cut = appended[..big.len() - 200_000].to_vec();
+    let mut versions = vec![big];
+    for next in [appended, cut] {
+        a.write("big.bin", &next);
+        a.round(&m, &[]);
+        exchange(&mut a, &mut b);
+        let report = b.round(&m, &[&a]);
+        assert!(std::fs::read(b.path("big.bin")).unwrap() == next);
+        assert_eq!(std::fs::metadata(b.path("big.bin")).unwrap().ino(), inode);
+        assert!(report.fetched_bytes < 1 << 20, "{report:?}");
+        assert_tags(&b, "big.bin", &next);
+        versions.push(next);
+    }
+    let kept: Vec<Vec<u8>> = kept_versions(&b, "big.bin")
+        .into_iter()
+        .map(|k| k.0)
+        .collect();
+    assert!(
+        kept == versions[..2],
+        "the versions before the append and the cut are kept"
+    );
+    let again = b.round(&m, &[&a]);
+    assert_eq!(again.published, 0, "{again:?}");
+    super::apply::patch_hook::IN_PLACE.with(|f| f.set(None));
+}
+
+#[test]
+fn an_append_in_place_cut_short_is_rolled_back_to_the_old_length() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    let (big, _) = large_file_in_sync(&mut a, &mut b);
+    let old_mtime = mtime_of(&b, "big.bin");
+    let mut appended = overwritten(&big, 5);
+    appended.extend_from_slice(b"a few more bytes");
+    a.write("big.bin", &appended);
+    let m = members(&[&a, &b]);
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    super::apply::patch_hook::KILL_AFTER_PATCH.with(|k| k.set(true));
+    let r = b.try_round(&m, &[&a], None);
+    assert!(
+        r.as_ref().is_err_and(|e| e.to_string().contains("killed")),
+        "{r:?}"
+    );
+    assert!(std::fs::read(b.path("big.bin")).unwrap() == appended);
+    super::apply::recover_edits_in_place(&b.index, &b.folder);
+    assert!(std::fs::read(b.path("big.bin")).unwrap() == big);
+    assert_eq!(mtime_of(&b, "big.bin"), old_mtime);
+    let report = b.round(&m, &[&a]);
+    assert_eq!(report.published, 0, "{report:?}");
+    assert!(std::fs::read(b.path("big.bin")).unwrap() == appended);
+    super::apply::patch_hook::IN_PLACE.with(|f| f.set(None));
+}
+
+#[test]
+fn a_large_file_whose_middle_moved_or_that_changed_too_much_is_built_whole() {
+    use std::os::unix::fs::MetadataExt;
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    let (big, inode) = large_file_in_sync(&mut a, &mut b);
+    let m = members(&[&a, &b]);
+    // An insert moves everything after it; 9 MiB overwritten is past the patch's limit.
+    let mut inserted = big.clone();
+    inserted.insert(big.len() / 2, 1);
+    let mut rewritten = inserted.clone();
+    rewritten[1 << 20..10 << 20].fill(3);
+    let mut inodes = vec![inode];
+    for next in [inserted, rewritten] {
+        a.write("big.bin", &next);
+        a.round(&m, &[]);
+        exchange(&mut a, &mut b);
+        b.round(&m, &[&a]);
+        assert!(std::fs::read(b.path("big.bin")).unwrap() == next);
+        let now = std::fs::metadata(b.path("big.bin")).unwrap().ino();
+        assert!(!inodes.contains(&now), "a new file each time");
+        inodes.push(now);
+    }
+    assert_eq!(kept_versions(&b, "big.bin").len(), 2);
+    super::apply::patch_hook::IN_PLACE.with(|f| f.set(None));
+}
+
+#[test]
 fn concurrent_edits_keep_both_versions_and_both_devices_agree() {
     let mut a = Device::new(1);
     let mut b = Device::new(2);

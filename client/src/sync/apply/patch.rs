@@ -1,5 +1,6 @@
-//! An edit that keeps a large file's length, written into the file in place, on a file system
-//! that cannot share blocks between files (ext4, F2FS).
+//! A small edit of a large file (bytes overwritten, appended or cut from the end), written
+//! into the file in place, on a file system that cannot share blocks between files (ext4,
+//! F2FS).
 //!
 //! An install normally builds the new version whole in the temp area and renames it over the
 //! old one, which goes to the versions store. The unchanged bytes are copied from the old
@@ -8,26 +9,29 @@
 //! host) before the edit shows. Here the changed bytes are written into the file itself
 //! instead, and the previous version is rebuilt in the versions store afterwards, from the
 //! patched file and the bytes the patch replaced. The copy still happens, but after the new
-//! version is in place, not before. The previous version is still kept whole.
+//! version is in place, not before. The previous version is still kept whole. An insert or a
+//! delete in the middle moves every byte after it, so it is still built whole.
 //!
 //! The steps, and what a kill -9 between any two of them leaves:
-//! 1. The changed byte ranges' old and new bytes go to a journal,
+//! 1. The changed byte ranges' old and new bytes (and the bytes an append adds or a truncation
+//!    removes) go to a journal,
 //!    `<folder>/.harp/patches/<file id>`, which ends with a BLAKE3 of all before it. It is
 //!    fsynced, and so is its directory. A torn journal belongs to a patch that never started.
 //! 2. The file is checked against its index row (the scan's size, mtime and inode) and, if it
-//!    still matches, the new bytes are written and fsynced.
+//!    still matches, the new bytes are written, the length set, and the file fsynced.
 //! 3. The installer sets the mode and mtime and commits the index row of the new version.
 //! 4. The previous version is rebuilt in the temp area (a copy of the file, with the old
 //!    bytes put back), made durable, and renamed into the versions store; the journal goes.
 //!
 //! [`recover`] runs on each folder before its first scan. A journal whose file's index row
-//! still names the old version (killed before step 3) is rolled back: the old bytes, mode and
-//! mtime are put back, so the file is again what the index says and the install simply
+//! still names the old version (killed before step 3) is rolled back: the old bytes, length,
+//! mode and mtime are put back, so the file is again what the index says and the install simply
 //! runs again. A journal whose row names the new version (killed in step 4) has its previous
 //! version rebuilt. Between a kill in step 2 and the restart, the changed ranges (a few KiB
 //! for a small edit) can hold part old, part new bytes: this is the one place where a file
 //! under its final name may briefly be neither version, which is why it is used only where
-//! the alternative is a copy of the whole file (16 MiB and more, an edit of at most 8 MiB).
+//! the alternative is a copy of the whole file (16 MiB and more unchanged, an edit of at most
+//! 8 MiB).
 
 use std::collections::HashMap;
 use std::fs;
@@ -89,12 +93,18 @@ struct Journal {
     file_id: FileId,
     old_root: ContentRoot,
     new_root: ContentRoot,
-    size: u64,
+    old_size: u64,
+    new_size: u64,
     old_mode: u32,
     old_mtime_ns: i64,
     inode: u64,
     dev: u64,
+    /// Changed stretches within both versions' length.
     ranges: Vec<Range>,
+    /// The bytes past the shorter version's length: what a truncation removes
+    /// (`old_tail`) or an append adds (`new_tail`).
+    old_tail: Vec<u8>,
+    new_tail: Vec<u8>,
 }
 
 impl Journal {
@@ -111,7 +121,9 @@ impl Journal {
             "file_id": self.file_id.to_string(),
             "old_root": self.old_root.to_string(),
             "new_root": self.new_root.to_string(),
-            "size": self.size,
+            "old_size": self.old_size,
+            "new_size": self.new_size,
+            "tails": (self.old_tail.len(), self.new_tail.len()),
             "old_mode": self.old_mode,
             "old_mtime_ns": self.old_mtime_ns,
             "inode": self.inode,
@@ -126,6 +138,8 @@ impl Journal {
         for r in &self.ranges {
             out.extend_from_slice(&r.new);
         }
+        out.extend_from_slice(&self.old_tail);
+        out.extend_from_slice(&self.new_tail);
         let sum = blake3::hash(&out);
         out.extend_from_slice(sum.as_bytes());
         out
@@ -143,14 +157,19 @@ impl Journal {
         let int = |k: &str| header.get(k)?.as_u64();
         let spans: Vec<(u64, usize)> =
             serde_json::from_value(header.get("ranges")?.clone()).ok()?;
+        let (old_tail, new_tail): (usize, usize) =
+            serde_json::from_value(header.get("tails")?.clone()).ok()?;
         let rest = &body[nl + 1..];
         let total = spans
             .iter()
             .try_fold(0usize, |sum, (_, n)| sum.checked_add(*n))?;
-        if rest.len() != total.checked_mul(2)? {
+        let tails = old_tail.checked_add(new_tail)?;
+        if rest.len() != total.checked_mul(2)?.checked_add(tails)? {
             return None;
         }
-        let (olds, news) = rest.split_at(total);
+        let (olds, rest) = rest.split_at(total);
+        let (news, tails) = rest.split_at(total);
+        let (old_tail, new_tail) = tails.split_at(old_tail);
         let mut at = 0;
         let mut ranges = Vec::with_capacity(spans.len());
         for (offset, n) in spans {
@@ -166,12 +185,15 @@ impl Journal {
             file_id: text("file_id")?.parse().ok()?,
             old_root: text("old_root")?.parse().ok()?,
             new_root: text("new_root")?.parse().ok()?,
-            size: int("size")?,
+            old_size: int("old_size")?,
+            new_size: int("new_size")?,
             old_mode: u32::try_from(int("old_mode")?).ok()?,
             old_mtime_ns: header.get("old_mtime_ns")?.as_i64()?,
             inode: int("inode")?,
             dev: int("dev")?,
             ranges,
+            old_tail: old_tail.to_vec(),
+            new_tail: new_tail.to_vec(),
         })
     }
 
@@ -189,9 +211,30 @@ impl Journal {
         Ok(path)
     }
 
-    /// Whether `file` is still the inode the patch was made for, at its size.
+    /// Whether `m` is the inode the patch was made for.
     fn same_inode(&self, m: &fs::Metadata) -> bool {
-        m.is_file() && m.ino() == self.inode && m.dev() == self.dev && m.len() == self.size
+        m.is_file() && m.ino() == self.inode && m.dev() == self.dev
+    }
+
+    /// Where the tails start: the shorter version's length.
+    fn common(&self) -> u64 {
+        self.old_size.min(self.new_size)
+    }
+
+    /// Writes one side of the patch into `file` (the new bytes, or the old ones back) and
+    /// makes it durable.
+    fn write_side(&self, file: &fs::File, new: bool) -> std::io::Result<()> {
+        for r in &self.ranges {
+            file.write_all_at(if new { &r.new } else { &r.old }, r.offset)?;
+        }
+        let (tail, size) = if new {
+            (&self.new_tail, self.new_size)
+        } else {
+            (&self.old_tail, self.old_size)
+        };
+        file.write_all_at(tail, self.common())?;
+        file.set_len(size)?;
+        file.sync_data()
     }
 }
 
@@ -208,9 +251,10 @@ pub(super) struct Patched {
 /// The version an edit in place replaced, not yet in the versions store: its journal.
 pub(super) struct Previous(Journal);
 
-/// Writes `record` into the file `mine` describes, if it is an edit that keeps the file's
-/// length (see the module doc); the file is then fsynced, its mode and mtime still the old
-/// ones. `Ok(None)`: not this way (the caller builds the version whole).
+/// Writes `record` into the file `mine` describes, if it is a small edit of a large file: an
+/// overwrite, an append or a truncation, not an insert or a delete in its middle, which move
+/// what follows (see the module doc). The file is then fsynced, its mode and mtime still the
+/// old ones. `Ok(None)`: not this way (the caller builds the version whole).
 pub(super) fn write_in_place(
     index: &Index,
     ctx: &Context<'_>,
@@ -219,12 +263,13 @@ pub(super) fn write_in_place(
     report: &mut Report,
 ) -> Result<Option<Patched>, Defer> {
     let folder = ctx.folder;
+    // What the whole-file build would copy.
+    let common = mine.size.min(record.size);
     let fits = record.kind == EntryKind::File
         && mine.kind == EntryKind::File
         && !mine.deleted
         && mine.path == record.path
-        && mine.size == record.size
-        && record.size >= WORTH_IT;
+        && common >= WORTH_IT;
     if !fits || !writes_in_place(&folder.root) {
         return Ok(None);
     }
@@ -255,9 +300,10 @@ pub(super) fn write_in_place(
     let old_place: HashMap<ChunkId, (u64, u32)> =
         old_rows.iter().map(|c| (c.id, (c.offset, c.len))).collect();
 
-    // The new chunks not at the same offset in the old version, as contiguous spans.
+    // The new chunks not at the same offset in the old version, as contiguous spans. Every
+    // byte past the old version's end is in one (nothing of the old version is there).
     let mut locs = Vec::with_capacity(chunks.len());
-    let mut spans: Vec<(u64, u64)> = Vec::new();
+    let mut spans: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut changed: Vec<(u64, ChunkId, u32)> = Vec::new();
     let mut offset = 0u64;
     for (i, c) in chunks.iter().enumerate() {
@@ -271,18 +317,22 @@ pub(super) fn write_in_place(
         if old_at.get(&offset) != Some(&(c.id, c.len)) {
             changed.push((offset, c.id, c.len));
             match spans.last_mut() {
-                Some((start, len)) if *start + *len == offset => *len += u64::from(c.len),
-                _ => spans.push((offset, u64::from(c.len))),
+                Some((start, buf)) if *start + buf.len() as u64 == offset => {
+                    buf.resize(buf.len() + c.len as usize, 0)
+                }
+                _ => spans.push((offset, vec![0; c.len as usize])),
             }
         }
         offset += u64::from(c.len);
     }
-    let changed_bytes: u64 = spans.iter().map(|(_, n)| n).sum();
-    if changed.is_empty() || changed_bytes > MAX_PATCH {
+    let changed_bytes: u64 = changed.iter().map(|(_, _, n)| u64::from(*n)).sum();
+    let removed = mine.size - common;
+    if (changed.is_empty() && removed == 0) || changed_bytes + removed > MAX_PATCH {
         return Ok(None);
     }
     // Room for the previous version's copy, as the whole-file build would need.
-    if store::free_bytes(&folder.root).is_some_and(|free| free < record.size + 2 * changed_bytes) {
+    let journal_bytes = 2 * changed_bytes + removed;
+    if store::free_bytes(&folder.root).is_some_and(|free| free < common + journal_bytes) {
         return Ok(None);
     }
 
@@ -306,20 +356,9 @@ pub(super) fn write_in_place(
             record.path
         )));
     }
-    // Each span's old bytes, and its new bytes from the old version (a chunk that moved) or
-    // from peers.
-    let mut ranges: Vec<Range> = Vec::with_capacity(spans.len());
-    for (start, len) in &spans {
-        let mut old = vec![0; *len as usize];
-        file.read_exact_at(&mut old, *start)?;
-        ranges.push(Range {
-            offset: *start,
-            old,
-            new: vec![0; *len as usize],
-        });
-    }
+    // The new bytes: from the old version (a chunk that moved) or from peers.
     let mut filled = 0u64;
-    let mut put = |ranges: &mut [Range], id: ChunkId, plain: &[u8]| -> std::io::Result<()> {
+    let mut put = |spans: &mut [(u64, Vec<u8>)], id: ChunkId, plain: &[u8]| {
         for (at, _, len) in changed.iter().filter(|(_, c, _)| *c == id) {
             if plain.len() != *len as usize {
                 return Err(std::io::Error::other(format!(
@@ -327,12 +366,12 @@ pub(super) fn write_in_place(
                     plain.len()
                 )));
             }
-            let r = ranges
+            let (start, buf) = spans
                 .iter_mut()
-                .rfind(|r| r.offset <= *at)
-                .ok_or_else(|| std::io::Error::other("a changed chunk outside its range"))?;
-            let from = (*at - r.offset) as usize;
-            r.new[from..from + plain.len()].copy_from_slice(plain);
+                .rfind(|(start, _)| start <= at)
+                .ok_or_else(|| std::io::Error::other("a changed chunk outside its span"))?;
+            let from = (*at - *start) as usize;
+            buf[from..from + plain.len()].copy_from_slice(plain);
             filled += u64::from(*len);
         }
         Ok(())
@@ -347,7 +386,7 @@ pub(super) fn write_in_place(
             Some(&(at, len)) => {
                 let mut plain = vec![0; len as usize];
                 file.read_exact_at(&mut plain, at)?;
-                put(&mut ranges, *id, &plain)?;
+                put(&mut spans, *id, &plain)?;
             }
             None => remote.push(*id),
         }
@@ -364,7 +403,7 @@ pub(super) fn write_in_place(
                 tags.insert(id, tag);
             }
             fetched += plain.len() as u64;
-            put(&mut ranges, id, &plain)
+            put(&mut spans, id, &plain)
         })?;
         if !left.is_empty() {
             return Err(later(format!(
@@ -380,32 +419,57 @@ pub(super) fn write_in_place(
             record.path
         )));
     }
-    // Only the bytes that differ are written (a 4 KiB edit changes 4 KiB of its chunks).
-    for r in &mut ranges {
-        let head = r.old.iter().zip(&r.new).take_while(|(a, b)| a == b).count();
-        let tail = r.old[head..]
+    // Within both versions' length: each stretch's old bytes beside its new ones, trimmed
+    // to the bytes that differ (a 4 KiB edit changes 4 KiB of its chunks). Past it: the
+    // tails.
+    let mut ranges = Vec::with_capacity(spans.len());
+    let mut new_tail = Vec::new();
+    for (start, mut new) in spans {
+        if start + new.len() as u64 > common {
+            let inside = common.saturating_sub(start) as usize;
+            new_tail.extend_from_slice(&new[inside..]);
+            new.truncate(inside);
+        }
+        let mut old = vec![0; new.len()];
+        file.read_exact_at(&mut old, start)?;
+        let head = old.iter().zip(&new).take_while(|(a, b)| a == b).count();
+        let tail = old[head..]
             .iter()
             .rev()
-            .zip(r.new[head..].iter().rev())
+            .zip(new[head..].iter().rev())
             .take_while(|(a, b)| a == b)
             .count();
-        let end = r.old.len() - tail;
-        r.old = r.old[head..end].to_vec();
-        r.new = r.new[head..end].to_vec();
-        r.offset += head as u64;
+        let end = old.len() - tail;
+        if head < end {
+            ranges.push(Range {
+                offset: start + head as u64,
+                old: old[head..end].to_vec(),
+                new: new[head..end].to_vec(),
+            });
+        }
     }
-    ranges.retain(|r| !r.old.is_empty());
+    if new_tail.len() as u64 != record.size - common {
+        return Err(Defer::Refused(format!(
+            "the manifest of {} leaves bytes past the old end uncovered",
+            record.path
+        )));
+    }
+    let mut old_tail = vec![0; removed as usize];
+    file.read_exact_at(&mut old_tail, common)?;
     let journal = Journal {
         path: record.path.clone(),
         file_id: mine.file_id,
         old_root: mine.content_root,
         new_root: record.content_root,
-        size: mine.size,
+        old_size: mine.size,
+        new_size: record.size,
         old_mode: mine.mode,
         old_mtime_ns: mine.mtime_ns,
         inode: mine.inode,
         dev: mine.dev,
         ranges,
+        old_tail,
+        new_tail,
     };
     journal.save(folder)?;
     // Right before the write: the path still holds the scanned file.
@@ -418,12 +482,7 @@ pub(super) fn write_in_place(
             record.path
         )));
     }
-    let wrote = journal
-        .ranges
-        .iter()
-        .try_for_each(|r| file.write_all_at(&r.new, r.offset))
-        .and_then(|()| file.sync_data());
-    if let Err(e) = wrote {
+    if let Err(e) = journal.write_side(&file, true) {
         // Undone now, not at the next start: the index still names the old version.
         drop(file);
         if let Err(undo) = recover_one(index, folder, &journal_path(folder, &mine.file_id)) {
@@ -436,15 +495,19 @@ pub(super) fn write_in_place(
     for loc in &mut locs {
         loc.tag = tags.get(&loc.id).copied();
     }
-    let written: usize = journal.ranges.iter().map(|r| r.new.len()).sum();
+    let written: usize =
+        journal.ranges.iter().map(|r| r.new.len()).sum::<usize>() + journal.new_tail.len();
     report.fetched_bytes += fetched;
     report.reused_bytes += record.size - changed_bytes;
     tracing::debug!(
         folder = %folder.id,
-        "{}: {} bytes written in place ({} ranges, {} of {} changed chunks fetched) in {:.3} s",
+        "{}: {} bytes written in place ({} ranges, {} past the old end, {} removed; {} of {} \
+         changed chunk bytes fetched) in {:.3} s",
         record.path,
         written,
         journal.ranges.len(),
+        journal.new_tail.len(),
+        removed,
         fetched,
         changed_bytes,
         started.elapsed().as_secs_f64()
@@ -486,13 +549,15 @@ fn rebuild_previous(index: &Index, folder: &Folder, j: &Journal) -> Result<(), R
     let source = folder.root.join(&j.path);
     let from = fs::File::open(&source)?;
     let holds_patch = |f: &fs::File| -> std::io::Result<bool> {
-        if !j.same_inode(&f.metadata()?) {
+        let m = f.metadata()?;
+        if !j.same_inode(&m) || m.len() != j.new_size {
             return Ok(false);
         }
-        for r in &j.ranges {
-            let mut now = vec![0; r.new.len()];
-            f.read_exact_at(&mut now, r.offset)?;
-            if now != r.new {
+        let stretches = j.ranges.iter().map(|r| (r.offset, &r.new));
+        for (at, bytes) in stretches.chain([(j.common(), &j.new_tail)]) {
+            let mut now = vec![0; bytes.len()];
+            f.read_exact_at(&mut now, at)?;
+            if now != *bytes {
                 return Ok(false);
             }
         }
@@ -505,10 +570,11 @@ fn rebuild_previous(index: &Index, folder: &Folder, j: &Journal) -> Result<(), R
     let tmp_dir = store::temp_dir(folder);
     fs::create_dir_all(&tmp_dir)?;
     let tmp = tempfile::NamedTempFile::new_in(&tmp_dir)?;
-    copy_whole(&from, tmp.as_file(), j.size)?;
+    copy_whole(&from, tmp.as_file(), j.common())?;
     for r in &j.ranges {
         tmp.as_file().write_all_at(&r.old, r.offset)?;
     }
+    tmp.as_file().write_all_at(&j.old_tail, j.common())?;
     // Nothing wrote into the file while it was copied.
     if from.metadata()?.modified()? != before || !holds_patch(&from)? {
         return Err(RebuildError::Gone);
@@ -523,7 +589,7 @@ fn rebuild_previous(index: &Index, folder: &Folder, j: &Journal) -> Result<(), R
         folder,
         &j.path,
         &kept,
-        (j.size, j.old_mode, j.old_mtime_ns),
+        (j.old_size, j.old_mode, j.old_mtime_ns),
         "overwrite",
     )?;
     fs::remove_file(journal_path(folder, &j.file_id))?;
@@ -618,10 +684,7 @@ fn recover_one(index: &Index, folder: &Folder, path: &Path) -> Result<(), Defer>
             let target = folder.root.join(&j.path);
             match fs::OpenOptions::new().write(true).open(&target) {
                 Ok(f) if f.metadata().is_ok_and(|m| j.same_inode(&m)) => {
-                    for r in &j.ranges {
-                        f.write_all_at(&r.old, r.offset)?;
-                    }
-                    f.sync_data()?;
+                    j.write_side(&f, false)?;
                     f.set_permissions(fs::Permissions::from_mode(j.old_mode))?;
                     f.set_modified(
                         UNIX_EPOCH + Duration::from_nanos(j.old_mtime_ns.max(0) as u64),
@@ -687,7 +750,8 @@ mod tests {
             file_id: FileId::from_bytes([3; 16]),
             old_root: ContentRoot::from_bytes([4; 32]),
             new_root: ContentRoot::from_bytes([5; 32]),
-            size: 1 << 30,
+            old_size: 1 << 30,
+            new_size: (1 << 30) + 5,
             old_mode: 0o644,
             old_mtime_ns: 1_700_000_000_123_456_789,
             inode: 77,
@@ -704,6 +768,8 @@ mod tests {
                     new: vec![4; 4096],
                 },
             ],
+            old_tail: vec![6; 3],
+            new_tail: vec![7; 8],
         }
     }
 
