@@ -107,6 +107,59 @@ fn two_daemons_keep_a_folder_identical_both_ways() {
     assert!(text.contains("big.bin: its bytes differ"), "{text}");
 }
 
+/// Whether `dir` is on a file system where Harp writes small edits of large files in place
+/// (ext2/3/4, F2FS: `sync::apply::patch`).
+fn edits_in_place_at(dir: &Path) -> bool {
+    let out = std::process::Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let kind = String::from_utf8_lossy(&out.stdout);
+    kind.trim() == "ext2/ext3" || kind.trim() == "f2fs"
+}
+
+#[test]
+fn a_small_edit_of_a_large_file_arrives_in_place_and_its_previous_version_can_be_restored() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, _pa, _pb) = pair(tmp.path()).unwrap();
+    let big = fill(b"in-place-e2e", 24 << 20);
+    std::fs::write(a.folder.join("big.bin"), &big).unwrap();
+    wait_same(&a.folder, &b.folder, "the large file A to B");
+    let target = b.folder.join("big.bin");
+    let inode = std::fs::metadata(&target).unwrap().ino();
+
+    // 4 KiB overwritten and a few bytes appended: on ext4, written into B's file itself.
+    let mut edited = big.clone();
+    edited[10 << 20..(10 << 20) + 4096].fill(0xAB);
+    edited.extend_from_slice(b"and a few bytes more");
+    std::fs::write(a.folder.join("big.bin"), &edited).unwrap();
+    wait_same(&a.folder, &b.folder, "the edit A to B");
+    assert!(std::fs::read(&target).unwrap() == edited);
+    if edits_in_place_at(&b.folder) {
+        assert_eq!(std::fs::metadata(&target).unwrap().ino(), inode);
+    }
+
+    // The version it replaced is kept whole (rebuilt after the edit), and restores.
+    let listed = |home: &Path| -> serde_json::Value {
+        let out = ok(home, &["versions", "--json", target.to_str().unwrap()]);
+        serde_json::from_str(&out).unwrap()
+    };
+    let kept = wait_for(30, || {
+        listed(&b.home).as_array().is_some_and(|v| v.len() == 1)
+    });
+    assert!(kept.is_some(), "B's versions: {}", listed(&b.home));
+    check_ok(&b.home);
+    ok(
+        &b.home,
+        &["restore", target.to_str().unwrap(), "--version", "1"],
+    );
+    assert!(std::fs::read(&target).unwrap() == big);
+    wait_same(&a.folder, &b.folder, "the restore B to A");
+    assert!(std::fs::read(a.folder.join("big.bin")).unwrap() == big);
+}
+
 /// Two devices that already hold the same files when the folder is shared between them: each
 /// file ends up once, under one id on both, with no conflict copies except where the two
 /// really differ. (Before session 11 every such file made the two churn new ids forever.)
