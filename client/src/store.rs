@@ -2,7 +2,9 @@
 //!
 //! Whenever Harp is about to overwrite or delete a file (sync applying a remote change, a
 //! restore), it first moves the current file here with [`keep`]: a rename inside the same
-//! filesystem, so it is cheap and atomic, and the old bytes are never lost. A kept version
+//! filesystem, so it is cheap and atomic, and the old bytes are never lost. (A small edit of a
+//! large file written into it in place, `sync::apply::patch`, keeps the version it replaced
+//! with [`keep_file`] instead, rebuilt from the file and the bytes the edit replaced.) A kept version
 //! lives at its old relative path with `~YYYYMMDD-HHMMSS` inserted before the extension
 //! (`docs/report~20261121-221530.odt`), like Syncthing's, so people can also find versions
 //! with a file manager. Retention ([`prune`]) follows the folder's policy: *simple* keeps the
