@@ -303,7 +303,7 @@ pub(super) fn write_in_place(
     // The new chunks not at the same offset in the old version, as contiguous spans. Every
     // byte past the old version's end is in one (nothing of the old version is there).
     let mut locs = Vec::with_capacity(chunks.len());
-    let mut spans: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut spans: Vec<(u64, u64)> = Vec::new();
     let mut changed: Vec<(u64, ChunkId, u32)> = Vec::new();
     let mut offset = 0u64;
     for (i, c) in chunks.iter().enumerate() {
@@ -317,19 +317,22 @@ pub(super) fn write_in_place(
         if old_at.get(&offset) != Some(&(c.id, c.len)) {
             changed.push((offset, c.id, c.len));
             match spans.last_mut() {
-                Some((start, buf)) if *start + buf.len() as u64 == offset => {
-                    buf.resize(buf.len() + c.len as usize, 0)
-                }
-                _ => spans.push((offset, vec![0; c.len as usize])),
+                Some((start, len)) if *start + *len == offset => *len += u64::from(c.len),
+                _ => spans.push((offset, u64::from(c.len))),
             }
         }
         offset += u64::from(c.len);
     }
-    let changed_bytes: u64 = changed.iter().map(|(_, _, n)| u64::from(*n)).sum();
+    let changed_bytes: u64 = spans.iter().map(|(_, len)| len).sum();
     let removed = mine.size - common;
+    // Checked before anything is allocated: after an insert, every chunk past it moved.
     if (changed.is_empty() && removed == 0) || changed_bytes + removed > MAX_PATCH {
         return Ok(None);
     }
+    let mut spans: Vec<(u64, Vec<u8>)> = spans
+        .into_iter()
+        .map(|(start, len)| (start, vec![0; len as usize]))
+        .collect();
     // Room for the previous version's copy, as the whole-file build would need.
     let journal_bytes = 2 * changed_bytes + removed;
     if store::free_bytes(&folder.root).is_some_and(|free| free < common + journal_bytes) {
