@@ -50,6 +50,9 @@ fn watch(args: &Args) -> anyhow::Result<ExitCode> {
     let cfg = node.config.folder(&args.folder)?.clone();
     let folder = node.open_folder(&cfg)?;
     let mut index = node.index()?;
+    if let Ok(_daemon_lock) = crate::daemon::lock_data_dir(&node) {
+        crate::sync::apply::recover_edits_in_place(&index, &folder);
+    }
     let timing = scan::watch::Timing {
         settle: Duration::from_millis(node.config.watch_delay_ms),
         rescan_every: Duration::from_secs(node.config.rescan_interval_secs.max(1)),

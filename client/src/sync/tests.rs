@@ -602,6 +602,134 @@ fn a_large_file_whose_middle_moved_or_that_changed_too_much_is_built_whole() {
     super::apply::patch_hook::IN_PLACE.with(|f| f.set(None));
 }
 
+fn mode_of(d: &Device, rel: &str) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(d.path(rel)).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn a_cut_from_the_end_undone_after_a_failed_commit_or_cut_short_gets_its_bytes_and_mode_back() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    let (big, _) = large_file_in_sync(&mut a, &mut b);
+    let (old_mtime, old_mode) = (mtime_of(&b, "big.bin"), mode_of(&b, "big.bin"));
+    let cut = big[..big.len() - 100_000].to_vec();
+    a.write("big.bin", &cut);
+    std::fs::set_permissions(a.path("big.bin"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let m = members(&[&a, &b]);
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    let unchanged = |b: &Device| {
+        assert!(std::fs::read(b.path("big.bin")).unwrap() == big);
+        assert_eq!(mtime_of(b, "big.bin"), old_mtime);
+        assert_eq!(mode_of(b, "big.bin"), old_mode);
+    };
+    // The index commit fails after the bytes, mode and mtime changed: undone at once.
+    super::apply::patch_hook::FAIL_BEFORE_COMMIT.with(|k| k.set(true));
+    let r = b.try_round(&m, &[&a], None).unwrap();
+    assert!(
+        r.deferred
+            .iter()
+            .any(|(_, why)| why.contains("failed by the test")),
+        "{r:?}"
+    );
+    unchanged(&b);
+    // Cut short after the bytes went in: undone at the restart.
+    super::apply::patch_hook::KILL_AFTER_PATCH.with(|k| k.set(true));
+    assert!(b.try_round(&m, &[&a], None).is_err());
+    assert!(std::fs::read(b.path("big.bin")).unwrap() == cut);
+    super::apply::recover_edits_in_place(&b.index, &b.folder);
+    unchanged(&b);
+    let report = b.round(&m, &[&a]);
+    assert_eq!(report.published, 0, "{report:?}");
+    assert!(std::fs::read(b.path("big.bin")).unwrap() == cut);
+    assert_eq!(mode_of(&b, "big.bin"), 0o600);
+    assert!(kept_versions(&b, "big.bin")[0].0 == big);
+    super::apply::patch_hook::IN_PLACE.with(|f| f.set(None));
+}
+
+#[test]
+fn a_file_written_into_by_something_else_after_an_edit_was_cut_short_is_not_rolled_back() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    let (big, _) = large_file_in_sync(&mut a, &mut b);
+    let edited = overwritten(&big, 21);
+    a.write("big.bin", &edited);
+    let m = members(&[&a, &b]);
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    super::apply::patch_hook::KILL_AFTER_PATCH.with(|k| k.set(true));
+    assert!(b.try_round(&m, &[&a], None).is_err());
+    // Before the restart, a program writes a byte that is neither version's into the range.
+    let mut theirs = edited.clone();
+    let mid = big.len() / 2 + 1000;
+    theirs[mid + 10] = 0x99;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(b.path("big.bin"))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0x99], (mid + 10) as u64).unwrap();
+    drop(f);
+    super::apply::recover_edits_in_place(&b.index, &b.folder);
+    assert!(
+        std::fs::read(b.path("big.bin")).unwrap() == theirs,
+        "left as it is"
+    );
+    assert!(
+        !b.folder
+            .root
+            .join(".harp/patches")
+            .read_dir()
+            .unwrap()
+            .any(|_| true)
+    );
+    super::apply::patch_hook::IN_PLACE.with(|f| f.set(None));
+}
+
+#[test]
+fn a_large_file_with_another_name_is_replaced_not_written_into() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    let (big, _) = large_file_in_sync(&mut a, &mut b);
+    // A hard link outside the folder (a backup made with cp -al) must not see the edit.
+    let outside = b._dir.path().join("backup.bin");
+    std::fs::hard_link(b.path("big.bin"), &outside).unwrap();
+    let edited = overwritten(&big, 22);
+    a.write("big.bin", &edited);
+    let m = members(&[&a, &b]);
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    b.round(&m, &[&a]);
+    assert!(std::fs::read(b.path("big.bin")).unwrap() == edited);
+    assert!(std::fs::read(&outside).unwrap() == big);
+    super::apply::patch_hook::IN_PLACE.with(|f| f.set(None));
+}
+
+#[test]
+fn a_previous_version_not_kept_yet_is_kept_before_the_file_is_deleted() {
+    let mut a = Device::new(1);
+    let mut b = Device::new(2);
+    let (big, _) = large_file_in_sync(&mut a, &mut b);
+    a.write("other.txt", b"keeps the folder from looking unmounted");
+    let edited = overwritten(&big, 23);
+    a.write("big.bin", &edited);
+    let m = members(&[&a, &b]);
+    a.round(&m, &[]);
+    exchange(&mut a, &mut b);
+    super::apply::patch_hook::KILL_BEFORE_KEEP.with(|k| k.set(true));
+    assert!(b.try_round(&m, &[&a], None).is_err());
+    std::fs::remove_file(a.path("big.bin")).unwrap();
+    converge(&mut a, &mut b);
+    assert!(!b.path("big.bin").exists());
+    let kept: Vec<Vec<u8>> = kept_versions(&b, "big.bin")
+        .into_iter()
+        .map(|k| k.0)
+        .collect();
+    assert!(kept == [big, edited], "both versions kept, oldest first");
+    super::apply::patch_hook::IN_PLACE.with(|f| f.set(None));
+}
+
 #[test]
 fn concurrent_edits_keep_both_versions_and_both_devices_agree() {
     let mut a = Device::new(1);

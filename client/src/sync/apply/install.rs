@@ -175,6 +175,12 @@ pub(super) fn install(
     let folder = ctx.folder;
     let (joined_at, links) = remote_links(index, doc, ctx, id, record, verified)?;
     let mine = index.file_by_id(&folder.id, id)?;
+    if mine.is_some() {
+        // Whatever this install does to the file, an earlier edit in place's previous version
+        // is kept first (or the edit undone, if cut short).
+        patch::settle(index, folder, id)?;
+    }
+    let mine = index.file_by_id(&folder.id, id)?;
     let at_target = index.file(&folder.id, &record.path)?;
     if let Some(m) = &mine
         && !m.deleted
@@ -367,57 +373,75 @@ pub(super) fn install(
         #[cfg(test)]
         tests_hook::killed_after_keep(index)?;
     }
-    if record.kind != EntryKind::Symlink && !meta_done {
-        fs::set_permissions(&target, fs::Permissions::from_mode(record.mode))?;
-    }
-    if record.kind == EntryKind::File && !meta_done {
-        let f = fs::OpenOptions::new().write(true).open(&target)?;
-        let t =
-            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(record.mtime_ns.max(0) as u64);
-        f.set_modified(t)?;
-    }
-    let meta = fs::symlink_metadata(&target)?;
-    if batched {
-        index.begin_batch()?;
-    }
-    let row = FileRow {
-        path: record.path.clone(),
-        file_id: *id,
-        kind: record.kind,
-        size: record.size,
-        mode: record.mode,
-        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-        inode: meta.ino(),
-        dev: meta.dev(),
-        content_root: record.content_root,
-        deleted: false,
-        seq: record.seq,
-        chain_head: record.chain_head,
+    // Mode, mtime and the index; an edit written in place is undone if they fail (the file
+    // would otherwise hold bytes the index does not describe).
+    let mut finish = || -> Result<FileRow, Defer> {
+        if record.kind != EntryKind::Symlink && !meta_done {
+            fs::set_permissions(&target, fs::Permissions::from_mode(record.mode))?;
+        }
+        if record.kind == EntryKind::File && !meta_done {
+            let f = fs::OpenOptions::new().write(true).open(&target)?;
+            let t = std::time::UNIX_EPOCH
+                + std::time::Duration::from_nanos(record.mtime_ns.max(0) as u64);
+            f.set_modified(t)?;
+        }
+        let meta = fs::symlink_metadata(&target)?;
+        if batched {
+            index.begin_batch()?;
+        }
+        let row = FileRow {
+            path: record.path.clone(),
+            file_id: *id,
+            kind: record.kind,
+            size: record.size,
+            mode: record.mode,
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            inode: meta.ino(),
+            dev: meta.dev(),
+            content_root: record.content_root,
+            deleted: false,
+            seq: record.seq,
+            chain_head: record.chain_head,
+        };
+        #[cfg(test)]
+        if patched.is_some() {
+            patch::tests_hook::failed_before_commit()?;
+        }
+        index.write(|w| {
+            write_chain(w, ctx, id, joined_at, &links)?;
+            if let Some(m) = &mine
+                && m.path != record.path
+            {
+                w.remove_path_of(&folder.id, &m.path, id)?;
+            }
+            if at_target.as_ref().is_some_and(|r| r.file_id != *id) {
+                w.remove_path(&folder.id, &record.path)?;
+            }
+            w.put_nodes(&folder.id, &nodes)?;
+            w.put_file(&folder.id, &row)?;
+            if let Some(l) = &locs {
+                w.replace_chunks(&folder.id, id, l)?;
+            }
+            w.set_base(&folder.id, id, &record.digest())
+        })?;
+        Ok(row)
     };
-    index.write(|w| {
-        write_chain(w, ctx, id, joined_at, &links)?;
-        if let Some(m) = &mine
-            && m.path != record.path
-        {
-            w.remove_path_of(&folder.id, &m.path, id)?;
+    let row = match finish() {
+        Ok(row) => row,
+        Err(e) => {
+            if let Some(p) = patched {
+                patch::undo(index, folder, p);
+            }
+            return Err(e);
         }
-        if at_target.as_ref().is_some_and(|r| r.file_id != *id) {
-            w.remove_path(&folder.id, &record.path)?;
-        }
-        w.put_nodes(&folder.id, &nodes)?;
-        w.put_file(&folder.id, &row)?;
-        if let Some(l) = &locs {
-            w.replace_chunks(&folder.id, id, l)?;
-        }
-        w.set_base(&folder.id, id, &record.digest())
-    })?;
+    };
     if noted {
         journal.recorded();
     }
     if let Some(p) = patched {
         #[cfg(test)]
-        super::patch::tests_hook::killed_before_keep()?;
-        super::patch::keep_previous(index, folder, p);
+        patch::tests_hook::killed_before_keep()?;
+        patch::keep_previous(index, folder, p, &row);
     }
     Ok(())
 }

@@ -23,15 +23,21 @@
 //! 4. The previous version is rebuilt in the temp area (a copy of the file, with the old
 //!    bytes put back), made durable, and renamed into the versions store; the journal goes.
 //!
-//! [`recover`] runs on each folder before its first scan. A journal whose file's index row
-//! still names the old version (killed before step 3) is rolled back: the old bytes, length,
-//! mode and mtime are put back, so the file is again what the index says and the install simply
-//! runs again. A journal whose row names the new version (killed in step 4) has its previous
-//! version rebuilt. Between a kill in step 2 and the restart, the changed ranges (a few KiB
-//! for a small edit) can hold part old, part new bytes: this is the one place where a file
-//! under its final name may briefly be neither version, which is why it is used only where
-//! the alternative is a copy of the whole file (16 MiB and more unchanged, an edit of at most
-//! 8 MiB).
+//! If step 3 fails (the index is busy, a full disk under it), the patch is undone at once
+//! ([`undo`]). [`recover`] runs on each folder before its first scan. A journal whose file's
+//! index row still names the old version (killed before step 3) is rolled back: the old bytes,
+//! length, mode and mtime are put back, so the file is again what the index says and the
+//! install simply runs again. That happens only if every byte the patch touches holds its old
+//! or its new value: a file something else has written into since is left as it is, for the
+//! scanner. A journal whose row names the new version (killed in step 4, or the copy failed)
+//! has its previous version rebuilt; any later install of the file does that first
+//! ([`settle`]), so a delete or another edit never goes ahead of it.
+//!
+//! Between a kill in step 2 and the restart, the changed ranges (a few KiB for a small edit)
+//! can hold part old, part new bytes: this is the one place where a file under its final name
+//! may briefly be neither version, which is why it is used only where the alternative is a
+//! copy of the whole file (16 MiB and more unchanged, an edit of at most 8 MiB), and never on a
+//! file with other names (hard links), which would see the edit too.
 
 use std::collections::HashMap;
 use std::fs;
@@ -53,7 +59,8 @@ use crate::store;
 
 /// The smallest file written in place: below it a copy is cheap.
 pub(super) const WORTH_IT: u64 = 16 << 20;
-/// The most bytes of changed chunks written in place (held twice in memory, old and new).
+/// The most bytes of changed chunks written in place. Memory stays bounded by a few times
+/// this (the new bytes, the old ones, their journal).
 const MAX_PATCH: u64 = 8 << 20;
 
 /// `<root>/.harp/patches`: the journals of edits written in place.
@@ -69,13 +76,14 @@ fn journal_path(folder: &Folder, id: &FileId) -> PathBuf {
 /// that cannot share blocks (ext2/3/4, F2FS). Elsewhere the whole-file build shares blocks
 /// (btrfs, XFS, bcachefs) or its atomic rename is worth the copy (network and FUSE file
 /// systems, whose failure modes are their own).
-fn writes_in_place(root: &Path) -> bool {
+/// Asked of the file itself: a mount inside the folder may be another file system.
+fn writes_in_place(file: &fs::File) -> bool {
     #[cfg(test)]
     if let Some(forced) = tests_hook::IN_PLACE.with(|f| f.get()) {
         return forced;
     }
     const KINDS: [u64; 2] = [0xEF53, 0xF2F5_2010];
-    rustix::fs::statfs(root).is_ok_and(|fs| KINDS.contains(&(fs.f_type as u64)))
+    rustix::fs::fstatfs(file).is_ok_and(|fs| KINDS.contains(&(fs.f_type as u64)))
 }
 
 /// One changed stretch of the file: its bytes before and after.
@@ -200,7 +208,12 @@ impl Journal {
     /// Writes the journal durably (a temp name, fsync, rename, fsync of the directory).
     fn save(&self, folder: &Folder) -> std::io::Result<PathBuf> {
         let dir = patches_dir(folder);
-        fs::create_dir_all(&dir)?;
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir)?;
+            if let Some(parent) = dir.parent() {
+                fs::File::open(parent)?.sync_all()?;
+            }
+        }
         let path = journal_path(folder, &self.file_id);
         let tmp = dir.join(format!("{}.new", self.file_id));
         let mut f = fs::File::create(&tmp)?;
@@ -236,6 +249,31 @@ impl Journal {
         file.set_len(size)?;
         file.sync_data()
     }
+
+    /// Whether every byte the patch touches holds its old or its new value, and nothing else
+    /// (a write cut short), and the length is between the two versions'.
+    fn only_old_or_new(&self, file: &fs::File) -> std::io::Result<bool> {
+        let len = file.metadata()?.len();
+        let (short, long) = (self.common(), self.old_size.max(self.new_size));
+        if len < short || len > long {
+            return Ok(false);
+        }
+        let either = |now: &[u8], old: &[u8], new: &[u8]| {
+            now.iter()
+                .enumerate()
+                .all(|(i, b)| old.get(i) == Some(b) || new.get(i) == Some(b))
+        };
+        for r in &self.ranges {
+            let mut now = vec![0; r.old.len()];
+            file.read_exact_at(&mut now, r.offset)?;
+            if !either(&now, &r.old, &r.new) {
+                return Ok(false);
+            }
+        }
+        let mut now = vec![0; (len - short) as usize];
+        file.read_exact_at(&mut now, short)?;
+        Ok(either(&now, &self.old_tail, &self.new_tail))
+    }
 }
 
 /// An edit written in place: what the installer records, and the version it replaced.
@@ -270,20 +308,17 @@ pub(super) fn write_in_place(
         && !mine.deleted
         && mine.path == record.path
         && common >= WORTH_IT;
-    if !fits || !writes_in_place(&folder.root) {
+    if !fits {
         return Ok(None);
     }
-    // The previous patch's version must be in the versions store before this one replaces
-    // the bytes it is rebuilt from.
-    let pending = journal_path(folder, &mine.file_id);
-    if pending.exists() {
-        recover_one(index, folder, &pending)?;
-        if pending.exists() {
-            return Err(later(format!(
-                "the version of {} before its last edit is not in the versions store yet",
-                record.path
-            )));
-        }
+    let target = folder.root.join(&record.path);
+    // A file that cannot be opened for writing (read-only, busy) is replaced as usual; so is
+    // one with other names (hard links): the edit would show under them too.
+    let Ok(file) = fs::OpenOptions::new().read(true).write(true).open(&target) else {
+        return Ok(None);
+    };
+    if !writes_in_place(&file) || file.metadata().map_or(true, |m| m.nlink() != 1) {
+        return Ok(None);
     }
     let started = Instant::now();
     let (chunks, nodes) = chunk_list(index, ctx, record)?;
@@ -339,14 +374,10 @@ pub(super) fn write_in_place(
         return Ok(None);
     }
 
-    let target = folder.root.join(&record.path);
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&target)?;
     let unchanged = |f: &fs::File| {
         f.metadata().is_ok_and(|m| {
             m.is_file()
+                && m.nlink() == 1
                 && m.ino() == mine.inode
                 && m.dev() == mine.dev
                 && m.len() == mine.size
@@ -523,16 +554,43 @@ pub(super) fn write_in_place(
 }
 
 /// Rebuilds the version a patch replaced in the versions store (step 4 of the module doc)
-/// and drops its journal. Left for [`recover`] (and the file's next patch) if it fails.
-pub(super) fn keep_previous(index: &Index, folder: &Folder, previous: Previous) {
+/// and drops its journal; `row` is the index row just committed for the new version. Left
+/// for the next round (see [`settle`]) if it fails.
+pub(super) fn keep_previous(index: &Index, folder: &Folder, previous: Previous, row: &FileRow) {
     let journal = previous.0;
-    if let Err(e) = rebuild_previous(index, folder, &journal) {
+    if let Err(e) = rebuild_previous(index, folder, &journal, row) {
         tracing::warn!(
             folder = %folder.id,
-            "the version of {} before this edit is not kept yet (retried at the next start): {e}",
+            "the version of {} before this edit is not kept yet (tried again before the \
+             file's next install): {e}",
             journal.path
         );
     }
+}
+
+/// Undoes a patch whose install failed before the index took it (the file goes back to
+/// what the index says), and drops its journal.
+pub(super) fn undo(index: &Index, folder: &Folder, previous: Previous) {
+    let path = journal_path(folder, &previous.0.file_id);
+    if let Err(e) = recover_one(index, folder, &path) {
+        tracing::warn!(folder = %folder.id, "{}: undoing an edit in place: {e}", previous.0.path);
+    }
+}
+
+/// Before anything else replaces, moves or deletes file `id`: the version its last edit in
+/// place replaced must be in the versions store first (the bytes it is rebuilt from go).
+pub(super) fn settle(index: &Index, folder: &Folder, id: &FileId) -> Result<(), Defer> {
+    let path = journal_path(folder, id);
+    if !path.exists() {
+        return Ok(());
+    }
+    recover_one(index, folder, &path)?;
+    if path.exists() {
+        return Err(later(
+            "the version this file had before its last edit is not in the versions store yet",
+        ));
+    }
+    Ok(())
 }
 
 /// Why a previous version could not be rebuilt.
@@ -545,15 +603,39 @@ enum RebuildError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Store(#[from] store::Error),
+    #[error(transparent)]
+    Index(#[from] crate::index::Error),
 }
 
-fn rebuild_previous(index: &Index, folder: &Folder, j: &Journal) -> Result<(), RebuildError> {
+fn rebuild_previous(
+    index: &Index,
+    folder: &Folder,
+    j: &Journal,
+    row: &FileRow,
+) -> Result<(), RebuildError> {
     let started = Instant::now();
-    let source = folder.root.join(&j.path);
+    // Kept already (a kill between the keep and the journal's removal).
+    let kept_already = index.versions(&folder.id, &j.path)?.iter().any(|v| {
+        v.size == j.old_size
+            && v.mtime_ns == j.old_mtime_ns
+            && store::versions_dir(folder).join(&v.stored).is_file()
+    });
+    if kept_already {
+        fs::remove_file(journal_path(folder, &j.file_id))?;
+        return Ok(());
+    }
+    let source = folder.root.join(&row.path);
     let from = fs::File::open(&source)?;
+    // The file is still the version the index names (nothing wrote into it since), and that
+    // version is the patch's.
     let holds_patch = |f: &fs::File| -> std::io::Result<bool> {
         let m = f.metadata()?;
-        if !j.same_inode(&m) || m.len() != j.new_size {
+        let as_indexed = j.same_inode(&m)
+            && m.len() == j.new_size
+            && m.len() == row.size
+            && m.ino() == row.inode
+            && m.mtime() * 1_000_000_000 + m.mtime_nsec() == row.mtime_ns;
+        if !as_indexed {
             return Ok(false);
         }
         let stretches = j.ranges.iter().map(|r| (r.offset, &r.new));
@@ -569,7 +651,6 @@ fn rebuild_previous(index: &Index, folder: &Folder, j: &Journal) -> Result<(), R
     if !holds_patch(&from)? {
         return Err(RebuildError::Gone);
     }
-    let before = from.metadata()?.modified()?;
     let tmp_dir = store::temp_dir(folder);
     fs::create_dir_all(&tmp_dir)?;
     let tmp = tempfile::NamedTempFile::new_in(&tmp_dir)?;
@@ -578,8 +659,7 @@ fn rebuild_previous(index: &Index, folder: &Folder, j: &Journal) -> Result<(), R
         tmp.as_file().write_all_at(&r.old, r.offset)?;
     }
     tmp.as_file().write_all_at(&j.old_tail, j.common())?;
-    // Nothing wrote into the file while it was copied.
-    if from.metadata()?.modified()? != before || !holds_patch(&from)? {
+    if !holds_patch(&from)? {
         return Err(RebuildError::Gone);
     }
     let out = tmp.as_file();
@@ -587,14 +667,18 @@ fn rebuild_previous(index: &Index, folder: &Folder, j: &Journal) -> Result<(), R
     out.set_modified(UNIX_EPOCH + Duration::from_nanos(j.old_mtime_ns.max(0) as u64))?;
     out.sync_all()?;
     let kept = tmp.into_temp_path().keep().map_err(|e| e.error)?;
-    store::keep_file(
+    let stored = store::keep_file(
         index,
         folder,
         &j.path,
         &kept,
         (j.old_size, j.old_mode, j.old_mtime_ns),
         "overwrite",
-    )?;
+    );
+    if let Err(e) = stored {
+        let _ = fs::remove_file(&kept);
+        return Err(e.into());
+    }
     fs::remove_file(journal_path(folder, &j.file_id))?;
     tracing::debug!(
         folder = %folder.id,
@@ -605,41 +689,61 @@ fn rebuild_previous(index: &Index, folder: &Folder, j: &Journal) -> Result<(), R
     Ok(())
 }
 
-/// Copies `len` bytes of `from` to `to` with the kernel's `copy_file_range`, starting each
+/// Copies `len` bytes of `from` to `to` with the kernel's `copy_file_range` (through a
+/// buffer where the kernel cannot: another file system, an old kernel), starting each
 /// 64 MiB's write-back as it goes and dropping the pages on both sides (as the whole-file
 /// build does, see `content::Writeback`): the copy is for the versions store, which nobody
 /// reads soon.
 fn copy_whole(from: &fs::File, to: &fs::File, len: u64) -> std::io::Result<()> {
     const KICK: u64 = 64 << 20;
-    let (mut src, mut dst) = (0u64, 0u64);
+    const STEP: u64 = 8 << 20;
+    let mut at = 0u64;
     let mut kicked = 0u64;
-    while src < len {
-        let step = usize::try_from((len - src).min(8 << 20)).unwrap_or(8 << 20);
-        let n = rustix::fs::copy_file_range(from, Some(&mut src), to, Some(&mut dst), step)?;
+    let mut buf: Vec<u8> = Vec::new();
+    while at < len {
+        let step = (len - at).min(STEP);
+        let (mut src, mut dst) = (at, at);
+        let n = if buf.is_empty() {
+            rustix::fs::copy_file_range(from, Some(&mut src), to, Some(&mut dst), step as usize)
+                .map(|n| n as u64)
+                .map_err(std::io::Error::from)
+        } else {
+            Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+        };
+        let n = match n {
+            Ok(n) => n,
+            Err(_) => {
+                buf.resize(step as usize, 0);
+                from.read_exact_at(&mut buf, at)?;
+                to.write_all_at(&buf, at)?;
+                step
+            }
+        };
         if n == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "the file is shorter than its version",
             ));
         }
-        if dst - kicked >= KICK || dst == len {
+        at += n;
+        if at - kicked >= KICK || at == len {
             for f in [to, from] {
                 let _ = rustix::fs::fadvise(
                     f,
                     kicked,
-                    std::num::NonZeroU64::new(dst - kicked),
+                    std::num::NonZeroU64::new(at - kicked),
                     rustix::fs::Advice::DontNeed,
                 );
             }
-            kicked = dst;
+            kicked = at;
         }
     }
     Ok(())
 }
 
 /// Finishes or undoes the edits written in place that a stopped daemon left (see the module
-/// doc). Runs before the folder's first scan, which would otherwise take a rolled-back
-/// file's bytes for a local edit.
+/// doc). Runs before the folder's first scan, which would otherwise take a cut-short file's
+/// bytes for a local edit.
 pub fn recover(index: &Index, folder: &Folder) {
     let Ok(entries) = fs::read_dir(patches_dir(folder)) else {
         return;
@@ -659,17 +763,21 @@ pub fn recover(index: &Index, folder: &Folder) {
 
 /// [`recover`] for one journal.
 fn recover_one(index: &Index, folder: &Folder, path: &Path) -> Result<(), Defer> {
-    let journal = fs::read(path).ok().as_deref().and_then(Journal::decode);
-    let Some(j) = journal else {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(j) = Journal::decode(&bytes) else {
         tracing::warn!(folder = %folder.id, "{}: not a whole patch journal, dropped", path.display());
         fs::remove_file(path)?;
         return Ok(());
     };
     let row = index
-        .file(&folder.id, &j.path)?
-        .filter(|r| r.file_id == j.file_id && !r.deleted);
+        .file_by_id(&folder.id, &j.file_id)?
+        .filter(|r| !r.deleted);
     match row {
-        Some(r) if r.content_root == j.new_root => match rebuild_previous(index, folder, &j) {
+        Some(r) if r.content_root == j.new_root => match rebuild_previous(index, folder, &j, &r) {
             Ok(()) => {}
             Err(RebuildError::Gone) => {
                 tracing::warn!(
@@ -682,30 +790,54 @@ fn recover_one(index: &Index, folder: &Folder, path: &Path) -> Result<(), Defer>
             }
             Err(e) => return Err(later(format!("{}: {e}", j.path))),
         },
-        Some(r) if r.content_root == j.old_root => {
-            // Killed before the index took the new version: put the old bytes back.
-            let target = folder.root.join(&j.path);
-            match fs::OpenOptions::new().write(true).open(&target) {
-                Ok(f) if f.metadata().is_ok_and(|m| j.same_inode(&m)) => {
-                    j.write_side(&f, false)?;
-                    f.set_permissions(fs::Permissions::from_mode(j.old_mode))?;
-                    f.set_modified(
-                        UNIX_EPOCH + Duration::from_nanos(j.old_mtime_ns.max(0) as u64),
-                    )?;
-                    tracing::info!(folder = %folder.id, "{}: an edit cut short was rolled back", j.path);
-                }
-                _ => tracing::warn!(
-                    folder = %folder.id,
-                    "{}: replaced since an edit of it was cut short; left as it is",
-                    j.path
-                ),
-            }
+        Some(r) if r.content_root == j.old_root && r.path == j.path => {
+            roll_back(folder, &j)?;
             fs::remove_file(path)?;
         }
         _ => {
+            tracing::warn!(
+                folder = %folder.id,
+                "{}: an edit written into it in place no longer applies (the file moved on \
+                 since); its journal is dropped",
+                j.path
+            );
             fs::remove_file(path)?;
         }
     }
+    Ok(())
+}
+
+/// Puts a cut-short patch's old bytes, length, mode and mtime back, so the file is again what
+/// the index says, unless something else has written into it since: then it is left alone
+/// for the scanner, which takes it as a local edit.
+fn roll_back(folder: &Folder, j: &Journal) -> Result<(), Defer> {
+    let target = folder.root.join(&j.path);
+    let open = || fs::OpenOptions::new().read(true).write(true).open(&target);
+    let f = match open() {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(folder = %folder.id, "{}: gone since an edit of it was cut short", j.path);
+            return Ok(());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            // The install may have set a read-only mode before it was cut short.
+            fs::set_permissions(&target, fs::Permissions::from_mode(j.old_mode | 0o600))?;
+            open()?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !f.metadata().is_ok_and(|m| j.same_inode(&m)) || !j.only_old_or_new(&f)? {
+        tracing::warn!(
+            folder = %folder.id,
+            "{}: written into by something else since an edit of it was cut short; left as it is",
+            j.path
+        );
+        return Ok(());
+    }
+    j.write_side(&f, false)?;
+    f.set_permissions(fs::Permissions::from_mode(j.old_mode))?;
+    f.set_modified(UNIX_EPOCH + Duration::from_nanos(j.old_mtime_ns.max(0) as u64))?;
+    tracing::info!(folder = %folder.id, "{}: an edit cut short was rolled back", j.path);
     Ok(())
 }
 
@@ -722,6 +854,8 @@ pub(in crate::sync) mod tests_hook {
         /// When set, the round is "killed" after the next patched file's index commit, before
         /// its previous version is kept.
         pub static KILL_BEFORE_KEEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// See [`failed_before_commit`].
+        pub static FAIL_BEFORE_COMMIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 
     pub(super) fn killed_after_patch() -> Result<(), Defer> {
@@ -729,6 +863,15 @@ pub(in crate::sync) mod tests_hook {
             return Err(Defer::Index(crate::index::Error::Corrupt(
                 "killed by the test",
             )));
+        }
+        Ok(())
+    }
+
+    /// When set, the next patched file's install fails (an error, not a kill) right before
+    /// its index commit.
+    pub(in crate::sync) fn failed_before_commit() -> Result<(), Defer> {
+        if FAIL_BEFORE_COMMIT.with(|k| k.replace(false)) {
+            return Err(Defer::Later("failed by the test".into()));
         }
         Ok(())
     }
