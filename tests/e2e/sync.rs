@@ -160,6 +160,78 @@ fn a_small_edit_of_a_large_file_arrives_in_place_and_its_previous_version_can_be
     assert!(std::fs::read(a.folder.join("big.bin")).unwrap() == big);
 }
 
+#[test]
+fn a_receiver_killed_around_edits_in_place_keeps_every_version_and_converges() {
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, _pa, pb) = pair(tmp.path()).unwrap();
+    std::fs::write(a.folder.join("other.txt"), b"o").unwrap();
+    let mut data = fill(b"killed in place", 40 << 20);
+    std::fs::write(a.folder.join("big.bin"), &data).unwrap();
+    wait_same(&a.folder, &b.folder, "the large file A to B");
+    let mut history = vec![data.clone()];
+    let mut pb = Some(pb);
+    for round in 0..8u64 {
+        // An overwrite, and every third round an append too; B is killed a few ms after the
+        // new bytes show in its file: before its index took them, while it rebuilt the
+        // previous version, or after.
+        let at = ((round * 7_340_033) % (30 << 20)) as usize;
+        data[at..at + 4096].fill(round as u8 + 1);
+        if round % 3 == 2 {
+            data.extend_from_slice(&fill(&round.to_le_bytes(), 70_000));
+        }
+        std::fs::write(a.folder.join("big.bin"), &data).unwrap();
+        history.push(data.clone());
+        let target = b.folder.join("big.bin");
+        let shows = || {
+            let mut now = vec![0u8; 4096];
+            std::fs::File::open(&target)
+                .and_then(|f| f.read_exact_at(&mut now, at as u64))
+                .is_ok_and(|()| now == data[at..at + 4096])
+        };
+        let started = std::time::Instant::now();
+        while !shows() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "round {round}: the edit never showed on B"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis((round * 7) % 25));
+        if let Some(p) = pb.take() {
+            p.kill9();
+        }
+        let (p, _) = start(&b);
+        pb = Some(p);
+        wait_same(&a.folder, &b.folder, "after the restart");
+    }
+    assert!(std::fs::read(b.folder.join("big.bin")).unwrap() == data);
+    check_ok(&b.home);
+    // Every version B held before the last is in its versions store, whole.
+    let out = ok(
+        &b.home,
+        &[
+            "versions",
+            "--json",
+            b.folder.join("big.bin").to_str().unwrap(),
+        ],
+    );
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let kept: Vec<Vec<u8>> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| std::fs::read(v["stored"].as_str().unwrap()).unwrap())
+        .collect();
+    for (i, version) in history[..history.len() - 1].iter().enumerate() {
+        assert!(
+            kept.contains(version),
+            "version {i} of {} is not kept",
+            history.len()
+        );
+    }
+}
+
 /// Two devices that already hold the same files when the folder is shared between them: each
 /// file ends up once, under one id on both, with no conflict copies except where the two
 /// really differ. (Before session 11 every such file made the two churn new ids forever.)
