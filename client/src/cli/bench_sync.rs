@@ -240,6 +240,56 @@ fn count_files(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// When B's versions store got the version a scenario replaced, counted from the scenario's
+/// start: a small edit of a large file written in place keeps it after the edit shows
+/// (`sync::apply::patch`), a file built whole before. Not for Syncthing (no `.harp`).
+struct KeptWatch {
+    versions: PathBuf,
+    before: Option<usize>,
+    started: Instant,
+    at: Option<f64>,
+}
+
+impl KeptWatch {
+    fn new(run: &Run<'_>) -> Self {
+        let versions = run.b_folder.join(".harp/versions");
+        let before = run
+            .b_folder
+            .join(".harp")
+            .is_dir()
+            .then(|| count_files(&versions));
+        Self {
+            versions,
+            before,
+            started: Instant::now(),
+            at: None,
+        }
+    }
+
+    fn poll(&mut self) {
+        if let Some(before) = self.before
+            && self.at.is_none()
+            && count_files(&self.versions) > before
+        {
+            self.at = Some(self.started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Adds the figure to the last scenario (waiting up to a minute for it).
+    fn note(mut self, out: &mut [Value]) {
+        if self.before.is_none() {
+            return;
+        }
+        while self.at.is_none() && self.started.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(10));
+            self.poll();
+        }
+        if let (Some(at), Some(last)) = (self.at, out.last_mut()) {
+            last["previous_version_kept_seconds"] = json!(at);
+        }
+    }
+}
+
 /// One side-by-side subject: two synced folders, the two processes doing it, and how to read
 /// the bytes they moved.
 pub(super) struct Run<'a> {
@@ -437,7 +487,12 @@ pub(super) fn scenarios(args: &SyncArgs, run: &Run<'_>) -> anyhow::Result<Vec<Va
         f.write_all(&tail)?;
         f.sync_all()?;
     }
-    out.push(run.measure("insert_1_byte", || looks_same(&big_a, &big_b))?);
+    let mut kept = KeptWatch::new(run);
+    out.push(run.measure("insert_1_byte", || {
+        kept.poll();
+        looks_same(&big_a, &big_b)
+    })?);
+    kept.note(&mut out);
     check(&big_a, &big_b)?;
 
     // 3. 4 KiB overwritten in the middle, in place.
@@ -448,7 +503,12 @@ pub(super) fn scenarios(args: &SyncArgs, run: &Run<'_>) -> anyhow::Result<Vec<Va
         f.write_all_at(&block, (size / 2 + 12_345) as u64)?;
         f.sync_all()?;
     }
-    out.push(run.measure("overwrite_4_kib", || looks_same(&big_a, &big_b))?);
+    let mut kept = KeptWatch::new(run);
+    out.push(run.measure("overwrite_4_kib", || {
+        kept.poll();
+        looks_same(&big_a, &big_b)
+    })?);
+    kept.note(&mut out);
     check(&big_a, &big_b)?;
 
     // 4. Many small files.
