@@ -449,7 +449,7 @@ pub(super) fn install(
 /// The edit written into the file in place, if it can be (see [`patch`]): only over the
 /// same file at the same path.
 fn in_place(
-    index: &Index,
+    index: &mut Index,
     ctx: &Context<'_>,
     record: &Record,
     mine: &Option<FileRow>,

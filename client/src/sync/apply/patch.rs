@@ -294,7 +294,7 @@ pub(super) struct Previous(Journal);
 /// what follows (see the module doc). The file is then fsynced, its mode and mtime still the
 /// old ones. `Ok(None)`: not this way (the caller builds the version whole).
 pub(super) fn write_in_place(
-    index: &Index,
+    index: &mut Index,
     ctx: &Context<'_>,
     record: &Record,
     mine: &FileRow,
@@ -322,9 +322,17 @@ pub(super) fn write_in_place(
     }
     let started = Instant::now();
     let (chunks, nodes) = chunk_list(index, ctx, record)?;
+    // The whole-file build that follows finds the manifest nodes fetched here in the index,
+    // instead of asking peers again (a round trip per tree level).
+    let not_here = |index: &mut Index, nodes: &Nodes| -> Result<Option<Patched>, Defer> {
+        if !nodes.is_empty() {
+            index.write(|w| w.put_nodes(&folder.id, nodes))?;
+        }
+        Ok(None)
+    };
     let old_rows = index.chunks(&folder.id, &mine.file_id)?;
     if old_rows.iter().map(|c| u64::from(c.len)).sum::<u64>() != mine.size {
-        return Ok(None);
+        return not_here(index, &nodes);
     }
     let old_at: HashMap<u64, (ChunkId, u32)> =
         old_rows.iter().map(|c| (c.offset, (c.id, c.len))).collect();
@@ -362,7 +370,7 @@ pub(super) fn write_in_place(
     let removed = mine.size - common;
     // Checked before anything is allocated: after an insert, every chunk past it moved.
     if (changed.is_empty() && removed == 0) || changed_bytes + removed > MAX_PATCH {
-        return Ok(None);
+        return not_here(index, &nodes);
     }
     let mut spans: Vec<(u64, Vec<u8>)> = spans
         .into_iter()
@@ -371,7 +379,7 @@ pub(super) fn write_in_place(
     // Room for the previous version's copy, as the whole-file build would need.
     let journal_bytes = 2 * changed_bytes + removed;
     if store::free_bytes(&folder.root).is_some_and(|free| free < common + journal_bytes) {
-        return Ok(None);
+        return not_here(index, &nodes);
     }
 
     let unchanged = |f: &fs::File| {
