@@ -174,12 +174,9 @@ pub(super) fn install(
 ) -> Result<(), Defer> {
     let folder = ctx.folder;
     let (joined_at, links) = remote_links(index, doc, ctx, id, record, verified)?;
-    let mine = index.file_by_id(&folder.id, id)?;
-    if mine.is_some() {
-        // Whatever this install does to the file, an earlier edit in place's previous version
-        // is kept first (or the edit undone, if cut short).
-        patch::settle(index, folder, id)?;
-    }
+    // Whatever this install does to the file, the previous version of an earlier edit in
+    // place is kept first (or the edit undone, if cut short).
+    patch::settle(index, folder, id)?;
     let mine = index.file_by_id(&folder.id, id)?;
     let at_target = index.file(&folder.id, &record.path)?;
     if let Some(m) = &mine
