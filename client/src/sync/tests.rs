@@ -358,6 +358,21 @@ fn a_large_new_file_that_shares_chunks_with_a_local_file_keeps_the_bytes_copied_
     assert!(std::fs::read(b.path("big.bin")).unwrap() == big);
 }
 
+/// A writes `data` at `rel` and publishes it; B hears of it (nothing fetched yet).
+fn published_by_a(a: &mut Device, b: &mut Device, m: &HashSet<DeviceId>, rel: &str, data: &[u8]) {
+    a.write(rel, data);
+    a.round(m, &[]);
+    exchange(a, b);
+}
+
+/// A round cut short by one of the test hooks' "kills".
+fn assert_killed(r: Result<Report, super::apply::RoundError>) {
+    assert!(
+        r.as_ref().is_err_and(|e| e.to_string().contains("killed")),
+        "{r:?}"
+    );
+}
+
 /// A and B in sync on a large file, written in place from here on whatever the file system
 /// (see `apply::patch`); returns its content and B's inode of it.
 fn large_file_in_sync(a: &mut Device, b: &mut Device) -> (Vec<u8>, u64) {
@@ -407,10 +422,8 @@ fn a_small_edit_of_a_large_file_is_written_in_place_and_its_previous_version_kep
     let (big, inode) = large_file_in_sync(&mut a, &mut b);
     let old_mtime = mtime_of(&b, "big.bin");
     let edited = overwritten(&big, 7);
-    a.write("big.bin", &edited);
     let m = members(&[&a, &b]);
-    a.round(&m, &[]);
-    exchange(&mut a, &mut b);
+    published_by_a(&mut a, &mut b, &m, "big.bin", &edited);
     let report = b.round(&m, &[&a]);
     assert!(std::fs::read(b.path("big.bin")).unwrap() == edited);
     // The same file, written where it changed: not a new file built whole.
@@ -448,16 +461,10 @@ fn an_edit_in_place_cut_short_is_rolled_back_at_restart_then_installed_again() {
     let (big, _) = large_file_in_sync(&mut a, &mut b);
     let old_mtime = mtime_of(&b, "big.bin");
     let edited = overwritten(&big, 9);
-    a.write("big.bin", &edited);
     let m = members(&[&a, &b]);
-    a.round(&m, &[]);
-    exchange(&mut a, &mut b);
+    published_by_a(&mut a, &mut b, &m, "big.bin", &edited);
     super::apply::patch_hook::KILL_AFTER_PATCH.with(|k| k.set(true));
-    let r = b.try_round(&m, &[&a], None);
-    assert!(
-        r.as_ref().is_err_and(|e| e.to_string().contains("killed")),
-        "{r:?}"
-    );
+    assert_killed(b.try_round(&m, &[&a], None));
     // Cut short after the bytes went in, before the index knew.
     assert!(std::fs::read(b.path("big.bin")).unwrap() == edited);
     super::apply::recover_edits_in_place(&b.index, &b.folder);
@@ -485,15 +492,9 @@ fn a_version_replaced_in_place_is_kept_at_restart_or_before_the_next_edit_if_cut
     let mut versions = vec![big];
     for (i, restart) in [(1u8, true), (2, false), (3, false)] {
         let next = overwritten(versions.last().unwrap(), 10 + i);
-        a.write("big.bin", &next);
-        a.round(&m, &[]);
-        exchange(&mut a, &mut b);
+        published_by_a(&mut a, &mut b, &m, "big.bin", &next);
         super::apply::patch_hook::KILL_BEFORE_KEEP.with(|k| k.set(true));
-        let r = b.try_round(&m, &[&a], None);
-        assert!(
-            r.as_ref().is_err_and(|e| e.to_string().contains("killed")),
-            "{r:?}"
-        );
+        assert_killed(b.try_round(&m, &[&a], None));
         assert!(std::fs::read(b.path("big.bin")).unwrap() == next);
         if restart {
             super::apply::recover_edits_in_place(&b.index, &b.folder);
@@ -530,9 +531,7 @@ fn an_append_to_a_large_file_and_a_cut_from_its_end_are_written_in_place() {
     let cut = appended[..big.len() - 200_000].to_vec();
     let mut versions = vec![big];
     for next in [appended, cut] {
-        a.write("big.bin", &next);
-        a.round(&m, &[]);
-        exchange(&mut a, &mut b);
+        published_by_a(&mut a, &mut b, &m, "big.bin", &next);
         let report = b.round(&m, &[&a]);
         assert!(std::fs::read(b.path("big.bin")).unwrap() == next);
         assert_eq!(std::fs::metadata(b.path("big.bin")).unwrap().ino(), inode);
@@ -561,16 +560,10 @@ fn an_append_in_place_cut_short_is_rolled_back_to_the_old_length() {
     let old_mtime = mtime_of(&b, "big.bin");
     let mut appended = overwritten(&big, 5);
     appended.extend_from_slice(b"a few more bytes");
-    a.write("big.bin", &appended);
     let m = members(&[&a, &b]);
-    a.round(&m, &[]);
-    exchange(&mut a, &mut b);
+    published_by_a(&mut a, &mut b, &m, "big.bin", &appended);
     super::apply::patch_hook::KILL_AFTER_PATCH.with(|k| k.set(true));
-    let r = b.try_round(&m, &[&a], None);
-    assert!(
-        r.as_ref().is_err_and(|e| e.to_string().contains("killed")),
-        "{r:?}"
-    );
+    assert_killed(b.try_round(&m, &[&a], None));
     assert!(std::fs::read(b.path("big.bin")).unwrap() == appended);
     super::apply::recover_edits_in_place(&b.index, &b.folder);
     assert!(std::fs::read(b.path("big.bin")).unwrap() == big);
@@ -595,9 +588,7 @@ fn a_large_file_whose_middle_moved_or_that_changed_too_much_is_built_whole() {
     rewritten[1 << 20..10 << 20].fill(3);
     let mut inodes = vec![inode];
     for next in [inserted, rewritten] {
-        a.write("big.bin", &next);
-        a.round(&m, &[]);
-        exchange(&mut a, &mut b);
+        published_by_a(&mut a, &mut b, &m, "big.bin", &next);
         FETCHED.with(|f| f.borrow_mut().clear());
         b.round(&m, &[&a]);
         // Nothing asked twice: the manifest nodes fetched before falling back are kept.
@@ -651,7 +642,7 @@ fn a_cut_from_the_end_undone_after_a_failed_commit_or_cut_short_gets_its_bytes_a
     unchanged(&b);
     // Cut short after the bytes went in: undone at the restart.
     super::apply::patch_hook::KILL_AFTER_PATCH.with(|k| k.set(true));
-    assert!(b.try_round(&m, &[&a], None).is_err());
+    assert_killed(b.try_round(&m, &[&a], None));
     assert!(std::fs::read(b.path("big.bin")).unwrap() == cut);
     super::apply::recover_edits_in_place(&b.index, &b.folder);
     unchanged(&b);
@@ -669,12 +660,10 @@ fn a_file_written_into_by_something_else_after_an_edit_was_cut_short_is_not_roll
     let mut b = Device::new(2);
     let (big, _) = large_file_in_sync(&mut a, &mut b);
     let edited = overwritten(&big, 21);
-    a.write("big.bin", &edited);
     let m = members(&[&a, &b]);
-    a.round(&m, &[]);
-    exchange(&mut a, &mut b);
+    published_by_a(&mut a, &mut b, &m, "big.bin", &edited);
     super::apply::patch_hook::KILL_AFTER_PATCH.with(|k| k.set(true));
-    assert!(b.try_round(&m, &[&a], None).is_err());
+    assert_killed(b.try_round(&m, &[&a], None));
     // Before the restart, a program writes a byte that is neither version's into the range.
     let mut theirs = edited.clone();
     let mid = big.len() / 2 + 1000;
@@ -710,10 +699,8 @@ fn a_large_file_with_another_name_is_replaced_not_written_into() {
     let outside = b._dir.path().join("backup.bin");
     std::fs::hard_link(b.path("big.bin"), &outside).unwrap();
     let edited = overwritten(&big, 22);
-    a.write("big.bin", &edited);
     let m = members(&[&a, &b]);
-    a.round(&m, &[]);
-    exchange(&mut a, &mut b);
+    published_by_a(&mut a, &mut b, &m, "big.bin", &edited);
     b.round(&m, &[&a]);
     assert!(std::fs::read(b.path("big.bin")).unwrap() == edited);
     assert!(std::fs::read(&outside).unwrap() == big);
@@ -727,12 +714,10 @@ fn a_previous_version_not_kept_yet_is_kept_before_the_file_is_deleted() {
     let (big, _) = large_file_in_sync(&mut a, &mut b);
     a.write("other.txt", b"keeps the folder from looking unmounted");
     let edited = overwritten(&big, 23);
-    a.write("big.bin", &edited);
     let m = members(&[&a, &b]);
-    a.round(&m, &[]);
-    exchange(&mut a, &mut b);
+    published_by_a(&mut a, &mut b, &m, "big.bin", &edited);
     super::apply::patch_hook::KILL_BEFORE_KEEP.with(|k| k.set(true));
-    assert!(b.try_round(&m, &[&a], None).is_err());
+    assert_killed(b.try_round(&m, &[&a], None));
     std::fs::remove_file(a.path("big.bin")).unwrap();
     converge(&mut a, &mut b);
     assert!(!b.path("big.bin").exists());
