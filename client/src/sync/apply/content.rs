@@ -96,6 +96,26 @@ pub(super) fn chunk_list(
     Ok((out, fetched_nodes))
 }
 
+/// A version's chunk list with each chunk's place in the file (tags not known yet).
+pub(super) fn located(chunks: &[ChunkRef]) -> Vec<ChunkLoc> {
+    let mut offset = 0u64;
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let loc = ChunkLoc {
+                idx: i as u32,
+                offset,
+                len: c.len,
+                id: c.id,
+                tag: None,
+            };
+            offset += u64::from(c.len);
+            loc
+        })
+        .collect()
+}
+
 /// Starts the write-back of a temp file's pages every [`Writeback::EVERY`] bytes, so that the
 /// fsync before its rename finds little left to write, and decides which pages stay cached.
 ///
@@ -388,19 +408,10 @@ pub(super) fn build_content(
             (tmp, Vec::new())
         }
     };
+    let mut locs = located(&chunks);
     let mut offsets: HashMap<ChunkId, Vec<(u64, u32)>> = HashMap::new();
-    let mut locs = Vec::with_capacity(chunks.len());
-    let mut offset = 0u64;
-    for (i, c) in chunks.iter().enumerate() {
-        offsets.entry(c.id).or_default().push((offset, c.len));
-        locs.push(ChunkLoc {
-            idx: i as u32,
-            offset,
-            len: c.len,
-            id: c.id,
-            tag: None,
-        });
-        offset += u64::from(c.len);
+    for l in &locs {
+        offsets.entry(l.id).or_default().push((l.offset, l.len));
     }
     let keys = &ctx.folder.keys;
     let file = tmp.as_file();

@@ -51,7 +51,7 @@ use harp_protocol::ids::{ChunkId, ContentRoot, FileId};
 use harp_protocol::manifest::EntryKind;
 use harp_protocol::record::Record;
 
-use super::content::{Nodes, chunk_list};
+use super::content::{Nodes, chunk_list, located};
 use super::{Context, Defer, Report, later};
 use crate::index::{ChunkLoc, ChunkTag, FileRow, Index};
 use crate::scan::{Folder, MARKER_DIR};
@@ -345,26 +345,18 @@ pub(super) fn write_in_place(
 
     // The new chunks not at the same offset in the old version, as contiguous spans. Every
     // byte past the old version's end is in one (nothing of the old version is there).
-    let mut locs = Vec::with_capacity(chunks.len());
+    let mut locs = located(&chunks);
     let mut spans: Vec<(u64, u64)> = Vec::new();
     let mut changed: Vec<(u64, ChunkId, u32)> = Vec::new();
-    let mut offset = 0u64;
-    for (i, c) in chunks.iter().enumerate() {
-        locs.push(ChunkLoc {
-            idx: i as u32,
-            offset,
-            len: c.len,
-            id: c.id,
-            tag: None,
-        });
-        if old_at.get(&offset) != Some(&(c.id, c.len)) {
-            changed.push((offset, c.id, c.len));
-            match spans.last_mut() {
-                Some((start, len)) if *start + *len == offset => *len += u64::from(c.len),
-                _ => spans.push((offset, u64::from(c.len))),
-            }
+    for l in locs
+        .iter()
+        .filter(|l| old_at.get(&l.offset) != Some(&(l.id, l.len)))
+    {
+        changed.push((l.offset, l.id, l.len));
+        match spans.last_mut() {
+            Some((start, len)) if *start + *len == l.offset => *len += u64::from(l.len),
+            _ => spans.push((l.offset, u64::from(l.len))),
         }
-        offset += u64::from(c.len);
     }
     let changed_bytes: u64 = spans.iter().map(|(_, len)| len).sum();
     let removed = mine.size - common;
