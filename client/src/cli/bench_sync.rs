@@ -439,6 +439,24 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
     }))
 }
 
+/// An edit of A's file: until B's copy looks the same, with when B kept the version it
+/// replaced; then the bytes compared.
+fn measure_edit(
+    run: &Run<'_>,
+    name: &str,
+    a: &Path,
+    b: &Path,
+    out: &mut Vec<Value>,
+) -> anyhow::Result<()> {
+    let mut kept = KeptWatch::new(run);
+    out.push(run.measure(name, || {
+        kept.poll();
+        looks_same(a, b)
+    })?);
+    kept.note(out);
+    check(a, b)
+}
+
 fn check(a: &Path, b: &Path) -> anyhow::Result<()> {
     if !same_bytes(a, b) {
         bail!("{} and {} differ after sync", a.display(), b.display());
@@ -487,13 +505,7 @@ pub(super) fn scenarios(args: &SyncArgs, run: &Run<'_>) -> anyhow::Result<Vec<Va
         f.write_all(&tail)?;
         f.sync_all()?;
     }
-    let mut kept = KeptWatch::new(run);
-    out.push(run.measure("insert_1_byte", || {
-        kept.poll();
-        looks_same(&big_a, &big_b)
-    })?);
-    kept.note(&mut out);
-    check(&big_a, &big_b)?;
+    measure_edit(run, "insert_1_byte", &big_a, &big_b, &mut out)?;
 
     // 3. 4 KiB overwritten in the middle, in place.
     {
@@ -503,13 +515,7 @@ pub(super) fn scenarios(args: &SyncArgs, run: &Run<'_>) -> anyhow::Result<Vec<Va
         f.write_all_at(&block, (size / 2 + 12_345) as u64)?;
         f.sync_all()?;
     }
-    let mut kept = KeptWatch::new(run);
-    out.push(run.measure("overwrite_4_kib", || {
-        kept.poll();
-        looks_same(&big_a, &big_b)
-    })?);
-    kept.note(&mut out);
-    check(&big_a, &big_b)?;
+    measure_edit(run, "overwrite_4_kib", &big_a, &big_b, &mut out)?;
 
     // 4. Many small files.
     let dir_a = run.a_folder.join("small");
