@@ -150,15 +150,13 @@ fn seal_id(
             return (id, tag);
         }
     }
-    let room = if offer.is_some() {
-        crate::net::lane::RECORD_ROOM
-    } else {
-        0
-    };
-    match blob::seal_chunk_tagged_with_room(keys, data, room) {
+    // A kept buffer (crate::buffers): the blob dies on the thread that sends it, or here.
+    let room = blob::BLOB_OVERHEAD + crate::net::lane::RECORD_ROOM;
+    match blob::seal_chunk_tagged_into(keys, data, crate::buffers::take(room + data.len())) {
         Ok((tag, id, blob)) => {
-            if let Some(o) = offer {
-                o.sealed(id, blob);
+            match offer {
+                Some(o) => o.sealed(id, blob),
+                None => crate::buffers::give(blob),
             }
             (id, prefix(&tag))
         }
@@ -455,7 +453,7 @@ pub fn make_blob(folder: &Folder, id: &ChunkId, location: BlobLocation) -> Optio
         BlobLocation::Ranges(ranges) => ranges.into_iter().find_map(|range| {
             // Room for a bulk lane's record trailer too, so sending never moves the blob.
             let room = blob::BLOB_OVERHEAD + crate::net::lane::RECORD_ROOM;
-            let mut buf = Vec::with_capacity(room + range.len as usize);
+            let mut buf = crate::buffers::take(room + range.len as usize);
             buf.resize(blob::BLOB_HEADER_LEN, 0);
             read_range(folder, &range, &mut buf)?;
             match range.tag {

@@ -251,6 +251,8 @@ impl Offer for FileOffer<'_> {
         if self.active.load(Ordering::Relaxed) {
             locked(&self.ids).push(id);
             self.offering.outbox.put(self.offering.folder, id, blob);
+        } else {
+            crate::buffers::give(blob);
         }
     }
 
@@ -681,6 +683,7 @@ fn stage_worker(stage: &Stage, work: &StageWork) {
                 });
                 since_kick += u64::from(len);
             }
+            crate::buffers::give(plain.into_buffer());
             if since_kick >= KICK_EVERY {
                 since_kick = 0;
                 // Start the write-back now (see sync::apply::content::Writeback), for bytes

@@ -26,6 +26,8 @@
 //! - [`chunk`]: read files into keyed FastCDC chunks and seal them, on `hashing_threads`.
 //! - [`store`]: the versions store: old versions kept in each folder's `.harp/versions`.
 //! - [`net`]: the libp2p node (QUIC, TCP, relay, hole punching, mDNS) and the chunk protocol.
+//! - [`buffers`]: blob buffers kept for the next blob (blobs are born and die on different
+//!   threads; freeing them cost fresh pages for each next one).
 //! - [`index`]: the SQLite index (files, chunk locations, manifest nodes, chains, versions).
 //! - [`config`]: directories, `config.toml`, key files.
 //!
@@ -33,6 +35,7 @@
 
 pub mod approval;
 pub mod bridge;
+pub mod buffers;
 pub mod check;
 pub mod chunk;
 pub mod cli;

@@ -164,20 +164,21 @@ pub fn seal_chunk_tagged(
     keys: &FolderKeys,
     plaintext: &[u8],
 ) -> Result<([u8; 32], ChunkId, Vec<u8>), BlobError> {
-    seal_chunk_tagged_with_room(keys, plaintext, 0)
+    seal_chunk_tagged_into(keys, plaintext, Vec::new())
 }
 
-/// [`seal_chunk_tagged`] into a buffer with `spare` bytes of capacity left after the blob, for
-/// a transport that appends a trailer in place (no second copy of the blob to send it).
-pub fn seal_chunk_tagged_with_room(
+/// [`seal_chunk_tagged`] into `buf` (cleared first): a caller that keeps buffers for blobs
+/// passes one in, with room for what its transport appends after the blob, so the blob is
+/// neither allocated here nor copied to be sent.
+pub fn seal_chunk_tagged_into(
     keys: &FolderKeys,
     plaintext: &[u8],
-    spare: usize,
+    buf: Vec<u8>,
 ) -> Result<([u8; 32], ChunkId, Vec<u8>), BlobError> {
     let tag = chunk_tag(keys, plaintext);
     let mut nonce = [0u8; 24];
     nonce.copy_from_slice(&tag[..24]);
-    let (id, blob) = seal_with_nonce(keys, BlobKind::Chunk, plaintext, nonce, spare)?;
+    let (id, blob) = seal_with_nonce(keys, BlobKind::Chunk, plaintext, nonce, buf)?;
     Ok((tag, id, blob))
 }
 
@@ -189,7 +190,7 @@ pub fn seal(
 ) -> Result<(ChunkId, Vec<u8>), BlobError> {
     let (nonce_key, _) = kind.keys(keys);
     let nonce = synthetic_nonce(nonce_key, plaintext);
-    seal_with_nonce(keys, kind, plaintext, nonce, 0)
+    seal_with_nonce(keys, kind, plaintext, nonce, Vec::new())
 }
 
 fn seal_with_nonce(
@@ -197,11 +198,12 @@ fn seal_with_nonce(
     kind: BlobKind,
     plaintext: &[u8],
     nonce: [u8; 24],
-    spare: usize,
+    mut buf: Vec<u8>,
 ) -> Result<(ChunkId, Vec<u8>), BlobError> {
     // One buffer, encrypted in place: header, nonce, then the plaintext turned ciphertext,
     // then the tag (no second copy of a chunk on the hot path).
-    let mut buf = Vec::with_capacity(BLOB_OVERHEAD + plaintext.len() + spare);
+    buf.clear();
+    buf.reserve(BLOB_OVERHEAD + plaintext.len());
     buf.extend_from_slice(&[0; BLOB_HEADER_LEN]);
     buf.extend_from_slice(plaintext);
     let blob = seal_in_place(keys, kind, buf, nonce)?;
@@ -337,6 +339,14 @@ impl CheckedBlob {
 /// A blob's plaintext, decrypted where the blob arrived ([`CheckedBlob::into_plaintext`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plaintext(Vec<u8>);
+
+impl Plaintext {
+    /// The buffer the blob arrived in, to keep for the next one (its bytes are of no use:
+    /// the plaintext after the blob's header).
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.0
+    }
+}
 
 impl std::ops::Deref for Plaintext {
     type Target = [u8];

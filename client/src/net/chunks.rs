@@ -105,7 +105,10 @@ pub async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> Result<Option<Messa
     let mut prefix = [0u8; wire::BLOB_PREFIX_LEN];
     r.read_exact(&mut prefix).await?;
     if let Some((req, id)) = wire::blob_prefix(&prefix, len)? {
-        let mut data = vec![0u8; len - wire::BLOB_PREFIX_LEN];
+        // A kept buffer (crate::buffers), filled in place: no fresh pages for each blob.
+        let want = len - wire::BLOB_PREFIX_LEN;
+        let mut data = crate::buffers::take(want);
+        data.resize(want, 0);
         r.read_exact(&mut data).await?;
         return Ok(Some(Message::Blob { req, id, data }));
     }
@@ -161,7 +164,11 @@ impl MessageReader for futures::io::ReadHalf<libp2p::Stream> {
 
 impl MessageWriter for futures::io::WriteHalf<libp2p::Stream> {
     async fn send(&mut self, msg: Message) -> Result<(), StreamError> {
-        write_frame(self, &msg).await
+        write_frame(self, &msg).await?;
+        if let Message::Blob { data, .. } = msg {
+            crate::buffers::give(data);
+        }
+        Ok(())
     }
 }
 

@@ -195,8 +195,8 @@ impl LaneReader {
                 "a lane record of {len} bytes (at most {MAX_RECORD})"
             )));
         }
-        // Into spare capacity: no zeroing first.
-        let mut buf = Vec::with_capacity(len);
+        // Into spare capacity of a kept buffer (crate::buffers): no zeroing, no fresh pages.
+        let mut buf = crate::buffers::take(len);
         stalled(async {
             while buf.len() < len {
                 let want = len - buf.len();
@@ -300,6 +300,7 @@ impl LaneWriter {
             self.io.flush().await
         })
         .await?;
+        crate::buffers::give(buf);
         Ok(())
     }
 }

@@ -501,7 +501,9 @@ pub(super) fn build_content(
         if let Some(tag) = nonce {
             tags.borrow_mut().insert(id, tag);
         }
-        put_plain(id, &plain, counter)
+        put_plain(id, &plain, counter)?;
+        crate::buffers::give(plain.into_buffer());
+        Ok(())
     };
     let elsewhere: Vec<ChunkId> = offsets
         .keys()

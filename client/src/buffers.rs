@@ -1,0 +1,142 @@
+//! Blob buffers, kept for the next blob instead of freed.
+//!
+//! A blob in flight (a chunk of up to 256 KiB, a manifest node of up to 1 MiB) is born on
+//! one thread and dies on another: a hashing thread seals it and the task that sent it on a
+//! lane frees it; a lane task reads it and the thread that wrote its plaintext into the file
+//! frees it. glibc hands memory freed like that back to the kernel almost at once (it trims
+//! a thread's arena as soon as its free top passes a threshold that it keeps low for blocks
+//! of this size), so each next blob faulted in and zeroed fresh pages. For a new 1 GiB file
+//! that was about a fifth of both daemons' CPU time, and the pages evicted what the hashing
+//! and the ciphers had in cache (`docs/benchmarks.md`, session 20).
+//!
+//! So the places where blobs are born take a buffer here ([`take`]) and the places where
+//! they die give it back ([`give`]). A blob that dies anywhere else is simply freed. The
+//! pool keeps at most [`KEEP_BYTES`] of capacity; a buffer holds only bytes that were
+//! already in this process, and every taker overwrites what it uses (a `Vec` never exposes
+//! its spare capacity).
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+/// Capacity the pool keeps at most: a few hundred chunks, a small part of a daemon's memory.
+pub const KEEP_BYTES: usize = 16 << 20;
+
+/// Buffers smaller than this are cheap to allocate and are not kept.
+pub const MIN_KEPT: usize = 4 << 10;
+
+/// Buffers larger than this (a manifest node's blob and a lane's trailer fit) are not kept.
+pub const MAX_KEPT: usize = (1 << 20) + (4 << 10);
+
+/// Free buffers by capacity (with a serial number, for equal capacities).
+struct Pool {
+    free: BTreeMap<(usize, u64), Vec<u8>>,
+    bytes: usize,
+    serial: u64,
+}
+
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    free: BTreeMap::new(),
+    bytes: 0,
+    serial: 0,
+});
+
+fn pool() -> MutexGuard<'static, Pool> {
+    // A poisoned pool is still a set of empty buffers.
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An empty buffer with room for at least `capacity` bytes: the smallest kept one that
+/// fits, or a new one.
+pub fn take(capacity: usize) -> Vec<u8> {
+    if (MIN_KEPT..=MAX_KEPT).contains(&capacity) {
+        let mut pool = pool();
+        let fit = pool.free.range((capacity, 0)..).next().map(|(k, _)| *k);
+        if let Some(buf) = fit.and_then(|key| pool.free.remove(&key)) {
+            pool.bytes -= buf.capacity();
+            return buf;
+        }
+    }
+    Vec::with_capacity(capacity)
+}
+
+/// Keeps `buf` for a later [`take`], if the pool has room (it makes room by dropping smaller
+/// buffers, which fit fewer blobs).
+pub fn give(mut buf: Vec<u8>) {
+    let capacity = buf.capacity();
+    if !(MIN_KEPT..=MAX_KEPT).contains(&capacity) {
+        return;
+    }
+    buf.clear();
+    let mut pool = pool();
+    while pool.bytes + capacity > KEEP_BYTES {
+        match pool.free.first_key_value().map(|(k, _)| *k) {
+            Some(key) if key.0 < capacity => {
+                if let Some(dropped) = pool.free.remove(&key) {
+                    pool.bytes -= dropped.capacity();
+                }
+            }
+            _ => return,
+        }
+    }
+    pool.serial += 1;
+    pool.bytes += capacity;
+    let key = (capacity, pool.serial);
+    pool.free.insert(key, buf);
+}
+
+/// Capacity kept now (for tests).
+#[cfg(test)]
+fn kept_bytes() -> usize {
+    pool().bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pool is one per process: these checks run as one test (nextest gives each test a
+    /// process of its own, so no other test's blobs come and go meanwhile).
+    #[test]
+    fn buffers_are_reused_best_fit_and_the_pool_stays_bounded() {
+        // A kept buffer comes back empty, the smallest one that fits.
+        let mut big = Vec::with_capacity(200 << 10);
+        big.extend_from_slice(&[7u8; 100]);
+        let big_ptr = big.as_ptr();
+        give(big);
+        let small = Vec::<u8>::with_capacity(64 << 10);
+        let small_ptr = small.as_ptr();
+        give(small);
+        let got = take(50 << 10);
+        assert_eq!(got.as_ptr(), small_ptr, "best fit: the 64 KiB buffer");
+        assert!(got.is_empty());
+        let got2 = take(100 << 10);
+        assert_eq!(got2.as_ptr(), big_ptr);
+        assert!(got2.is_empty() && got2.capacity() >= 100 << 10);
+        // Nothing kept fits: a new buffer.
+        let fresh = take(300 << 10);
+        assert!(fresh.capacity() >= 300 << 10);
+        assert_eq!(kept_bytes(), 0);
+
+        // Too small or too large: not kept.
+        give(Vec::with_capacity(1 << 10));
+        give(Vec::with_capacity(2 << 20));
+        assert_eq!(kept_bytes(), 0);
+
+        // Bounded: the pool never holds more than KEEP_BYTES, and keeps larger buffers first.
+        for _ in 0..(KEEP_BYTES / (64 << 10)) + 10 {
+            give(Vec::with_capacity(64 << 10));
+        }
+        assert!(kept_bytes() <= KEEP_BYTES);
+        assert!(kept_bytes() > KEEP_BYTES - (64 << 10));
+        give(Vec::with_capacity(256 << 10));
+        assert!(kept_bytes() <= KEEP_BYTES);
+        assert!(
+            take(200 << 10).capacity() >= 256 << 10,
+            "the larger buffer was kept"
+        );
+        // Empty the pool for any later test in this process.
+        while kept_bytes() > 0 {
+            drop(take(MIN_KEPT));
+        }
+    }
+}
