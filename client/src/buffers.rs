@@ -18,11 +18,15 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
-/// Capacity the pool keeps at most: a few hundred chunks, a small part of a daemon's memory.
-pub const KEEP_BYTES: usize = 16 << 20;
+/// Capacity the pool keeps at most: about sixty average chunks. A steady stream of blobs
+/// needs only a few; the bound keeps a burst from holding memory (the daemon's peak RSS is a
+/// benchmarked aim).
+pub const KEEP_BYTES: usize = 4 << 20;
 
-/// Buffers smaller than this are cheap to allocate and are not kept.
-pub const MIN_KEPT: usize = 4 << 10;
+/// Buffers smaller than the smallest chunk but a file's last (a small file's blob) are not
+/// kept: glibc serves them from bins it does not trim, and keeping thousands of them after a
+/// burst of small files would only hold memory.
+pub const MIN_KEPT: usize = 16 << 10;
 
 /// Buffers larger than this (a manifest node's blob and a lane's trailer fit) are not kept.
 pub const MAX_KEPT: usize = (1 << 20) + (4 << 10);
