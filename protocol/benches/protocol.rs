@@ -1,7 +1,8 @@
 //! Criterion benches of the protocol's hot paths, each next to its reference in the same run:
 //! - proofs: make and verify a proof of a 10-version file (the source documents quote 24 ms
 //!   to make and 31 ms to verify; the aim is ≤ 0.1 ms and ≤ 1 ms);
-//! - blobs: seal and open 1 MiB chunks and cut 1 MiB into chunks, next to raw BLAKE3 of 1 MiB;
+//! - blobs: seal and open 1 MiB chunks and cut 1 MiB into chunks, next to raw BLAKE3 of 1 MiB
+//!   and, for the cut, the plain one-byte-per-step FastCDC loop over the same gear table;
 //! - transparency log: append rate; in a log of 1,000,000 leaves, make and verify an inclusion
 //!   and a consistency proof; verify a checkpoint note signed by the log and cosigned by three
 //!   witnesses (aims: proof ≤ 2 KiB, verify ≤ 1 ms), next to one raw SHA-256 of 64 bytes;
@@ -81,10 +82,47 @@ fn blobs(c: &mut Criterion) {
     g.bench_function("chunk_keyed_fastcdc", |b| {
         b.iter(|| black_box(chunker.chunks(black_box(&data)).count()))
     });
+    let gear = keys.gear_table();
+    assert_eq!(
+        one_byte_chunks(&gear, &data),
+        chunker.chunks(&data).count(),
+        "the reference loop cuts where the chunker does"
+    );
+    g.bench_function("reference_fastcdc_one_byte_per_step", |b| {
+        b.iter(|| black_box(one_byte_chunks(&gear, black_box(&data))))
+    });
     g.bench_function("open", |b| {
         b.iter(|| black_box(blob::open(&keys, BlobKind::Chunk, &id, black_box(&sealed)).unwrap()))
     });
     g.finish();
+}
+
+/// How many chunks the textbook FastCDC loop (one byte per step, normalized level 1, the
+/// default 16 / 64 / 256 KiB) cuts `data` into: the reference for `chunk_keyed_fastcdc`.
+fn one_byte_chunks(gear: &[u64; 256], data: &[u8]) -> usize {
+    let p = harp_protocol::chunker::Params::DEFAULT;
+    let (min, avg, max) = (p.min as usize, p.avg as usize, p.max as usize);
+    let bits = p.avg.trailing_zeros();
+    let (small, large) = (!0u64 << (64 - (bits + 1)), !0u64 << (64 - (bits - 1)));
+    let (mut at, mut count) = (0, 0);
+    while at < data.len() {
+        let rest = &data[at..];
+        let end = rest.len().min(max);
+        let mut len = end;
+        if end > min {
+            let mut hash = 0u64;
+            for (i, byte) in rest.iter().enumerate().take(end).skip(min) {
+                hash = (hash << 1).wrapping_add(gear[*byte as usize]);
+                if hash & if i < avg { small } else { large } == 0 {
+                    len = i + 1;
+                    break;
+                }
+            }
+        }
+        at += len;
+        count += 1;
+    }
+    count
 }
 
 fn manifests(c: &mut Criterion) {
