@@ -3,10 +3,11 @@
 //! A blob in flight (a chunk of up to 256 KiB, a manifest node of up to 1 MiB) is born on
 //! one thread and dies on another: a hashing thread seals it and the task that sent it on a
 //! lane frees it; a lane task reads it and the thread that wrote its plaintext into the file
-//! frees it. glibc hands memory freed like that back to the kernel almost at once (it trims
-//! a thread's arena as soon as its free top passes a threshold that it keeps low for blocks
-//! of this size), so each next blob faulted in and zeroed fresh pages. For a new 1 GiB file
-//! that was about a fifth of both daemons' CPU time, and the pages evicted what the hashing
+//! frees it. The daemon fixes glibc's mmap threshold for the sake of its peak RSS
+//! (`cli::daemon`), which also fixes the trim threshold at 128 KiB: glibc hands the free top
+//! of an arena back to the kernel as soon as it passes that, so each burst of freed blobs was
+//! given back and the next blobs faulted in and zeroed fresh pages. For a new 1 GiB file that
+//! was about a fifth of both daemons' CPU time, and the fresh pages evicted what the hashing
 //! and the ciphers had in cache (`docs/benchmarks.md`, session 20).
 //!
 //! So the places where blobs are born take a buffer here ([`take`]) and the places where

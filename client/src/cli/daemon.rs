@@ -38,7 +38,9 @@ const MMAP_THRESHOLD: usize = 1 << 20;
 /// large file the heap keeps tens of MB it could give back. Fixed, the large buffers are
 /// mapped and unmapped on their own and the heap is trimmed past 128 KiB: over whole `harp
 /// bench sync` runs, peaks of 70-81 / 80-91 MB against 73-99 / 87-94 MB (seven pairs,
-/// docs/benchmarks.md, session 18), CPU within the spread.
+/// docs/benchmarks.md, session 18), CPU within the spread. The heap's 128 KiB trim threshold
+/// would make every burst of blobs fault in fresh pages; blobs in flight reuse buffers
+/// ([`crate::buffers`]) instead.
 fn limit_malloc_arenas() {
     use std::os::unix::process::CommandExt as _;
     if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
