@@ -37,6 +37,7 @@
 //! A record that fails to open ends the lane as a peer fault.
 
 use std::collections::HashMap;
+use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -48,7 +49,7 @@ use harp_protocol::wire::{self, Message};
 use libp2p::core::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufWriter};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::chunks::StreamError;
@@ -159,7 +160,8 @@ pub struct LaneReader {
 
 /// The writing half of a lane.
 pub struct LaneWriter {
-    io: BufWriter<OwnedWriteHalf>,
+    /// Unbuffered: each record goes out in one vectored write (its length, then its bytes).
+    io: OwnedWriteHalf,
     seal: Sealer,
 }
 
@@ -279,7 +281,7 @@ fn encode(msg: Message) -> Vec<u8> {
 impl LaneWriter {
     /// The connection under the lane, to send it unsealed bytes (tests of hostile input).
     #[cfg(test)]
-    pub(super) fn raw_for_tests(&mut self) -> &mut BufWriter<OwnedWriteHalf> {
+    pub(super) fn raw_for_tests(&mut self) -> &mut OwnedWriteHalf {
         &mut self.io
     }
 
@@ -294,10 +296,19 @@ impl LaneWriter {
             .key
             .seal_in_place_append_tag(nonce, Aad::from(header), &mut buf)
             .map_err(|_| StreamError::Violation("sealing a lane record failed".into()))?;
+        // One system call (and one segment, up to the MTU) for the length and the record: no
+        // copy into a buffer, and no 4-byte write of the length alone ahead of a large record.
         stalled(async {
-            self.io.write_all(&header).await?;
-            self.io.write_all(&buf).await?;
-            self.io.flush().await
+            let mut parts = [IoSlice::new(&header), IoSlice::new(&buf)];
+            let mut left = &mut parts[..];
+            while !left.is_empty() {
+                let n = self.io.write_vectored(left).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                IoSlice::advance_slices(&mut left, n);
+            }
+            Ok(())
         })
         .await?;
         crate::buffers::give(buf);
@@ -524,7 +535,7 @@ impl Lane {
                 idle,
             },
             writer: LaneWriter {
-                io: BufWriter::with_capacity(64 * 1024, w),
+                io: w,
                 seal: Sealer::new(write_key)?,
             },
         })
