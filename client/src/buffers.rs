@@ -18,11 +18,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// Capacity the pool keeps at most: about sixty average chunks. A steady stream of blobs
 /// needs only a few; the bound keeps a burst from holding memory (the daemon's peak RSS is a
 /// benchmarked aim).
-pub const KEEP_BYTES: usize = 4 << 20;
+pub const KEEP_BYTES: usize = 64 << 20;
 
 /// Buffers smaller than the smallest chunk but a file's last (a small file's blob) are not
 /// kept: glibc serves them from bins it does not trim, and keeping thousands of them after a
@@ -37,12 +38,15 @@ struct Pool {
     free: BTreeMap<(usize, u64), Vec<u8>>,
     bytes: usize,
     serial: u64,
+    /// When a buffer was last taken or given.
+    used: Option<Instant>,
 }
 
 static POOL: Mutex<Pool> = Mutex::new(Pool {
     free: BTreeMap::new(),
     bytes: 0,
     serial: 0,
+    used: None,
 });
 
 fn pool() -> MutexGuard<'static, Pool> {
@@ -55,6 +59,7 @@ fn pool() -> MutexGuard<'static, Pool> {
 pub fn take(capacity: usize) -> Vec<u8> {
     if (MIN_KEPT..=MAX_KEPT).contains(&capacity) {
         let mut pool = pool();
+        pool.used = Some(Instant::now());
         let fit = pool.free.range((capacity, 0)..).next().map(|(k, _)| *k);
         if let Some(buf) = fit.and_then(|key| pool.free.remove(&key)) {
             pool.bytes -= buf.capacity();
@@ -73,6 +78,7 @@ pub fn give(mut buf: Vec<u8>) {
     }
     buf.clear();
     let mut pool = pool();
+    pool.used = Some(Instant::now());
     while pool.bytes + capacity > KEEP_BYTES {
         match pool.free.first_key_value().map(|(k, _)| *k) {
             Some(key) if key.0 < capacity => {
@@ -89,6 +95,20 @@ pub fn give(mut buf: Vec<u8>) {
     pool.free.insert(key, buf);
 }
 
+/// Drops every kept buffer if none was taken or given for `idle`: the daemon calls this every
+/// second, so what a transfer left is given back once blobs stop moving. Returns the
+/// capacity dropped.
+pub fn release_if_idle(idle: Duration) -> usize {
+    let mut pool = pool();
+    if pool.bytes == 0 || pool.used.is_some_and(|t| t.elapsed() < idle) {
+        return 0;
+    }
+    let dropped = pool.bytes;
+    pool.free.clear();
+    pool.bytes = 0;
+    dropped
+}
+
 /// Capacity kept now (for tests).
 #[cfg(test)]
 fn kept_bytes() -> usize {
@@ -102,7 +122,7 @@ mod tests {
     /// The pool is one per process: these checks run as one test (nextest gives each test a
     /// process of its own, so no other test's blobs come and go meanwhile).
     #[test]
-    fn buffers_are_reused_best_fit_and_the_pool_stays_bounded() {
+    fn buffers_are_reused_best_fit_bounded_and_dropped_when_idle() {
         // A kept buffer comes back empty, the smallest one that fits.
         let mut big = Vec::with_capacity(200 << 10);
         big.extend_from_slice(&[7u8; 100]);
@@ -139,9 +159,17 @@ mod tests {
             take(200 << 10).capacity() >= 256 << 10,
             "the larger buffer was kept"
         );
-        // Empty the pool for any later test in this process.
-        while kept_bytes() > 0 {
-            drop(take(MIN_KEPT));
-        }
+
+        // Kept while blobs move; dropped once none moved for the idle time.
+        assert_eq!(release_if_idle(Duration::from_secs(60)), 0);
+        assert!(kept_bytes() > 0);
+        std::thread::sleep(Duration::from_millis(20));
+        let kept = kept_bytes();
+        assert_eq!(release_if_idle(Duration::from_millis(10)), kept);
+        assert_eq!(kept_bytes(), 0);
+        assert!(
+            take(64 << 10).capacity() >= 64 << 10,
+            "a new buffer once released"
+        );
     }
 }

@@ -692,6 +692,7 @@ async fn serve(
         tokio::spawn(net::early::serve(handle.clone(), Arc::new(receiver)));
     }
     tokio::spawn(chunks::serve(handle.clone(), Arc::new(source)));
+    tokio::spawn(release_idle_buffers());
     let sessions = meta::Sessions::default();
     tokio::spawn(meta::serve(
         handle.clone(),
@@ -904,6 +905,22 @@ async fn start_web(
         }
     });
     Some(url)
+}
+
+/// How long blob buffers are kept without a blob moving ([`crate::buffers`]).
+const BUFFERS_IDLE: Duration = Duration::from_secs(1);
+
+/// Gives back the blob buffers a transfer left, once blobs stop moving: they count towards
+/// the daemon's memory until then.
+async fn release_idle_buffers() {
+    let mut every = tokio::time::interval(BUFFERS_IDLE);
+    loop {
+        every.tick().await;
+        let dropped = crate::buffers::release_if_idle(BUFFERS_IDLE);
+        if dropped > 0 {
+            tracing::debug!("{dropped} bytes of idle blob buffers given back");
+        }
+    }
 }
 
 /// How long one dial attempt may take before the next address is tried.
