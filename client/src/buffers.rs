@@ -20,9 +20,12 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Capacity the pool keeps at most: about sixty average chunks. A steady stream of blobs
-/// needs only a few; the bound keeps a burst from holding memory (the daemon's peak RSS is a
-/// benchmarked aim).
+/// Capacity the pool keeps at most: a backstop. Blobs come and go in batches (a fetch asks for
+/// up to 128 chunks at a time, an early transfer's outbox holds up to 16 MiB), and kept
+/// buffers must cover a batch, or the rest of it faults in fresh pages again: with 4 MiB kept,
+/// a third of those page faults were left. The pool never holds more than was in flight at
+/// once (32 MB at the end of a 1 GiB early transfer), and what a transfer leaves is dropped
+/// once the daemon is quiet ([`release_if_idle`]), so it does not add to the next peak.
 pub const KEEP_BYTES: usize = 64 << 20;
 
 /// Buffers smaller than the smallest chunk but a file's last (a small file's blob) are not
