@@ -327,14 +327,14 @@ fn a_large_new_file_written_past_the_page_cache_arrives_whole_with_its_tags() {
     let big = crate::testutil::random(b"direct", size);
     a.write("big.bin", &big);
     converge(&mut a, &mut b);
-    assert!(std::fs::read(b.path("big.bin")).unwrap() == big);
+    assert_big_holds(&b, &big);
     assert_tags(&b, "big.bin", &big);
     // And its next version, built from it (the ordinary writes), is exact too.
     let mut edited = big.clone();
     edited[size / 2..size / 2 + 4096].fill(7);
     a.write("big.bin", &edited);
     converge(&mut a, &mut b);
-    assert!(std::fs::read(b.path("big.bin")).unwrap() == edited);
+    assert_big_holds(&b, &edited);
 }
 
 #[test]
@@ -355,7 +355,7 @@ fn a_large_new_file_that_shares_chunks_with_a_local_file_keeps_the_bytes_copied_
         b.round(&m, &[&a])
     };
     assert!(report.reused_bytes > 0, "{report:?}");
-    assert!(std::fs::read(b.path("big.bin")).unwrap() == big);
+    assert_big_holds(&b, &big);
 }
 
 /// A writes `data` at `rel` and publishes it; B hears of it (nothing fetched yet).
@@ -373,6 +373,25 @@ fn assert_killed(r: Result<Report, super::apply::RoundError>) {
     );
 }
 
+/// B's round cut short (as by a kill) right after an edit's bytes went into the file in
+/// place, before the index took it.
+fn killed_after_patch(b: &mut Device, m: &HashSet<DeviceId>, a: &Device) {
+    super::apply::patch_hook::KILL_AFTER_PATCH.with(|k| k.set(true));
+    assert_killed(b.try_round(m, &[a], None));
+}
+
+/// Asserts that B's `big.bin` holds exactly `bytes` (without printing a large file).
+#[track_caller]
+fn assert_big_holds(b: &Device, bytes: &[u8]) {
+    let held = std::fs::read(b.path("big.bin")).unwrap();
+    assert!(
+        held == bytes,
+        "big.bin differs ({} bytes held, {} expected)",
+        held.len(),
+        bytes.len()
+    );
+}
+
 /// A and B in sync on a large file, written in place from here on whatever the file system
 /// (see `apply::patch`); returns its content and B's inode of it.
 fn large_file_in_sync(a: &mut Device, b: &mut Device) -> (Vec<u8>, u64) {
@@ -382,7 +401,7 @@ fn large_file_in_sync(a: &mut Device, b: &mut Device) -> (Vec<u8>, u64) {
     let big = crate::testutil::random(b"in place", size);
     a.write("big.bin", &big);
     converge(a, b);
-    assert!(std::fs::read(b.path("big.bin")).unwrap() == big);
+    assert_big_holds(b, &big);
     let inode = std::fs::metadata(b.path("big.bin")).unwrap().ino();
     (big, inode)
 }
@@ -425,7 +444,7 @@ fn a_small_edit_of_a_large_file_is_written_in_place_and_its_previous_version_kep
     let m = members(&[&a, &b]);
     published_by_a(&mut a, &mut b, &m, "big.bin", &edited);
     let report = b.round(&m, &[&a]);
-    assert!(std::fs::read(b.path("big.bin")).unwrap() == edited);
+    assert_big_holds(&b, &edited);
     // The same file, written where it changed: not a new file built whole.
     assert_eq!(std::fs::metadata(b.path("big.bin")).unwrap().ino(), inode);
     assert_eq!(mtime_of(&b, "big.bin"), mtime_of(&a, "big.bin"));
@@ -463,17 +482,16 @@ fn an_edit_in_place_cut_short_is_rolled_back_at_restart_then_installed_again() {
     let edited = overwritten(&big, 9);
     let m = members(&[&a, &b]);
     published_by_a(&mut a, &mut b, &m, "big.bin", &edited);
-    super::apply::patch_hook::KILL_AFTER_PATCH.with(|k| k.set(true));
-    assert_killed(b.try_round(&m, &[&a], None));
+    killed_after_patch(&mut b, &m, &a);
     // Cut short after the bytes went in, before the index knew.
-    assert!(std::fs::read(b.path("big.bin")).unwrap() == edited);
+    assert_big_holds(&b, &edited);
     super::apply::recover_edits_in_place(&b.index, &b.folder);
-    assert!(std::fs::read(b.path("big.bin")).unwrap() == big);
+    assert_big_holds(&b, &big);
     assert_eq!(mtime_of(&b, "big.bin"), old_mtime);
     // The restarted round installs it, and nothing of B's is taken for a local edit.
     let report = b.round(&m, &[&a]);
     assert_eq!(report.published, 0, "{report:?}");
-    assert!(std::fs::read(b.path("big.bin")).unwrap() == edited);
+    assert_big_holds(&b, &edited);
     let kept = kept_versions(&b, "big.bin");
     assert_eq!(kept.len(), 1);
     assert!(kept[0].0 == big);
@@ -495,7 +513,7 @@ fn a_version_replaced_in_place_is_kept_at_restart_or_before_the_next_edit_if_cut
         published_by_a(&mut a, &mut b, &m, "big.bin", &next);
         super::apply::patch_hook::KILL_BEFORE_KEEP.with(|k| k.set(true));
         assert_killed(b.try_round(&m, &[&a], None));
-        assert!(std::fs::read(b.path("big.bin")).unwrap() == next);
+        assert_big_holds(&b, &next);
         if restart {
             super::apply::recover_edits_in_place(&b.index, &b.folder);
         }
@@ -515,7 +533,7 @@ fn a_version_replaced_in_place_is_kept_at_restart_or_before_the_next_edit_if_cut
         kept == versions[..3],
         "every replaced version is kept, in order"
     );
-    assert!(std::fs::read(b.path("big.bin")).unwrap() == versions[3]);
+    assert_big_holds(&b, &versions[3]);
     super::apply::patch_hook::IN_PLACE.with(|f| f.set(None));
 }
 
@@ -533,7 +551,7 @@ fn an_append_to_a_large_file_and_a_cut_from_its_end_are_written_in_place() {
     for next in [appended, cut] {
         published_by_a(&mut a, &mut b, &m, "big.bin", &next);
         let report = b.round(&m, &[&a]);
-        assert!(std::fs::read(b.path("big.bin")).unwrap() == next);
+        assert_big_holds(&b, &next);
         assert_eq!(std::fs::metadata(b.path("big.bin")).unwrap().ino(), inode);
         assert!(report.fetched_bytes < 1 << 20, "{report:?}");
         assert_tags(&b, "big.bin", &next);
@@ -562,15 +580,14 @@ fn an_append_in_place_cut_short_is_rolled_back_to_the_old_length() {
     appended.extend_from_slice(b"a few more bytes");
     let m = members(&[&a, &b]);
     published_by_a(&mut a, &mut b, &m, "big.bin", &appended);
-    super::apply::patch_hook::KILL_AFTER_PATCH.with(|k| k.set(true));
-    assert_killed(b.try_round(&m, &[&a], None));
-    assert!(std::fs::read(b.path("big.bin")).unwrap() == appended);
+    killed_after_patch(&mut b, &m, &a);
+    assert_big_holds(&b, &appended);
     super::apply::recover_edits_in_place(&b.index, &b.folder);
-    assert!(std::fs::read(b.path("big.bin")).unwrap() == big);
+    assert_big_holds(&b, &big);
     assert_eq!(mtime_of(&b, "big.bin"), old_mtime);
     let report = b.round(&m, &[&a]);
     assert_eq!(report.published, 0, "{report:?}");
-    assert!(std::fs::read(b.path("big.bin")).unwrap() == appended);
+    assert_big_holds(&b, &appended);
     super::apply::patch_hook::IN_PLACE.with(|f| f.set(None));
 }
 
@@ -598,7 +615,7 @@ fn a_large_file_whose_middle_moved_or_that_changed_too_much_is_built_whole() {
             !asked.is_empty() && distinct.len() == asked.len(),
             "{asked:?}"
         );
-        assert!(std::fs::read(b.path("big.bin")).unwrap() == next);
+        assert_big_holds(&b, &next);
         let now = std::fs::metadata(b.path("big.bin")).unwrap().ino();
         assert!(!inodes.contains(&now), "a new file each time");
         inodes.push(now);
@@ -626,7 +643,7 @@ fn a_cut_from_the_end_undone_after_a_failed_commit_or_cut_short_gets_its_bytes_a
     a.round(&m, &[]);
     exchange(&mut a, &mut b);
     let unchanged = |b: &Device| {
-        assert!(std::fs::read(b.path("big.bin")).unwrap() == big);
+        assert_big_holds(b, &big);
         assert_eq!(mtime_of(b, "big.bin"), old_mtime);
         assert_eq!(mode_of(b, "big.bin"), old_mode);
     };
@@ -641,14 +658,13 @@ fn a_cut_from_the_end_undone_after_a_failed_commit_or_cut_short_gets_its_bytes_a
     );
     unchanged(&b);
     // Cut short after the bytes went in: undone at the restart.
-    super::apply::patch_hook::KILL_AFTER_PATCH.with(|k| k.set(true));
-    assert_killed(b.try_round(&m, &[&a], None));
-    assert!(std::fs::read(b.path("big.bin")).unwrap() == cut);
+    killed_after_patch(&mut b, &m, &a);
+    assert_big_holds(&b, &cut);
     super::apply::recover_edits_in_place(&b.index, &b.folder);
     unchanged(&b);
     let report = b.round(&m, &[&a]);
     assert_eq!(report.published, 0, "{report:?}");
-    assert!(std::fs::read(b.path("big.bin")).unwrap() == cut);
+    assert_big_holds(&b, &cut);
     assert_eq!(mode_of(&b, "big.bin"), 0o600);
     assert!(kept_versions(&b, "big.bin")[0].0 == big);
     super::apply::patch_hook::IN_PLACE.with(|f| f.set(None));
@@ -662,8 +678,7 @@ fn a_file_written_into_by_something_else_after_an_edit_was_cut_short_is_not_roll
     let edited = overwritten(&big, 21);
     let m = members(&[&a, &b]);
     published_by_a(&mut a, &mut b, &m, "big.bin", &edited);
-    super::apply::patch_hook::KILL_AFTER_PATCH.with(|k| k.set(true));
-    assert_killed(b.try_round(&m, &[&a], None));
+    killed_after_patch(&mut b, &m, &a);
     // Before the restart, a program writes a byte that is neither version's into the range.
     let mut theirs = edited.clone();
     let mid = big.len() / 2 + 1000;
@@ -702,7 +717,7 @@ fn a_large_file_with_another_name_is_replaced_not_written_into() {
     let m = members(&[&a, &b]);
     published_by_a(&mut a, &mut b, &m, "big.bin", &edited);
     b.round(&m, &[&a]);
-    assert!(std::fs::read(b.path("big.bin")).unwrap() == edited);
+    assert_big_holds(&b, &edited);
     assert!(std::fs::read(&outside).unwrap() == big);
     super::apply::patch_hook::IN_PLACE.with(|f| f.set(None));
 }
