@@ -11,6 +11,7 @@ use crate::config::Dirs;
 use crate::node::Node;
 
 pub mod bench;
+mod bench_summary;
 mod bench_sync;
 mod bench_syncthing;
 mod bench_transfer;

@@ -201,8 +201,11 @@ fn bench_sync_reports_every_scenario_with_sizes_that_add_up() {
         ],
     );
     assert_eq!(report["size_bytes"], 2 << 20);
-    assert!(report["syncthing"]["skipped"].is_string(), "{report}");
-    let scenarios = report["scenarios"].as_array().unwrap();
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 1, "{report}");
+    assert!(rounds[0]["syncthing"]["skipped"].is_string(), "{report}");
+    assert!(rounds[0]["raw_libp2p_stream_seconds"].as_f64().unwrap() > 0.0);
+    let scenarios = rounds[0]["scenarios"].as_array().unwrap();
     let names: Vec<&str> = scenarios
         .iter()
         .map(|s| s["scenario"].as_str().unwrap())
@@ -233,4 +236,16 @@ fn bench_sync_reports_every_scenario_with_sizes_that_add_up() {
     assert!(wire(2) < (2 << 20) / 2, "{}", wire(2));
     // 40 files of at least 1 KiB each.
     assert!(wire(3) >= 40 * 1024, "{}", wire(3));
+    // The summary of one round holds that round's figures, and no Syncthing ratio.
+    let summary = &report["summary"]["scenarios"];
+    assert_eq!(summary.as_array().unwrap().len(), 4, "{report}");
+    for (i, s) in summary.as_array().unwrap().iter().enumerate() {
+        assert_eq!(s["scenario"], scenarios[i]["scenario"]);
+        assert_eq!(s["harp"]["seconds"]["median"], scenarios[i]["seconds"]);
+        assert!(s["ratio_to_syncthing"].is_null(), "{s}");
+    }
+    assert_eq!(
+        summary[0]["ratio_to_raw_stream"]["median"],
+        scenarios[0]["ratio_to_raw_stream"]
+    );
 }

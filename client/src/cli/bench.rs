@@ -410,7 +410,7 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
             if args.json {
                 super::print_json(&result)?;
             } else {
-                println!("{}", serde_json::to_string_pretty(&result)?);
+                print!("{}", super::bench_summary::table(&result));
             }
         }
         Command::Transfer(args) => {

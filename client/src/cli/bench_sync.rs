@@ -6,7 +6,10 @@
 //! from the end of the write to convergence, the bytes both daemons put on the wire (chunk and
 //! metadata streams), their CPU seconds (utime + stime from /proc) and their peak RSS (VmHWM).
 //! A raw libp2p stream moving the large file's bytes between two nodes in this process is
-//! measured in the same run as the reference.
+//! measured in the same round, right before Harp's scenarios, as the reference; the same
+//! scenarios run with Syncthing in the same round ([`super::bench_syncthing`]). `--rounds N`
+//! repeats the round N times and summarises it ([`super::bench_summary`]): this host's speed
+//! drifts by up to 2x within minutes, so one round's ratios can land either side of an aim.
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -45,6 +48,11 @@ pub struct SyncArgs {
     /// daemons on one network use first (`net::in_dial_order`).
     #[arg(long, value_enum, default_value = "tcp")]
     pub transport: super::bench_transfer::Transport,
+    /// Run the whole comparison this many times over (fresh devices each time, Syncthing
+    /// first in every second round) and summarise each figure by its median: on a host
+    /// whose speed drifts, one round's ratios say little.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u32,
 }
 
 struct Device {
@@ -348,18 +356,76 @@ fn file_system_of(path: &Path) -> String {
         .map_or_else(|| "unknown".to_owned(), |(_, kind)| kind)
 }
 
-/// Runs the scenarios; returns the report.
+/// Runs the comparison `--rounds` times over; returns the report: every round, and a
+/// summary of the rounds ([`super::bench_summary`]).
 pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
+    let scratch = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let mut rounds = Vec::new();
+    for round in 0..args.rounds.max(1) {
+        // Syncthing first in every second round: a host that speeds up or slows down over
+        // the run then favours neither.
+        rounds.push(one_round(args, &scratch, round % 2 == 1)?);
+    }
+    let size = args.size_mib << 20;
+    Ok(json!({
+        "machine": crate::cli::bench::machine(),
+        "file_system": file_system_of(&scratch),
+        "transport": args.transport.name(),
+        "early_transfer": !args.no_early,
+        "size_bytes": size,
+        "small_files": args.small_files,
+        "summary": super::bench_summary::summary(&rounds),
+        "rounds": rounds,
+    }))
+}
+
+/// One round: the raw stream (the reference), then Harp's scenarios right after it, and
+/// Syncthing's before or after those, each on fresh devices in a scratch directory of its own.
+fn one_round(args: &SyncArgs, scratch: &Path, syncthing_first: bool) -> anyhow::Result<Value> {
     let base = tempfile::Builder::new()
         .prefix("harp-bench-sync-")
-        .tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir))?;
+        .tempdir_in(scratch)?;
+    let syncthing = || {
+        if args.no_syncthing {
+            json!({"skipped": "--no-syncthing"})
+        } else {
+            super::bench_syncthing::run(args, base.path())
+                .unwrap_or_else(|e| json!({"skipped": format!("{e:#}")}))
+        }
+    };
+    let first = syncthing_first.then(syncthing);
+    let size = args.size_mib << 20;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let raw_seconds = runtime.block_on(super::bench_transfer::raw_stream(size, args.transport))?;
+    drop(runtime);
+    let mut scenarios = harp_scenarios(args, base.path())?;
+    if let Some(first) = scenarios.first_mut() {
+        first["raw_libp2p_stream_seconds"] = json!(raw_seconds);
+        first["ratio_to_raw_stream"] =
+            json!(first["seconds"].as_f64().unwrap_or(0.0) / raw_seconds.max(1e-9));
+    }
+    let syncthing = first.unwrap_or_else(syncthing);
+    Ok(json!({
+        "syncthing_first": syncthing_first,
+        "raw_libp2p_stream_seconds": raw_seconds,
+        "raw_libp2p_stream_mb_s": size as f64 / raw_seconds.max(1e-9) / 1e6,
+        "scenarios": scenarios,
+        "syncthing": syncthing,
+    }))
+}
+
+/// Two Harp devices set up in `base` as a user would, their daemons started, the scenarios
+/// run between them.
+fn harp_scenarios(args: &SyncArgs, base: &Path) -> anyhow::Result<Vec<Value>> {
     let a = Device {
-        home: base.path().join("a"),
-        folder: base.path().join("a/Shared"),
+        home: base.join("a"),
+        folder: base.join("a/Shared"),
     };
     let b = Device {
-        home: base.path().join("b"),
-        folder: base.path().join("b/Shared"),
+        home: base.join("b"),
+        folder: base.join("b/Shared"),
     };
     let mut ids = Vec::new();
     for d in [&a, &b] {
@@ -406,37 +472,7 @@ pub(crate) fn sync(args: &SyncArgs) -> anyhow::Result<Value> {
     let _ = db.kill();
     let _ = da.wait();
     let _ = db.wait();
-    let mut scenarios = result?;
-    let syncthing = if args.no_syncthing {
-        json!({"skipped": "--no-syncthing"})
-    } else {
-        match super::bench_syncthing::run(args, base.path()) {
-            Ok(v) => v,
-            Err(e) => json!({"skipped": format!("{e:#}")}),
-        }
-    };
-
-    let size = args.size_mib << 20;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let raw_seconds = runtime.block_on(super::bench_transfer::raw_stream(size, args.transport))?;
-    if let Some(first) = scenarios.first_mut() {
-        first["raw_libp2p_stream_seconds"] = json!(raw_seconds);
-        first["ratio_to_raw_stream"] =
-            json!(first["seconds"].as_f64().unwrap_or(0.0) / raw_seconds.max(1e-9));
-    }
-    Ok(json!({
-        "machine": crate::cli::bench::machine(),
-        "file_system": file_system_of(base.path()),
-        "transport": args.transport.name(),
-        "early_transfer": !args.no_early,
-        "size_bytes": size,
-        "small_files": args.small_files,
-        "raw_libp2p_stream_mb_s": size as f64 / raw_seconds.max(1e-9) / 1e6,
-        "scenarios": scenarios,
-        "syncthing": syncthing,
-    }))
+    result
 }
 
 /// An edit of A's file: until B's copy looks the same, with when B kept the version it
