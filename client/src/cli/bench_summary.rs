@@ -152,21 +152,18 @@ pub(super) fn table(report: &Value) -> String {
                 show(&f["peak_rss_bytes"], 1e6, 0),
             ));
         }
-        if !s["ratio_to_syncthing"].is_null() {
-            out.push_str(&format!(
-                "{:<16} {:<10} {:>22}\n",
-                "",
-                "Harp/ST",
-                show(&s["ratio_to_syncthing"], 1.0, 2)
-            ));
-        }
-        if !s["ratio_to_raw_stream"].is_null() {
-            out.push_str(&format!(
-                "{:<16} {:<10} {:>22}\n",
-                "",
-                "Harp/raw",
-                show(&s["ratio_to_raw_stream"], 1.0, 2)
-            ));
+        for (key, label) in [
+            ("ratio_to_syncthing", "Harp/ST"),
+            ("ratio_to_raw_stream", "Harp/raw"),
+        ] {
+            if !s[key].is_null() {
+                out.push_str(&format!(
+                    "{:<16} {:<10} {:>22}\n",
+                    "",
+                    label,
+                    show(&s[key], 1.0, 2)
+                ));
+            }
         }
     }
     out
