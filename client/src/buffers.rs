@@ -33,7 +33,7 @@ pub const KEEP_BYTES: usize = 64 << 20;
 /// burst of small files would only hold memory.
 pub const MIN_KEPT: usize = 16 << 10;
 
-/// Buffers larger than this (a manifest node's blob and a lane's trailer fit) are not kept.
+/// Buffers larger than this (a manifest node's blob fits) are not kept.
 pub const MAX_KEPT: usize = (1 << 20) + (4 << 10);
 
 /// Free buffers by capacity (with a serial number, for equal capacities).

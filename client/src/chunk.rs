@@ -136,8 +136,7 @@ fn prefix(tag: &[u8; 32]) -> ChunkTag {
 }
 
 /// The id and tag of a chunk: looked up by tag when the file had it before (a keyed hash, no
-/// encryption), else sealed. With `offer`, the blob goes to it (with room for a bulk lane's
-/// record trailer, as [`make_blob`] leaves, so sending it never moves it).
+/// encryption), else sealed. With `offer`, the blob goes to it.
 fn seal_id(
     keys: &FolderKeys,
     data: &[u8],
@@ -151,8 +150,8 @@ fn seal_id(
         }
     }
     // A kept buffer (crate::buffers): the blob dies on the thread that sends it, or here.
-    let room = blob::BLOB_OVERHEAD + crate::net::lane::RECORD_ROOM;
-    match blob::seal_chunk_tagged_into(keys, data, crate::buffers::take(room + data.len())) {
+    let len = blob::BLOB_OVERHEAD + data.len();
+    match blob::seal_chunk_tagged_into(keys, data, crate::buffers::take(len)) {
         Ok((tag, id, blob)) => {
             match offer {
                 Some(o) => o.sealed(id, blob),
@@ -451,9 +450,7 @@ pub fn make_blob(folder: &Folder, id: &ChunkId, location: BlobLocation) -> Optio
     match location {
         BlobLocation::Stored(blob) => Some(blob),
         BlobLocation::Ranges(ranges) => ranges.into_iter().find_map(|range| {
-            // Room for a bulk lane's record trailer too, so sending never moves the blob.
-            let room = blob::BLOB_OVERHEAD + crate::net::lane::RECORD_ROOM;
-            let mut buf = crate::buffers::take(room + range.len as usize);
+            let mut buf = crate::buffers::take(blob::BLOB_OVERHEAD + range.len as usize);
             buf.resize(blob::BLOB_HEADER_LEN, 0);
             read_range(folder, &range, &mut buf)?;
             match range.tag {
@@ -696,8 +693,6 @@ mod tests {
         let blobs = kept.blobs.lock().unwrap();
         for c in &plain.chunks {
             let blob = blobs.get(&c.id).expect("every chunk's blob is offered");
-            // Room for a lane's trailer: sending it never moves it.
-            assert!(blob.capacity() >= blob.len() + crate::net::lane::RECORD_ROOM);
             let checked = blob::CheckedBlob::check(c.id, blob.clone()).unwrap();
             let opened = checked.into_plaintext(&keys, BlobKind::Chunk).unwrap();
             let at = c.offset as usize;

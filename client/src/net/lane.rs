@@ -5,8 +5,9 @@
 //! libp2p's TCP stack (Noise with ChaCha20-Poly1305, then Yamux, in frames of at most 64 KiB)
 //! costs about 3.6 CPU seconds per GiB moved on loopback here, both ends together, and QUIC
 //! more; a TCP connection sealed with AES-256-GCM in records of up to a blob costs about
-//! 1.2-1.4 (docs/benchmarks.md, session 16). The blobs themselves are already sealed under the folder
-//! key, so the lane's own cipher only has to keep the exchange (which ids, which requests)
+//! 1.2-1.4 (docs/benchmarks.md, session 16), and under 1 since blob bodies are no longer
+//! sealed twice (session 22). The blobs themselves are already sealed under the folder key,
+//! so the lane's own cipher only has to keep the exchange (which ids, which requests)
 //! private and whole, and AES-GCM does that at a fraction of ChaCha20's cost on CPUs with AES
 //! instructions (Syncthing's TLS, from Go's crypto/tls, makes the same choice). libp2p keeps
 //! everything else: finding peers,
@@ -31,10 +32,20 @@
 //!
 //! # Records
 //! `len: u32 BE` ‖ AES-256-GCM(`plaintext`) with the length as associated data and the
-//! record's number in its direction as nonce. A blob's plaintext is the blob, then its request
-//! id (u64 BE), its chunk id and the kind byte 1, so the reader takes the blob as it is, with
-//! no copy; any other message is its body from [`harp_protocol::wire`], then the kind byte 0.
-//! A record that fails to open ends the lane as a peer fault.
+//! record's number in its direction as nonce; a message's plaintext is its body from
+//! [`harp_protocol::wire`]. A record that fails to open ends the lane as a peer fault.
+//!
+//! A blob's record (the length's top bit set) seals only the blob's head (version, kind and
+//! the 24-byte nonce), its request id and its chunk id; the rest of the blob, ciphertext and
+//! tag under the folder key, follows as it is. Sealing it again would cost both ends an
+//! AES-GCM pass per byte (about 0.4 CPU seconds per GiB here, 8 % of a new file's transfer,
+//! `docs/benchmarks.md`, session 22) and hide nothing the blob format does not already hide
+//! from anyone without the folder key: what an observer of the lane gets is what the blob
+//! format concedes to whoever holds blobs (their sizes, and which are equal), minus the
+//! chunk ids, which cannot be computed without the sealed head. Nor does it leave the body
+//! open to changes: the sealed chunk id is the BLAKE3 hash of the whole blob, and the
+//! fetcher checks every blob against it before anything else, so a changed body ends the
+//! lane as a peer fault, as a record that fails to open does.
 
 use std::collections::HashMap;
 use std::io::IoSlice;
@@ -43,7 +54,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::{AsyncReadExt, AsyncWriteExt};
-use harp_protocol::blob::MAX_BLOB_LEN;
+use harp_protocol::blob::{BLOB_HEADER_LEN, MAX_BLOB_LEN};
 use harp_protocol::ids::ChunkId;
 use harp_protocol::wire::{self, Message};
 use libp2p::core::multiaddr::Protocol;
@@ -83,15 +94,14 @@ const MAX_PENDING_PER_PEER: usize = 8;
 /// Idle lanes kept per peer.
 const POOL_PER_PEER: usize = 4;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const TAG_LEN: usize = 16;
-const KIND_MESSAGE: u8 = 0;
-const KIND_BLOB: u8 = 1;
-/// A blob's trailer: request id, chunk id, kind.
-const BLOB_TRAILER: usize = 8 + 32 + 1;
-/// What a blob's record adds after it (trailer and tag): a blob made with this much spare
-/// capacity is sealed and sent where it lies.
-pub const RECORD_ROOM: usize = BLOB_TRAILER + TAG_LEN;
+/// The length's top bit: a blob's record (sealed head, then the rest of the blob as it is).
+const BLOB_RECORD: u32 = 1 << 31;
+/// What a blob's record seals after the blob's head: request id, chunk id.
+const BLOB_TRAILER: usize = 8 + 32;
+/// The sealed part of a blob's record with a whole head (a shorter blob is all head).
+const SEALED_BLOB_PART: usize = BLOB_HEADER_LEN + BLOB_TRAILER + TAG_LEN;
 /// The largest record: a blob, its trailer and the tag.
 const MAX_RECORD: usize = wire::MAX_FRAME_LEN + BLOB_TRAILER + TAG_LEN;
 
@@ -191,34 +201,93 @@ impl LaneReader {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(e.into()),
         }
-        let len = u32::from_be_bytes(header) as usize;
-        if !(TAG_LEN + 1..=MAX_RECORD).contains(&len) {
+        let word = u32::from_be_bytes(header);
+        let is_blob = word & BLOB_RECORD != 0;
+        let len = (word & !BLOB_RECORD) as usize;
+        let least = if is_blob {
+            BLOB_TRAILER + TAG_LEN
+        } else {
+            TAG_LEN + 1
+        };
+        if !(least..=MAX_RECORD).contains(&len) {
             return Err(StreamError::Violation(format!(
-                "a lane record of {len} bytes (at most {MAX_RECORD})"
+                "a lane record of {len} bytes ({least} to {MAX_RECORD})"
             )));
+        }
+        if is_blob {
+            return self.read_blob(header, len).await.map(Some);
         }
         // Into spare capacity of a kept buffer (crate::buffers): no zeroing, no fresh pages.
         let mut buf = crate::buffers::take(len);
-        stalled(async {
-            while buf.len() < len {
-                let want = len - buf.len();
-                if (&mut self.io).take(want as u64).read_buf(&mut buf).await? == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-            }
-            Ok(())
-        })
-        .await?;
+        self.read_into(&mut buf, len).await?;
         let nonce = self.open.nonce();
         let plain_len = self
             .open
             .key
             .open_in_place(nonce, Aad::from(header), &mut buf)
-            .map_err(|_| StreamError::Violation("a lane record failed authentication".into()))?
+            .map_err(|_| refused())?
             .len();
         buf.truncate(plain_len);
-        decode(buf).map(Some)
+        let msg = Message::decode(&buf)?;
+        crate::buffers::give(buf);
+        if matches!(msg, Message::Blob { .. }) {
+            return Err(StreamError::Violation(
+                "a blob in a message record of a lane".into(),
+            ));
+        }
+        Ok(Some(msg))
     }
+
+    /// A blob's record of `len` bytes: its sealed part opened, the rest of the blob read
+    /// after the head into one kept buffer.
+    async fn read_blob(&mut self, header: [u8; 4], len: usize) -> Result<Message, StreamError> {
+        let sealed_len = len.min(SEALED_BLOB_PART);
+        let mut sealed = [0u8; SEALED_BLOB_PART];
+        stalled(self.io.read_exact(&mut sealed[..sealed_len])).await?;
+        let nonce = self.open.nonce();
+        let plain = self
+            .open
+            .key
+            .open_in_place(nonce, Aad::from(header), &mut sealed[..sealed_len])
+            .map_err(|_| refused())?;
+        let head_len = plain.len() - BLOB_TRAILER;
+        let blob_len = head_len + (len - sealed_len);
+        if blob_len > MAX_BLOB_LEN {
+            return Err(StreamError::Violation(format!(
+                "a blob of {blob_len} bytes (at most {MAX_BLOB_LEN})"
+            )));
+        }
+        let mut req = [0u8; 8];
+        req.copy_from_slice(&plain[head_len..head_len + 8]);
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&plain[head_len + 8..]);
+        let mut data = crate::buffers::take(blob_len);
+        data.extend_from_slice(&plain[..head_len]);
+        self.read_into(&mut data, blob_len).await?;
+        Ok(Message::Blob {
+            req: u64::from_be_bytes(req),
+            id: ChunkId::from_bytes(id),
+            data,
+        })
+    }
+
+    /// Reads until `buf` holds `len` bytes, into its spare capacity.
+    async fn read_into(&mut self, buf: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
+        stalled(async {
+            while buf.len() < len {
+                let want = len - buf.len();
+                if (&mut self.io).take(want as u64).read_buf(buf).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn refused() -> StreamError {
+    StreamError::Violation("a lane record failed authentication".into())
 }
 
 /// `io`, or a `TimedOut` error after [`STALL`].
@@ -230,54 +299,6 @@ async fn stalled<T>(
         .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
-/// A record's plaintext to its message.
-fn decode(mut plain: Vec<u8>) -> Result<Message, StreamError> {
-    match plain.pop() {
-        Some(KIND_MESSAGE) => Ok(Message::decode(&plain)?),
-        Some(KIND_BLOB) if plain.len() >= BLOB_TRAILER - 1 => {
-            let at = plain.len() - (BLOB_TRAILER - 1);
-            let mut req = [0u8; 8];
-            req.copy_from_slice(&plain[at..at + 8]);
-            let mut id = [0u8; 32];
-            id.copy_from_slice(&plain[at + 8..]);
-            plain.truncate(at);
-            if plain.len() > MAX_BLOB_LEN {
-                return Err(StreamError::Violation(format!(
-                    "a blob of {} bytes (at most {MAX_BLOB_LEN})",
-                    plain.len()
-                )));
-            }
-            Ok(Message::Blob {
-                req: u64::from_be_bytes(req),
-                id: ChunkId::from_bytes(id),
-                data: plain,
-            })
-        }
-        other => Err(StreamError::Violation(format!(
-            "a lane record of unknown kind {other:?}"
-        ))),
-    }
-}
-
-/// A message's record plaintext (a blob's bytes are moved, not copied).
-fn encode(msg: Message) -> Vec<u8> {
-    match msg {
-        Message::Blob { req, id, mut data } => {
-            data.reserve_exact(BLOB_TRAILER + TAG_LEN);
-            data.extend_from_slice(&req.to_be_bytes());
-            data.extend_from_slice(id.as_bytes());
-            data.push(KIND_BLOB);
-            data
-        }
-        other => {
-            let mut body = other.encode();
-            body.reserve_exact(1 + TAG_LEN);
-            body.push(KIND_MESSAGE);
-            body
-        }
-    }
-}
-
 impl LaneWriter {
     /// The connection under the lane, to send it unsealed bytes (tests of hostile input).
     #[cfg(test)]
@@ -285,22 +306,64 @@ impl LaneWriter {
         &mut self.io
     }
 
-    /// Seals and sends one message.
+    /// Seals and sends one message: a blob as its sealed head and the rest as it is, where it
+    /// lies; anything else sealed whole.
     pub async fn send(&mut self, msg: Message) -> Result<(), StreamError> {
-        let mut buf = encode(msg);
-        let len = u32::try_from(buf.len() + TAG_LEN)
-            .map_err(|_| StreamError::Violation("a message too large for a lane".into()))?;
-        let header = len.to_be_bytes();
+        let too_large = || StreamError::Violation("a message too large for a lane".into());
         let nonce = self.seal.nonce();
-        self.seal
-            .key
-            .seal_in_place_append_tag(nonce, Aad::from(header), &mut buf)
-            .map_err(|_| StreamError::Violation("sealing a lane record failed".into()))?;
-        // One system call (and one segment, up to the MTU) for the length and the record: no
-        // copy into a buffer, and no 4-byte write of the length alone ahead of a large record.
+        match msg {
+            Message::Blob { req, id, data } => {
+                let head_len = data.len().min(BLOB_HEADER_LEN);
+                let plain_len = head_len + BLOB_TRAILER;
+                let mut sealed = [0u8; SEALED_BLOB_PART];
+                sealed[..head_len].copy_from_slice(&data[..head_len]);
+                sealed[head_len..head_len + 8].copy_from_slice(&req.to_be_bytes());
+                sealed[head_len + 8..plain_len].copy_from_slice(id.as_bytes());
+                let len = u32::try_from(plain_len + TAG_LEN + (data.len() - head_len))
+                    .ok()
+                    .filter(|l| *l as usize <= MAX_RECORD)
+                    .ok_or_else(too_large)?;
+                let header = (len | BLOB_RECORD).to_be_bytes();
+                let tag = self
+                    .seal
+                    .key
+                    .seal_in_place_separate_tag(nonce, Aad::from(header), &mut sealed[..plain_len])
+                    .map_err(|_| sealing_failed())?;
+                sealed[plain_len..plain_len + TAG_LEN].copy_from_slice(tag.as_ref());
+                let sealed = &sealed[..plain_len + TAG_LEN];
+                self.write(&mut [
+                    IoSlice::new(&header),
+                    IoSlice::new(sealed),
+                    IoSlice::new(&data[head_len..]),
+                ])
+                .await?;
+                crate::buffers::give(data);
+            }
+            other => {
+                let mut buf = other.encode();
+                buf.reserve_exact(TAG_LEN);
+                let len = u32::try_from(buf.len() + TAG_LEN)
+                    .ok()
+                    .filter(|l| *l as usize <= MAX_RECORD)
+                    .ok_or_else(too_large)?;
+                let header = len.to_be_bytes();
+                self.seal
+                    .key
+                    .seal_in_place_append_tag(nonce, Aad::from(header), &mut buf)
+                    .map_err(|_| sealing_failed())?;
+                self.write(&mut [IoSlice::new(&header), IoSlice::new(&buf)])
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One record's parts in as few system calls as the socket takes (and one segment, up to
+    /// the MTU, for a small record): no copy into a buffer, no 4-byte write of the length
+    /// alone ahead of a large record.
+    async fn write(&mut self, parts: &mut [IoSlice<'_>]) -> std::io::Result<()> {
         stalled(async {
-            let mut parts = [IoSlice::new(&header), IoSlice::new(&buf)];
-            let mut left = &mut parts[..];
+            let mut left = parts;
             while !left.is_empty() {
                 let n = self.io.write_vectored(left).await?;
                 if n == 0 {
@@ -310,10 +373,12 @@ impl LaneWriter {
             }
             Ok(())
         })
-        .await?;
-        crate::buffers::give(buf);
-        Ok(())
+        .await
     }
+}
+
+fn sealing_failed() -> StreamError {
+    StreamError::Violation("sealing a lane record failed".into())
 }
 
 /// A pending lane: the ticket's peer and keys.
@@ -695,34 +760,115 @@ mod tests {
         assert_ne!(swapped.up, k1.up);
     }
 
+    /// The bytes one message makes on the wire of a lane with key `up`.
+    async fn record_of(msg: Message, up: &[u8; 32], down: &[u8; 32]) -> Vec<u8> {
+        let mut record = Vec::new();
+        let (mut fetcher, server) = connected(up, down).await;
+        fetcher.writer.send(msg).await.unwrap();
+        drop(fetcher);
+        let mut raw = server.reader.io;
+        raw.read_to_end(&mut record).await.unwrap();
+        record
+    }
+
+    /// What a lane keyed `key` reads from `bytes`.
+    async fn replay(bytes: Vec<u8>, key: [u8; 32]) -> Result<Option<Message>, StreamError> {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (a, b) = tokio::join!(tokio::net::TcpStream::connect(addr), l.accept());
+        let mut a = a.unwrap();
+        a.write_all(&bytes).await.unwrap();
+        drop(a);
+        let mut lane = Lane::over(b.unwrap().0, &key, &key, None).unwrap();
+        lane.reader.read_message().await
+    }
+
+    /// A real chunk's blob and id.
+    fn real_blob() -> (ChunkId, Vec<u8>) {
+        use harp_protocol::blob::{self, BlobKind};
+        let keys = harp_protocol::keys::FolderKey::from_bytes([4; 32]).schedule();
+        let plain: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        blob::seal(&keys, BlobKind::Chunk, &plain).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_blob_s_record_hides_its_nonce_and_ids_and_a_changed_body_fails_the_id_check() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let (k, _) = pair(&a, &b);
+        let (id, blob) = real_blob();
+        let req = 0x0123_4567_89ab_cdef_u64;
+        let msg = Message::Blob {
+            req,
+            id,
+            data: blob.clone(),
+        };
+        let record = record_of(msg.clone(), &k.up, &k.down).await;
+        assert_eq!(
+            record.len(),
+            4 + SEALED_BLOB_PART + blob.len() - BLOB_HEADER_LEN
+        );
+        // On the wire: the blob's ciphertext after its head, as it is ...
+        assert_eq!(&record[4 + SEALED_BLOB_PART..], &blob[BLOB_HEADER_LEN..]);
+        // ... but not its nonce (without which no one can compute its id), nor the ids.
+        let sealed = &record[..4 + SEALED_BLOB_PART];
+        let holds = |needle: &[u8]| sealed.windows(needle.len()).any(|w| w == needle);
+        assert!(!holds(&blob[2..BLOB_HEADER_LEN]));
+        assert!(!holds(id.as_bytes()));
+        assert!(!holds(&req.to_be_bytes()));
+        assert_eq!(replay(record.clone(), k.up).await.unwrap(), Some(msg));
+        // A flipped bit in the body reaches the reader, whose blob then fails the check
+        // every fetcher makes of every blob before anything else.
+        let mut flipped = record.clone();
+        flipped[4 + SEALED_BLOB_PART + 1000] ^= 1;
+        let Ok(Some(Message::Blob { id: got, data, .. })) = replay(flipped, k.up).await else {
+            panic!("a changed body still reads as a blob");
+        };
+        assert_eq!(got, id);
+        assert_ne!(data, blob);
+        assert!(harp_protocol::blob::CheckedBlob::check(got, data).is_err());
+        // A flipped bit in the sealed head or trailer, or in the length's blob bit.
+        for at in [4 + 10, 4 + BLOB_HEADER_LEN + 3, 4 + SEALED_BLOB_PART - 1] {
+            let mut flipped = record.clone();
+            flipped[at] ^= 1;
+            assert!(
+                matches!(replay(flipped, k.up).await, Err(StreamError::Violation(_))),
+                "byte {at}"
+            );
+        }
+        let mut unflagged = record.clone();
+        unflagged[0] ^= 0x80;
+        assert!(matches!(
+            replay(unflagged, k.up).await,
+            Err(StreamError::Violation(_))
+        ));
+        // A blob too short to have a head crosses whole, sealed.
+        let short = Message::Blob {
+            req: 9,
+            id,
+            data: vec![5; 7],
+        };
+        let record = record_of(short.clone(), &k.up, &k.down).await;
+        assert_eq!(record.len(), 4 + 7 + BLOB_TRAILER + TAG_LEN);
+        assert!(!record.windows(7).any(|w| w == [5; 7]));
+        assert_eq!(replay(record, k.up).await.unwrap(), Some(short));
+    }
+
     #[tokio::test]
     async fn a_flipped_bit_a_replayed_record_or_a_wrong_key_is_refused() {
         let (a, b) = (PeerId::random(), PeerId::random());
         let (k, _) = pair(&a, &b);
-        // Capture a real record's bytes.
-        let mut record = Vec::new();
-        {
-            let (mut fetcher, server) = connected(&k.up, &k.down).await;
-            fetcher.writer.send(samples()[0].clone()).await.unwrap();
-            drop(fetcher);
-            let mut raw = server.reader.io;
-            raw.read_to_end(&mut record).await.unwrap();
-        }
-        assert!(record.len() > 70_000);
-        let replay = |bytes: Vec<u8>, key: [u8; 32]| async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = l.local_addr().unwrap();
-            let (a, b) = tokio::join!(tokio::net::TcpStream::connect(addr), l.accept());
-            let mut a = a.unwrap();
-            a.write_all(&bytes).await.unwrap();
-            drop(a);
-            let mut lane = Lane::over(b.unwrap().0, &key, &key, None).unwrap();
-            lane.reader.read_message().await
+        // A real record's bytes: a message, sealed whole.
+        let want = Message::Want {
+            req: 5,
+            folder: harp_protocol::ids::FolderId::from_bytes([1; 16]),
+            ids: vec![ChunkId::from_bytes([7; 32]); wire::MAX_WANT],
         };
+        let record = record_of(want, &k.up, &k.down).await;
+        assert!(record.len() > 30_000);
         // As sent, it opens.
         assert!(matches!(
             replay(record.clone(), k.up).await,
-            Ok(Some(Message::Blob { .. }))
+            Ok(Some(Message::Want { .. }))
         ));
         // A flipped bit in the body or in the length.
         let mut flipped = record.clone();
@@ -735,6 +881,27 @@ mod tests {
         longer[3] ^= 1;
         longer.push(0);
         assert!(replay(longer, k.up).await.is_err());
+        // The blob bit set on a message's record: its sealed part does not open.
+        let mut flagged = record.clone();
+        flagged[0] ^= 0x80;
+        assert!(matches!(
+            replay(flagged, k.up).await,
+            Err(StreamError::Violation(_))
+        ));
+        // A blob in a message's record (only a sender that breaks the format makes one).
+        let mut sealer = Sealer::new(&k.up).unwrap();
+        let mut body = samples()[0].encode();
+        let header = u32::try_from(body.len() + TAG_LEN).unwrap().to_be_bytes();
+        let nonce = sealer.nonce();
+        sealer
+            .key
+            .seal_in_place_append_tag(nonce, Aad::from(header), &mut body)
+            .unwrap();
+        let smuggled = [&header[..], &body].concat();
+        assert!(matches!(
+            replay(smuggled, k.up).await,
+            Err(StreamError::Violation(_))
+        ));
         // Another key (another lane's, or the other direction's).
         assert!(matches!(
             replay(record.clone(), k.down).await,
@@ -788,7 +955,15 @@ mod tests {
             h[0] = v;
             h
         };
-        assert_eq!(lanes.ticket_for(peer, me, &hello(2)).unwrap()[0], 0);
+        // Another version's records differ: its peer gets no lane, and a libp2p stream.
+        assert_eq!(
+            lanes.ticket_for(peer, me, &hello(VERSION - 1)).unwrap()[0],
+            0
+        );
+        assert_eq!(
+            lanes.ticket_for(peer, me, &hello(VERSION + 1)).unwrap()[0],
+            0
+        );
         for _ in 0..MAX_PENDING_PER_PEER {
             let offer = lanes.ticket_for(peer, me, &hello(VERSION)).unwrap();
             assert_eq!(offer[0], 1);
