@@ -22,7 +22,26 @@ pub async fn read(r: &mut (impl AsyncRead + Unpin), max: usize) -> std::io::Resu
 
 /// Writes one frame and flushes it.
 pub async fn write(w: &mut (impl AsyncWrite + Unpin), payload: &[u8]) -> std::io::Result<()> {
-    w.write_all(&(payload.len() as u32).to_be_bytes()).await?;
-    w.write_all(payload).await?;
+    write_parts(w, &[payload]).await
+}
+
+/// Writes one frame whose payload is `parts` one after the other, and flushes it: a tag byte
+/// and a large body go out without first being copied into one buffer (a metadata message
+/// can be several MB, and the copy would be held beside it, at the daemon's peak).
+pub async fn write_parts(
+    w: &mut (impl AsyncWrite + Unpin),
+    parts: &[&[u8]],
+) -> std::io::Result<()> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let len = u32::try_from(len).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("a frame of {len} bytes"),
+        )
+    })?;
+    w.write_all(&len.to_be_bytes()).await?;
+    for part in parts {
+        w.write_all(part).await?;
+    }
     w.flush().await
 }

@@ -25,7 +25,7 @@ use harp_protocol::ids::FolderId;
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{Notify, Semaphore};
 
-use super::frame::write as write_frame;
+use super::frame::{write as write_frame, write_parts as write_frame_parts};
 use super::{Handle, device_of};
 use crate::sync::doc::FolderDoc;
 
@@ -125,13 +125,11 @@ async fn turns(
             if msg.is_none() && their_last_empty {
                 break;
             }
-            let mut payload = vec![SYNC];
-            if let Some(m) = &msg {
-                payload.extend_from_slice(m);
-            }
-            write_frame(w, &payload).await?;
-            handle.stats.count(peer, payload.len() as u64 + 4, false);
-            sent += payload.len();
+            let body = msg.as_deref().unwrap_or_default();
+            write_frame_parts(w, &[&[SYNC], body]).await?;
+            let len = 1 + body.len();
+            handle.stats.count(peer, len as u64 + 4, false);
+            sent += len;
         } else {
             let frame = match read_frame(r).await {
                 Ok(f) => f,
