@@ -4,7 +4,10 @@
 //! A boundary falls where a rolling gear hash of the last bytes matches a mask, so boundaries
 //! move with the content: an insert or delete changes only the chunks around it, and two
 //! devices cut the same file the same way (which is why the chunker is part of the protocol).
-//! With the default parameters, an edit changes at most three chunks (property-tested below).
+//! With the default parameters, a small insert or delete changes one chunk 99 % of the time
+//! and more than three about once in 10,000 edits (a cut moved into the next chunk's minimum
+//! or its small-mask zone can cascade; `measure::chunks_changed_by_small_inserts_and_deletes`);
+//! the unit property bounds it at six.
 //!
 //! The gear table is derived from the folder's chunker key
 //! ([`FolderKeys::gear_table`](crate::keys::FolderKeys::gear_table)): with a public table,
@@ -16,7 +19,8 @@
 //! average and the maximum, a cut that is not content-defined, is rarely reached (about e^-6
 //! of chunks with the defaults). Level 2 clusters tighter but, measured, lets an edit cascade
 //! over up to 6 chunks now and then (0.2% of 1-byte inserts); level 1 kept every one of 3000
-//! inserts within 3 chunks (`measure::edit_locality_by_parameters`, `docs/benchmarks.md`).
+//! inserts within 3 chunks (`measure::edit_locality_by_parameters`, `docs/benchmarks.md`), and
+//! all but one of 20,000 edits of 1-63 bytes (that one changed 5).
 //! The masks take the hash's high bits, which depend on the last 64 bytes only.
 
 use std::ops::Range;
@@ -351,7 +355,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(std::env::var("HARP_CHUNKER_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)))]
 
         #[test]
-        fn an_insert_or_delete_changes_at_most_three_chunks(
+        fn an_insert_or_delete_changes_at_most_six_chunks(
             seed in any::<u64>(),
             at in 0usize..(2 << 20),
             len in 1usize..64,
@@ -367,8 +371,10 @@ mod tests {
                 let insert = random(seed ^ 1, len);
                 new.splice(at..at, insert);
             }
+            // Usually one chunk; more than three about once in 10,000 edits (the module doc);
+            // the saved regressions hold two edits that changed four.
             let changed = changed_chunks(&c, &old, &new);
-            prop_assert!(changed <= 3, "{} chunks changed", changed);
+            prop_assert!(changed <= 6, "{} chunks changed", changed);
         }
     }
 }
@@ -380,6 +386,45 @@ mod measure {
     use super::*;
     use crate::keys::FolderKey;
     use std::collections::HashSet;
+
+    #[test]
+    #[ignore = "a measurement"]
+    fn chunks_changed_by_small_inserts_and_deletes() {
+        // The default parameters, over random edits like the unit property's: 1-63 bytes
+        // inserted or deleted anywhere in 2 MiB of random data.
+        let c = Chunker::new(
+            FolderKey::from_bytes([9; 32]).schedule().gear_table(),
+            Params::DEFAULT,
+        );
+        let trials: u64 = std::env::var("TRIALS").map_or(10_000, |v| v.parse().unwrap());
+        let mut hist = [[0usize; 9]; 2];
+        for t in 0..trials {
+            let mut old = vec![0u8; 2 << 20];
+            blake3::Hasher::new()
+                .update(&t.to_le_bytes())
+                .finalize_xof()
+                .fill(&mut old);
+            let len = 1 + (t as usize * 7919) % 63;
+            let at = (t as usize * 1_037_311) % (old.len() - len);
+            let delete = t % 2 == 1;
+            let mut new = old.clone();
+            if delete {
+                new.drain(at..at + len);
+            } else {
+                new.splice(at..at, std::iter::repeat_n(0x55, len));
+            }
+            let before: HashSet<&[u8]> = c.chunks(&old).map(|r| &old[r]).collect();
+            let changed = c
+                .chunks(&new)
+                .filter(|r| !before.contains(&new[r.clone()]))
+                .count();
+            hist[delete as usize][changed.min(8)] += 1;
+        }
+        println!(
+            "chunks changed [0..8+]: inserts {:?}, deletes {:?}",
+            hist[0], hist[1]
+        );
+    }
 
     #[test]
     #[ignore = "a 3000-trial measurement, a few minutes in release mode"]
